@@ -1,0 +1,129 @@
+"""`upgrader plan CLUSTER --to VERSION`: the path a person reads before saying yes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from upgrader.cli.output import OUTPUT_OPTION, Output, emit_json
+from upgrader.domain.plans import Action, HopKind, Plan, Step, WorkerStrategy
+
+_UNDO = {
+    "none": "-",
+    "uncordon": "uncordon",
+    "package-downgrade": "reinstall previous package",
+    "manifest-swap": "restore kubeadm's manifest backup",
+    "etcd-restore": "restore the hop's etcd snapshot",
+    "emulated-version": "roll binary back (emulation)",
+}
+
+
+def plan_command(
+    ctx: typer.Context,
+    cluster: str = typer.Argument(..., help="A cluster registered with `upgrader cluster add`."),
+    to: str = typer.Option(..., "--to", help="Target: an exact patch (v1.33.2) or a minor (v1.33 = newest patch)."),
+    state: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--state", help="Inventory JSON to plan from (the shape of `upgrader inventory -o json`).",
+    ),
+    catalog: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--catalog", help="Release catalog replacing the built-in one: one version per line, # comments.",
+    ),
+    skip: list[str] = typer.Option(
+        [], "--skip", help="Also skip this version (repeatable); the cluster's skip list always applies.",
+    ),
+    workers: WorkerStrategy = typer.Option(
+        WorkerStrategy.SKIP_LEVEL, "--workers",
+        help="skip-level: upgrade workers as rarely as the skew policy allows; every-minor: follow each hop.",
+    ),
+    max_unavailable: int = typer.Option(1, "--max-unavailable", help="Workers drained at once (batch size)."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Plan an upgrade across several minors, store it in the ledger and print it.
+
+    The control plane moves one minor at a time (kubeadm refuses more), each hop preceded by an etcd
+    snapshot. Workers jump several minors where the version-skew policy allows. Versions in the
+    cluster's skip list (`upgrader cluster skip`) and given with --skip are never used.
+
+    Exit codes: 0 planned (or nothing to do), 2 bad input, 3 no valid plan.
+    """
+    from upgrader import services
+
+    request = services.PlanRequest(
+        cluster=cluster, target=to, state=state, catalog=catalog, skip=tuple(skip),
+        workers=workers, max_unavailable=max_unavailable,
+    )
+    result = services.make_plan(ctx.obj, request)
+    if output is Output.JSON:
+        emit_json({"id": result.plan_id, **result.plan.to_dict()})
+    elif result.plan_id is None:
+        typer.echo(f"nothing to do: {cluster} is already at {result.plan.target}")
+    else:
+        typer.echo(render_plan(result.plan_id, result.plan))
+
+
+def render_plan(plan_id: int, plan: Plan) -> str:
+    lines = [
+        f"plan {plan_id}: {plan.cluster} {plan.source_version} -> {plan.target}",
+        f"  workers: {plan.strategy.workers}, at most {plan.strategy.max_unavailable} unavailable at once",
+        "  skipped versions honoured: " + (", ".join(map(str, plan.skipped_versions)) or "none"),
+        "  control-plane hops: " + (" -> ".join(
+            f"{h.version}{' (finish half-done hop)' if h.kind is HopKind.LEVEL else ''}" for h in plan.hops
+        ) or "none"),
+    ]
+    upgrades = plan.worker_upgrades()
+    if upgrades:
+        counts = sorted({len(v) for v in upgrades.values()})
+        lines.append(f"  worker upgrades: {len(upgrades)} workers, {'/'.join(map(str, counts))} upgrade(s) each")
+    lines.append("")
+    lines += _render_steps(plan)
+    if plan.warnings:
+        lines.append("")
+        lines += [f"warning: {w}" for w in plan.warnings]
+    lines.append("")
+    lines.append(f"undo: steps marked 'restore the hop's etcd snapshot' lose writes made after that snapshot.")
+    lines.append(f"next: review, then `upgrader apply {plan_id}` (arrives in a later release).")
+    return "\n".join(lines)
+
+
+def _render_steps(plan: Plan) -> list[str]:
+    lines: list[str] = []
+    current_hop: Any = object()
+    batch_steps: dict[int, list[Step]] = {}
+    for step in plan.steps:
+        if step.batch is not None:
+            batch_steps.setdefault(step.batch, []).append(step)
+    shown: set[int] = set()
+    for step in plan.steps:
+        if step.batch is None and step.hop != current_hop and step.hop is not None:
+            current_hop = step.hop
+            hop = plan.hops[step.hop]
+            lines.append(f"hop {step.hop + 1}/{len(plan.hops)}: control plane to {hop.version}"
+                         + (" (finishing a half-done hop)" if hop.kind is HopKind.LEVEL else ""))
+        if step.batch is None:
+            lines.append(_step_line(step))
+        elif step.batch not in shown:
+            shown.add(step.batch)
+            lines.append(_batch_line(step.batch, batch_steps[step.batch]))
+    return lines
+
+
+def _step_line(step: Step) -> str:
+    node = step.node or "cluster"
+    version = str(step.version) if step.version else ""
+    undo = _UNDO[str(step.reversibility)]
+    note = f"  ({step.note})" if step.note else ""
+    return f"  {step.n:>4}  {step.action:<22} {node:<20} {version:<10} undo: {undo}{note}"
+
+
+def _batch_line(batch: int, steps: list[Step]) -> str:
+    nodes = sorted({s.node for s in steps if s.node})
+    version = next(s.version for s in steps if s.action is Action.UPGRADE_KUBELET)
+    first, last = steps[0].n, steps[-1].n
+    shown = ", ".join(nodes[:6]) + (f" and {len(nodes) - 6} more" if len(nodes) > 6 else "")
+    kept = [s.node for s in steps if s.action is Action.DRAIN and s.note]
+    extra = f"; stays cordoned: {', '.join(n for n in kept if n)}" if kept else ""
+    return (f"  {first:>4}-{last:<4} workers batch {batch} to {version}: {shown} "
+            f"(upgrade-kubeadm, kubeadm-upgrade-node, drain, upgrade-kubelet, uncordon; "
+            f"undo: reinstall previous packages{extra})")

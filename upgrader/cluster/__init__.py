@@ -1,0 +1,1 @@
+"""Reaching a cluster's API: kubeconfig checks now, the live adapter in a later issue."""

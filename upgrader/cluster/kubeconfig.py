@@ -1,0 +1,57 @@
+"""Check a kubeconfig file before it is stored, without contacting the cluster.
+
+Registration must not need the cluster to be reachable (the operator may be preparing from a
+laptop), but a typo in the path or the context name should be caught now, not at 3 a.m.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from upgrader.errors import KubeconfigError
+
+
+def validate_kubeconfig(path: Path, context: str | None) -> tuple[Path, str]:
+    """Return the absolute path and the context that will be used."""
+    resolved = path.expanduser().resolve()
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise KubeconfigError(f"kubeconfig {path}: no such file") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise KubeconfigError(f"kubeconfig {path}: cannot read it ({e.__class__.__name__})") from e
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise KubeconfigError(f"kubeconfig {path}: not valid YAML") from e
+    if not isinstance(doc, dict) or doc.get("kind", "Config") != "Config":
+        raise KubeconfigError(f"kubeconfig {path}: not a kubeconfig (expected kind: Config)")
+    contexts = _named(doc, "contexts", path)
+    clusters = _named(doc, "clusters", path)
+    chosen = context or doc.get("current-context")
+    if not chosen:
+        raise KubeconfigError(f"kubeconfig {path}: no current-context; pass --context")
+    if chosen not in contexts:
+        known = ", ".join(sorted(contexts)) or "none"
+        raise KubeconfigError(f"kubeconfig {path}: no context named {chosen!r} (contexts: {known})")
+    cluster = (contexts[chosen] or {}).get("cluster")
+    if cluster not in clusters:
+        raise KubeconfigError(f"kubeconfig {path}: context {chosen!r} names cluster {cluster!r}, which is not defined")
+    if not (clusters[cluster] or {}).get("server"):
+        raise KubeconfigError(f"kubeconfig {path}: cluster {cluster!r} has no server")
+    return resolved, chosen
+
+
+def _named(doc: dict[str, object], key: str, path: Path) -> dict[str, dict[str, object]]:
+    items = doc.get(key) or []
+    if not isinstance(items, list):
+        raise KubeconfigError(f"kubeconfig {path}: {key} must be a list")
+    result: dict[str, dict[str, object]] = {}
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise KubeconfigError(f"kubeconfig {path}: every entry of {key} needs a name")
+        body = item.get(key[:-1])
+        result[item["name"]] = body if isinstance(body, dict) else {}
+    return result

@@ -1,0 +1,247 @@
+"""The planner: a pure function from (inventory, target, catalog, skip list, strategy) to a Plan.
+
+Gather facts, decide in pure code: nothing here does I/O. The rules it follows (DOMAIN.md):
+- the control plane moves one minor per hop, each hop at the newest catalog patch of that minor
+  that is not skipped (the last hop at the exact target), every kubeadm apply preceded by a snapshot;
+- a control plane a crashed run left half-upgraded is first brought level, without a second
+  ``kubeadm upgrade apply`` for that version;
+- workers (``skip-level``) are upgraded as rarely as the skew rules allow: only when the next hop
+  would leave them too far behind, and then as far as the control plane has got (the latest, highest
+  upgrade is never worse, so doing it per worker is the minimum number of upgrades).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from upgrader.domain.catalog import Catalog
+from upgrader.domain.inventory import Inventory, Node
+from upgrader.domain.plans import REVERSIBILITY, Action, Hop, HopKind, Plan, Step, Strategy, WorkerStrategy
+from upgrader.domain.skew import kubelet_max_skew, kubelet_may_stay
+from upgrader.domain.validation import control_plane_version, validate_cluster_state
+from upgrader.domain.versions import Minor, Version
+from upgrader.errors import NoUpgradePathError
+
+_ETCD_36 = Minor(1, 34)
+
+
+def plan_upgrade(
+    inventory: Inventory,
+    target: Version | Minor,
+    catalog: Catalog,
+    *,
+    skip: frozenset[Version] = frozenset(),
+    strategy: Strategy = Strategy(),
+) -> Plan:
+    """Plan the path to ``target``; a plan with no steps means there is nothing to do."""
+    validate_cluster_state(inventory)
+    current = control_plane_version(inventory)
+    final = _resolve_target(target, current, catalog, skip)
+    _refuse_unreachable_target(inventory, final, current, catalog, skip)
+    hops = _hops(inventory, current, final, catalog, skip)
+    builder = _Builder(inventory=inventory, strategy=strategy)
+    if hops:
+        builder.build(hops, current=current, final=final, catalog=catalog, skip=skip)
+    elif any(n.kubelet < final for n in inventory.workers):
+        builder.build([], current=current, final=final, catalog=catalog, skip=skip)
+    honoured = tuple(v for v in sorted(skip) if current < v and v.line <= final.line)
+    return Plan(
+        cluster=inventory.cluster,
+        source_version=current,
+        target=final,
+        source_fingerprint=inventory.fingerprint,
+        strategy=strategy,
+        skipped_versions=honoured,
+        hops=tuple(hops),
+        steps=tuple(builder.steps),
+        warnings=tuple(_warnings(inventory, current, hops)),
+    )
+
+
+def _resolve_target(target: Version | Minor, current: Version, catalog: Catalog, skip: frozenset[Version]) -> Version:
+    if isinstance(target, Version):
+        return target
+    newest = catalog.newest(target, excluding=skip)
+    if newest is None:
+        if target == current.line:
+            return current
+        raise NoUpgradePathError(f"{target} has no release in the catalog that is not skipped")
+    return max(newest, current) if target == current.line else newest
+
+
+def _refuse_unreachable_target(
+    inventory: Inventory, final: Version, current: Version, catalog: Catalog, skip: frozenset[Version]
+) -> None:
+    if final < current:
+        raise NoUpgradePathError(
+            f"target {final} is older than the control plane ({current}); "
+            "upgrader does not downgrade: use `upgrader rollback` to return to a snapshot"
+        )
+    newer = sorted(n.name for n in inventory.nodes if n.kubelet > final)
+    if newer:
+        raise NoUpgradePathError(f"target {final} is older than the kubelet on {', '.join(newer)}")
+    if final in skip:
+        raise NoUpgradePathError(f"target {final} is in the skip list (see `upgrader cluster show`)")
+    if final != current and final not in catalog:
+        raise NoUpgradePathError(f"target {final} is not in the release catalog")
+
+
+def _hops(
+    inventory: Inventory, current: Version, final: Version, catalog: Catalog, skip: frozenset[Version]
+) -> list[Hop]:
+    hops: list[Hop] = []
+    lagging = any(n.components and n.components.lowest < current for n in inventory.control_planes)
+    kubelets_behind = any(n.kubelet < current for n in inventory.control_planes)
+    if lagging or (kubelets_behind and final.line == current.line):
+        hops.append(Hop(current.line, current, HopKind.LEVEL))
+    if final.line == current.line:
+        if final > current:
+            hops.append(Hop(final.line, final, HopKind.UPGRADE))
+        return hops
+    if final.major != current.major:
+        raise NoUpgradePathError(f"cannot plan across major versions ({current} to {final})")
+    for minor in range(current.minor + 1, final.minor):
+        line = Minor(current.major, minor)
+        version = catalog.newest(line, excluding=skip)
+        if version is None:
+            why = "is missing from the release catalog" if not catalog.patches(line) else "has only skipped releases"
+            raise NoUpgradePathError(f"no path to {final}: intermediate minor {line} {why}")
+        hops.append(Hop(line, version, HopKind.UPGRADE))
+    hops.append(Hop(final.line, final, HopKind.UPGRADE))
+    return hops
+
+
+@dataclass
+class _Builder:
+    """Accumulates steps while tracking where each worker's kubelet stands."""
+
+    inventory: Inventory
+    strategy: Strategy
+    steps: list[Step] = field(default_factory=list)
+    batch: int = 0
+
+    def __post_init__(self) -> None:
+        self.workers = {n.name: n.kubelet for n in self.inventory.workers}
+        self.cordoned = {n.name for n in self.inventory.nodes if n.unschedulable}
+        self.cp_kubelets = {n.name: n.kubelet for n in self.inventory.control_planes}
+
+    def build(
+        self, hops: list[Hop], *, current: Version, final: Version, catalog: Catalog, skip: frozenset[Version]
+    ) -> None:
+        self.add(Action.PREFLIGHT, None, None)
+        cp_now = current
+        for index, hop in enumerate(hops):
+            if hop.kind is HopKind.UPGRADE:
+                before = index - 1 if index else None
+                stuck = sorted(n for n, v in self.cp_kubelets.items() if not kubelet_may_stay(v.line, hop=hop.minor))
+                for name in stuck:  # a control-plane kubelet left far behind would block kubeadm too
+                    self.kubelet(name, _worker_version(cp_now, catalog, skip), hop=before, batch=None)
+                forced = sorted(w for w, v in self.workers.items() if not kubelet_may_stay(v.line, hop=hop.minor))
+                if forced:
+                    self.upgrade_workers(forced, _worker_version(cp_now, catalog, skip), hop=before)
+                self.control_plane_hop(hop, index, snapshot_of=cp_now)
+            else:
+                self.level_hop(hop, index)
+            cp_now = hop.version
+            if self.strategy.workers is WorkerStrategy.EVERY_MINOR and hop.kind is HopKind.UPGRADE:
+                behind = sorted(w for w, v in self.workers.items() if v < hop.version)
+                self.upgrade_workers(behind, hop.version, hop=index)
+        behind = sorted(w for w, v in self.workers.items() if v < final)
+        self.upgrade_workers(behind, final, hop=len(hops) - 1 if hops else None)
+        self.add(Action.POSTFLIGHT, None, final)
+
+    def add(self, action: Action, node: str | None, version: Version | None, **kw: object) -> None:
+        self.steps.append(
+            Step(
+                n=len(self.steps) + 1,
+                action=action,
+                node=node,
+                version=version,
+                batch=kw.get("batch"),  # type: ignore[arg-type]
+                reversibility=REVERSIBILITY[action],
+                hop=kw.get("hop"),  # type: ignore[arg-type]
+                note=str(kw.get("note", "")),
+            )
+        )
+
+    def control_plane_hop(self, hop: Hop, index: int, *, snapshot_of: Version) -> None:
+        first, *others = _control_plane_order(self.inventory)
+        self.add(Action.SNAPSHOT, first.name, snapshot_of, hop=index,
+                 note=f"known-good point at {snapshot_of} before kubeadm rewrites the control plane")
+        self.add(Action.UPGRADE_KUBEADM, first.name, hop.version, hop=index)
+        self.add(Action.KUBEADM_UPGRADE_APPLY, first.name, hop.version, hop=index)
+        self.add(Action.HEALTH_GATE, first.name, hop.version, hop=index, note="apiserver ready at the new version")
+        for node in others:
+            self.add(Action.UPGRADE_KUBEADM, node.name, hop.version, hop=index)
+            self.add(Action.KUBEADM_UPGRADE_NODE, node.name, hop.version, hop=index)
+            self.add(Action.HEALTH_GATE, node.name, hop.version, hop=index, note="control plane ready on node")
+        for node in (first, *others):
+            self.kubelet(node.name, hop.version, hop=index, batch=None)
+
+    def level_hop(self, hop: Hop, index: int) -> None:
+        """Finish the hop to ``hop.version`` that a crashed run left half done."""
+        for node in _control_plane_order(self.inventory):
+            assert node.components is not None
+            if node.components.lowest < hop.version:
+                self.add(Action.UPGRADE_KUBEADM, node.name, hop.version, hop=index)
+                self.add(Action.KUBEADM_UPGRADE_NODE, node.name, hop.version, hop=index,
+                         note="level with the control-plane nodes already upgraded")
+                self.add(Action.HEALTH_GATE, node.name, hop.version, hop=index, note="control plane ready on node")
+        for node in _control_plane_order(self.inventory):
+            if self.cp_kubelets[node.name] < hop.version:
+                self.kubelet(node.name, hop.version, hop=index, batch=None)
+
+    def kubelet(self, node: str, version: Version, *, hop: int | None, batch: int | None) -> None:
+        already = node in self.cordoned
+        note = "cordoned before upgrader started: it stays cordoned" if already else ""
+        self.add(Action.DRAIN, node, None, hop=hop, batch=batch, note=note)
+        self.add(Action.UPGRADE_KUBELET, node, version, hop=hop, batch=batch)
+        if node in self.cp_kubelets:
+            self.cp_kubelets[node] = version
+        if not already:
+            self.add(Action.UNCORDON, node, None, hop=hop, batch=batch)
+
+    def upgrade_workers(self, names: Iterable[str], version: Version, *, hop: int | None) -> None:
+        ordered = list(names)
+        size = self.strategy.max_unavailable
+        for start in range(0, len(ordered), size):
+            self.batch += 1
+            for name in ordered[start : start + size]:
+                self.add(Action.UPGRADE_KUBEADM, name, version, hop=hop, batch=self.batch)
+                self.add(Action.KUBEADM_UPGRADE_NODE, name, version, hop=hop, batch=self.batch)
+                self.kubelet(name, version, hop=hop, batch=self.batch)
+                self.workers[name] = version
+            self.add(Action.HEALTH_GATE, None, version, hop=hop, batch=self.batch, note="batch nodes Ready")
+
+
+def _control_plane_order(inventory: Inventory) -> list[Node]:
+    """The node that runs ``kubeadm upgrade apply`` first: the one furthest along, then by name."""
+    nodes = sorted(inventory.control_planes, key=lambda n: n.name)
+    return sorted(nodes, key=lambda n: n.components.apiserver if n.components else n.kubelet, reverse=True)
+
+
+def _worker_version(cp_now: Version, catalog: Catalog, skip: frozenset[Version]) -> Version:
+    """Where a worker forced to move goes: as far as the control plane, avoiding skipped versions."""
+    if cp_now not in skip:
+        return cp_now
+    candidates = [v for v in catalog.versions if v <= cp_now and v.line == cp_now.line and v not in skip]
+    if not candidates:
+        raise NoUpgradePathError(
+            f"workers must move before the next hop, but every release of {cp_now.line} up to {cp_now} is skipped"
+        )
+    return candidates[-1]
+
+
+def _warnings(inventory: Inventory, current: Version, hops: list[Hop]) -> Iterable[str]:
+    for node in inventory.nodes:
+        if not node.ready:
+            yield f"node {node.name} is NotReady: preflight will refuse while it stays so"
+        if node.unschedulable:
+            yield f"node {node.name} was cordoned before this plan: upgrader will not uncordon it"
+        if node.kubelet.line < Minor(1, 25):
+            yield (f"kubelet on {node.name} is {node.kubelet}: kubelets older than v1.25 may trail the "
+                   f"apiserver by only {kubelet_max_skew(node.kubelet.line)} minors")
+    if hops and current.line < _ETCD_36 <= hops[-1].minor:
+        yield ("the hop to v1.34 moves etcd from 3.5 to 3.6: going back past it needs the etcd snapshot, "
+               "and writes made after that snapshot are lost")

@@ -1,0 +1,133 @@
+"""What a plan is: an ordered list of steps in a small action vocabulary (ARCHITECTURE.md "Plan shape")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from upgrader.domain.versions import Minor, Version
+
+
+class Action(StrEnum):
+    PREFLIGHT = "preflight"
+    SNAPSHOT = "snapshot"
+    UPGRADE_KUBEADM = "upgrade-kubeadm"
+    KUBEADM_UPGRADE_APPLY = "kubeadm-upgrade-apply"
+    KUBEADM_UPGRADE_NODE = "kubeadm-upgrade-node"
+    DRAIN = "drain"
+    UPGRADE_KUBELET = "upgrade-kubelet"
+    UNCORDON = "uncordon"
+    HEALTH_GATE = "health-gate"
+    FINALIZE_EMULATED_VERSION = "finalize-emulated-version"
+    POSTFLIGHT = "postflight"
+
+
+class Reversibility(StrEnum):
+    """How a step can be undone, should the run have to go back."""
+
+    NONE = "none"  # nothing to undo: it observes, records or restores schedulability
+    UNCORDON = "uncordon"  # a drain is undone by uncordoning; evicted pods reschedule
+    PACKAGE_DOWNGRADE = "package-downgrade"  # reinstall the previous package (kubelet: drain first)
+    MANIFEST_SWAP = "manifest-swap"  # put back the static pod manifests kubeadm backed up
+    ETCD_RESTORE = "etcd-restore"  # restore the hop's etcd snapshot; writes since then are lost
+    EMULATED_VERSION = "emulated-version"  # roll the binary back; emulation kept the old behaviour
+
+
+REVERSIBILITY: dict[Action, Reversibility] = {
+    Action.PREFLIGHT: Reversibility.NONE,
+    Action.SNAPSHOT: Reversibility.NONE,
+    Action.UPGRADE_KUBEADM: Reversibility.PACKAGE_DOWNGRADE,
+    Action.KUBEADM_UPGRADE_APPLY: Reversibility.ETCD_RESTORE,
+    Action.KUBEADM_UPGRADE_NODE: Reversibility.MANIFEST_SWAP,
+    Action.DRAIN: Reversibility.UNCORDON,
+    Action.UPGRADE_KUBELET: Reversibility.PACKAGE_DOWNGRADE,
+    Action.UNCORDON: Reversibility.NONE,
+    Action.HEALTH_GATE: Reversibility.NONE,
+    Action.FINALIZE_EMULATED_VERSION: Reversibility.NONE,
+    Action.POSTFLIGHT: Reversibility.NONE,
+}
+
+
+class WorkerStrategy(StrEnum):
+    SKIP_LEVEL = "skip-level"
+    EVERY_MINOR = "every-minor"
+
+
+class HopKind(StrEnum):
+    LEVEL = "level"  # finish a hop a crashed run left half done; no new kubeadm apply
+    UPGRADE = "upgrade"
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    workers: WorkerStrategy = WorkerStrategy.SKIP_LEVEL
+    max_unavailable: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    n: int
+    action: Action
+    node: str | None
+    version: Version | None
+    batch: int | None
+    reversibility: Reversibility
+    hop: int | None = None  # index into Plan.hops; None for steps outside any hop
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "action": str(self.action),
+            "node": self.node,
+            "version": str(self.version) if self.version else None,
+            "batch": self.batch,
+            "reversibility": str(self.reversibility),
+            "hop": self.hop,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    minor: Minor
+    version: Version
+    kind: HopKind
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"minor": str(self.minor), "version": str(self.version), "kind": str(self.kind)}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    cluster: str
+    source_version: Version
+    target: Version
+    source_fingerprint: str
+    strategy: Strategy
+    skipped_versions: tuple[Version, ...]
+    hops: tuple[Hop, ...]
+    steps: tuple[Step, ...]
+    warnings: tuple[str, ...] = ()
+
+    def worker_upgrades(self) -> dict[str, tuple[Version, ...]]:
+        """Per worker, the kubelet versions it is taken to, in order."""
+        result: dict[str, list[Version]] = {}
+        for step in self.steps:
+            if step.action is Action.UPGRADE_KUBELET and step.batch is not None and step.node and step.version:
+                result.setdefault(step.node, []).append(step.version)
+        return {k: tuple(v) for k, v in result.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan document: stored in the ledger and printed by ``plan -o json``."""
+        return {
+            "cluster": self.cluster,
+            "target": str(self.target),
+            "source": {"fingerprint": self.source_fingerprint, "control_plane_version": str(self.source_version)},
+            "strategy": {"workers": str(self.strategy.workers), "max_unavailable": self.strategy.max_unavailable},
+            "skipped_versions": [str(v) for v in self.skipped_versions],
+            "hops": [h.to_dict() for h in self.hops],
+            "steps": [s.to_dict() for s in self.steps],
+            "warnings": list(self.warnings),
+        }

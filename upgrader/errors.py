@@ -1,0 +1,98 @@
+"""One exception tree for every expected failure; each class carries its exit code.
+
+Only the CLI turns these into exits (see ARCHITECTURE.md "Errors and exit codes"). The docstring of
+each class is its default message, so ``raise ClusterNotFoundError()`` still says something useful.
+"""
+
+from __future__ import annotations
+
+
+class UpgraderError(Exception):
+    """upgrader failed."""
+
+    exit_code = 1
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UsageError(UpgraderError):
+    """Bad usage, bad input or configuration."""
+
+    exit_code = 2
+
+
+class InvalidVersionError(UsageError):
+    """Not a Kubernetes version (expected vMAJOR.MINOR.PATCH or vMAJOR.MINOR)."""
+
+
+class InvalidInventoryError(UsageError):
+    """The inventory document is malformed."""
+
+
+class InvalidCatalogError(UsageError):
+    """The release catalog is malformed."""
+
+
+class InvalidNameError(UsageError):
+    """Names are lowercase letters, digits and '-', 1 to 63 characters, starting with a letter."""
+
+
+class ClusterNotFoundError(UsageError):
+    """No such cluster in the ledger."""
+
+
+class ClusterExistsError(UsageError):
+    """A cluster with that name is already registered."""
+
+
+class KubeconfigError(UsageError):
+    """The kubeconfig file is unusable."""
+
+
+class DatabaseError(UsageError):
+    """The ledger database is unusable."""
+
+
+class SchemaMismatchError(DatabaseError):
+    """The ledger schema does not match this version of upgrader."""
+
+
+class NoUpgradePathError(UpgraderError):
+    """No valid upgrade plan exists."""
+
+    exit_code = 3
+
+
+class SkewViolationError(NoUpgradePathError):
+    """The cluster is in a state the documented kubeadm procedure cannot produce."""
+
+
+class PreflightError(UpgraderError):
+    """Preflight refused; nothing was changed."""
+
+    exit_code = 4
+
+
+class RunLockedError(UpgraderError):
+    """Another run holds the cluster's lock."""
+
+    exit_code = 7
+
+
+class IntegrityError(UpgraderError):
+    """Integrity check failed."""
+
+    exit_code = 8
+
+
+class PlanNotFoundError(UsageError):
+    """No plan with that id in the ledger."""
+
+
+class LockLostError(RunLockedError):
+    """This run no longer holds the cluster's lock: its lease expired and another run took it over."""

@@ -1,0 +1,179 @@
+"""Use cases: each gathers facts (ledger, files), decides in the pure domain, then records the result.
+
+This is the composition root: the only place that knows which adapters serve which port.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from upgrader.cluster.kubeconfig import validate_kubeconfig
+from upgrader.config import AppContext
+from upgrader.domain.catalog import Catalog, parse_catalog
+from upgrader.domain.inventory import Inventory, inventory_to_dict, parse_inventory
+from upgrader.domain.names import validate_name
+from upgrader.domain.planning import plan_upgrade
+from upgrader.domain.plans import Plan, Strategy, WorkerStrategy
+from upgrader.domain.replay import replay
+from upgrader.domain.versions import Version, parse_target
+from upgrader.errors import InvalidCatalogError, InvalidInventoryError, UsageError
+from upgrader.ledger.records import ClusterRecord
+
+
+def register_cluster(
+    app: AppContext, *, name: str, kubeconfig: Path, context: str | None, transport: dict[str, Any] | None = None
+) -> ClusterRecord:
+    validate_name(name)
+    path, chosen = validate_kubeconfig(kubeconfig, context)
+    with app.ledger().unit_of_work() as uow:
+        record = uow.repo.add_cluster(
+            name=name, kubeconfig=str(path), context=chosen, transport=transport, actor=app.actor.user
+        )
+        _event(app, uow, "cluster-added", cluster=name, data={"kubeconfig": str(path), "context": chosen})
+        uow.commit()
+    return record
+
+
+def unregister_cluster(app: AppContext, *, name: str) -> None:
+    with app.ledger().unit_of_work() as uow:
+        uow.repo.remove_cluster(name)
+        _event(app, uow, "cluster-removed", cluster=name)
+        uow.commit()
+
+
+def list_clusters(app: AppContext) -> list[ClusterRecord]:
+    with app.ledger().unit_of_work() as uow:
+        return list(uow.repo.list_clusters())
+
+
+def show_cluster(app: AppContext, *, name: str) -> ClusterRecord:
+    with app.ledger().unit_of_work() as uow:
+        return uow.repo.get_cluster(name)
+
+
+def skip_version(app: AppContext, *, cluster: str, version: str, reason: str) -> ClusterRecord:
+    parsed = Version.parse(version)
+    if not reason.strip():
+        raise UsageError("--reason must say why this version is skipped")
+    with app.ledger().unit_of_work() as uow:
+        uow.repo.add_skip(cluster=cluster, version=str(parsed), reason=reason.strip(), actor=app.actor.user)
+        _event(app, uow, "version-skipped", cluster=cluster, data={"version": str(parsed), "reason": reason})
+        uow.commit()
+        return uow.repo.get_cluster(cluster)
+
+
+def unskip_version(app: AppContext, *, cluster: str, version: str) -> bool:
+    parsed = Version.parse(version)
+    with app.ledger().unit_of_work() as uow:
+        removed = uow.repo.remove_skip(cluster=cluster, version=str(parsed))
+        if removed:
+            _event(app, uow, "version-unskipped", cluster=cluster, data={"version": str(parsed)})
+        uow.commit()
+        return bool(removed)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRequest:
+    cluster: str
+    target: str
+    state: Path | None
+    catalog: Path | None
+    skip: tuple[str, ...] = ()
+    workers: WorkerStrategy = WorkerStrategy.SKIP_LEVEL
+    max_unavailable: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PlanResult:
+    plan_id: int | None  # None when there was nothing to do (nothing is recorded then)
+    plan: Plan
+
+
+def make_plan(app: AppContext, request: PlanRequest) -> PlanResult:
+    """Plan and record. Every refusal happens before the ledger is written, so it writes nothing."""
+    target = parse_target(request.target)
+    extra_skips = frozenset(Version.parse(v) for v in request.skip)
+    if request.max_unavailable < 1:
+        raise UsageError("--max-unavailable must be at least 1")
+    catalog = load_catalog(request.catalog)
+    inventory = _load_inventory(request)
+    with app.ledger().unit_of_work() as uow:
+        cluster = uow.repo.get_cluster(request.cluster)
+    if inventory.cluster != cluster.name:
+        raise InvalidInventoryError(f"cluster: the inventory is for {inventory.cluster!r}, not {cluster.name!r}")
+    skip = frozenset(Version.parse(s.version) for s in cluster.skips) | extra_skips
+    strategy = Strategy(workers=request.workers, max_unavailable=request.max_unavailable)
+    plan = plan_upgrade(inventory, target, catalog, skip=skip, strategy=strategy)
+    if not plan.steps:
+        return PlanResult(plan_id=None, plan=plan)
+    replay(inventory, plan)  # an independent check of every rule; a failure here is a planner bug
+    return PlanResult(plan_id=_record_plan(app, inventory, plan, source="file"), plan=plan)
+
+
+def _record_plan(app: AppContext, inventory: Inventory, plan: Plan, *, source: str) -> int:
+    document = plan.to_dict()
+    with app.ledger().unit_of_work() as uow:
+        observation = uow.repo.record_observation(
+            cluster=plan.cluster,
+            observed_at=inventory.observed_at,
+            fingerprint=inventory.fingerprint,
+            source=source,
+            inventory=inventory_to_dict(inventory),
+        )
+        plan_id = uow.repo.save_plan(
+            cluster=plan.cluster,
+            observation_id=observation,
+            created_by=app.actor.user,
+            target=str(plan.target),
+            strategy=document["strategy"],
+            skipped_versions=document["skipped_versions"],
+            source_fingerprint=plan.source_fingerprint,
+            document=document,
+            steps=document["steps"],
+        )
+        _event(app, uow, "plan-created", cluster=plan.cluster, data={"plan": plan_id, "target": str(plan.target)})
+        uow.commit()
+    return int(plan_id)
+
+
+def load_catalog(path: Path | None) -> Catalog:
+    if path is None:
+        text = resources.files("upgrader").joinpath("data/catalog.txt").read_text(encoding="utf-8")
+        return parse_catalog(text, source="built-in catalog")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidCatalogError(f"catalog {path}: cannot read it ({e.__class__.__name__})") from e
+    return parse_catalog(text, source=str(path))
+
+
+def _load_inventory(request: PlanRequest) -> Inventory:
+    if request.state is None:
+        raise UsageError(
+            "observing a live cluster is not available yet: pass --state INVENTORY.json "
+            "(the shape `upgrader inventory CLUSTER -o json` will print)"
+        )
+    try:
+        doc = json.loads(request.state.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise InvalidInventoryError(f"inventory {request.state}: no such file") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidInventoryError(f"inventory {request.state}: cannot read it ({e.__class__.__name__})") from e
+    except json.JSONDecodeError as e:
+        raise InvalidInventoryError(f"inventory {request.state}: not JSON (line {e.lineno}: {e.msg})") from e
+    return parse_inventory(doc)
+
+
+def _event(app: AppContext, uow: Any, kind: str, *, cluster: str | None, data: dict[str, Any] | None = None) -> None:
+    uow.repo.append_event(
+        kind=kind,
+        actor=app.actor.user,
+        host=app.actor.host,
+        command_line=app.actor.command_line,
+        cluster=cluster,
+        data=data,
+    )
