@@ -1,0 +1,141 @@
+"""The migrations build exactly the models' schema, both ways, on both backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from upgrader import errors
+from upgrader.ledger import db
+from upgrader.ledger.models import Base
+
+
+def _tables(url: str) -> set[str]:
+    engine = sa.create_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _schema_diff(url: str) -> list[object]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            return list(compare_metadata(context, Base.metadata))
+    finally:
+        engine.dispose()
+
+
+def _stamp(url: str, revision: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = :rev"), {"rev": revision})
+    finally:
+        engine.dispose()
+
+
+def test_head_is_the_initial_revision() -> None:
+    assert db.head() == "0001"
+
+
+def test_upgrade_downgrade_upgrade(db_url: str) -> None:
+    assert db.current(db_url) is None
+    db.upgrade(db_url)
+    assert db.current(db_url) == "0001"
+    assert db.check(db_url)
+    assert set(Base.metadata.tables) | {"alembic_version"} == _tables(db_url)
+
+    db.downgrade(db_url, "base")
+    assert db.current(db_url) is None
+    assert not db.check(db_url)
+    assert _tables(db_url) <= {"alembic_version"}
+
+    db.upgrade(db_url)
+    assert db.current(db_url) == "0001"
+
+
+def test_migrated_schema_matches_the_models(db_url: str) -> None:
+    db.upgrade(db_url)
+    assert _schema_diff(db_url) == []
+
+
+def test_sqlite_is_migrated_on_first_use(sqlite_url: str) -> None:
+    with db.open_ledger(sqlite_url) as ledger:
+        assert db.current(sqlite_url) == db.head()
+        directory = Path(sa.make_url(sqlite_url).database or "").parent
+        assert directory.stat().st_mode & 0o777 == 0o700
+        with ledger.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+
+
+def test_sqlite_behind_is_migrated_forward(sqlite_url: str) -> None:
+    db.upgrade(sqlite_url)
+    db.downgrade(sqlite_url, "base")
+    with db.open_ledger(sqlite_url):
+        assert db.current(sqlite_url) == db.head()
+
+
+@pytest.mark.postgres
+def test_postgres_is_never_migrated_implicitly(postgres_url: str) -> None:
+    with pytest.raises(errors.SchemaMismatchError, match=r"run `upgrader db upgrade`") as caught:
+        db.open_ledger(postgres_url)
+    assert "none (empty database)" in caught.value.message
+    assert db.current(postgres_url) is None
+
+
+@pytest.mark.postgres
+def test_postgres_behind_names_both_revisions(postgres_url: str) -> None:
+    db.upgrade(postgres_url)
+    db.downgrade(postgres_url, "base")
+    with pytest.raises(errors.SchemaMismatchError) as caught:
+        db.open_ledger(postgres_url)
+    assert "needs 0001" in caught.value.message
+    assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("revision", ["9999_from_the_future", "0"])  # "0" is a prefix of 0001
+def test_schema_ahead_is_refused_on_both_backends(db_url: str, revision: str) -> None:
+    db.upgrade(db_url)
+    _stamp(db_url, revision)
+    with pytest.raises(errors.SchemaMismatchError) as caught:
+        db.open_ledger(db_url)
+    message = caught.value.message
+    assert f"revision {revision}," in message
+    assert "newer upgrader" in message
+    assert "\n" not in message
+
+
+def test_ledger_repr_masks_the_password() -> None:
+    url = "postgresql://alice:s3cret@db.example:5432/ledger"
+    resolved = db.resolve_url(url, {})
+    engine = sa.create_engine(resolved)
+    try:
+        ledger = db.Ledger(engine)
+        assert "s3cret" not in repr(ledger)
+        assert "s3cret" not in str(ledger.url)
+    finally:
+        engine.dispose()
+
+
+def test_unreachable_postgres_is_a_one_line_database_error() -> None:
+    with pytest.raises(errors.DatabaseError) as caught:
+        db.open_ledger("postgresql://alice:s3cret@127.0.0.1:1/ledger")
+    message = caught.value.message
+    assert "\n" not in message
+    assert "s3cret" not in message
+    assert "127.0.0.1" in message
+    assert caught.value.exit_code == 2
+
+
+def test_unwritable_sqlite_location_is_a_database_error() -> None:
+    with pytest.raises(errors.DatabaseError, match="ledger"):
+        db.open_ledger("sqlite:////proc/upgrader/ledger.db")

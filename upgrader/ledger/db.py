@@ -1,0 +1,276 @@
+"""Where the ledger lives, how to connect to it, and keeping its schema at the migrations' head.
+
+Guarantees:
+- SQLite (the default, one operator): the file and its directory (0700) are created on first use
+  and migrated to head automatically; concurrent first uses are serialised by SQLite's write lock
+  (every transaction is ``BEGIN IMMEDIATE``), so two processes never migrate at once.
+- PostgreSQL (teams, fleets): never migrated implicitly, because other hosts may run an older
+  upgrader; a schema that is not at head is a ``SchemaMismatchError`` saying what to do.
+- An unusable database is a one-line ``DatabaseError`` (exit 2) with the password masked.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.orm import sessionmaker
+
+import upgrader
+from upgrader import errors
+from upgrader.ledger.failures import database_errors, masked
+from upgrader.ledger.uow import SqlUnitOfWork
+
+MIGRATIONS_DIR = Path(upgrader.__file__).resolve().parent.parent / "migrations"
+BUSY_TIMEOUT_MS = 10_000
+_PG_MIGRATION_LOCK = 0x75_70_67_72  # "upgr": pg_advisory_xact_lock key serialising `db upgrade`s
+_SCHEMES = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite",
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def resolve_url(cli_value: str | None, environ: Mapping[str, str]) -> str:
+    """``--db``, else ``UPGRADER_DB``, else the per-user SQLite file (XDG data home)."""
+    value = cli_value or environ.get("UPGRADER_DB") or _default_sqlite_path(environ)
+    return _normalise(value).render_as_string(hide_password=False)
+
+
+def _default_sqlite_path(environ: Mapping[str, str]) -> str:
+    data_home = environ.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(data_home):  # the XDG spec says to ignore relative values
+        home = environ.get("HOME") or str(Path.home())
+        data_home = os.path.join(home, ".local", "share")
+    return os.path.join(data_home, "upgrader", "ledger.db")
+
+
+def _normalise(value: str) -> URL:
+    if "://" not in value:  # a plain path names a SQLite file
+        return URL.create("sqlite", database=str(Path(value).expanduser().resolve()))
+    try:
+        url = make_url(value)
+    except (sa.exc.ArgumentError, ValueError) as e:
+        raise errors.DatabaseError(f"not a database URL: {_mask_text(value)}") from e
+    driver = _SCHEMES.get(url.drivername)
+    if driver is None:
+        raise errors.DatabaseError(
+            f"unsupported database URL scheme {url.drivername!r}: use sqlite:///PATH or postgresql://..."
+        )
+    if driver == "sqlite" and url.database in (None, "", ":memory:"):
+        raise errors.DatabaseError("the ledger must be a SQLite file, not an in-memory database")
+    return url.set(drivername=driver)
+
+
+def _mask_text(value: str) -> str:
+    scheme, _, rest = value.partition("://")
+    creds, at, host = rest.rpartition("@")
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if at and ":" in creds else value
+
+
+class Ledger:
+    """An open ledger: the engine and the factory of units of work. Close it to free connections."""
+
+    def __init__(self, engine: Engine, *, clock: Clock = _utcnow) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._clock = clock
+
+    @property
+    def url(self) -> URL:
+        return self.engine.url
+
+    def unit_of_work(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self._sessions, url=self.url, clock=self._clock)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Ledger(url={masked(self.url)!r})"
+
+
+def open_ledger(url: str, *, clock: Clock = _utcnow) -> Ledger:
+    """Connect and make sure the schema is at head (migrating a SQLite file, refusing otherwise)."""
+    parsed = _normalise(url)
+    engine = _create_engine(parsed)
+    try:
+        with database_errors(parsed):
+            heads = _heads(engine)
+            if heads != (head(),):
+                if parsed.get_backend_name() == "sqlite" and all(map(_is_known, heads)):
+                    _run_alembic(parsed, lambda cfg: command.upgrade(cfg, "head"))
+                else:
+                    raise _mismatch(parsed, heads)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Ledger(engine, clock=clock)
+
+
+def head() -> str:
+    """The revision this upgrader's models correspond to."""
+    rev = ScriptDirectory.from_config(_config()).get_current_head()
+    assert rev is not None, "the migrations directory has no revisions"
+    return rev
+
+
+def current(url: str) -> str | None:
+    """The revision the database is at (None when it has never been migrated)."""
+    parsed = _normalise(url)
+    engine = _create_engine(parsed)
+    try:
+        with database_errors(parsed):
+            heads = _heads(engine)
+    finally:
+        engine.dispose()
+    return ",".join(heads) or None
+
+
+def check(url: str) -> bool:
+    """True when the database is exactly at head (what `upgrader db check` reports)."""
+    return current(url) == head()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    parsed = _normalise(url)
+    _run_alembic(parsed, lambda cfg: command.upgrade(cfg, revision))
+
+
+def downgrade(url: str, revision: str) -> None:
+    parsed = _normalise(url)
+    _run_alembic(parsed, lambda cfg: command.downgrade(cfg, revision))
+
+
+def _mismatch(url: URL, heads: tuple[str, ...]) -> errors.SchemaMismatchError:
+    found = ", ".join(heads) or "none (empty database)"
+    if all(map(_is_known, heads)):
+        return errors.SchemaMismatchError(
+            f"the ledger at {masked(url)} is at schema revision {found} but this upgrader needs "
+            f"{head()}: run `upgrader db upgrade`"
+        )
+    return errors.SchemaMismatchError(
+        f"the ledger at {masked(url)} is at schema revision {found}, which this upgrader "
+        f"({upgrader.__version__}, schema {head()}) does not know: it was migrated by a newer "
+        "upgrader; use that version or newer"
+    )
+
+
+def _is_known(revision: str) -> bool:
+    # Exact match only: alembic would otherwise resolve a prefix ("0") to a known revision.
+    try:
+        script = ScriptDirectory.from_config(_config()).get_revision(revision)
+    except CommandError:
+        return False
+    return script is not None and script.revision == revision
+
+
+def _config(connection: Connection | None = None) -> Config:
+    if not (MIGRATIONS_DIR / "env.py").is_file():
+        raise errors.DatabaseError(f"the ledger migrations are missing: {MIGRATIONS_DIR}/env.py not found")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    cfg.set_main_option("path_separator", "os")
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _heads(engine: Engine) -> tuple[str, ...]:
+    with engine.connect() as conn:
+        return tuple(MigrationContext.configure(conn).get_current_heads())
+
+
+def _run_alembic(url: URL, action: Callable[[Config], None]) -> None:
+    """Run one alembic command in a single transaction that excludes every other migrator."""
+    engine = _create_engine(url, foreign_keys=False)
+    try:
+        with database_errors(url), engine.begin() as conn:
+            if url.get_backend_name() == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+            action(_config(conn))
+            if url.get_backend_name() == "sqlite":
+                _check_foreign_keys(conn, url)
+    finally:
+        engine.dispose()
+
+
+def _check_foreign_keys(conn: Connection, url: URL) -> None:
+    # Migrations run with SQLite's FK enforcement off (a batch table rebuild would otherwise
+    # cascade-delete children); this check restores the guarantee before the commit.
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise errors.DatabaseError(f"migration of {masked(url)} left dangling foreign keys: {broken[:3]}")
+
+
+def _create_engine(url: URL, *, foreign_keys: bool = True) -> Engine:
+    if url.get_backend_name() != "sqlite":
+        return sa.create_engine(url, connect_args={"connect_timeout": 10, "application_name": "upgrader"})
+    _make_parent_dir(url)
+    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sa.PoolProxiedConnection, _record: object) -> None:
+        dbapi_conn.isolation_level = None  # type: ignore[attr-defined]  # we emit BEGIN ourselves
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _enable_wal(cursor)
+        cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Take the write lock up front: a deferred transaction that reads and then writes gets
+        # SQLITE_BUSY at once (no busy wait) when another writer got in between.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _enable_wal(cursor: Any) -> None:
+    """WAL lets readers work while a run writes. Switching a fresh file to WAL needs an exclusive
+    lock for which SQLite does not call the busy handler, so concurrent first uses retry here."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _make_parent_dir(url: URL) -> None:
+    parent = Path(url.database or "").expanduser().parent
+    try:
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise errors.DatabaseError(f"cannot create the ledger directory {parent}: {e.strerror}") from e

@@ -1,0 +1,42 @@
+"""Turn driver and alembic failures into one-line ``DatabaseError``s at the ledger's boundary.
+
+Callers above the ledger never see SQLAlchemy, psycopg or sqlite3 exceptions for an unusable
+database (unreachable, locked, unwritable, unknown revision): they see ``errors.DatabaseError``
+(exit 2) with a message that names the database with its password masked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from alembic.util import CommandError
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL
+
+from upgrader import errors
+
+
+def masked(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def describe(exc: BaseException, url: URL) -> str:
+    """One line: where, and the driver's first line of explanation, never the password."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(orig).strip().splitlines() if line.strip()]
+    detail = lines[0] if lines else type(orig).__name__
+    if url.password:
+        detail = detail.replace(str(url.password), "***")
+    return f"ledger database {masked(url)}: {detail}"
+
+
+@contextmanager
+def database_errors(url: URL) -> Iterator[None]:
+    """Translate unusable-database failures; integrity violations stay (callers map those)."""
+    try:
+        yield
+    except sa_exc.IntegrityError:
+        raise
+    except (sa_exc.DBAPIError, CommandError, OSError) as e:
+        raise errors.DatabaseError(describe(e, url)) from e

@@ -1,0 +1,268 @@
+"""The ledger repository: reads and writes records inside the caller's unit of work.
+
+It hands out frozen records (``records.py``), never ORM rows, and raises the project's own errors
+for expected conditions (unknown cluster, duplicate name, held lock). It never commits: the unit
+of work decides. Writes that may race with another process (cluster names, skips, leases) are
+single statements whose conflicts the database detects, translated here with ``raise .. from``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session, selectinload
+
+from upgrader import errors
+from upgrader.ledger import locks, rows
+from upgrader.ledger.models import Cluster, ClusterLock, Event, Observation, Plan, PlanStep, SkippedVersion
+from upgrader.ledger.records import (
+    ClusterRecord,
+    EventId,
+    EventRecord,
+    FencingToken,
+    LockRecord,
+    ObservationId,
+    ObservationRecord,
+    ObservationSource,
+    PlanId,
+    PlanRecord,
+    SkipRecord,
+)
+
+
+class LedgerRepository:
+    def __init__(self, session: Session, *, clock: Callable[[], datetime]) -> None:
+        self._session = session
+        self._clock = clock
+
+    # clusters -----------------------------------------------------------------------------
+
+    def add_cluster(
+        self,
+        *,
+        name: str,
+        kubeconfig: str,
+        context: str | None,
+        transport: Mapping[str, Any] | None,
+        actor: str,
+    ) -> ClusterRecord:
+        now = self._clock()
+        row = Cluster(
+            name=name,
+            kubeconfig=kubeconfig,
+            context=context,
+            transport=dict(transport) if transport is not None else None,
+            created_by=actor,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            # A savepoint: a concurrent insert of the same name fails here (PostgreSQL waits for
+            # the other transaction, then reports the unique violation) without spoiling the rest.
+            with self._session.begin_nested():
+                self._session.add(row)
+        except sa_exc.IntegrityError as e:
+            raise errors.ClusterExistsError(f"cluster {name!r} already exists") from e
+        return rows.cluster(row)
+
+    def get_cluster(self, name: str) -> ClusterRecord:
+        return rows.cluster(self._cluster_row(name))
+
+    def list_clusters(self) -> list[ClusterRecord]:
+        query = sa.select(Cluster).options(selectinload(Cluster.skips)).order_by(Cluster.name)
+        return [rows.cluster(row) for row in self._session.scalars(query)]
+
+    def remove_cluster(self, name: str) -> None:
+        """Delete the cluster and all it owns; its events stay (they name it by value)."""
+        cluster_id = self._cluster_row(name).id
+        self._session.execute(sa.delete(ClusterLock).where(ClusterLock.cluster_name == name))
+        self._session.execute(
+            sa.delete(Cluster).where(Cluster.id == cluster_id).execution_options(synchronize_session=False)
+        )
+        self._session.expire_all()
+
+    # skipped versions ---------------------------------------------------------------------
+
+    def add_skip(self, *, cluster: str, version: str, reason: str, actor: str) -> SkipRecord:
+        """Record (or re-word) a skipped version; adding it twice only updates the reason."""
+        cluster_id = self._cluster_row(cluster).id
+        ins = locks.upsert(self._session, SkippedVersion).values(
+            cluster_id=cluster_id, version=version, reason=reason, created_by=actor, created_at=self._clock()
+        )
+        self._session.execute(
+            ins.on_conflict_do_update(
+                index_elements=[SkippedVersion.cluster_id, SkippedVersion.version],
+                set_={"reason": ins.excluded.reason},
+            )
+        )
+        self._session.expire_all()
+        row = self._session.scalars(sa.select(SkippedVersion).filter_by(cluster_id=cluster_id, version=version)).one()
+        return rows.skip(row)
+
+    def remove_skip(self, *, cluster: str, version: str) -> bool:
+        cluster_id = self._cluster_row(cluster).id
+        result = self._session.execute(
+            sa.delete(SkippedVersion)
+            .filter_by(cluster_id=cluster_id, version=version)
+            .execution_options(synchronize_session=False)
+        )
+        self._session.expire_all()
+        return cast(sa.CursorResult[Any], result).rowcount > 0
+
+    # observations and plans ---------------------------------------------------------------
+
+    def record_observation(
+        self,
+        *,
+        cluster: str,
+        observed_at: datetime,
+        fingerprint: str,
+        source: str,
+        inventory: Mapping[str, Any],
+    ) -> ObservationId:
+        row = Observation(
+            cluster_id=self._cluster_row(cluster).id,
+            observed_at=observed_at,
+            fingerprint=fingerprint,
+            source=ObservationSource(source).value,
+            inventory=dict(inventory),
+        )
+        self._session.add(row)
+        self._session.flush()
+        return ObservationId(row.id)
+
+    def latest_observation(self, cluster: str) -> ObservationRecord | None:
+        row = self._session.scalars(
+            sa.select(Observation)
+            .where(Observation.cluster_id == self._cluster_row(cluster).id)
+            .order_by(Observation.observed_at.desc(), Observation.id.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else rows.observation(row, cluster=cluster)
+
+    def save_plan(
+        self,
+        *,
+        cluster: str,
+        observation_id: int | None,
+        created_by: str,
+        target: str,
+        strategy: Mapping[str, Any],
+        skipped_versions: list[str],
+        source_fingerprint: str | None,
+        document: Mapping[str, Any],
+        steps: list[Mapping[str, Any]],
+    ) -> PlanId:
+        row = Plan(
+            cluster_id=self._cluster_row(cluster).id,
+            observation_id=observation_id,
+            created_at=self._clock(),
+            created_by=created_by,
+            target=target,
+            strategy=dict(strategy),
+            skipped_versions=list(skipped_versions),
+            source_fingerprint=source_fingerprint,
+            document=dict(document),
+        )
+        self._session.add(row)
+        self._session.flush()
+        if steps:
+            # One executemany instead of an ORM object per step: plans for large fleets have 10^5 steps.
+            values = [_plan_step(row.id, step) for step in steps]
+            self._session.connection().execute(sa.insert(PlanStep.__table__), values)  # type: ignore[arg-type]
+        return PlanId(row.id)
+
+    def get_plan(self, plan_id: int) -> PlanRecord:
+        row = self._session.scalars(_plans().where(Plan.id == plan_id)).one_or_none()
+        if row is None:
+            raise errors.PlanNotFoundError(f"no plan with id {plan_id} (see `upgrader plan list`)")
+        return rows.plan(row)
+
+    def list_plans(self, cluster: str | None = None) -> list[PlanRecord]:
+        query = _plans().order_by(Plan.id)
+        if cluster is not None:
+            query = query.where(Plan.cluster_id == self._cluster_row(cluster).id)
+        return [rows.plan(row) for row in self._session.scalars(query)]
+
+    # events -------------------------------------------------------------------------------
+
+    def append_event(
+        self,
+        *,
+        kind: str,
+        actor: str,
+        host: str,
+        command_line: str,
+        cluster: str | None = None,
+        run_id: int | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> EventId:
+        row = Event(
+            at=self._clock(),
+            cluster_name=cluster,
+            run_id=run_id,
+            actor=actor,
+            host=host,
+            command_line=command_line,
+            kind=kind,
+            data=dict(data) if data is not None else None,
+        )
+        self._session.add(row)
+        self._session.flush()
+        return EventId(row.id)
+
+    def list_events(self, cluster: str | None = None, limit: int = 100) -> list[EventRecord]:
+        """The latest ``limit`` events, oldest first (a tail of the audit stream)."""
+        query = sa.select(Event).order_by(Event.id.desc()).limit(limit)
+        if cluster is not None:
+            query = query.where(Event.cluster_name == cluster)
+        return [rows.event(row) for row in reversed(self._session.scalars(query).all())]
+
+    # locks --------------------------------------------------------------------------------
+
+    def acquire_lock(
+        self, *, cluster: str, holder: str, ttl_seconds: float, now: datetime, run_id: int | None = None
+    ) -> FencingToken:
+        """Take the cluster's lease (or an expired one) and return its fencing token."""
+        return locks.acquire(
+            self._session, cluster=cluster, holder=holder, ttl_seconds=ttl_seconds, now=now, run_id=run_id
+        )
+
+    def renew_lock(self, *, cluster: str, token: int, ttl_seconds: float, now: datetime) -> None:
+        locks.renew(self._session, cluster=cluster, token=token, ttl_seconds=ttl_seconds, now=now)
+
+    def release_lock(self, *, cluster: str, token: int) -> bool:
+        return locks.release(self._session, cluster=cluster, token=token)
+
+    def get_lock(self, cluster: str) -> LockRecord | None:
+        return locks.get(self._session, cluster)
+
+    # helpers ------------------------------------------------------------------------------
+
+    def _cluster_row(self, name: str) -> Cluster:
+        row = self._session.scalars(
+            sa.select(Cluster).options(selectinload(Cluster.skips)).where(Cluster.name == name)
+        ).one_or_none()
+        if row is None:
+            raise errors.ClusterNotFoundError(f"no cluster named {name!r} (see `upgrader cluster list`)")
+        return row
+
+
+def _plans() -> sa.Select[Plan]:
+    return sa.select(Plan).options(selectinload(Plan.steps), selectinload(Plan.cluster))
+
+
+def _plan_step(plan_id: int, step: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "plan_id": plan_id,
+        "n": step["n"],
+        "action": step["action"],
+        "node": step.get("node"),
+        "version": step.get("version"),
+        "batch": step.get("batch"),
+        "reversibility": step["reversibility"],
+    }

@@ -1,0 +1,66 @@
+"""The unit of work: one database transaction around a use case, committed only on request.
+
+Leaving the ``with`` block without ``commit()`` (normally or by an exception) rolls back, so a
+half-done use case never leaves half its rows behind. Database failures escaping the block are
+translated into ``errors.DatabaseError`` here, at the boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from types import TracebackType
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from upgrader import errors
+from upgrader.ledger.failures import database_errors, describe
+from upgrader.ledger.repository import LedgerRepository
+
+
+class SqlUnitOfWork:
+    repo: LedgerRepository
+
+    def __init__(self, sessions: sessionmaker[Session], *, url: URL, clock: Callable[[], datetime]) -> None:
+        self._sessions = sessions
+        self._url = url
+        self._clock = clock
+        self._session: Session | None = None
+
+    def __enter__(self) -> SqlUnitOfWork:
+        self._session = self._sessions()
+        self.repo = LedgerRepository(self._session, clock=self._clock)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            try:
+                with database_errors(self._url):
+                    session.rollback()
+            except errors.DatabaseError:
+                if exc is None:  # otherwise the original failure is the one worth reporting
+                    raise
+            finally:
+                session.close()
+        if isinstance(exc, sa_exc.DBAPIError) and not isinstance(exc, sa_exc.IntegrityError):
+            raise errors.DatabaseError(describe(exc, self._url)) from exc
+
+    def commit(self) -> None:
+        with database_errors(self._url):
+            self._active().commit()
+
+    def rollback(self) -> None:
+        self._active().rollback()
+
+    def _active(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("the unit of work is used outside its `with` block")
+        return self._session
