@@ -91,6 +91,7 @@ class PlanRequest:
 class PlanResult:
     plan_id: int | None  # None when there was nothing to do (nothing is recorded then)
     plan: Plan
+    document: dict[str, Any]  # plan.to_dict(), made once: it is large for big fleets
 
 
 def make_plan(app: AppContext, request: PlanRequest) -> PlanResult:
@@ -108,14 +109,15 @@ def make_plan(app: AppContext, request: PlanRequest) -> PlanResult:
     skip = frozenset(Version.parse(s.version) for s in cluster.skips) | extra_skips
     strategy = Strategy(workers=request.workers, max_unavailable=request.max_unavailable)
     plan = plan_upgrade(inventory, target, catalog, skip=skip, strategy=strategy)
-    if not plan.steps:
-        return PlanResult(plan_id=None, plan=plan)
-    replay(inventory, plan)  # an independent check of every rule; a failure here is a planner bug
-    return PlanResult(plan_id=_record_plan(app, inventory, plan, source="file"), plan=plan)
-
-
-def _record_plan(app: AppContext, inventory: Inventory, plan: Plan, *, source: str) -> int:
     document = plan.to_dict()
+    if not plan.steps:
+        return PlanResult(plan_id=None, plan=plan, document=document)
+    replay(inventory, plan)  # an independent check of every rule; a failure here is a planner bug
+    plan_id = _record_plan(app, inventory, plan, document, source="file")
+    return PlanResult(plan_id=plan_id, plan=plan, document=document)
+
+
+def _record_plan(app: AppContext, inventory: Inventory, plan: Plan, document: dict[str, Any], *, source: str) -> int:
     with app.ledger().unit_of_work() as uow:
         observation = uow.repo.record_observation(
             cluster=plan.cluster,

@@ -142,7 +142,7 @@ def test_refusals(nodes, target, message):
 
 def test_missing_intermediate_minor():
     catalog = Catalog.of([V("v1.30.0"), V("v1.32.0")])
-    with pytest.raises(NoUpgradePathError, match="v1.31 is missing from the release catalog"):
+    with pytest.raises(NoUpgradePathError, match=r"v1\.31 is missing from the release catalog"):
         plan_upgrade(inventory(cp("cp-1", "v1.30.0")), V("v1.32.0"), catalog)
 
 

@@ -6,6 +6,7 @@ worker upgrade counts are compared with a brute-force minimum computed here.
 
 from __future__ import annotations
 
+import itertools
 import os
 
 from hypothesis import HealthCheck, assume, event, given, settings
@@ -22,6 +23,7 @@ from upgrader.domain.versions import Minor, Version
 from upgrader.errors import NoUpgradePathError
 
 MINORS = range(24, 38)
+SLOW_OK = [HealthCheck.too_slow, HealthCheck.filter_too_much]
 
 
 @st.composite
@@ -93,7 +95,7 @@ def _expected_refusal(inv, target, catalog, skip) -> bool:
 def _minimum_worker_upgrades(kubelet: Version, cp_versions: list[Version], target: Version) -> int:
     """Brute force over 'stay' or 'move to where the control plane is' before each hop."""
     best: dict[Version, int] = {kubelet: 0}
-    for here, hop in zip(cp_versions, cp_versions[1:], strict=False):
+    for here, hop in itertools.pairwise(cp_versions):
         nxt: dict[Version, int] = {}
         for version, count in best.items():
             for choice, cost in ((version, count), (here, count + (here != version))):
@@ -103,7 +105,7 @@ def _minimum_worker_upgrades(kubelet: Version, cp_versions: list[Version], targe
     return min(count + (version != target) for version, count in best.items())
 
 
-@settings(max_examples=int(os.environ.get("PLANNER_EXAMPLES", "400")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=int(os.environ.get("PLANNER_EXAMPLES", "400")), deadline=None, suppress_health_check=SLOW_OK)
 @given(scenarios())
 def test_every_plan_replays_cleanly_or_the_refusal_is_justified(scenario):
     inv, target, catalog, skip, strategy = scenario
@@ -135,7 +137,7 @@ def test_every_plan_replays_cleanly_or_the_refusal_is_justified(scenario):
             assert len(counts.get(node.name, ())) == _minimum_worker_upgrades(node.kubelet, cp_versions, plan.target)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=200, deadline=None, suppress_health_check=SLOW_OK)
 @given(scenarios())
 def test_planning_is_deterministic(scenario):
     inv, target, catalog, skip, strategy = scenario

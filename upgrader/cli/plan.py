@@ -56,7 +56,7 @@ def plan_command(
     )
     result = services.make_plan(ctx.obj, request)
     if output is Output.JSON:
-        emit_json({"id": result.plan_id, **result.plan.to_dict()})
+        emit_json({"id": result.plan_id, **result.document})
     elif result.plan_id is None:
         typer.echo(f"nothing to do: {cluster} is already at {result.plan.target}")
     else:
@@ -82,7 +82,7 @@ def render_plan(plan_id: int, plan: Plan) -> str:
         lines.append("")
         lines += [f"warning: {w}" for w in plan.warnings]
     lines.append("")
-    lines.append(f"undo: steps marked 'restore the hop's etcd snapshot' lose writes made after that snapshot.")
+    lines.append("undo: steps marked 'restore the hop's etcd snapshot' lose writes made after that snapshot.")
     lines.append(f"next: review, then `upgrader apply {plan_id}` (arrives in a later release).")
     return "\n".join(lines)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from upgrader.domain.catalog import Catalog
 from upgrader.domain.inventory import Inventory, Node
 from upgrader.domain.plans import REVERSIBILITY, Action, Hop, HopKind, Plan, Step, Strategy, WorkerStrategy
-from upgrader.domain.skew import kubelet_max_skew, kubelet_may_stay
+from upgrader.domain.skew import kubelet_may_stay
 from upgrader.domain.validation import control_plane_version, validate_cluster_state
 from upgrader.domain.versions import Minor, Version
 from upgrader.errors import NoUpgradePathError
@@ -234,14 +234,20 @@ def _worker_version(cp_now: Version, catalog: Catalog, skip: frozenset[Version])
 
 
 def _warnings(inventory: Inventory, current: Version, hops: list[Hop]) -> Iterable[str]:
-    for node in inventory.nodes:
-        if not node.ready:
-            yield f"node {node.name} is NotReady: preflight will refuse while it stays so"
-        if node.unschedulable:
-            yield f"node {node.name} was cordoned before this plan: upgrader will not uncordon it"
-        if node.kubelet.line < Minor(1, 25):
-            yield (f"kubelet on {node.name} is {node.kubelet}: kubelets older than v1.25 may trail the "
-                   f"apiserver by only {kubelet_max_skew(node.kubelet.line)} minors")
+    not_ready = [n.name for n in inventory.nodes if not n.ready]
+    if not_ready:
+        yield f"NotReady, so preflight will refuse while they stay so: {_names(not_ready)}"
+    cordoned = [n.name for n in inventory.nodes if n.unschedulable]
+    if cordoned:
+        yield f"cordoned before this plan, so upgrader will not uncordon them: {_names(cordoned)}"
+    old = [n.name for n in inventory.nodes if n.kubelet.line < Minor(1, 25)]
+    if old:
+        yield f"kubelets older than v1.25 may trail the apiserver by only 2 minors: {_names(old)}"
     if hops and current.line < _ETCD_36 <= hops[-1].minor:
         yield ("the hop to v1.34 moves etcd from 3.5 to 3.6: going back past it needs the etcd snapshot, "
                "and writes made after that snapshot are lost")
+
+
+def _names(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
