@@ -1,0 +1,186 @@
+"""Shared pieces for the sandbox API tests: real etcd, real API servers, real kubectl.
+
+Every process a test starts is stopped by pid in a ``finally`` (or a fixture finaliser), even when
+the test fails. Tests share one etcd cluster per module and isolate themselves by etcd prefix (the
+API server's ``--etcd-prefix``), which keeps the suite fast.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from upgrader.sandbox import etcd
+from upgrader.sandbox.apiserver import ApiServer, ServerConfig, serve_in_thread
+from upgrader.sandbox.apiserver.controllers import reconcile_once, start_controllers
+from upgrader.sandbox.apiserver.seed import NodeRole, NodeSpec, seed_cluster
+from upgrader.sandbox.apiserver.storage import Store
+
+REPO = Path(__file__).resolve().parents[2]
+VERSION = "v1.30.6"
+NODES = [
+    NodeSpec("cp-1", NodeRole.CONTROL_PLANE, "172.18.0.2"),
+    NodeSpec("worker-1", NodeRole.WORKER, "172.18.0.3"),
+    NodeSpec("worker-2", NodeRole.WORKER, "172.18.0.4"),
+    NodeSpec("worker-3", NodeRole.WORKER, "172.18.0.5"),
+]
+_KUBECTL_132 = Path("/usr/lib/google-cloud-sdk/bin/kubectl.1.32")
+
+needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs the etcd binary")
+
+
+def kubectl_binary() -> str:
+    """kubectl 1.32 itself when installed (the dispatcher picks a version by server), else PATH's."""
+    env = os.environ.get("UPGRADER_TEST_KUBECTL")
+    if env:
+        return env
+    if _KUBECTL_132.exists():
+        return str(_KUBECTL_132)
+    found = shutil.which("kubectl")
+    if found is None:
+        pytest.skip("needs kubectl")
+    return found
+
+
+@contextmanager
+def etcd_cluster(base: Path, members: int = 3) -> Iterator[list[etcd.EtcdMember]]:
+    started = etcd.start_etcd_cluster({f"cp-{i}": base / f"cp-{i}" for i in range(1, members + 1)})
+    try:
+        yield started
+    finally:
+        etcd.stop_cluster(started)
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: sandbox\n  cluster:\n"
+        f"    server: {server}\ncontexts:\n- name: sandbox\n  context:\n    cluster: sandbox\n    user: admin\n"
+        "current-context: sandbox\nusers:\n- name: admin\n  user: {}\n")
+    return path
+
+
+@dataclass
+class SandboxApi:
+    """One isolated cluster: its own etcd prefix, an in-process API server, optional controllers."""
+
+    members: list[etcd.EtcdMember]
+    prefix: str
+    tmp: Path
+    server: ApiServer
+    kv: etcd.EtcdKV
+    store: Store
+    _controllers: list[tuple[threading.Thread, threading.Event]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def kubeconfig(self) -> Path:
+        return write_kubeconfig(self.tmp / "kubeconfig", self.url)
+
+    def client(self):  # -> kubernetes.client.ApiClient
+        from kubernetes import client
+
+        return client.ApiClient(client.Configuration(host=self.url))
+
+    def reconcile(self) -> None:
+        reconcile_once(self.store)
+
+    def start_controllers(self, interval: float = 0.1) -> None:
+        self._controllers.append(start_controllers(self.store, interval=interval))
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 90,
+                binary: str | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [binary or kubectl_binary(), "--kubeconfig", str(self.kubeconfig),
+               "--cache-dir", str(self.tmp / "kube-cache"), *args]
+        env = {**os.environ, "HOME": str(self.tmp)}  # never the user's ~/.kube
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def close(self) -> None:
+        for thread, stop in self._controllers:
+            stop.set()
+            thread.join(10)
+        self.server.stop()
+
+
+@contextmanager
+def sandbox_api(members: list[etcd.EtcdMember], tmp: Path, *, seed: bool = True,
+                version: str = VERSION, nodes: list[NodeSpec] | None = None) -> Iterator[SandboxApi]:
+    prefix = f"/t-{uuid.uuid4().hex[:8]}/registry"
+    endpoints = tuple(m.client_url for m in members)
+    kv = etcd.EtcdKV(endpoints)
+    store = Store(kv, prefix=prefix)
+    if seed:
+        seed_cluster(store, nodes=nodes or NODES, version=version, cluster_name="kubernetes")
+    server = serve_in_thread(ServerConfig(etcd_endpoints=endpoints, git_version=version, etcd_prefix=prefix))
+    api = SandboxApi(members, prefix, tmp, server, kv, store)
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@contextmanager
+def apiserver_process(endpoints: list[str], *, prefix: str, version: str = VERSION,
+                      extra: tuple[str, ...] = ()) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``python -m upgrader.sandbox.apiserver`` as a child; yields (process, base URL)."""
+    argv = [sys.executable, "-m", "upgrader.sandbox.apiserver", "--etcd-endpoints", ",".join(endpoints),
+            "--listen", "127.0.0.1:0", "--git-version", version, "--etcd-prefix", prefix, *extra]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = _first_line(proc, timeout=20)
+        assert line.startswith("listening 127.0.0.1:"), line
+        yield proc, "http://" + line.split()[1]
+    finally:
+        stop_process(proc)
+
+
+def _first_line(proc: subprocess.Popen[str], *, timeout: float) -> str:
+    result: list[str] = []
+    reader = threading.Thread(target=lambda: result.append(proc.stdout.readline() if proc.stdout else ""))
+    reader.start()
+    reader.join(timeout)
+    if not result:
+        raise AssertionError("the API server did not print its listening line in time")
+    return result[0].strip()
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 10) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    for stream in (proc.stdout, proc.stderr):
+        if stream:
+            stream.close()
+    return proc.returncode
+
+
+def wait_for(predicate, *, timeout: float = 10, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
