@@ -43,8 +43,8 @@ def current(ctx: typer.Context, output: Output = OUTPUT_OPTION) -> None:
 @app.command("check")
 def check(ctx: typer.Context) -> None:
     """Exit 0 when the schema matches this upgrader, 2 (with the reason) when it does not."""
-    from upgrader.ledger import db
     from upgrader.errors import SchemaMismatchError
+    from upgrader.ledger import db
 
     url = _url(ctx)
     rev, head = db.current(url), db.head()
