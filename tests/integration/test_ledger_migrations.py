@@ -139,3 +139,7 @@ def test_unreachable_postgres_is_a_one_line_database_error() -> None:
 def test_unwritable_sqlite_location_is_a_database_error() -> None:
     with pytest.raises(errors.DatabaseError, match="ledger"):
         db.open_ledger("sqlite:////proc/upgrader/ledger.db")
+
+
+def test_schema_head_constant_matches_the_migrations():
+    assert db.SCHEMA_HEAD == db.head()

@@ -17,14 +17,9 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import sessionmaker
@@ -33,6 +28,13 @@ import upgrader
 from upgrader import errors
 from upgrader.ledger.failures import database_errors, masked
 from upgrader.ledger.uow import SqlUnitOfWork
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# The newest migration's revision, so that opening an up-to-date ledger needs no alembic at all
+# (start-up time); tests/integration/test_ledger_migrations.py checks it against alembic's head.
+SCHEMA_HEAD = "0001"
 
 MIGRATIONS_DIR = Path(upgrader.__file__).resolve().parent.parent / "migrations"
 BUSY_TIMEOUT_MS = 10_000
@@ -124,9 +126,9 @@ def open_ledger(url: str, *, clock: Clock = _utcnow) -> Ledger:
     try:
         with database_errors(parsed):
             heads = _heads(engine)
-            if heads != (head(),):
+            if heads != (SCHEMA_HEAD,) and heads != (head(),):
                 if parsed.get_backend_name() == "sqlite" and all(map(_is_known, heads)):
-                    _run_alembic(parsed, lambda cfg: command.upgrade(cfg, "head"))
+                    _run_alembic(parsed, lambda cfg: _command().upgrade(cfg, "head"))
                 else:
                     raise _mismatch(parsed, heads)
     except BaseException:
@@ -137,6 +139,8 @@ def open_ledger(url: str, *, clock: Clock = _utcnow) -> Ledger:
 
 def head() -> str:
     """The revision this upgrader's models correspond to."""
+    from alembic.script import ScriptDirectory
+
     rev = ScriptDirectory.from_config(_config()).get_current_head()
     assert rev is not None, "the migrations directory has no revisions"
     return rev
@@ -161,12 +165,12 @@ def check(url: str) -> bool:
 
 def upgrade(url: str, revision: str = "head") -> None:
     parsed = _normalise(url)
-    _run_alembic(parsed, lambda cfg: command.upgrade(cfg, revision))
+    _run_alembic(parsed, lambda cfg: _command().upgrade(cfg, revision))
 
 
 def downgrade(url: str, revision: str) -> None:
     parsed = _normalise(url)
-    _run_alembic(parsed, lambda cfg: command.downgrade(cfg, revision))
+    _run_alembic(parsed, lambda cfg: _command().downgrade(cfg, revision))
 
 
 def _mismatch(url: URL, heads: tuple[str, ...]) -> errors.SchemaMismatchError:
@@ -185,6 +189,9 @@ def _mismatch(url: URL, heads: tuple[str, ...]) -> errors.SchemaMismatchError:
 
 def _is_known(revision: str) -> bool:
     # Exact match only: alembic would otherwise resolve a prefix ("0") to a known revision.
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
     try:
         script = ScriptDirectory.from_config(_config()).get_revision(revision)
     except CommandError:
@@ -192,7 +199,15 @@ def _is_known(revision: str) -> bool:
     return script is not None and script.revision == revision
 
 
+def _command() -> Any:
+    from alembic import command
+
+    return command
+
+
 def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     if not (MIGRATIONS_DIR / "env.py").is_file():
         raise errors.DatabaseError(f"the ledger migrations are missing: {MIGRATIONS_DIR}/env.py not found")
     cfg = Config()
@@ -204,8 +219,11 @@ def _config(connection: Connection | None = None) -> Config:
 
 
 def _heads(engine: Engine) -> tuple[str, ...]:
+    """The revisions recorded in alembic_version, read directly: importing alembic costs start-up time."""
     with engine.connect() as conn:
-        return tuple(MigrationContext.configure(conn).get_current_heads())
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return ()
+        return tuple(sorted(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()))
 
 
 def _run_alembic(url: URL, action: Callable[[Config], None]) -> None:

@@ -7,10 +7,10 @@ database (unreachable, locked, unwritable, unknown revision): they see ``errors.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from alembic.util import CommandError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
@@ -38,5 +38,15 @@ def database_errors(url: URL) -> Iterator[None]:
         yield
     except sa_exc.IntegrityError:
         raise
-    except (sa_exc.DBAPIError, CommandError, OSError) as e:
+    except (sa_exc.DBAPIError, OSError) as e:
         raise errors.DatabaseError(describe(e, url)) from e
+    except Exception as e:
+        if _is_alembic_error(e):
+            raise errors.DatabaseError(describe(e, url)) from e
+        raise
+
+
+def _is_alembic_error(exc: Exception) -> bool:
+    # alembic is imported only when migrating (start-up time); if it is not loaded, it raised nothing.
+    util = sys.modules.get("alembic.util")
+    return util is not None and isinstance(exc, util.CommandError)
