@@ -11,7 +11,7 @@ up() { echo "\$ upgrader $*"; .venv/bin/upgrader "$@"; echo; }
 cat > "$demo/kubeconfig" <<'KUBECONFIG'
 apiVersion: v1
 kind: Config
-clusters: [{name: prod, cluster: {server: "https://prod-lb.example:6443"}}]
+clusters: [{name: prod, cluster: {server: "https://127.0.0.1:6443"}}]
 contexts: [{name: prod-admin, context: {cluster: prod, user: admin}}]
 current-context: prod-admin
 users: [{name: admin, user: {}}]

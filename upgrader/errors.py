@@ -96,3 +96,7 @@ class PlanNotFoundError(UsageError):
 
 class LockLostError(RunLockedError):
     """This run no longer holds the cluster's lock: its lease expired and another run took it over."""
+
+
+class ClusterUnreachableError(UsageError):
+    """The cluster's API could not be reached with the registered kubeconfig."""

@@ -101,9 +101,9 @@ def make_plan(app: AppContext, request: PlanRequest) -> PlanResult:
     if request.max_unavailable < 1:
         raise UsageError("--max-unavailable must be at least 1")
     catalog = load_catalog(request.catalog)
-    inventory = _load_inventory(request)
     with app.ledger().unit_of_work() as uow:
         cluster = uow.repo.get_cluster(request.cluster)
+    inventory = _load_inventory(request) if request.state else observe(app, cluster=cluster.name)
     if inventory.cluster != cluster.name:
         raise InvalidInventoryError(f"cluster: the inventory is for {inventory.cluster!r}, not {cluster.name!r}")
     skip = frozenset(Version.parse(s.version) for s in cluster.skips) | extra_skips
@@ -113,7 +113,7 @@ def make_plan(app: AppContext, request: PlanRequest) -> PlanResult:
     if not plan.steps:
         return PlanResult(plan_id=None, plan=plan, document=document)
     replay(inventory, plan)  # an independent check of every rule; a failure here is a planner bug
-    plan_id = _record_plan(app, inventory, plan, document, source="file")
+    plan_id = _record_plan(app, inventory, plan, document, source="file" if request.state else "live")
     return PlanResult(plan_id=plan_id, plan=plan, document=document)
 
 
@@ -153,12 +153,21 @@ def load_catalog(path: Path | None) -> Catalog:
     return parse_catalog(text, source=str(path))
 
 
+def observe(app: AppContext, *, cluster: str) -> Inventory:
+    """Read the live cluster's versions through its API; the document is validated like a file."""
+    from upgrader.cluster.observe import observe_inventory
+
+    with app.ledger().unit_of_work() as uow:
+        record = uow.repo.get_cluster(cluster)
+    doc = observe_inventory(cluster=record.name, kubeconfig=record.kubeconfig, context=record.context)
+    try:
+        return parse_inventory(doc)
+    except InvalidInventoryError as e:
+        raise InvalidInventoryError(f"observed inventory of {cluster}: {e.message}") from e
+
+
 def _load_inventory(request: PlanRequest) -> Inventory:
-    if request.state is None:
-        raise UsageError(
-            "observing a live cluster is not available yet: pass --state INVENTORY.json "
-            "(the shape `upgrader inventory CLUSTER -o json` will print)"
-        )
+    assert request.state is not None
     try:
         doc = json.loads(request.state.read_text(encoding="utf-8"))
     except FileNotFoundError as e:

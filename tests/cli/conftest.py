@@ -16,7 +16,7 @@ apiVersion: v1
 kind: Config
 clusters:
 - name: prod
-  cluster: {server: "https://10.0.0.1:6443"}
+  cluster: {server: "https://127.0.0.1:1"}
 contexts:
 - name: prod-admin
   context: {cluster: prod, user: admin}

@@ -184,3 +184,10 @@ def test_help_and_version_do_not_need_a_database(cli):
     assert r.code == 0 and r.out.startswith("upgrader ")
     assert cli("--help").code == 0 and cli("plan", "--help").code == 0
     assert not cli.db.exists()
+
+
+def test_live_observation_of_an_unreachable_cluster_is_a_clear_error(prod):
+    r = prod("plan", "prod", "--to", "v1.31.14")
+    assert r.code == 2 and "cannot reach the API at https://127.0.0.1:1" in r.err
+    assert _count(prod, "plans") == 0
+    assert prod("inventory", "prod").code == 2

@@ -30,6 +30,7 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(db.app, name="db")
 app.add_typer(sandbox.app, name="sandbox")
 app.command("plan")(plan.plan_command)
+app.command("inventory")(plan.inventory_command)
 
 
 def _version(value: bool) -> None:

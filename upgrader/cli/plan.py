@@ -25,7 +25,8 @@ def plan_command(
     cluster: str = typer.Argument(..., help="A cluster registered with `upgrader cluster add`."),
     to: str = typer.Option(..., "--to", help="Target: an exact patch (v1.33.2) or a minor (v1.33 = newest patch)."),
     state: Optional[Path] = typer.Option(  # noqa: UP045
-        None, "--state", help="Inventory JSON to plan from (the shape of `upgrader inventory -o json`).",
+        None, "--state", help="Plan from this inventory JSON (the shape of `upgrader inventory -o json`) "
+        "instead of observing the live cluster.",
     ),
     catalog: Optional[Path] = typer.Option(  # noqa: UP045
         None, "--catalog", help="Release catalog replacing the built-in one: one version per line, # comments.",
@@ -127,3 +128,30 @@ def _batch_line(batch: int, steps: list[Step]) -> str:
     return (f"  {first:>4}-{last:<4} workers batch {batch} to {version}: {shown} "
             f"(upgrade-kubeadm, kubeadm-upgrade-node, drain, upgrade-kubelet, uncordon; "
             f"undo: reinstall previous packages{extra})")
+
+
+def inventory_command(
+    ctx: typer.Context,
+    cluster: str = typer.Argument(..., help="A cluster registered with `upgrader cluster add`."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Observe the live cluster: per node, kubelet and control-plane component versions, readiness, cordon.
+
+    `-o json` prints the document `upgrader plan --state` takes, for review or an offline plan.
+    """
+    from upgrader import services
+    from upgrader.domain.inventory import inventory_to_dict
+
+    inventory = services.observe(ctx.obj, cluster=cluster)
+    if output is Output.JSON:
+        emit_json(inventory_to_dict(inventory))
+        return
+    rows = []
+    for n in inventory.nodes:
+        c = n.components
+        rows.append((n.name, "control-plane" if n.control_plane else "worker", n.kubelet,
+                     c.apiserver if c else None, c.etcd if c else None,
+                     "Ready" if n.ready else "NotReady", "cordoned" if n.unschedulable else ""))
+    from upgrader.cli.output import table
+
+    typer.echo(table(["node", "role", "kubelet", "apiserver", "etcd", "status", ""], rows))

@@ -1,0 +1,75 @@
+"""Observe a live cluster's inventory through its API (the official kubernetes client).
+
+What a kubeadm cluster tells about its versions: each Node's kubelet version, readiness and
+cordon, and the control-plane mirror pods in kube-system (label ``tier=control-plane``), whose
+image tags are the versions the static pod manifests run. The kubernetes client is imported here
+only, so commands that never talk to a cluster start fast.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from upgrader.errors import ClusterUnreachableError
+
+_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
+_CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+
+
+def observe_inventory(*, cluster: str, kubeconfig: str, context: str | None, timeout: float = 15.0) -> dict[str, Any]:
+    """Return an inventory document (the same shape `--state` takes); parse it with parse_inventory."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+    except Exception as e:  # the client raises ConfigException, OSError, yaml errors...
+        raise ClusterUnreachableError(f"kubeconfig {kubeconfig}: {e}") from e
+    try:
+        core = client.CoreV1Api(api_client)
+        nodes = core.list_node(_request_timeout=timeout).items
+        pods = core.list_namespaced_pod("kube-system", label_selector="tier=control-plane",
+                                        _request_timeout=timeout).items
+    except ApiException as e:
+        raise ClusterUnreachableError(f"cluster {cluster}: the API answered {e.status} {e.reason}") from e
+    except (HTTPError, OSError) as e:
+        host = api_client.configuration.host
+        raise ClusterUnreachableError(f"cluster {cluster}: cannot reach the API at {host}") from e
+    finally:
+        api_client.close()
+    images = _component_images(pods)
+    return {
+        "cluster": cluster,
+        "observed_at": datetime.now(UTC).isoformat(),
+        "nodes": [_node(n, images.get(n.metadata.name, {})) for n in sorted(nodes, key=lambda n: n.metadata.name)],
+    }
+
+
+def _component_images(pods: list[Any]) -> dict[str, dict[str, str]]:
+    result: dict[str, dict[str, str]] = {}
+    for pod in pods:
+        component = (pod.metadata.labels or {}).get("component")
+        if component not in _COMPONENTS or not pod.spec.node_name or not pod.spec.containers:
+            continue
+        image = pod.spec.containers[0].image or ""
+        tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+        result.setdefault(pod.spec.node_name, {})[component] = tag
+    return result
+
+
+def _node(node: Any, components: dict[str, str]) -> dict[str, Any]:
+    labels = node.metadata.labels or {}
+    control_plane = any(label in labels for label in _CONTROL_PLANE_LABELS)
+    ready = any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+    doc: dict[str, Any] = {
+        "name": node.metadata.name,
+        "control_plane": control_plane,
+        "kubelet": node.status.node_info.kubelet_version,
+        "ready": ready,
+        "unschedulable": bool(node.spec.unschedulable),
+    }
+    if control_plane:
+        doc["components"] = {name: components.get(name, "") for name in _COMPONENTS}
+    return doc
