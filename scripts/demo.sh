@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
-# upgrader's main job, from nothing: set up, register a cluster, and plan a multi-minor upgrade.
-# Everything lives in a throwaway directory (its own ledger); nothing touches a real cluster.
+# upgrader's main job, from nothing: set up, start a sandbox kubeadm cluster (real etcd, a
+# Kubernetes API, simulated nodes), observe it, and plan a multi-minor upgrade of it.
+# Everything lives in a throwaway directory with its own ledger; the sandbox is stopped at the
+# end unless KEEP=1 (then `upgrader sandbox down demo` with the printed XDG_DATA_HOME stops it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
 demo=$(mktemp -d -t upgrader-demo.XXXXXX)
-export UPGRADER_DB="$demo/ledger.db"
+export XDG_DATA_HOME="$demo" UPGRADER_DB="$demo/ledger.db"
 up() { echo "\$ upgrader $*"; .venv/bin/upgrader "$@"; echo; }
+if [ "${KEEP:-0}" != 1 ]; then
+  trap '.venv/bin/upgrader sandbox down demo >/dev/null 2>&1 || true; rm -rf "$demo"' EXIT
+fi
 
-cat > "$demo/kubeconfig" <<'KUBECONFIG'
-apiVersion: v1
-kind: Config
-clusters: [{name: prod, cluster: {server: "https://127.0.0.1:6443"}}]
-contexts: [{name: prod-admin, context: {cluster: prod, user: admin}}]
-current-context: prod-admin
-users: [{name: admin, user: {}}]
-KUBECONFIG
-cp scripts/demo-inventory.json "$demo/inventory.json"
-
-up cluster add prod --kubeconfig "$demo/kubeconfig"
-up cluster skip prod v1.31.13 --reason "example: a regression we hit in staging"
-up plan prod --to v1.33 --state "$demo/inventory.json" --max-unavailable 2
-echo "ledger: $UPGRADER_DB"
+up sandbox up demo --version v1.30.6 --control-planes 3 --workers 3
+up cluster skip demo v1.31.13 --reason "example: a regression we hit in staging"
+up inventory demo
+up plan demo --to v1.33 --max-unavailable 2
+echo "\$ kubectl --kubeconfig $demo/upgrader/sandboxes/demo/kubeconfig get nodes -o wide"
+kubectl --kubeconfig "$demo/upgrader/sandboxes/demo/kubeconfig" get nodes -o wide || true
+echo
+up cluster show demo
+if [ "${KEEP:-0}" = 1 ]; then
+  echo "sandbox kept: export XDG_DATA_HOME=$demo UPGRADER_DB=$demo/ledger.db; upgrader sandbox down demo"
+fi
