@@ -175,3 +175,12 @@ def sqlite_url(tmp_path: Path) -> str:
 def db_url(request: pytest.FixtureRequest) -> str:
     """The same test on both backends the ledger supports."""
     return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture
+def etcd_installed() -> None:
+    """Fail (never skip) when etcd is missing: scripts/test.sh installs it."""
+    import shutil
+
+    if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
+        pytest.fail("etcd/etcdctl are not installed: run scripts/test.sh, which installs them")

@@ -31,14 +31,20 @@ from upgrader.sandbox.apiserver.storage import Store
 REPO = Path(__file__).resolve().parents[2]
 VERSION = "v1.30.6"
 NODES = [
-    NodeSpec("cp-1", NodeRole.CONTROL_PLANE, "172.18.0.2"),
-    NodeSpec("worker-1", NodeRole.WORKER, "172.18.0.3"),
-    NodeSpec("worker-2", NodeRole.WORKER, "172.18.0.4"),
-    NodeSpec("worker-3", NodeRole.WORKER, "172.18.0.5"),
+    NodeSpec("cp-1", NodeRole.CONTROL_PLANE, "127.0.0.2"),
+    NodeSpec("worker-1", NodeRole.WORKER, "127.0.0.3"),
+    NodeSpec("worker-2", NodeRole.WORKER, "127.0.0.4"),
+    NodeSpec("worker-3", NodeRole.WORKER, "127.0.0.5"),
 ]
 _KUBECTL_132 = Path("/usr/lib/google-cloud-sdk/bin/kubectl.1.32")
 
-needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs the etcd binary")
+def _require(binary: str) -> None:
+    # A missing tool is a broken test machine (scripts/test.sh installs them), never a quiet pass.
+    if shutil.which(binary) is None:
+        pytest.fail(f"{binary} is not installed: run scripts/test.sh, which installs it")
+
+
+needs_etcd = pytest.mark.usefixtures("etcd_installed")  # the fixture lives in tests/conftest.py
 
 
 def kubectl_binary() -> str:
@@ -48,10 +54,8 @@ def kubectl_binary() -> str:
         return env
     if _KUBECTL_132.exists():
         return str(_KUBECTL_132)
-    found = shutil.which("kubectl")
-    if found is None:
-        pytest.skip("needs kubectl")
-    return found
+    _require("kubectl")
+    return str(shutil.which("kubectl"))
 
 
 @contextmanager

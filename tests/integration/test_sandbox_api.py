@@ -87,7 +87,7 @@ def test_discovery_lists_subresources_kinds_and_short_names(api):
     assert policy["poddisruptionbudgets"].short_names == ["pdb"]
     groups = client.ApisApi(api.client()).get_api_versions()
     assert {g.name for g in groups.groups} == {"apps", "policy"}
-    code, headers, body = _get(api.url + "/apis", "application/json;g=apidiscovery.k8s.io;v=v2;"
+    _, headers, body = _get(api.url + "/apis", "application/json;g=apidiscovery.k8s.io;v=v2;"
                                "as=APIGroupDiscoveryList,application/json")
     assert headers["Content-Type"] == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
     assert json.loads(body)["kind"] == "APIGroupDiscoveryList"
@@ -277,7 +277,7 @@ def test_eviction_spends_the_budget_and_the_pod_is_replaced_elsewhere(api):
 def test_table_output_for_nodes_and_pods(api):
     client.CoreV1Api(api.client()).patch_node("worker-1", {"spec": {"unschedulable": True}})
     accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
-    code, headers, body = _get(api.url + "/api/v1/nodes", accept)
+    body = _get(api.url + "/api/v1/nodes", accept)[2]
     table = json.loads(body)
     assert table["kind"] == "Table" and table["apiVersion"] == "meta.k8s.io/v1"
     assert [c["name"] for c in table["columnDefinitions"] if c["priority"] == 0] == [
@@ -309,3 +309,68 @@ def test_watch_streams_added_modified_deleted(api):
 
 def test_unknown_resource_kinds_are_listed_once_per_group():
     assert len({(r.group, r.plural) for r in resources.ALL}) == len(resources.ALL)
+
+
+def test_every_seeded_kind_deserializes_in_the_python_client(api):
+    c = api.client()
+    v1, apps, policy = client.CoreV1Api(c), client.AppsV1Api(c), client.PolicyV1Api(c)
+    counts = {
+        "namespaces": len(v1.list_namespace().items), "nodes": len(v1.list_node().items),
+        "pods": len(v1.list_pod_for_all_namespaces().items),
+        "configmaps": len(v1.list_config_map_for_all_namespaces().items),
+        "services": len(v1.list_service_for_all_namespaces().items),
+        "events": len(v1.list_event_for_all_namespaces().items),
+        "deployments": len(apps.list_deployment_for_all_namespaces().items),
+        "replicasets": len(apps.list_replica_set_for_all_namespaces().items),
+        "daemonsets": len(apps.list_daemon_set_for_all_namespaces().items),
+        "pdbs": len(policy.list_pod_disruption_budget_for_all_namespaces().items),
+    }
+    assert counts == {"namespaces": 5, "nodes": 4, "pods": 13, "configmaps": 1, "services": 2, "events": 0,
+                      "deployments": 2, "replicasets": 2, "daemonsets": 2, "pdbs": 1}
+    assert v1.read_namespace("demo").status.phase == "Active"
+    assert v1.read_namespaced_service("kubernetes", "default").spec.cluster_ip == "10.96.0.1"
+
+
+def test_two_api_servers_share_one_etcd(api):
+    from upgrader.sandbox.apiserver import ServerConfig, serve_in_thread
+
+    other = serve_in_thread(ServerConfig(etcd_endpoints=tuple(m.client_url for m in api.members),
+                                         etcd_prefix=api.prefix, git_version="v1.31.4"))
+    try:
+        second = client.CoreV1Api(client.ApiClient(client.Configuration(host=other.url)))
+        client.CoreV1Api(api.client()).patch_node("worker-1", {"metadata": {"labels": {"seen": "here"}}})
+        assert second.read_node("worker-1").metadata.labels["seen"] == "here"
+        assert client.VersionApi(second.api_client).get_code().git_version == "v1.31.4"
+    finally:
+        other.stop()
+
+
+def test_status_subresources_and_a_created_pod_gets_scheduled(api):
+    v1 = client.CoreV1Api(api.client())
+    node = v1.patch_node_status("worker-2", {"status": {"conditions": [
+        {"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "PLEG is not healthy"}]}})
+    conditions = {c.type: c for c in node.status.conditions}
+    assert conditions["Ready"].status == "False" and conditions["MemoryPressure"].status == "False"  # merged by type
+    assert node.spec.pod_cidr == "10.244.2.0/24"  # status writes leave the spec alone
+    pod = v1.create_namespaced_pod("demo", client.V1Pod(
+        metadata=client.V1ObjectMeta(name="solo", labels={"run": "solo"}),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox:1.36")])))
+    assert pod.status.phase == "Pending" and pod.spec.restart_policy == "Always"
+    api.reconcile()
+    pod = v1.read_namespaced_pod("solo", "demo")
+    assert pod.status.phase == "Running" and pod.spec.node_name in ("worker-1", "worker-3")
+    pod.status.phase = "Succeeded"
+    done = v1.replace_namespaced_pod_status("solo", "demo", pod)
+    assert done.status.phase == "Succeeded"
+    assert v1.delete_namespaced_pod("solo", "demo").metadata.name == "solo"
+
+
+def test_a_stopped_server_drops_keep_alive_connections(members, tmp_path):
+    from upgrader.sandbox.apiserver import ServerConfig, serve_in_thread
+
+    server = serve_in_thread(ServerConfig(etcd_endpoints=tuple(m.client_url for m in members)))
+    pooled = client.VersionApi(client.ApiClient(client.Configuration(host=server.url)))
+    assert pooled.get_code().git_version == VERSION  # leaves a keep-alive connection in the pool
+    server.stop()
+    with pytest.raises(Exception):  # noqa: B017 - urllib3 raises one of several connection errors
+        pooled.get_code(_request_timeout=2)
