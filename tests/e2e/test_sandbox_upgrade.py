@@ -1,0 +1,90 @@
+"""One full manual upgrade v1.30 -> v1.31, exactly as DOMAIN.md's documented kubeadm procedure does it,
+using only node commands (through `upgrader sandbox exec`) and API calls (kubectl)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from tests.e2e.conftest import Cli, eventually
+
+CPS = ["cp-1", "cp-2", "cp-3"]
+WORKERS = ["worker-1", "worker-2", "worker-3"]
+REPO = "sed -i 's|core:/stable:/v1.30/deb|core:/stable:/v1.31/deb|' /etc/apt/sources.list.d/kubernetes.list"
+KUBEADM = ("apt-mark unhold kubeadm && apt-get update && apt-get install -y kubeadm='1.31.4-1.1' "
+           "&& apt-mark hold kubeadm")
+KUBELET = ("apt-mark unhold kubelet kubectl && apt-get install -y kubelet='1.31.4-1.1' kubectl='1.31.4-1.1' "
+           "&& apt-mark hold kubelet kubectl")
+
+
+def sh(cli: Cli, node: str, script: str) -> str:
+    return cli.exec("upg", node, "sh", "-c", script).stdout
+
+
+def _kubelet_hop(cli: Cli, kc: str, node: str) -> None:
+    cli.kubectl(kc, "drain", node, "--ignore-daemonsets", "--timeout", "120s")
+    sh(cli, node, KUBELET)
+    sh(cli, node, "systemctl daemon-reload && systemctl restart kubelet")
+    cli.kubectl(kc, "uncordon", node)
+
+    def ready_at_new_version() -> bool:
+        got = json.loads(cli.kubectl(kc, "get", "node", node, "-o", "json").stdout)
+        ready = [c["status"] for c in got["status"]["conditions"] if c["type"] == "Ready"]
+        return got["status"]["nodeInfo"]["kubeletVersion"] == "v1.31.4" and ready == ["True"]
+
+    eventually(ready_at_new_version, timeout=30)
+
+
+def test_manual_upgrade_from_v1_30_to_v1_31(cli: Cli) -> None:
+    info = cli.up("upg", "--version", "v1.30.6")
+    kc = info["kubeconfig"]
+    for node in CPS + WORKERS:
+        sh(cli, node, REPO)
+
+    # first control-plane node: kubeadm package, plan, apply
+    sh(cli, "cp-1", KUBEADM)
+    assert json.loads(cli.exec("upg", "cp-1", "kubeadm", "version", "-o", "json").stdout)[
+        "clientVersion"]["gitVersion"] == "v1.31.4"
+    plan = cli.exec("upg", "cp-1", "kubeadm", "upgrade", "plan").stdout
+    assert "kubeadm upgrade apply v1.31.4" in plan
+    applied = cli.exec("upg", "cp-1", "kubeadm", "upgrade", "apply", "v1.31.4", "--yes").stdout
+    assert '[upgrade/successful] SUCCESS! Your cluster was upgraded to "v1.31.4". Enjoy!' in applied
+
+    # other control-plane nodes: kubeadm package, upgrade node
+    for node in CPS[1:]:
+        sh(cli, node, KUBEADM)
+        out = cli.exec("upg", node, "kubeadm", "upgrade", "node").stdout
+        assert "[upgrade] The control plane instance for this node was successfully updated!" in out
+
+    # kubelets: control planes first, then workers (which also run `kubeadm upgrade node`)
+    for node in CPS:
+        _kubelet_hop(cli, kc, node)
+    for node in WORKERS:
+        sh(cli, node, KUBEADM)
+        assert "Skipping phase. Not a control plane node." in cli.exec("upg", node, "kubeadm", "upgrade",
+                                                                       "node").stdout
+        _kubelet_hop(cli, kc, node)
+
+    status = cli.status("upg")
+    assert status["api_version"] == "v1.31.4"
+    for node in CPS:  # every API server endpoint, not just the one the load balancer picked
+        with urllib.request.urlopen(f"http://127.0.0.1:{status['ports']['apiserver'][node]}/version") as r:
+            assert json.loads(r.read())["gitVersion"] == "v1.31.4"
+    assert {(n["kubelet_version"], n["ready"], n["schedulable"]) for n in status["nodes"]} == {
+        ("v1.31.4", True, True)}
+    pods = json.loads(cli.kubectl(kc, "get", "pods", "-n", "kube-system", "-l", "tier=control-plane",
+                                  "-o", "json").stdout)["items"]
+    images = {p["spec"]["containers"][0]["image"] for p in pods}
+    assert images == {"registry.k8s.io/kube-apiserver:v1.31.4", "registry.k8s.io/kube-controller-manager:v1.31.4",
+                      "registry.k8s.io/kube-scheduler:v1.31.4", "registry.k8s.io/etcd:3.5.16-0"}
+    config = json.loads(cli.kubectl(kc, "get", "cm", "-n", "kube-system", "kubeadm-config", "-o", "json").stdout)
+    assert "kubernetesVersion: v1.31.4" in config["data"]["ClusterConfiguration"]
+    for node in CPS:
+        backups = cli.exec("upg", node, "ls", "/etc/kubernetes/tmp").stdout.split()
+        assert any(b.startswith("kubeadm-backup-manifests-") for b in backups), backups
+        assert any(b.startswith("kubeadm-backup-etcd-") for b in backups), backups
+        old = cli.exec("upg", node, "sh", "-c",
+                       "cat /etc/kubernetes/tmp/kubeadm-backup-manifests-*/kube-apiserver.yaml")
+        assert "image: registry.k8s.io/kube-apiserver:v1.30.6" in old.stdout
+    held = cli.exec("upg", "worker-3", "apt-mark", "showhold").stdout.split()
+    assert held == ["kubeadm", "kubectl", "kubelet"]

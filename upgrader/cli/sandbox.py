@@ -1,0 +1,209 @@
+"""`upgrader sandbox ...`: the local rehearsal cluster (real etcd, a Kubernetes API, simulated nodes)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from upgrader.cli.output import OUTPUT_OPTION, Output, emit_json, table
+from upgrader.errors import ClusterExistsError, ClusterNotFoundError, UsageError
+
+app = typer.Typer(help="A local kubeadm-like rehearsal cluster on real etcd.", no_args_is_help=True)
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+
+
+def parse_duration(text: str) -> float:
+    """5s, 2m, 300 (seconds), 500ms -> seconds."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise UsageError(f"invalid duration {text!r}: expected e.g. 30s, 5m or 500ms")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+
+
+def _register(ctx: typer.Context) -> Any:
+    """Registers the sandbox in the ledger; a resumed sandbox may already be registered to itself."""
+    from upgrader import services
+
+    def register(cfg: Any) -> Any:
+        kubeconfig = cfg.dir / "kubeconfig"
+        try:
+            services.register_cluster(ctx.obj, name=cfg.name, kubeconfig=kubeconfig, context=None,
+                                      transport={"kind": "sandbox", "dir": str(cfg.dir)})
+        except ClusterExistsError:
+            record = services.show_cluster(ctx.obj, name=cfg.name)
+            if Path(record.kubeconfig) != kubeconfig.resolve():
+                raise ClusterExistsError(f"a cluster named {cfg.name!r} is already registered "
+                                         f"(kubeconfig {record.kubeconfig}); pick another sandbox name") from None
+            return None
+        return lambda: services.unregister_cluster(ctx.obj, name=cfg.name)
+
+    return register
+
+
+@app.command("up")
+def up(
+    ctx: typer.Context,
+    name: str = typer.Argument("demo", help="Sandbox (and ledger cluster) name."),
+    version: str = typer.Option("v1.30.6", "--version", help="Kubernetes version to start at (v1.24+)."),
+    control_planes: int = typer.Option(3, "--control-planes", help="Control-plane nodes (1 or more)."),
+    workers: int = typer.Option(3, "--workers", help="Worker nodes."),
+    faults: Optional[list[str]] = typer.Option(None, "--faults", "--fault", help="KIND[:NODE][@VERSION], repeatable."),  # noqa: UP045
+    directory: Optional[Path] = typer.Option(None, "--dir", help="Where its files live (default: $XDG_DATA_HOME/upgrader/sandboxes/NAME)."),  # noqa: UP045, E501
+    api_port: Optional[int] = typer.Option(None, "--api-port", help="Load balancer (controlPlaneEndpoint) port."),  # noqa: UP045
+    kubeadm_timeout: str = typer.Option("5m", "--kubeadm-timeout", help="kubeadm's wait for a new static pod."),
+    kubelet_restart: str = typer.Option("1s", "--kubelet-restart", help="How long a restarted kubelet is NotReady."),
+    wait: str = typer.Option("3m", "--wait", help="How long to wait for the sandbox to become healthy."),
+    register: bool = typer.Option(True, "--register/--no-register", help="Register it in the ledger."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Start a sandbox (or resume a stopped one) and wait until it is healthy."""
+    from upgrader.sandbox import control
+    from upgrader.sandbox.config import Timeouts
+
+    req = control.UpRequest(
+        name=name, version=version, control_planes=control_planes, workers=workers, faults=list(faults or []),
+        dir=directory, api_port=api_port, wait=parse_duration(wait),
+        timeouts=Timeouts(kubeadm=parse_duration(kubeadm_timeout), kubelet_restart=parse_duration(kubelet_restart)),
+    )
+    result = control.up(req, register=_register(ctx) if register else None)
+    cfg = result.config
+    if output is Output.JSON:
+        emit_json({"name": cfg.name, "resumed": result.resumed, "dir": str(cfg.dir), "server": cfg.server,
+                   "kubeconfig": str(result.kubeconfig), "version": cfg.version, "nodes": cfg.nodes,
+                   "seconds": round(result.seconds, 2)})
+        return
+    verb = "resumed" if result.resumed else "up"
+    typer.echo(f"sandbox {cfg.name} {verb} in {result.seconds:.1f}s: {len(cfg.control_planes)} control planes, "
+               f"{len(cfg.workers)} workers at {cfg.version}")
+    typer.echo(f"  API:        {cfg.server}\n  kubeconfig: {result.kubeconfig}\n"
+               f"  try:        kubectl --kubeconfig {result.kubeconfig} get nodes -o wide")
+
+
+@app.command("down")
+def down(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Sandbox name."),
+    keep: bool = typer.Option(False, "--keep", help="Keep its files (etcd data, node roots) to resume later."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Stop everything a sandbox started, remove its files unless --keep, and unregister it."""
+    from upgrader import services
+    from upgrader.sandbox import control
+
+    cfg = control.down(name, keep=keep)
+    unregistered = False
+    try:
+        record = services.show_cluster(ctx.obj, name=name)
+        if (record.transport or {}).get("kind") == "sandbox":
+            services.unregister_cluster(ctx.obj, name=name)
+            unregistered = True
+    except ClusterNotFoundError:
+        pass
+    if output is Output.JSON:
+        emit_json({"name": name, "found": cfg is not None, "kept": keep and cfg is not None,
+                   "unregistered": unregistered})
+    elif cfg is None:
+        typer.echo(f"no sandbox named {name} (nothing to stop)")
+    else:
+        typer.echo(f"sandbox {name} stopped" + (f"; files kept in {cfg.dir}" if keep else "; files removed"))
+
+
+@app.command("status")
+def status(name: str = typer.Argument(..., help="Sandbox name."), output: Output = OUTPUT_OPTION) -> None:
+    """Processes, ports, node versions and etcd members of a sandbox."""
+    from upgrader.sandbox import control, report
+
+    doc = report.status(control.require(name))
+    if output is Output.JSON:
+        emit_json(doc)
+        return
+    typer.echo(f"sandbox {doc['name']}: {doc['status']} (supervisor pid {doc['supervisor_pid'] or '-'}), "
+               f"API {doc['server']} at {doc['api_version'] or '-'}, readyz {'ok' if doc['ready'] else 'failing'}")
+    if doc["faults"]:
+        typer.echo(f"faults: {', '.join(doc['faults'])}")
+    if doc["nodes"]:
+        rows = [(n["name"], "Ready" if n["ready"] else "NotReady", "" if n["schedulable"] else "cordoned",
+                 n["kubelet_version"]) for n in doc["nodes"]]
+        typer.echo("\n" + table(["node", "status", "scheduling", "kubelet"], rows))
+    if doc["processes"]:
+        procs = [(p, e["pid"], "alive" if e["alive"] else "dead") for p, e in sorted(doc["processes"].items())]
+        typer.echo("\n" + table(["process", "pid", "state"], procs))
+    if doc["etcd_members"]:
+        rows = [(m["name"], m["id"], ",".join(m["client_urls"]), "healthy" if m["healthy"] else "unhealthy")
+                for m in doc["etcd_members"]]
+        typer.echo("\n" + table(["etcd member", "id", "client url", "health"], rows))
+
+
+@app.command("list")
+def list_(output: Output = OUTPUT_OPTION) -> None:
+    """Sandboxes on this machine."""
+    from upgrader.sandbox import report
+
+    rows = report.listing()
+    if output is Output.JSON:
+        emit_json(rows)
+    elif not rows:
+        typer.echo("no sandboxes (start one with `upgrader sandbox up demo`)")
+    else:
+        typer.echo(table(["name", "status", "version", "control planes", "workers", "server"],
+                         [(r["name"], r["status"], r["version"], r["control_planes"], r["workers"], r["server"])
+                          for r in rows]))
+
+
+@app.command("fault")
+def fault(
+    name: str = typer.Argument(..., help="Sandbox name."),
+    spec: Optional[str] = typer.Argument(None, help="KIND[:NODE][@VERSION]."),  # noqa: UP045
+    clear: bool = typer.Option(False, "--clear", help="Remove SPEC (or every fault without SPEC)."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Inject a fault into a running sandbox (or --clear one)."""
+    from upgrader.sandbox import control
+    from upgrader.sandbox import faults as faultlib
+    from upgrader.sandbox.faultops import apply_fault
+
+    cfg = control.require(name)
+    current = faultlib.load(cfg.dir)
+    if clear:
+        gone = [f for f in current if spec is None or str(f) == str(faultlib.parse(spec))]
+        faultlib.save(cfg.dir, [f for f in current if f not in gone])
+    elif spec is None:
+        raise UsageError("name a fault: KIND[:NODE][@VERSION] (or --clear)")
+    else:
+        new = faultlib.parse(spec, nodes=cfg.nodes)
+        faultlib.save(cfg.dir, [*current, new])
+        apply_fault(cfg, new)
+    active = [str(f) for f in faultlib.load(cfg.dir)]
+    if output is Output.JSON:
+        emit_json({"name": name, "faults": active})
+    else:
+        typer.echo(f"faults on {name}: {', '.join(active) or 'none'}")
+
+
+@app.command("exec", context_settings={"allow_interspersed_args": False})
+def exec_(
+    name: str = typer.Argument(..., help="Sandbox name."),
+    node: str = typer.Argument(..., help="Node name, e.g. cp-1."),
+    command: list[str] = typer.Argument(..., help="Command and arguments (after --)."),
+    timeout: str = typer.Option("10m", "--timeout", help="Give up after this long."),
+) -> None:
+    """Run a command on a sandbox node, as `ssh NODE -- COMMAND` would: output and exit code pass through."""
+    from upgrader.nodes.sandbox import SandboxTransport
+    from upgrader.sandbox import control
+
+    cfg = control.require(name)
+    if node not in cfg.nodes:
+        raise UsageError(f"sandbox {name} has no node {node!r} (nodes: {', '.join(cfg.nodes)})")
+    argv = list(command)[1:] if command and command[0] == "--" else list(command)
+    if not argv:
+        raise UsageError("name a command to run: upgrader sandbox exec NAME NODE -- COMMAND [ARG...]")
+    result = SandboxTransport(cfg.dir, node).run(argv, parse_duration(timeout))
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    sys.stdout.flush()
+    raise typer.Exit(result.exit_code)

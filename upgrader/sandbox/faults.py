@@ -1,0 +1,99 @@
+"""Fault injection for rehearsals: ``KIND[:NODE][@VERSION]``.
+
+Faults live in ``<sandbox>/faults.json`` so every party sees the same set without talking to the
+supervisor: the CLI writes it (``sandbox up --faults``, ``sandbox fault``), the simulated kubelets,
+kubeadm and the node transport read it on each decision. ``@v1.31`` means "while running v1.31.x".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from upgrader.domain.versions import Minor, Version
+from upgrader.errors import UsageError
+
+KINDS = {
+    # kind: (needs a node, takes a version)
+    "kubeadm-apply-fails": (False, True),
+    "apiserver-unready": (False, True),
+    "node-not-ready": (True, True),
+    "drain-blocked": (True, False),
+    "node-unreachable": (True, False),
+    "etcd-member-down": (True, False),
+}
+_SPEC = re.compile(r"^(?P<kind>[a-z-]+)(?::(?P<node>[a-z0-9][a-z0-9-]*))?(?:@(?P<version>v?[0-9.]+))?$")
+FILE = "faults.json"
+
+
+class InvalidFaultError(UsageError):
+    """Faults are written KIND[:NODE][@VERSION], e.g. node-not-ready:worker-1@v1.31."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    kind: str
+    node: str | None = None
+    version: Minor | None = None
+
+    def __str__(self) -> str:
+        text = self.kind
+        if self.node:
+            text += f":{self.node}"
+        if self.version:
+            text += f"@{self.version}"
+        return text
+
+    def applies(self, *, kind: str, node: str | None = None, version: Version | None = None) -> bool:
+        """Whether this fault fires for kind on node at version (a fault without node/version is wider)."""
+        if kind != self.kind:
+            return False
+        if self.node is not None and node is not None and node != self.node:
+            return False
+        return self.version is None or (version is not None and version.line == self.version)
+
+
+def parse(spec: str, *, nodes: list[str] | None = None) -> Fault:
+    m = _SPEC.match(spec.strip())
+    if not m or m.group("kind") not in KINDS:
+        known = ", ".join(sorted(KINDS))
+        raise InvalidFaultError(f"invalid fault {spec!r}: expected KIND[:NODE][@VERSION], KIND one of {known}")
+    kind, node, version = m.group("kind"), m.group("node"), m.group("version")
+    needs_node, takes_version = KINDS[kind]
+    if needs_node and not node:
+        raise InvalidFaultError(f"invalid fault {spec!r}: {kind} needs a node ({kind}:NODE)")
+    if version and not takes_version:
+        raise InvalidFaultError(f"invalid fault {spec!r}: {kind} takes no version")
+    if node and nodes is not None and node not in nodes:
+        raise InvalidFaultError(f"invalid fault {spec!r}: no node {node!r} (nodes: {', '.join(nodes)})")
+    minor = _minor(version, spec) if version else None
+    return Fault(kind, node, minor)
+
+
+def _minor(text: str, spec: str) -> Minor:
+    parts = text.lstrip("v").split(".")
+    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts):
+        raise InvalidFaultError(f"invalid fault {spec!r}: version must look like v1.31")
+    return Minor(int(parts[0]), int(parts[1]))
+
+
+def load(sandbox_dir: Path) -> list[Fault]:
+    path = Path(sandbox_dir) / FILE
+    try:
+        specs = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [parse(s) for s in specs]
+
+
+def save(sandbox_dir: Path, faults: list[Fault]) -> None:
+    from upgrader.nodes.local import atomic_write
+
+    unique = list(dict.fromkeys(str(f) for f in faults))
+    atomic_write(Path(sandbox_dir) / FILE, json.dumps(unique, indent=1).encode())
+
+
+def active(sandbox_dir: Path, *, kind: str, node: str | None = None, version: Version | None = None) -> bool:
+    return any(f.applies(kind=kind, node=node, version=version) for f in load(sandbox_dir))

@@ -1,0 +1,153 @@
+"""A simulated kubelet: one thread per sandbox node, run by the supervisor.
+
+It reports the node as a kubelet does (registers the Node, heartbeats its status with the
+kubeletVersion and the Ready condition) and, on control-plane nodes, runs the static pods and keeps
+their mirror pods. The running kubelet version becomes the installed kubelet package's only after
+`systemctl restart kubelet` (the unit file in the node root asks for it); the node is then NotReady
+for a moment before it is Ready again at the new version.
+
+Status writes go straight to etcd through the API server package's seed helpers (as its docs
+intend), so 50 idle workers cost no HTTP traffic and a node keeps reporting while API servers restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from upgrader.domain.versions import Version
+from upgrader.nodes.port import NodeLayout
+from upgrader.sandbox import faults, nodestate, releases
+from upgrader.sandbox.apiserver import seed
+from upgrader.sandbox.apiserver.errors import ApiError
+from upgrader.sandbox.config import SandboxConfig
+from upgrader.sandbox.etcd import EtcdError, EtcdKV
+from upgrader.sandbox.podrunner import StaticPodRunner, component_ready
+
+log = logging.getLogger("upgrader.sandbox.kubelet")
+TICK = 0.25
+
+
+def node_spec(cfg: SandboxConfig, node: str, *, kubelet_version: str | None = None) -> seed.NodeSpec:
+    """The node as registered: NotReady until its kubelet has started and says otherwise."""
+    index = cfg.nodes.index(node)
+    role = seed.NodeRole.CONTROL_PLANE if node in cfg.control_planes else seed.NodeRole.WORKER
+    return seed.NodeSpec(node, role, f"127.0.{index // 250}.{10 + index % 250}", kubelet_version, ready=False)
+
+
+class SimKubelet(threading.Thread):
+    def __init__(self, cfg: SandboxConfig, node: str) -> None:
+        super().__init__(name=f"kubelet-{node}", daemon=True)
+        self.cfg = cfg
+        self.node = node
+        self.layout = NodeLayout(cfg.node_root(node))
+        self.kv = EtcdKV([cfg.etcd_client_url(n) for n in cfg.control_planes], timeout=2)
+        control_plane = node in cfg.control_planes
+        self.runner = StaticPodRunner(node=node, layout=self.layout, sandbox_dir=cfg.dir) if control_plane else None
+        self.stopping = threading.Event()
+        self.version = self._installed()
+        self.state = "activating"
+        self.since = time.time()
+        self.ready_at = time.monotonic() + cfg.timeouts.kubelet_restart
+        self.generation = int(nodestate.kubelet_unit(self.layout).get("generation", 0))
+        self._posted: tuple[object, ...] | None = None
+        self._posted_at = 0.0
+        self._mirrors: dict[str, tuple[str, bool]] = {}
+        self._status_written = 0.0
+
+    def _installed(self) -> Version:
+        pkg = nodestate.packages(self.layout).get("kubelet")
+        return releases.parse_deb(pkg.version) if pkg else Version.parse(self.cfg.version)
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.tick()
+            except (EtcdError, ApiError) as e:  # no quorum, or a write race: like a kubelet that retries
+                log.debug("kubelet %s: %s", self.node, e)
+            except Exception:  # a kubelet keeps going; the supervisor log says why
+                log.exception("kubelet %s tick failed", self.node)
+            self.stopping.wait(TICK)
+
+    def stop(self) -> None:
+        """Stop reporting, then stop the static pods (stop_all of every kubelet first is faster)."""
+        self.stopping.set()
+        self.join(timeout=10)
+        log.info("kubelet %s thread stopped", self.node)
+        if self.runner:
+            self.runner.stop_all()
+            log.info("kubelet %s static pods stopped", self.node)
+        self.state = "inactive"
+        self._write_status(force=True)
+
+    def tick(self) -> None:
+        self._follow_unit()
+        if self.state == "activating" and time.monotonic() >= self.ready_at:
+            self.state = "active"
+            self._write_status(force=True)
+        self._write_status()
+        if self.runner and self.state != "inactive":
+            self.runner.sync()
+        self._post_node()
+        if self.runner and self.state != "inactive":
+            self._sync_mirrors()
+
+    def _follow_unit(self) -> None:
+        unit = nodestate.kubelet_unit(self.layout)
+        generation = int(unit.get("generation", 0))
+        if generation == self.generation:
+            return
+        self.generation = generation
+        if unit.get("wanted") == "inactive":
+            self.state = "inactive"
+        else:
+            self.version = self._installed()
+            self.state = "activating"
+            self.ready_at = time.monotonic() + self.cfg.timeouts.kubelet_restart
+            self.since = time.time()
+            log.info("kubelet %s restarted at %s", self.node, self.version)
+        self._write_status(force=True)
+
+    def _write_status(self, *, force: bool = False) -> None:
+        if not force and time.monotonic() - self._status_written < 1.0:
+            return
+        nodestate.save_kubelet_status(self.layout, {
+            "generation": self.generation, "state": self.state, "version": str(self.version),
+            "since": self.since, "pid": os.getpid()})
+        self._status_written = time.monotonic()
+
+    def ready(self) -> tuple[bool, str, str]:
+        """(ready, reason, message) of the node's Ready condition."""
+        if self.state == "inactive":
+            return False, "NodeStatusUnknown", "Kubelet stopped posting node status."
+        if self.state == "activating":
+            return False, "KubeletNotReady", "container runtime status check may not have completed yet"
+        if faults.active(self.cfg.dir, kind="node-not-ready", node=self.node, version=self.version):
+            return False, "KubeletNotReady", ("PLEG is not healthy: pleg was last seen active 3m0s ago; "
+                                              "threshold is 3m0s")
+        return True, "KubeletReady", "kubelet is posting ready status"
+
+    def _post_node(self) -> None:
+        ready, reason, message = self.ready()
+        key = (ready, reason, message, str(self.version))
+        if key == self._posted and time.monotonic() - self._posted_at < self.cfg.timeouts.heartbeat:
+            return
+        spec = node_spec(self.cfg, self.node, kubelet_version=str(self.version))
+        seed.upsert_node_status(self.kv, node=spec, kubelet_version=str(self.version), ready=ready,
+                                reason=reason, message=message)
+        self._posted, self._posted_at = key, time.monotonic()
+
+    def _sync_mirrors(self) -> None:
+        assert self.runner is not None
+        for component in [c for c in self._mirrors if c not in self.runner.pods]:
+            seed.remove_mirror_pod(self.kv, node_name=self.node, component=component)
+            del self._mirrors[component]
+        for component, sp in self.runner.pods.items():
+            ready = component_ready(sp)
+            key = (sp.hash, ready)
+            if self._mirrors.get(component) == key:
+                continue
+            seed.upsert_mirror_pod(self.kv, node_name=self.node, manifest=sp.pod, config_hash=sp.hash, ready=ready)
+            self._mirrors[component] = key

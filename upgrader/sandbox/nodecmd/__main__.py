@@ -1,0 +1,5 @@
+import sys
+
+from upgrader.sandbox.nodecmd import main
+
+sys.exit(main())

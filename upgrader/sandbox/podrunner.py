@@ -1,0 +1,162 @@
+"""The container side of a simulated kubelet: runs a control-plane node's static pods.
+
+It watches /etc/kubernetes/manifests like the kubelet's file source. etcd runs as the real etcd
+binary with the manifest's flags and data dir (through its hostPath volume, so the etcd restore
+guide's "point the volume at the restored dir" works); kube-apiserver runs as the sandbox API
+server at the manifest's image tag. A manifest that disappears stops its pod; a changed one
+restarts it; a crashed process is restarted with back-off. controller-manager and scheduler have
+no process: their pod "runs" while their manifest exists.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import upgrader
+from upgrader.domain.versions import Version
+from upgrader.errors import InvalidVersionError
+from upgrader.nodes.port import NodeLayout
+from upgrader.sandbox import faults, manifests, procs
+
+ETCD_FLAGS = ("name", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
+              "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-state", "initial-cluster-token",
+              "snapshot-count")
+MAX_BACKOFF = 10.0
+
+
+@dataclass
+class StaticPod:
+    component: str
+    hash: str
+    pod: dict[str, Any]
+    pid: int | None = None
+    marker: str = ""
+    started: float = field(default_factory=time.time)
+    restarts: int = 0
+    next_try: float = 0.0
+
+    @property
+    def tag(self) -> str:
+        return manifests.image_tag(self.pod)
+
+
+class StaticPodRunner:
+    def __init__(self, *, node: str, layout: NodeLayout, sandbox_dir: Path) -> None:
+        self.node = node
+        self.layout = layout
+        self.sandbox_dir = sandbox_dir
+        self.pods: dict[str, StaticPod] = {}
+
+    def sync(self) -> None:
+        """One reconcile pass: manifests on disk -> running pods."""
+        active = faults.load(self.sandbox_dir)
+        for component in manifests.COMPONENTS:
+            path = self.layout.manifests_dir / f"{component}.yaml"
+            pod = manifests.load(path)
+            current = self.pods.get(component)
+            if pod is None:
+                if current is not None:
+                    self._stop(current)
+                    del self.pods[component]
+                continue
+            digest = manifests.content_hash(path)
+            held = self._held(component, pod, active)
+            if current is not None and current.hash != digest and not held:
+                self._stop(current)
+                current = None
+            if current is None:
+                if held:
+                    continue
+                current = self.pods[component] = StaticPod(component, digest, pod)
+            self._keep_running(current, active)
+
+    def _held(self, component: str, pod: dict[str, Any], active: list[faults.Fault]) -> bool:
+        """kubeadm-apply-fails: the kubelet never picks up an apiserver manifest at that minor."""
+        version = _version(manifests.image_tag(pod))
+        return component == "kube-apiserver" and any(
+            f.applies(kind="kubeadm-apply-fails", node=self.node, version=version) for f in active)
+
+    def _keep_running(self, sp: StaticPod, active: list[faults.Fault]) -> None:
+        if sp.component not in ("etcd", "kube-apiserver"):
+            return
+        if sp.component == "etcd" and any(f.applies(kind="etcd-member-down", node=self.node) for f in active):
+            self._stop(sp)
+            return
+        if procs.owned(sp.pid, sp.marker) or time.monotonic() < sp.next_try:
+            return
+        if sp.pid is not None:  # it died: restart with back-off, as the kubelet does
+            sp.restarts += 1
+            procs.stop(sp.pid)
+        sp.next_try = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2 ** min(sp.restarts, 5))
+        sp.pid, sp.marker = (self._start_etcd(sp) if sp.component == "etcd" else self._start_apiserver(sp, active))
+        sp.started = time.time()
+
+    def _start_etcd(self, sp: StaticPod) -> tuple[int, str]:
+        flags = manifests.flags(sp.pod)
+        data_dir = self.layout.host_path(manifests.host_path_for(sp.pod, flags.get("data-dir", "/var/lib/etcd")))
+        data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(data_dir, 0o700)
+        argv = ["etcd", f"--data-dir={data_dir}", "--logger=zap", "--log-outputs=stderr"]
+        argv += [f"--{k}={flags[k].replace('https://', 'http://')}" for k in ETCD_FLAGS if k in flags]
+        log = self.layout.host_path("/var/log/pods/etcd.log")
+        return procs.spawn(argv, log=log), str(data_dir)
+
+    def _start_apiserver(self, sp: StaticPod, active: list[faults.Fault]) -> tuple[int, str]:
+        flags = manifests.flags(sp.pod)
+        listen = f"127.0.0.1:{flags.get('secure-port', '6443')}"
+        servers = flags.get("etcd-servers", "").replace("https://", "http://")
+        argv = [sys.executable, "-m", "upgrader.sandbox.apiserver", "--etcd-endpoints", servers,
+                "--listen", listen, "--git-version", sp.tag, "--node-name", self.node]
+        if flags.get("emulated-version"):  # KEP-4330: --emulated-version=1.32 or kube=1.32
+            argv += ["--emulated-version", flags["emulated-version"].split(",")[0]]
+        if any(f.applies(kind="apiserver-unready", node=self.node, version=_version(sp.tag)) for f in active):
+            argv.append("--unready")
+        env = {**os.environ, "PYTHONPATH": str(Path(upgrader.__file__).resolve().parent.parent)}
+        log = self.layout.host_path("/var/log/pods/kube-apiserver.log")
+        return procs.spawn(argv, log=log, env=env), listen
+
+    def _stop(self, sp: StaticPod) -> None:
+        # a leader whose peers are already gone spends ~7s trying to hand over leadership; its WAL is
+        # crash-safe, so it gets 3s before SIGKILL
+        procs.stop(sp.pid, timeout=3.0 if sp.component == "etcd" else 10.0)
+        sp.pid = None
+
+    def stop_all(self) -> None:
+        """API server before etcd, as a node shutdown would leave them."""
+        for sp in sorted(self.pods.values(), key=lambda p: p.component != "kube-apiserver"):
+            self._stop(sp)
+
+    def pids(self) -> dict[str, dict[str, Any]]:
+        return {c: {"pid": sp.pid, "marker": sp.marker} for c, sp in self.pods.items() if sp.pid}
+
+
+def _version(tag: str) -> Version | None:
+    try:
+        return Version.parse(tag)
+    except InvalidVersionError:
+        return None
+
+
+def component_ready(sp: StaticPod) -> bool:
+    """The pod's readiness probe: /readyz for the API server, /health for etcd, else running."""
+    if sp.component not in ("etcd", "kube-apiserver"):
+        return True
+    if not sp.pid:
+        return False
+    flags = manifests.flags(sp.pod)
+    if sp.component == "etcd":
+        url = flags.get("advertise-client-urls", "").split(",")[0].replace("https://", "http://") + "/health"
+    else:
+        url = f"http://127.0.0.1:{flags.get('secure-port', '6443')}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status == 200 and (sp.component != "etcd" or b'"true"' in resp.read())
+    except (urllib.error.URLError, OSError):
+        return False
