@@ -142,4 +142,4 @@ def test_unwritable_sqlite_location_is_a_database_error() -> None:
 
 
 def test_schema_head_constant_matches_the_migrations():
-    assert db.SCHEMA_HEAD == db.head()
+    assert db.head() == db.SCHEMA_HEAD

@@ -29,8 +29,8 @@ def observe_inventory(*, cluster: str, kubeconfig: str, context: str | None, tim
         raise ClusterUnreachableError(f"kubeconfig {kubeconfig}: {e}") from e
     try:
         core = client.CoreV1Api(api_client)
-        nodes = core.list_node(_request_timeout=timeout).items
-        pods = core.list_namespaced_pod("kube-system", label_selector="tier=control-plane",
+        nodes: list[Any] = core.list_node(_request_timeout=timeout).items
+        pods: list[Any] = core.list_namespaced_pod("kube-system", label_selector="tier=control-plane",
                                         _request_timeout=timeout).items
     except ApiException as e:
         raise ClusterUnreachableError(f"cluster {cluster}: the API answered {e.status} {e.reason}") from e
