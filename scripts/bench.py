@@ -5,9 +5,14 @@
   .venv/bin/python scripts/bench.py planner    only the planner figures
   .venv/bin/python scripts/bench.py cli        only CLI start-up figures
 
+  .venv/bin/python scripts/bench.py sandbox    only the sandbox figures
+
 Issue 2: planning v1.24 -> the newest minor for a 5,000-node inventory (pure planner, replay check,
 and the whole `upgrader plan` command with its ledger write), and the wall time of
 `upgrader --version` and `upgrader cluster list` beside a bare interpreter start as the floor.
+Issue 3: `sandbox up` wall time with 3+3 and 3+50 nodes, the supervisor's memory (and its etcd and
+apiserver children), and `list nodes` requests per second: raw HTTP on one kept-alive connection,
+straight to one apiserver and through the load balancer side by side, and the official python client.
 """
 
 from __future__ import annotations
@@ -107,10 +112,81 @@ def bench_cli() -> None:
         row("upgrader cluster list (SQLite, 1 cluster)", timed(lambda: run([*UPGRADER, "cluster", "list"]), 15))
 
 
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _list_nodes_rate(url: str, seconds: float = 3.0) -> tuple[float, int]:
+    """Requests per second for GET /api/v1/nodes on one kept-alive connection (bounded in time)."""
+    import http.client
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
+    count, nodes = 0, 0
+    deadline = time.perf_counter() + seconds
+    start = time.perf_counter()
+    while time.perf_counter() < deadline:
+        conn.request("GET", "/api/v1/nodes", headers={"Accept": "application/json"})
+        body = conn.getresponse().read()
+        count += 1
+        nodes = len(json.loads(body)["items"])
+    conn.close()
+    return count / (time.perf_counter() - start), nodes
+
+
+def _client_rate(kubeconfig: str, seconds: float = 3.0) -> float:
+    from kubernetes import client, config
+
+    api = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
+    count, deadline, start = 0, time.perf_counter() + seconds, time.perf_counter()
+    while time.perf_counter() < deadline:
+        api.list_node()
+        count += 1
+    api.api_client.close()
+    return count / (time.perf_counter() - start)
+
+
+def bench_sandbox() -> None:
+    for control_planes, workers in ((3, 3), (3, 50)):
+        with tempfile.TemporaryDirectory() as tmp:
+            env = _cli_env(Path(tmp))
+            name = f"bench{workers}"
+            argv = [*UPGRADER, "sandbox", "up", name, "--version", "v1.30.6", "--control-planes",
+                    str(control_planes), "--workers", str(workers), "-o", "json"]
+            try:
+                start = time.perf_counter()
+                info = json.loads(subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout)
+                wall = time.perf_counter() - start
+                status = json.loads(subprocess.run([*UPGRADER, "sandbox", "status", name, "-o", "json"], env=env,
+                                                   check=True, capture_output=True, text=True).stdout)
+                label = f"{control_planes}+{workers}"
+                print(f"sandbox up {label:<6} wall {wall:6.2f} s (reported healthy after {info['seconds']} s)")
+                time.sleep(2)  # let start-up settle before measuring memory and throughput
+                sup = _rss_kib(status["supervisor_pid"])
+                children = sum(_rss_kib(p["pid"]) for p in status["processes"].values() if p["alive"])
+                print(f"  memory: supervisor {sup / 1024:.0f} MiB, its etcd + apiserver processes "
+                      f"{children / 1024:.0f} MiB in all")
+                direct = next(iter(status["ports"]["apiserver"].values()))
+                rate, nodes = _list_nodes_rate(f"http://127.0.0.1:{direct}")
+                print(f"  list nodes ({nodes} nodes), raw HTTP keep-alive, one apiserver directly: {rate:7.1f} req/s")
+                rate, _ = _list_nodes_rate(info["server"])
+                print(f"  list nodes ({nodes} nodes), raw HTTP keep-alive, via the load balancer: {rate:7.1f} req/s")
+                print(f"  list nodes, official python client (CoreV1Api.list_node):       "
+                      f"{_client_rate(info['kubeconfig']):7.1f} req/s")
+            finally:
+                subprocess.run([*UPGRADER, "sandbox", "down", name], env=env, check=False, capture_output=True)
+
+
 if __name__ == "__main__":
-    which = set(sys.argv[1:]) or {"planner", "cli"}
+    which = set(sys.argv[1:]) or {"planner", "cli", "sandbox"}
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
     if "planner" in which:
         bench_planner()
     if "cli" in which:
         bench_cli()
+    if "sandbox" in which:
+        bench_sandbox()

@@ -85,6 +85,9 @@ class LoadBalancer:
             client.close()
             return
         upstream.settimeout(None)
+        # Small request/response writes must not wait for Nagle's delayed-ACK dance (40 ms each).
+        for sock in (client, upstream):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
         _pipe(client, upstream)
 
