@@ -112,7 +112,7 @@ def make_plan(app: AppContext, request: PlanRequest) -> PlanResult:
     document = plan.to_dict()
     if not plan.steps:
         return PlanResult(plan_id=None, plan=plan, document=document)
-    replay(inventory, plan)  # an independent check of every rule; a failure here is a planner bug
+    replay(inventory, plan, skip=skip)  # an independent check of every rule; a failure is a planner bug
     plan_id = _record_plan(app, inventory, plan, document, source="file" if request.state else "live")
     return PlanResult(plan_id=plan_id, plan=plan, document=document)
 
@@ -176,6 +176,8 @@ def _load_inventory(request: PlanRequest) -> Inventory:
         raise InvalidInventoryError(f"inventory {request.state}: cannot read it ({e.__class__.__name__})") from e
     except json.JSONDecodeError as e:
         raise InvalidInventoryError(f"inventory {request.state}: not JSON (line {e.lineno}: {e.msg})") from e
+    except RecursionError as e:
+        raise InvalidInventoryError(f"inventory {request.state}: nested too deeply to be an inventory") from e
     return parse_inventory(doc)
 
 

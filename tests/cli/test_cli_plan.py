@@ -104,7 +104,7 @@ def test_intermediate_minor_missing_from_catalog(prod):
     [
         ([node("cp-1", "v1.30.1", cp=True), node("w-1", "v1.31.0")], "kubelet newer than every apiserver"),
         ([node("cp-1", "v1.31.1", cp=True), node("cp-2", "v1.29.1", cp=True)], "more than one minor apart"),
-        ([node("cp-1", "v1.31.1", cp=True), node("w-9", "v1.27.1")], "too old for the newest apiserver"),
+        ([node("cp-1", "v1.31.1", cp=True), node("w-9", "v1.27.1")], "too old for the newest apiserver (v1.31.1) on: w-9"),  # noqa: E501
     ],
 )
 def test_impossible_cluster_states(prod, nodes, message):
@@ -191,3 +191,14 @@ def test_live_observation_of_an_unreachable_cluster_is_a_clear_error(prod):
     assert r.code == 2 and "cannot reach the API at https://127.0.0.1:1" in r.err
     assert _count(prod, "plans") == 0
     assert prod("inventory", "prod").code == 2
+
+
+def test_kubeconfig_with_non_string_fields_is_bad_input(cli):
+    path = cli.write("kc", "apiVersion: v1\nkind: Config\ncurrent-context: [a]\ncontexts: []\nclusters: []\n")
+    r = cli("cluster", "add", "prod", "--kubeconfig", str(path))
+    assert r.code == 2 and "current-context must be a string" in r.err
+
+
+def test_absurdly_nested_inventory_is_bad_input(prod):
+    r = prod("plan", "prod", "--to", "v1.31.14", "--state", str(prod.write("deep.json", "[" * 100000)))
+    assert r.code == 2 and "Traceback" not in r.err

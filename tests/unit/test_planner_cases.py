@@ -160,3 +160,53 @@ def test_impossible_states_are_refused(nodes, message):
     with pytest.raises(SkewViolationError, match=message) as info:
         plan_upgrade(inventory(*nodes), V("v1.32.0"), CATALOG)
     assert info.value.exit_code == 3
+
+
+def test_half_done_hop_at_a_skipped_version_moves_to_an_allowed_patch_instead():
+    inv = inventory(cp("cp-1", "v1.31.2"), cp("cp-2", "v1.30.4"), worker("w-1", "v1.30.4"))
+    skip = frozenset({V("v1.31.2")})
+    plan = plan_upgrade(inv, V("v1.32.1"), CATALOG, skip=skip)
+    assert _applies(plan) == [("cp-1", "v1.31.5"), ("cp-1", "v1.32.1")]
+    assert V("v1.31.2") not in {s.version for s in plan.steps if s.action is not Action.SNAPSHOT}
+    assert V("v1.31.2") in plan.skipped_versions
+    replay(inv, plan, skip=skip)
+
+
+def test_workers_forced_to_move_never_get_a_skipped_current_version():
+    inv = inventory(cp("cp-1", "v1.30.2"), worker("w-1", "v1.27.3"))
+    skip = frozenset({V("v1.30.2")})
+    plan = plan_upgrade(inv, Minor(1, 31), CATALOG, skip=skip)
+    assert plan.worker_upgrades()["w-1"][0] == V("v1.30.5")
+    replay(inv, plan, skip=skip)
+
+
+def test_skipped_current_with_no_later_patch_is_refused_not_crashed():
+    catalog = Catalog.of([V("v1.30.2"), V("v1.31.0")])
+    inv = inventory(cp("cp-1", "v1.30.2"), worker("w-1", "v1.27.3"))
+    with pytest.raises(NoUpgradePathError, match="is skipped"):
+        plan_upgrade(inv, V("v1.31.0"), catalog, skip=frozenset({V("v1.30.2")}))
+
+
+def test_levelling_kubelets_are_not_upgraded_twice():
+    inv = inventory(cp("cp-1", "v1.31.2", kubelet="v1.30.1"), cp("cp-2", "v1.31.2", kubelet="v1.30.1"),
+                    worker("w-1", "v1.30.1"))
+    plan = plan_upgrade(inv, V("v1.31.5"), CATALOG)
+    kubelets = [(s.node, s.version) for s in plan.steps if s.action is Action.UPGRADE_KUBELET and s.batch is None]
+    assert kubelets == [("cp-1", V("v1.31.5")), ("cp-2", V("v1.31.5"))]
+
+
+def test_levelling_starts_with_a_snapshot():
+    inv = inventory(cp("cp-1", "v1.31.2"), cp("cp-2", "v1.30.4"))
+    plan = plan_upgrade(inv, V("v1.31.2"), CATALOG)
+    assert plan.steps[1].action is Action.SNAPSHOT
+
+
+def test_minor_target_reached_with_current_patch_skipped_is_nothing_to_do():
+    catalog = Catalog.of([V("v1.31.2")])
+    inv = inventory(cp("cp-1", "v1.31.2"), worker("w-1", "v1.31.2"))
+    assert plan_upgrade(inv, Minor(1, 31), catalog, skip=frozenset({V("v1.31.2")})).steps == ()
+
+
+def test_another_major_version_is_named():
+    with pytest.raises(SkewViolationError, match=r"another major.*w-1"):
+        plan_upgrade(inventory(cp("cp-1", "v1.31.0"), worker("w-1", "v2.31.0")), V("v1.32.0"), CATALOG)

@@ -33,11 +33,13 @@ def validate_kubeconfig(path: Path, context: str | None) -> tuple[Path, str]:
     chosen = context or doc.get("current-context")
     if not chosen:
         raise KubeconfigError(f"kubeconfig {path}: no current-context; pass --context")
+    if not isinstance(chosen, str):
+        raise KubeconfigError(f"kubeconfig {path}: current-context must be a string")
     if chosen not in contexts:
         known = ", ".join(sorted(contexts)) or "none"
         raise KubeconfigError(f"kubeconfig {path}: no context named {chosen!r} (contexts: {known})")
     cluster = (contexts[chosen] or {}).get("cluster")
-    if cluster not in clusters:
+    if not isinstance(cluster, str) or cluster not in clusters:
         raise KubeconfigError(f"kubeconfig {path}: context {chosen!r} names cluster {cluster!r}, which is not defined")
     if not (clusters[cluster] or {}).get("server"):
         raise KubeconfigError(f"kubeconfig {path}: cluster {cluster!r} has no server")

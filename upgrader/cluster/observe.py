@@ -53,7 +53,7 @@ def _component_images(pods: list[Any]) -> dict[str, dict[str, str]]:
         component = (pod.metadata.labels or {}).get("component")
         if component not in _COMPONENTS or not pod.spec.node_name or not pod.spec.containers:
             continue
-        image = pod.spec.containers[0].image or ""
+        image = (pod.spec.containers[0].image or "").split("@", 1)[0]  # drop a pinned @sha256:... digest
         tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
         result.setdefault(pod.spec.node_name, {})[component] = tag
     return result

@@ -40,12 +40,14 @@ def plan_upgrade(
     final = _resolve_target(target, current, catalog, skip)
     _refuse_unreachable_target(inventory, final, current, catalog, skip)
     hops = _hops(inventory, current, final, catalog, skip)
-    builder = _Builder(inventory=inventory, strategy=strategy)
-    if hops:
-        builder.build(hops, current=current, final=final, catalog=catalog, skip=skip)
-    elif any(n.kubelet < final for n in inventory.workers):
-        builder.build([], current=current, final=final, catalog=catalog, skip=skip)
-    honoured = tuple(v for v in sorted(skip) if current < v and v.line <= final.line)
+    steps = _steps(inventory, hops, current=current, final=final, strategy=strategy)
+    if current in skip and _uses(steps, current):
+        # The cluster runs a banned version and finishing this plan would install it on more nodes
+        # (levelling a half-done hop, or workers catching up): move the control plane off it first.
+        hops = _move_off(current, final, hops, catalog, skip)
+        steps = _steps(inventory, hops, current=current, final=final, strategy=strategy)
+    _refuse_skipped(steps, skip)
+    honoured = tuple(v for v in sorted(skip) if current <= v and v.line <= final.line)
     return Plan(
         cluster=inventory.cluster,
         source_version=current,
@@ -54,7 +56,7 @@ def plan_upgrade(
         strategy=strategy,
         skipped_versions=honoured,
         hops=tuple(hops),
-        steps=tuple(builder.steps),
+        steps=tuple(steps),
         warnings=tuple(_warnings(inventory, current, hops)),
     )
 
@@ -81,7 +83,7 @@ def _refuse_unreachable_target(
     newer = sorted(n.name for n in inventory.nodes if n.kubelet > final)
     if newer:
         raise NoUpgradePathError(f"target {final} is older than the kubelet on {', '.join(newer)}")
-    if final in skip:
+    if final in skip and final != current:
         raise NoUpgradePathError(f"target {final} is in the skip list (see `upgrader cluster show`)")
     if final != current and final not in catalog:
         raise NoUpgradePathError(f"target {final} is not in the release catalog")
@@ -93,7 +95,7 @@ def _hops(
     hops: list[Hop] = []
     lagging = any(n.components and n.components.lowest < current for n in inventory.control_planes)
     kubelets_behind = any(n.kubelet < current for n in inventory.control_planes)
-    if lagging or (kubelets_behind and final.line == current.line):
+    if lagging or (kubelets_behind and final == current):
         hops.append(Hop(current.line, current, HopKind.LEVEL))
     if final.line == current.line:
         if final > current:
@@ -112,6 +114,33 @@ def _hops(
     return hops
 
 
+def _steps(
+    inventory: Inventory, hops: list[Hop], *, current: Version, final: Version, strategy: Strategy
+) -> list[Step]:
+    builder = _Builder(inventory=inventory, strategy=strategy)
+    if hops or any(n.kubelet < final for n in inventory.workers):
+        builder.build(hops, current=current, final=final)
+    return builder.steps
+
+
+def _uses(steps: list[Step], version: Version) -> bool:
+    return any(s.version == version for s in steps if s.action is not Action.SNAPSHOT)
+
+
+def _move_off(
+    current: Version, final: Version, hops: list[Hop], catalog: Catalog, skip: frozenset[Version]
+) -> list[Hop]:
+    """Replace the levelling at a skipped version with a patch hop to an allowed one of the same minor."""
+    patch = final if final.line == current.line else catalog.newest(current.line, excluding=skip)
+    if patch is None or patch <= current:
+        raise NoUpgradePathError(
+            f"the cluster runs {current}, which is skipped, and this plan would install it on more nodes; "
+            f"the catalog has no later {current.line} patch to move the control plane to first"
+        )
+    later = [h for h in hops if h.kind is HopKind.UPGRADE and h.version != patch]
+    return [Hop(patch.line, patch, HopKind.UPGRADE), *later]
+
+
 @dataclass
 class _Builder:
     """Accumulates steps while tracking where each worker's kubelet stands."""
@@ -126,9 +155,7 @@ class _Builder:
         self.cordoned = {n.name for n in self.inventory.nodes if n.unschedulable}
         self.cp_kubelets = {n.name: n.kubelet for n in self.inventory.control_planes}
 
-    def build(
-        self, hops: list[Hop], *, current: Version, final: Version, catalog: Catalog, skip: frozenset[Version]
-    ) -> None:
+    def build(self, hops: list[Hop], *, current: Version, final: Version) -> None:
         self.add(Action.PREFLIGHT, None, None)
         cp_now = current
         for index, hop in enumerate(hops):
@@ -136,13 +163,13 @@ class _Builder:
                 before = index - 1 if index else None
                 stuck = sorted(n for n, v in self.cp_kubelets.items() if not kubelet_may_stay(v.line, hop=hop.minor))
                 for name in stuck:  # a control-plane kubelet left far behind would block kubeadm too
-                    self.kubelet(name, _worker_version(cp_now, catalog, skip), hop=before, batch=None)
+                    self.kubelet(name, cp_now, hop=before, batch=None)
                 forced = sorted(w for w, v in self.workers.items() if not kubelet_may_stay(v.line, hop=hop.minor))
                 if forced:
-                    self.upgrade_workers(forced, _worker_version(cp_now, catalog, skip), hop=before)
+                    self.upgrade_workers(forced, cp_now, hop=before)  # as far as the control plane has got
                 self.control_plane_hop(hop, index, snapshot_of=cp_now)
             else:
-                self.level_hop(hop, index)
+                self.level_hop(hop, index, last=index == len(hops) - 1)
             cp_now = hop.version
             if self.strategy.workers is WorkerStrategy.EVERY_MINOR and hop.kind is HopKind.UPGRADE:
                 behind = sorted(w for w, v in self.workers.items() if v < hop.version)
@@ -179,8 +206,15 @@ class _Builder:
         for node in (first, *others):
             self.kubelet(node.name, hop.version, hop=index, batch=None)
 
-    def level_hop(self, hop: Hop, index: int) -> None:
-        """Finish the hop to ``hop.version`` that a crashed run left half done."""
+    def level_hop(self, hop: Hop, index: int, *, last: bool) -> None:
+        """Finish the hop to ``hop.version`` that a crashed run left half done.
+
+        kubeadm upgrade node also moves the node's etcd member, so a snapshot comes first. Kubelets
+        are levelled only when no later hop would take them further (a drain per node is costly).
+        """
+        first = _control_plane_order(self.inventory)[0]
+        self.add(Action.SNAPSHOT, first.name, hop.version, hop=index,
+                 note="before finishing the half-done hop (not a known-good point: the cluster is mid-upgrade)")
         for node in _control_plane_order(self.inventory):
             assert node.components is not None
             if node.components.lowest < hop.version:
@@ -189,7 +223,7 @@ class _Builder:
                          note="level with the control-plane nodes already upgraded")
                 self.add(Action.HEALTH_GATE, node.name, hop.version, hop=index, note="control plane ready on node")
         for node in _control_plane_order(self.inventory):
-            if self.cp_kubelets[node.name] < hop.version:
+            if last and self.cp_kubelets[node.name] < hop.version:
                 self.kubelet(node.name, hop.version, hop=index, batch=None)
 
     def kubelet(self, node: str, version: Version, *, hop: int | None, batch: int | None) -> None:
@@ -221,16 +255,16 @@ def _control_plane_order(inventory: Inventory) -> list[Node]:
     return sorted(nodes, key=lambda n: n.components.apiserver if n.components else n.kubelet, reverse=True)
 
 
-def _worker_version(cp_now: Version, catalog: Catalog, skip: frozenset[Version]) -> Version:
-    """Where a worker forced to move goes: as far as the control plane, avoiding skipped versions."""
-    if cp_now not in skip:
-        return cp_now
-    candidates = [v for v in catalog.versions if v <= cp_now and v.line == cp_now.line and v not in skip]
-    if not candidates:
+def _refuse_skipped(steps: list[Step], skip: frozenset[Version]) -> None:
+    """The last word on skip lists: no step may install a skipped version (a snapshot records one)."""
+    used = [s for s in steps if s.version in skip and s.action is not Action.SNAPSHOT]
+    if used:
+        nodes = sorted({s.node for s in used if s.node})
         raise NoUpgradePathError(
-            f"workers must move before the next hop, but every release of {cp_now.line} up to {cp_now} is skipped"
+            f"this plan would install {used[0].version}, which is skipped, on {_names(nodes)}; "
+            f"the catalog has no later {used[0].version.line} patch to move the control plane to first"
+            if used[0].version else "a step would use a skipped version"
         )
-    return candidates[-1]
 
 
 def _warnings(inventory: Inventory, current: Version, hops: list[Hop]) -> Iterable[str]:

@@ -51,19 +51,26 @@ class ClusterModel:
         return min(lines), max(lines)
 
 
-def replay(inventory: Inventory, plan: Plan) -> ClusterModel:
-    """Apply the plan's steps to a model of the cluster; raise ReplayError on the first broken rule."""
+def replay(inventory: Inventory, plan: Plan, *, skip: frozenset[Version] = frozenset()) -> ClusterModel:
+    """Apply the plan's steps to a model of the cluster; raise ReplayError on the first broken rule.
+
+    ``skip`` is the whole skip list the plan was made with (the plan lists only those in its range).
+    """
     model = ClusterModel.of(inventory)
+    banned = skip | frozenset(plan.skipped_versions)
     for step in plan.steps:
-        _apply(model, step, plan)
+        _apply(model, step, banned)
     _check_final(model, plan)
+    kept = {n.name for n in inventory.nodes if n.unschedulable} - model.cordoned
+    if kept:
+        raise ReplayError(f"nodes cordoned before the plan were uncordoned by it: {sorted(kept)}")
     return model
 
 
-def _apply(m: ClusterModel, step: Step, plan: Plan) -> None:
+def _apply(m: ClusterModel, step: Step, banned: frozenset[Version]) -> None:
     v = step.version
     node = step.node
-    if v is not None and v in plan.skipped_versions and step.action is not Action.SNAPSHOT:
+    if v is not None and v in banned and step.action is not Action.SNAPSHOT:
         raise ReplayError(f"step {step.n} uses skipped version {v}")
     if step.action is Action.SNAPSHOT:
         m.snapshot_ready = True
@@ -135,7 +142,8 @@ def _check_final(m: ClusterModel, plan: Plan) -> None:
     if not plan.steps:
         return
     t = plan.target
-    wrong = [n for n, v in {**m.apiserver, **m.kubelet}.items() if v != t]
-    wrong += [n for n, v in m.components.items() if v != t]
+    wrong = [f"{n} apiserver" for n, v in m.apiserver.items() if v != t]
+    wrong += [f"{n} controller-manager/scheduler" for n, v in m.components.items() if v != t]
+    wrong += [f"{n} kubelet" for n, v in m.kubelet.items() if v != t]
     if wrong:
         raise ReplayError(f"after the plan, nodes not at {t}: {sorted(set(wrong))}")

@@ -21,6 +21,11 @@ def control_plane_version(inventory: Inventory) -> Version:
 def validate_cluster_state(inventory: Inventory) -> None:
     apiservers = {n.name: n.components.apiserver for n in inventory.control_planes if n.components}
     newest = max(apiservers.values())
+    other_major = sorted(n.name for n in inventory.nodes if n.kubelet.major != newest.major) + sorted(
+        name for name, v in apiservers.items() if v.major != newest.major
+    )
+    if other_major:
+        raise SkewViolationError(f"versions of another major than {newest} on: {', '.join(other_major)}")
     oldest = min(apiservers.values())
     if newest.line.minus(oldest.line) > 1:
         spread = ", ".join(f"{name} {v}" for name, v in sorted(apiservers.items()))
