@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 from collections.abc import Iterator
@@ -41,6 +42,24 @@ def test_python_client_lists_nodes_and_kube_system_pods(demo: tuple[Cli, dict]) 
         assert pods[f"kube-apiserver-{cp}"].status.phase == "Running"
     version = client.VersionApi(config.new_client_from_config(config_file=info["kubeconfig"])).get_code()
     assert version.git_version == "v1.30.6"
+
+
+def test_first_start_spreads_replicas_and_every_address_is_loopback(demo: tuple[Cli, dict]) -> None:
+    from kubernetes import client, config
+
+    _, info = demo
+    api = client.CoreV1Api(config.new_client_from_config(config_file=info["kubeconfig"]))
+
+    def placed(namespace: str, selector: str) -> list[str]:
+        return sorted(p.spec.node_name or "" for p in api.list_namespaced_pod(namespace, label_selector=selector).items)
+
+    assert placed("demo", "app=web") == ["worker-1", "worker-2", "worker-3"]
+    coredns = placed("kube-system", "k8s-app=kube-dns")
+    assert len(coredns) == 2 and len(set(coredns)) == 2, coredns
+    addresses = {a.address for n in api.list_node().items for a in n.status.addresses if a.type == "InternalIP"}
+    assert len(addresses) == len(NODES) and all(ipaddress.ip_address(a).is_loopback for a in addresses), addresses
+    host_ips = {p.status.host_ip for p in api.list_pod_for_all_namespaces().items}
+    assert all(ipaddress.ip_address(ip).is_loopback for ip in host_ips), host_ips
 
 
 def test_kubectl_lists_nodes_and_pods(demo: tuple[Cli, dict]) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
 from tests.integration.sandbox_helpers import etcd_cluster, needs_etcd
-from upgrader.sandbox import etcd
+from upgrader.sandbox import etcd, procs
 
 pytestmark = [pytest.mark.etcd, needs_etcd]
 
@@ -59,6 +60,45 @@ def test_kv_fails_over_and_a_member_restarts_from_its_data_dir(tmp_path):
             assert alone.get("/failover/during").value == b"2"  # it caught up with the writes it missed
         finally:
             etcd.stop_member(restarted)
+
+
+def test_a_fully_stopped_cluster_restarts_member_by_member_with_spawn_member(tmp_path):
+    with etcd_cluster(tmp_path) as members:
+        etcd.EtcdKV([m.client_url for m in members]).put("/restart/kept", b"yes")
+        etcd.stop_cluster(members)
+        assert not any(procs.alive(m.pid) for m in members)
+        # one member alone has no quorum: waiting for it (start_member) fails and stops it again
+        with pytest.raises(etcd.EtcdStartError, match="not healthy"):
+            etcd.start_member(members[0], peers=members, timeout=1.0)
+        restarted: list[etcd.EtcdMember] = []
+        try:
+            for m in members:  # as three kubelets would, each starting its own member
+                started = time.monotonic()
+                restarted.append(etcd.spawn_member(m, peers=members, state="existing"))
+                assert time.monotonic() - started < 1.0, "spawn_member does not wait for health"
+            assert [m.client_url for m in restarted] == [m.client_url for m in members]
+            assert all(procs.alive(m.pid) and m.pid not in {o.pid for o in members} for m in restarted)
+            etcd.wait_healthy(restarted, timeout=30)
+            assert etcd.EtcdKV([restarted[2].client_url]).get("/restart/kept").value == b"yes"
+        finally:
+            etcd.stop_cluster(restarted)
+        assert not any(procs.alive(m.pid) for m in restarted)
+
+
+def test_spawn_member_takes_initial_cluster_text_options_and_a_log(tmp_path):
+    port, peer = etcd.free_ports(2)
+    member = etcd.EtcdMember("solo", f"http://127.0.0.1:{port}", f"http://127.0.0.1:{peer}", tmp_path / "data")
+    with pytest.raises(ValueError, match="initial cluster state"):
+        etcd.spawn_member(member, peers=[member], state="fresh")
+    log = tmp_path / "logs" / "etcd.log"
+    started = etcd.spawn_member(member, peers=f"solo={member.peer_url}", state="new",
+                                options={"snapshot-count": "5000"}, log=log)
+    try:
+        etcd.wait_healthy([started], timeout=30)
+        assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+        assert "--snapshot-count=5000" in procs.cmdline(started.pid) and log.stat().st_size > 0
+    finally:
+        etcd.stop_member(started)
 
 
 def test_all_endpoints_down_raises_unavailable():

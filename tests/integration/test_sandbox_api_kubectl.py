@@ -85,6 +85,28 @@ def test_drain_blocked_by_pdb_times_out_with_the_pdb_message(api):
     api.kubectl("uncordon", "worker-2")
 
 
+def test_the_drain_blocked_fault_is_a_pinned_deployment_whose_pdb_allows_nothing(api):
+    from upgrader.sandbox.faultops import block_drain
+
+    block_drain(api.store, "worker-2")
+    block_drain(api.store, "worker-2")  # applying it twice changes nothing
+    api.start_controllers()
+    v1 = client.CoreV1Api(api.client())
+    pinned = wait_for(lambda: [p for p in v1.list_namespaced_pod("demo", label_selector="app=pinned-worker-2").items
+                               if p.status.phase == "Running"], what="the pinned pod running")
+    assert [p.spec.node_name for p in pinned] == ["worker-2"]
+    assert pinned[0].metadata.owner_references[0].kind == "ReplicaSet"  # an ordinary Deployment's pod
+    pdb = client.PolicyV1Api(api.client()).read_namespaced_pod_disruption_budget("pinned-worker-2", "demo")
+    assert pdb.status.disruptions_allowed == 0 and pdb.status.current_healthy == 1
+    proc = api.kubectl("drain", "worker-2", "--ignore-daemonsets", "--timeout", "3s", check=False)
+    assert proc.returncode != 0
+    assert PDB_MESSAGE in proc.stderr and "global timeout reached: 3s" in proc.stderr
+    assert "pinned-worker-2-" in proc.stderr
+    assert [p.spec.node_name for p in v1.list_namespaced_pod("demo", label_selector="app=pinned-worker-2").items] == [
+        "worker-2"]  # cordoned, and nowhere else matches its nodeSelector: it stays
+    api.kubectl("uncordon", "worker-2")
+
+
 def test_the_kubectl_on_path_works_too(api):
     assert shutil.which("kubectl"), "kubectl is not installed: run scripts/test.sh"
     out = api.kubectl("get", "nodes", binary=shutil.which("kubectl")).stdout

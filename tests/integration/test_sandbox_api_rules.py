@@ -72,3 +72,85 @@ def test_tolerations():
     assert tolerates([{"key": taint["key"], "operator": "Exists", "effect": "NoSchedule"}], taint)
     assert not tolerates([{"key": taint["key"], "operator": "Exists", "effect": "NoExecute"}], taint)
     assert not tolerates([], taint)
+
+
+def _node(name: str, *, ready: bool = True, unschedulable: bool = False, taints: list | None = None,
+          labels: dict | None = None) -> dict:
+    return {"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
+            "spec": {"unschedulable": unschedulable, "taints": taints or []},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def _placed(node: str, owner: str | None = None) -> dict:
+    refs = [{"kind": "ReplicaSet", "uid": owner, "controller": True}] if owner else []
+    return {"metadata": {"ownerReferences": refs}, "spec": {"nodeName": node}, "status": {"phase": "Running"}}
+
+
+CP_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
+CP_TOLERATION = {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def test_scheduler_spreads_one_owner_then_balances_then_goes_by_name():
+    from upgrader.sandbox.apiserver.scheduling import World, pick_node
+
+    world = World([_node("w-3"), _node("w-1"), _node("w-2")], [])
+    placed = []
+    for _ in range(6):  # as a ReplicaSet creates its replicas: each sees where the previous went
+        node = pick_node(world, {}, owner_uid="rs")
+        placed.append(node["metadata"]["name"])
+        world.pods.append(_placed(node["metadata"]["name"], "rs"))
+    assert placed == ["w-1", "w-2", "w-3", "w-1", "w-2", "w-3"]
+    # another owner's pods weigh less than this owner's: w-1 has more pods but none of "other"'s
+    busy = World([_node("w-1"), _node("w-2")], [_placed("w-1", "x"), _placed("w-1", "x"), _placed("w-2", "other")])
+    assert pick_node(busy, {}, owner_uid="other")["metadata"]["name"] == "w-1"
+    assert pick_node(busy, {}, owner_uid="new")["metadata"]["name"] == "w-2"  # then fewest pods overall
+    finished = {**_placed("w-1", "new"), "status": {"phase": "Succeeded"}}
+    busy.pods.append(finished)  # finished and deleting pods occupy nothing
+    assert pick_node(busy, {}, owner_uid="new")["metadata"]["name"] == "w-2"
+
+
+def test_scheduler_filters_cordoned_not_ready_tainted_and_unselected_nodes():
+    from upgrader.sandbox.apiserver.scheduling import World, pick_node, unschedulable_message
+
+    nodes = [_node("cp-1", taints=[CP_TAINT]), _node("w-1", unschedulable=True), _node("w-2", ready=False),
+             _node("w-3", labels={"disk": "ssd"}), _node("w-4")]
+    world = World(nodes, [])
+    assert pick_node(world, {})["metadata"]["name"] == "w-3"
+    assert pick_node(world, {"nodeSelector": {"disk": "ssd"}})["metadata"]["name"] == "w-3"
+    assert pick_node(world, {"nodeSelector": {"kubernetes.io/hostname": "w-4"}})["metadata"]["name"] == "w-4"
+    assert pick_node(world, {"nodeSelector": {"kubernetes.io/hostname": "cp-1"},
+                             "tolerations": [CP_TOLERATION]})["metadata"]["name"] == "cp-1"
+    everything = {"tolerations": [{"operator": "Exists"}], "nodeSelector": {"kubernetes.io/hostname": "w-2"}}
+    assert pick_node(world, everything)["metadata"]["name"] == "w-2"  # tolerates the not-ready taint too
+    nowhere = {"nodeSelector": {"disk": "nvme"}}
+    assert pick_node(world, nowhere) is None
+    assert unschedulable_message(world, nowhere) == (
+        "0/5 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, "
+        "1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, 1 node(s) were unschedulable, "
+        "2 node(s) didn't match Pod's node affinity/selector. preemption: 0/5 nodes are available: "
+        "5 Preemption is not helpful for scheduling.")
+    assert unschedulable_message(World([], []), {}) == "no nodes available to schedule pods"
+
+
+def test_a_pod_with_node_name_bypasses_the_scheduler_but_waits_for_its_kubelet():
+    from upgrader.sandbox.apiserver.scheduling import World, pick_node
+
+    world = World([_node("cp-1", taints=[CP_TAINT], unschedulable=True), _node("w-1", ready=False)], [])
+    assert pick_node(world, {"nodeName": "cp-1"})["metadata"]["name"] == "cp-1"  # taint and cordon do not matter
+    assert pick_node(world, {"nodeName": "w-1"}) is None  # its kubelet is not running
+    assert pick_node(world, {"nodeName": "gone"}) is None
+    assert pick_node(world, {"nodeName": "cp-1", "nodeSelector": {"disk": "ssd"}}) is None  # the kubelet refuses
+
+
+def test_node_addresses_are_loopback_only():
+    import ipaddress
+
+    from upgrader.sandbox.apiserver.seed import NodeRole, NodeSpec
+    from upgrader.sandbox.kubelet import internal_ip
+
+    assert all(ipaddress.ip_address(internal_ip(i)).is_loopback for i in range(2000))
+    assert len({internal_ip(i) for i in range(2000)}) == 2000
+    for private in ("10.0.0.5", "172.18.0.2", "192.168.1.10", "node-1"):
+        with pytest.raises(ValueError, match="not a loopback address"):
+            NodeSpec("w-1", NodeRole.WORKER, private)
+    assert NodeSpec("w-1", NodeRole.WORKER, "127.0.3.4").internal_ip == "127.0.3.4"

@@ -4,6 +4,11 @@ The sandbox runs the Debian ``etcd`` binary (3.4) as real processes so that snap
 and dead members behave exactly as in production. Everything listens on 127.0.0.1 over plain
 http; data directories are chosen by the caller (never /var/lib/etcd).
 
+Starting a member (:func:`spawn_member`) and waiting for it (:func:`wait_healthy`) are separate
+steps because a member of a multi-member cluster is healthy only once a quorum of its peers runs:
+a cluster whose members all stopped comes back by spawning each member, then waiting for them all.
+The processes are :mod:`upgrader.sandbox.procs` children, stopped by pid like the sandbox's others.
+
 :class:`EtcdKV` talks to etcd's gRPC-gateway (``/v3/kv/*``) with urllib, so the sandbox needs no
 gRPC dependency. It fails over between endpoints, which is what lets the sandbox API server keep
 working while one member is dead.
@@ -12,12 +17,9 @@ working while one member is dead.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
-import signal
 import socket
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -26,10 +28,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from upgrader.sandbox import procs
+
 ETCD_BINARY = "etcd"
+DEFAULT_TOKEN = "upgrader-sandbox"
+CLUSTER_STATES = ("new", "existing")
 _LOOPBACK = "127.0.0.1"
-# Children we started, so stop_member can reap them (no zombies) when we are their parent.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class EtcdError(Exception):
@@ -81,7 +85,7 @@ def initial_cluster(members: Sequence[EtcdMember]) -> str:
 
 
 def start_etcd_cluster(
-    data_dirs: Mapping[str, Path], *, token: str = "upgrader-sandbox", timeout: float = 30.0, attempts: int = 3
+    data_dirs: Mapping[str, Path], *, token: str = DEFAULT_TOKEN, timeout: float = 30.0, attempts: int = 3
 ) -> list[EtcdMember]:
     """Start a new cluster on free ports, one member per name (``{"cp-1": dir, ...}``); wait until healthy.
 
@@ -106,15 +110,14 @@ def start_etcd_cluster(
 
 
 def start_new_cluster(
-    members: Sequence[EtcdMember], *, token: str = "upgrader-sandbox", timeout: float = 30.0
+    members: Sequence[EtcdMember], *, token: str = DEFAULT_TOKEN, timeout: float = 30.0
 ) -> list[EtcdMember]:
     """Start a new cluster on the members' own URLs (fixed ports); a failed start leaves empty data dirs."""
     started: list[EtcdMember] = []
     fresh = [m.data_dir for m in members if not m.data_dir.exists() or not any(m.data_dir.iterdir())]
     try:
         for m in members:
-            m.data_dir.mkdir(parents=True, exist_ok=True)
-            started.append(_spawn(m, initial_cluster(members), state="new", token=token))
+            started.append(spawn_member(m, peers=members, state="new", token=token))
         wait_healthy(started, timeout=timeout)
         return started
     except BaseException:
@@ -125,14 +128,17 @@ def start_new_cluster(
 
 
 def start_member(
-    member: EtcdMember, *, peers: Sequence[EtcdMember], token: str = "upgrader-sandbox", timeout: float = 30.0
+    member: EtcdMember, *, peers: Sequence[EtcdMember], token: str = DEFAULT_TOKEN, timeout: float = 30.0
 ) -> EtcdMember:
-    """(Re)start one member from its existing data dir (after a crash or a snapshot restore).
+    """(Re)start one member from its existing data dir and wait until it is healthy.
 
-    It must come back on the same URLs: they are recorded in the cluster membership.
-    ``peers`` is the whole membership including this member.
+    Only for a member whose cluster keeps (or regains with it) a quorum: a single-member cluster,
+    or one member of a cluster whose other members run. To restart several stopped members,
+    :func:`spawn_member` each and then :func:`wait_healthy` them all. It must come back on the same
+    URLs: they are recorded in the cluster membership. ``peers`` is the whole membership including
+    this member. A member that does not become healthy is stopped again.
     """
-    started = _spawn(replace(member, pid=None), initial_cluster(peers), state="existing", token=token)
+    started = spawn_member(member, peers=peers, state="existing", token=token)
     try:
         _wait_member(started, timeout=timeout)
     except EtcdStartError:
@@ -141,22 +147,32 @@ def start_member(
     return started
 
 
-def _spawn(member: EtcdMember, cluster: str, *, state: str, token: str) -> EtcdMember:
-    argv = [
-        ETCD_BINARY, "--name", member.name, "--data-dir", str(member.data_dir),
-        "--listen-client-urls", member.client_url, "--advertise-client-urls", member.client_url,
-        "--listen-peer-urls", member.peer_url, "--initial-advertise-peer-urls", member.peer_url,
-        "--initial-cluster", cluster, "--initial-cluster-state", state, "--initial-cluster-token", token,
-        "--logger", "zap", "--log-outputs", "stderr",
-    ]
-    log = open(log_path(member), "ab")  # noqa: SIM115 - handed to the child
-    try:
-        # New session: Ctrl-C in the CLI must not kill etcd behind the supervisor's back.
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-    finally:
-        log.close()
-    _CHILDREN[proc.pid] = proc
-    return replace(member, pid=proc.pid)
+def spawn_member(
+    member: EtcdMember, *, peers: Sequence[EtcdMember] | str, state: str, token: str = DEFAULT_TOKEN,
+    options: Mapping[str, str] | None = None, log: Path | None = None,
+) -> EtcdMember:
+    """Start one member's etcd process and return at once (with its pid), healthy or not.
+
+    ``peers`` is the whole membership including this member, or etcd's ``--initial-cluster`` text;
+    ``state`` is "new" for a member of a cluster being created, "existing" otherwise (etcd ignores
+    both, and the token, once its data dir holds a WAL). ``options`` are further etcd flags without
+    the dashes (``{"snapshot-count": "10000"}``); they win over the ones derived from ``member``.
+    The output goes to ``log`` (default: :func:`log_path`). The data dir is created, mode 0700.
+    """
+    if state not in CLUSTER_STATES:
+        raise ValueError(f"initial cluster state must be one of {', '.join(CLUSTER_STATES)}, not {state!r}")
+    flags = {
+        "name": member.name, "data-dir": str(member.data_dir),
+        "listen-client-urls": member.client_url, "advertise-client-urls": member.client_url,
+        "listen-peer-urls": member.peer_url, "initial-advertise-peer-urls": member.peer_url,
+        "initial-cluster": peers if isinstance(peers, str) else initial_cluster(peers),
+        "initial-cluster-state": state, "initial-cluster-token": token,
+        "logger": "zap", "log-outputs": "stderr", **(options or {}),
+    }
+    member.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(member.data_dir, 0o700)
+    pid = procs.spawn([ETCD_BINARY, *(f"--{k}={v}" for k, v in flags.items())], log=log or log_path(member))
+    return replace(member, pid=pid)
 
 
 def log_path(member: EtcdMember) -> Path:
@@ -169,23 +185,18 @@ def _wipe(data_dir: Path) -> None:
         p.rmdir() if p.is_dir() else p.unlink()
 
 
-def _exited(pid: int) -> bool:
-    proc = _CHILDREN.get(pid)
-    if proc is not None:
-        return proc.poll() is not None
+def _log_tail(member: EtcdMember) -> str:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+        return log_path(member).read_text(errors="replace")[-2000:]
+    except OSError:
+        return "(no log beside its data dir)"
 
 
 def _wait_member(member: EtcdMember, *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if member.pid is not None and _exited(member.pid):
-            tail = log_path(member).read_text(errors="replace")[-2000:]
-            raise EtcdStartError(f"etcd member {member.name} exited: {tail}")
+        if member.pid is not None and not procs.alive(member.pid):
+            raise EtcdStartError(f"etcd member {member.name} exited: {_log_tail(member)}")
         if member_health(member).healthy:
             return
         time.sleep(0.1)
@@ -213,22 +224,6 @@ def stop_member(member: EtcdMember | int, *, timeout: float = 10.0) -> None:
     stop_cluster([member], timeout=timeout)
 
 
-def _wait_exit(pid: int, timeout: float) -> bool:
-    proc = _CHILDREN.get(pid)
-    if proc is not None:
-        try:
-            proc.wait(timeout)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _exited(pid):
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def stop_cluster(members: Sequence[EtcdMember | int], *, timeout: float = 10.0) -> None:
     """Stop the followers together, then the leader.
 
@@ -238,14 +233,14 @@ def stop_cluster(members: Sequence[EtcdMember | int], *, timeout: float = 10.0) 
     """
     leader = _leader(m for m in members if isinstance(m, EtcdMember))
     followers = [m for m in members if m is not leader]
-    _terminate([m if isinstance(m, int) else m.pid for m in followers], timeout)
+    procs.stop_all([m if isinstance(m, int) else m.pid for m in followers], timeout=timeout)
     if leader is not None:
-        _terminate([leader.pid], min(timeout, 1.5) if followers else timeout)
+        procs.stop_all([leader.pid], timeout=min(timeout, 1.5) if followers else timeout)
 
 
 def _leader(members: Iterable[EtcdMember]) -> EtcdMember | None:
     for m in members:
-        if m.pid is None or _exited(m.pid):
+        if not procs.alive(m.pid):
             continue
         try:
             req = urllib.request.Request(m.client_url + "/v3/maintenance/status", data=b"{}", method="POST")
@@ -256,25 +251,6 @@ def _leader(members: Iterable[EtcdMember]) -> EtcdMember | None:
         if header.get("leader") and header["leader"] == header.get("header", {}).get("member_id"):
             return m
     return None
-
-
-def _terminate(pids: Sequence[int | None], timeout: float) -> None:
-    signalled = []
-    for pid in pids:
-        if pid is None:
-            continue
-        try:
-            os.kill(pid, signal.SIGTERM)
-            signalled.append(pid)
-        except ProcessLookupError:
-            _CHILDREN.pop(pid, None)
-    deadline = time.monotonic() + timeout
-    for pid in signalled:
-        if not _wait_exit(pid, max(0.0, deadline - time.monotonic())):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            _wait_exit(pid, 5.0)
-        _CHILDREN.pop(pid, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,18 +1,18 @@
 """Faults that need objects in the cluster, not just a flag the simulated parts read.
 
-``drain-blocked:NODE`` is the classic real-world drain blocker: a single-replica StatefulSet pod on
-NODE with a PodDisruptionBudget of minAvailable 1, so `kubectl drain NODE` keeps retrying its
-eviction (HTTP 429) until it times out. The pod is written bound to NODE and running, as its kubelet
-would report it (the sandbox's controllers do not run StatefulSets, so nothing moves it). Every
-other kind is read from faults.json by the kubelets, kubeadm and the node transport.
+``drain-blocked:NODE`` is the classic real-world drain blocker: a single-replica workload pinned to
+NODE by a ``nodeSelector`` (a database, say) with a PodDisruptionBudget of minAvailable 1, so
+`kubectl drain NODE` keeps retrying its eviction (HTTP 429) until it times out. It is an ordinary
+Deployment: the controllers create and place its pod as they would anyone's, and nothing else can
+take the pod's place while NODE is cordoned. Every other kind is read from faults.json by the
+kubelets, kubeadm and the node transport.
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from upgrader.sandbox.apiserver import objects, resources
+from upgrader.sandbox.apiserver import errors, podutil, resources
 from upgrader.sandbox.apiserver.storage import Store
 from upgrader.sandbox.apiserver.strategies import prepare_create
 from upgrader.sandbox.config import SandboxConfig
@@ -22,39 +22,41 @@ from upgrader.sandbox.seeding import etcd_kv
 NAMESPACE = "demo"
 
 
-def _pod(node: str) -> dict[str, Any]:
-    name = f"pinned-{node}"
+def _name(node: str) -> str:
+    return f"pinned-{node}"
+
+
+def _deployment(node: str) -> dict[str, Any]:
+    labels = {"app": _name(node)}
     return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": f"{name}-0", "namespace": NAMESPACE,
-                     "labels": {"app": name, "statefulset.kubernetes.io/pod-name": f"{name}-0"},
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name,
-                                          "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, name)), "controller": True,
-                                          "blockOwnerDeletion": True}]},
-        "spec": {"nodeName": node, "hostname": f"{name}-0",
-                 "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
-                                  "effect": "NoSchedule"}],
-                 "containers": [{"name": "db", "image": "registry.k8s.io/pause:3.9"}]},
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": _name(node), "namespace": NAMESPACE, "labels": dict(labels)},
+        "spec": {"replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": dict(labels)}, "spec": {
+                     "nodeSelector": {"kubernetes.io/hostname": node},
+                     "tolerations": [{"key": podutil.CONTROL_PLANE_LABEL, "operator": "Exists",
+                                      "effect": "NoSchedule"}],
+                     "containers": [{"name": "db", "image": "registry.k8s.io/pause:3.9"}]}}},
     }
 
 
 def _pdb(node: str) -> dict[str, Any]:
-    name = f"pinned-{node}"
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": name}}}}
+            "metadata": {"name": _name(node), "namespace": NAMESPACE},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": _name(node)}}}}
+
+
+def block_drain(store: Store, node: str) -> None:
+    """The drain-blocked objects for ``node``; those that exist are kept."""
+    store.get(resources.NODES, None, node)  # NotFound for a node the cluster does not have
+    for rt, obj in ((resources.PDBS, _pdb(node)), (resources.DEPLOYMENTS, _deployment(node))):
+        try:
+            store.create(rt, prepare_create(rt, obj))
+        except errors.ApiError as e:
+            if e.reason != "AlreadyExists":
+                raise
 
 
 def apply_fault(cfg: SandboxConfig, fault: Fault) -> None:
-    if fault.kind != "drain-blocked" or fault.node is None:
-        return
-    store = Store(etcd_kv(cfg))
-    node = store.get(resources.NODES, None, fault.node)
-    pdb = _pdb(fault.node)
-    if store.try_get(resources.PDBS, NAMESPACE, pdb["metadata"]["name"]) is None:
-        store.create(resources.PDBS, prepare_create(resources.PDBS, pdb))
-    pod = _pod(fault.node)
-    if store.try_get(resources.PODS, NAMESPACE, pod["metadata"]["name"]) is None:
-        pod = prepare_create(resources.PODS, pod)
-        pod["status"] = objects.running_status(pod, node)
-        store.create(resources.PODS, pod)
+    if fault.kind == "drain-blocked" and fault.node is not None:
+        block_drain(Store(etcd_kv(cfg)), fault.node)

@@ -12,6 +12,7 @@ intend), so 50 idle workers cost no HTTP traffic and a node keeps reporting whil
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import threading
@@ -31,10 +32,22 @@ TICK = 0.25
 
 
 def node_spec(cfg: SandboxConfig, node: str, *, kubelet_version: str | None = None) -> seed.NodeSpec:
-    """The node as registered: NotReady until its kubelet has started and says otherwise."""
+    """The node as registered: NotReady until its kubelet has started and says otherwise.
+
+    Its InternalIP is a loopback address of its own (127.0.X.Y, never a private network's), and its
+    podCIDR index is its place in the sandbox, so seeding and the kubelet register the same Node.
+    """
     index = cfg.nodes.index(node)
     role = seed.NodeRole.CONTROL_PLANE if node in cfg.control_planes else seed.NodeRole.WORKER
-    return seed.NodeSpec(node, role, f"127.0.{index // 250}.{10 + index % 250}", kubelet_version, ready=False)
+    return seed.NodeSpec(node, role, internal_ip(index), kubelet_version, ready=False, index=index)
+
+
+def internal_ip(index: int) -> str:
+    """127.0.0.10, 127.0.0.11, ... 127.0.0.249, 127.0.1.10, ...: 240 nodes per /24, all inside 127.0.0.0/8."""
+    offset = (index // 240) * 256 + 10 + index % 240
+    if not 0 <= offset < 2**24:
+        raise ValueError(f"node index {index} has no address in 127.0.0.0/8")
+    return str(ipaddress.IPv4Address("127.0.0.0") + offset)
 
 
 class SimKubelet(threading.Thread):
@@ -53,6 +66,8 @@ class SimKubelet(threading.Thread):
         self.ready_at = time.monotonic() + cfg.timeouts.kubelet_restart
         self.generation = int(nodestate.kubelet_unit(self.layout).get("generation", 0))
         self._posted: tuple[object, ...] | None = None
+        # set once the Node carries this kubelet's own verdict (past its start-up NotReady moment)
+        self.reported = threading.Event()
         self._posted_at = 0.0
         self._mirrors: dict[str, tuple[str, bool]] = {}
         self._status_written = 0.0
@@ -65,7 +80,7 @@ class SimKubelet(threading.Thread):
         while not self.stopping.is_set():
             try:
                 self.tick()
-            except (EtcdError, ApiError) as e:  # no quorum, or a write race: like a kubelet that retries
+            except EtcdError as e:  # no quorum yet, or etcd restarting: like a kubelet that retries
                 log.debug("kubelet %s: %s", self.node, e)
             except Exception:  # a kubelet keeps going; the supervisor log says why
                 log.exception("kubelet %s tick failed", self.node)
@@ -138,8 +153,20 @@ class SimKubelet(threading.Thread):
         seed.upsert_node_status(self.kv, node=spec, kubelet_version=str(self.version), ready=ready,
                                 reason=reason, message=message)
         self._posted, self._posted_at = key, time.monotonic()
+        if self.state != "activating":
+            self.reported.set()
 
     def _sync_mirrors(self) -> None:
+        try:
+            self._write_mirrors()
+        except ApiError as e:
+            if e.code != 404:
+                raise
+            # our Node was deleted (kubectl delete node): register it again on the next tick
+            log.info("kubelet %s: node not found, registering again", self.node)
+            self._posted = None
+
+    def _write_mirrors(self) -> None:
         assert self.runner is not None
         for component in [c for c in self._mirrors if c not in self.runner.pods]:
             seed.remove_mirror_pod(self.kv, node_name=self.node, component=component)

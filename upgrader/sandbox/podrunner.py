@@ -23,11 +23,10 @@ import upgrader
 from upgrader.domain.versions import Version
 from upgrader.errors import InvalidVersionError
 from upgrader.nodes.port import NodeLayout
-from upgrader.sandbox import faults, manifests, procs
+from upgrader.sandbox import etcd, faults, manifests, procs
 
-ETCD_FLAGS = ("name", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
-              "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-state", "initial-cluster-token",
-              "snapshot-count")
+# Manifest flags passed to etcd as they are (TLS flags are not: the sandbox speaks plain http).
+ETCD_OPTIONS = ("listen-client-urls", "listen-peer-urls", "snapshot-count")
 MAX_BACKOFF = 10.0
 
 
@@ -99,14 +98,23 @@ class StaticPodRunner:
         sp.started = time.time()
 
     def _start_etcd(self, sp: StaticPod) -> tuple[int, str]:
-        flags = manifests.flags(sp.pod)
+        """The real etcd with the manifest's flags (https made http), through its data dir's hostPath.
+
+        Spawned without waiting for health, like a container start: after a full control-plane stop
+        each member is started by its own kubelet and none is healthy until a quorum runs.
+        """
+        flags = {k: v.replace("https://", "http://") for k, v in manifests.flags(sp.pod).items()}
         data_dir = self.layout.host_path(manifests.host_path_for(sp.pod, flags.get("data-dir", "/var/lib/etcd")))
-        data_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(data_dir, 0o700)
-        argv = ["etcd", f"--data-dir={data_dir}", "--logger=zap", "--log-outputs=stderr"]
-        argv += [f"--{k}={flags[k].replace('https://', 'http://')}" for k in ETCD_FLAGS if k in flags]
-        log = self.layout.host_path("/var/log/pods/etcd.log")
-        return procs.spawn(argv, log=log), str(data_dir)
+        member = etcd.EtcdMember(flags.get("name", self.node), flags.get("advertise-client-urls", "").split(",")[0],
+                                 flags.get("initial-advertise-peer-urls", "").split(",")[0], data_dir)
+        peers = flags.get("initial-cluster", f"{member.name}={member.peer_url}")
+        state = flags.get("initial-cluster-state", "new")
+        options = {k: flags[k] for k in ETCD_OPTIONS if k in flags}
+        started = etcd.spawn_member(member, peers=peers, state=state, options=options,
+                                    token=flags.get("initial-cluster-token", etcd.DEFAULT_TOKEN),
+                                    log=self.layout.host_path("/var/log/pods/etcd.log"))
+        assert started.pid is not None
+        return started.pid, str(data_dir)
 
     def _start_apiserver(self, sp: StaticPod, active: list[faults.Fault]) -> tuple[int, str]:
         flags = manifests.flags(sp.pod)

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 _POPEN: dict[int, subprocess.Popen[bytes]] = {}
@@ -61,21 +62,31 @@ def owned(pid: int | None, marker: str) -> bool:
 
 def stop(pid: int | None, *, timeout: float = 10.0) -> None:
     """SIGTERM, then SIGKILL after timeout; reaps our own children. A pid already gone is fine."""
-    if not pid:
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
+    stop_all([pid], timeout=timeout)
+
+
+def stop_all(pids: Sequence[int | None], *, timeout: float = 10.0) -> None:
+    """:func:`stop` for several processes at once: all get SIGTERM, then share one ``timeout``."""
+    signalled = []
+    for pid in pids:
+        if not pid:
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+            signalled.append(pid)
+        except ProcessLookupError:
+            _reap(pid)
+    deadline = time.monotonic() + timeout
+    for pid in signalled:
+        if not wait_gone(pid, max(0.0, deadline - time.monotonic())):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            wait_gone(pid, 5.0)
         _reap(pid)
-        return
-    if not _wait_gone(pid, timeout):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        _wait_gone(pid, 5.0)
-    _reap(pid)
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Whether pid exited (or is a zombie) within timeout."""
     proc = _POPEN.get(pid)
     if proc is not None:
         try:
@@ -88,7 +99,7 @@ def _wait_gone(pid: int, timeout: float) -> bool:
         if not alive(pid):
             return True
         time.sleep(0.05)
-    return False
+    return not alive(pid)
 
 
 def _reap(pid: int) -> None:

@@ -2,9 +2,10 @@
 
 One background process per running sandbox. It runs the load balancer (the controlPlaneEndpoint),
 a simulated kubelet per node (which run etcd and the API servers as child processes from the
-static pod manifests), the cluster's controllers, and seeds a new cluster's objects once its API
-answers. It records everything it started in ``state.json`` (pids, ports, health) every second,
-so `sandbox status` can report and `sandbox down` can stop by pid even after a supervisor crash.
+static pod manifests), the cluster's controllers, and seeds a new cluster's objects once its etcd
+has quorum and every kubelet has registered its node (so the seeded workloads spread over them
+all). It records everything it started in ``state.json`` (pids, ports, health) every second, so
+`sandbox status` can report and `sandbox down` can stop by pid even after a supervisor crash.
 SIGTERM/SIGINT stop everything it started; etcd data stays on disk for a later resume.
 """
 
@@ -28,6 +29,8 @@ from upgrader.sandbox.kubelet import SimKubelet
 from upgrader.sandbox.lb import LoadBalancer
 
 log = logging.getLogger("upgrader.sandbox.supervisor")
+# Seeding waits for every kubelet to report its node, at most this long (a kubelet may be stuck).
+SEED_WAIT = 20.0
 
 
 class Supervisor:
@@ -60,7 +63,7 @@ class Supervisor:
         return 0
 
     def _step(self) -> None:
-        if not self.seeded:
+        if not self.seeded and self._nodes_reported():
             try:
                 seeding.seed(self.cfg)
                 for fault in faults.load(self.cfg.dir):
@@ -70,6 +73,14 @@ class Supervisor:
             except (EtcdError, ApiError, OSError) as e:
                 log.info("seeding not possible yet: %s", e)
         self._state("running" if self.seeded else "starting")
+
+    def _nodes_reported(self) -> bool:
+        """Whether every node is registered with its kubelet's verdict, as kubeadm init/join leave them.
+
+        The workloads seeded next are placed on the nodes Ready at that moment; seeding while only
+        some kubelets had reported would pile every replica onto those few nodes.
+        """
+        return all(k.reported.is_set() for k in self.kubelets) or time.time() - self.started > SEED_WAIT
 
     def _shutdown(self) -> None:
         self._state("stopping")

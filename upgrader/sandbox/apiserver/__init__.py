@@ -8,7 +8,7 @@ types, eviction with PodDisruptionBudgets, watch) for the official python client
 Typical wiring (what the sandbox supervisor does)::
 
     kv = EtcdKV(["http://127.0.0.1:2379", ...])
-    seed_cluster(kv, nodes=[NodeSpec("cp-1", NodeRole.CONTROL_PLANE, "172.18.0.2"), ...],
+    seed_cluster(kv, nodes=[NodeSpec("cp-1", NodeRole.CONTROL_PLANE, "127.0.0.10"), ...],
                  version="v1.30.6", cluster_name="demo")
     thread, stop = start_controllers(kv)          # Deployments, DaemonSets, PDB status, GC
     # one server per control-plane node, as a process:

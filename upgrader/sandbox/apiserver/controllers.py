@@ -10,7 +10,8 @@ One pass (:func:`reconcile_once`), in order:
   node that no longer exists are deleted;
 - garbage collection: ReplicaSets and pods whose controlling owner is gone are deleted;
 - Deployments -> ReplicaSets -> pods, and DaemonSets -> one pod per eligible node;
-- ordinary pods created through the API: bound to a node and started ("scheduler" + "kubelet");
+- Pending pods (created through the API, or by a controller while no node fitted): placed by
+  :mod:`.scheduling` and started ("scheduler" + "kubelet");
 - PodDisruptionBudget status persisted (the API also computes it on every read).
 :func:`run_controllers` repeats passes until its stop event is set.
 """
@@ -20,10 +21,11 @@ from __future__ import annotations
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 
-from upgrader.sandbox.apiserver import errors, eviction, objects, podutil, resources, workloads
+from upgrader.sandbox.apiserver import errors, eviction, objects, podutil, resources, scheduling, workloads
+from upgrader.sandbox.apiserver.scheduling import World
 from upgrader.sandbox.apiserver.storage import Obj, Store
-from upgrader.sandbox.apiserver.workloads import World
 from upgrader.sandbox.etcd import EtcdError, EtcdKV
 
 _OWNER_TYPES = {"ReplicaSet": resources.REPLICASETS, "Deployment": resources.DEPLOYMENTS,
@@ -61,13 +63,14 @@ def reconcile_once(kv: EtcdKV | Store, *, prefix: str = "/registry") -> None:
             workloads.write_status(store, resources.PDBS, pdb, status)
 
 
-def _update_pod(store: Store, pod: Obj, mutate: object) -> None:
+def _update_pod(store: Store, pod: Obj, mutate: Callable[[Obj], Obj | None]) -> Obj | None:
+    """The pod as written (or as it stands, when ``mutate`` changed nothing); None if it is gone."""
     try:
-        store.guaranteed_update(resources.PODS, pod["metadata"]["namespace"], pod["metadata"]["name"],
-                                mutate)  # type: ignore[arg-type]
+        return store.guaranteed_update(resources.PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], mutate)
     except errors.ApiError as e:
         if e.code != 404:
             raise
+    return None
 
 
 def _node_lifecycle(store: Store, world: World) -> None:
@@ -81,7 +84,12 @@ def _node_lifecycle(store: Store, world: World) -> None:
             continue
         ready = podutil.is_node_ready(node)
         if (pod.get("status") or {}).get("phase") == "Running" and podutil.is_pod_ready(pod) != ready:
-            _update_pod(store, pod, lambda o, r=ready: o if objects.set_pod_ready(o, r) else None)
+            def flip(obj: Obj, ready: bool = ready) -> Obj | None:
+                return obj if objects.set_pod_ready(obj, ready) else None
+
+            updated = _update_pod(store, pod, flip)
+            if updated is not None:
+                world.replace(pod, updated)
 
 
 def _collect_garbage(store: Store, world: World) -> None:
@@ -105,16 +113,19 @@ def _collect_garbage(store: Store, world: World) -> None:
 
 
 def _start_loose_pods(store: Store, world: World) -> None:
-    """Pods created through the API start Pending: bind them and report them running."""
+    """Pending pods (created through the API, or by a controller while no node fitted): place and start them."""
     for pod in list(world.pods):
         status = pod.get("status") or {}
         if status.get("phase") != "Pending" or podutil.is_mirror_pod(pod) or podutil.is_deleting(pod):
             continue
-        if pod["spec"].get("schedulerName", "default-scheduler") != "default-scheduler":
-            continue
-        node = world.node(pod["spec"]["nodeName"]) if pod["spec"].get("nodeName") else workloads.pick_node(
-            world, pod["spec"].get("tolerations") or [], [])
-        if node is None or not podutil.is_node_ready(node):
+        spec = pod["spec"]
+        if not spec.get("nodeName") and spec.get("schedulerName", "default-scheduler") != "default-scheduler":
+            continue  # another scheduler's pod
+        owner = podutil.controller_of(pod) or {}
+        node = scheduling.pick_node(world, spec, owner_uid=owner.get("uid"))
+        if node is None:
+            if not spec.get("nodeName"):
+                _note_unschedulable(store, world, pod, scheduling.unschedulable_message(world, spec))
             continue
 
         def start(obj: Obj, node: Obj = node) -> Obj | None:
@@ -124,7 +135,23 @@ def _start_loose_pods(store: Store, world: World) -> None:
             obj["status"] = objects.running_status(obj, node)
             return obj
 
-        _update_pod(store, pod, start)
+        started = _update_pod(store, pod, start)
+        if started is not None:
+            world.replace(pod, started)  # the next pod of this pass sees where this one went
+
+
+def _note_unschedulable(store: Store, world: World, pod: Obj, message: str) -> None:
+    """PodScheduled=False with the scheduler's reason, written only when the reason changes."""
+    def note(obj: Obj) -> Obj | None:
+        scheduled = podutil.condition(obj, "PodScheduled") or {}
+        if (obj.get("status") or {}).get("phase") != "Pending" or scheduled.get("message") == message:
+            return None
+        obj["status"] = objects.pending_status(obj, unschedulable=message)
+        return obj
+
+    noted = _update_pod(store, pod, note)
+    if noted is not None:
+        world.replace(pod, noted)
 
 
 def run_controllers(

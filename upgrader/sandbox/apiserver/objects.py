@@ -63,9 +63,13 @@ def node_status(name: str, *, internal_ip: str, kubelet_version: str, ready: boo
     resources = {"cpu": "2", "ephemeral-storage": "61255492Ki", "hugepages-1Gi": "0", "hugepages-2Mi": "0",
                  "memory": "8039196Ki", "pods": "110"}
     return {"capacity": resources, "allocatable": dict(resources), "conditions": node_conditions(ready),
-            "addresses": [{"type": "InternalIP", "address": internal_ip}, {"type": "Hostname", "address": name}],
+            "addresses": node_addresses(name, internal_ip),
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": node_info(name, kubelet_version), "images": []}
+
+
+def node_addresses(name: str, internal_ip: str) -> list[Obj]:
+    return [{"type": "InternalIP", "address": internal_ip}, {"type": "Hostname", "address": name}]
 
 
 def pod_ip(node: Obj) -> str:
@@ -125,7 +129,11 @@ def set_pod_ready(pod: Obj, ready: bool) -> bool:
     return changed
 
 
-def pending_unschedulable(message: str) -> Obj:
-    return {"phase": "Pending", "qosClass": "BestEffort",
-            "conditions": [{"type": "PodScheduled", "status": "False", "lastProbeTime": None,
-                            "lastTransitionTime": now(), "reason": "Unschedulable", "message": message}]}
+def pending_status(pod: Obj, *, unschedulable: str | None) -> Obj:
+    """A pod not running yet: with the scheduler's PodScheduled=False message, or (bound to a node
+    whose kubelet has not started it) without conditions."""
+    status: Obj = {"phase": "Pending", "qosClass": qos_class(pod)}
+    if unschedulable is not None:
+        status["conditions"] = [{"type": "PodScheduled", "status": "False", "lastProbeTime": None,
+                                 "lastTransitionTime": now(), "reason": "Unschedulable", "message": unschedulable}]
+    return status

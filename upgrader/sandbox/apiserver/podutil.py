@@ -60,13 +60,6 @@ def tolerates(tolerations: list[Obj], taint: Obj) -> bool:
     return False
 
 
-def schedulable_for(node: Obj, tolerations: list[Obj]) -> bool:
-    """A node a new pod may land on: Ready, not cordoned, every NoSchedule/NoExecute taint tolerated."""
-    if not is_node_ready(node) or (node.get("spec") or {}).get("unschedulable"):
-        return False
-    return all(tolerates(tolerations, t) for t in node_taints(node) if t.get("effect") != "PreferNoSchedule")
-
-
 def node_internal_ip(node: Obj) -> str:
     addrs = (node.get("status") or {}).get("addresses") or []
     return next((a["address"] for a in addrs if a.get("type") == "InternalIP"), "")

@@ -10,15 +10,16 @@ from __future__ import annotations
 import copy
 import enum
 import hashlib
+import ipaddress
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
 
 from upgrader.domain.versions import Version
 from upgrader.sandbox import releases
-from upgrader.sandbox.apiserver import objects, podutil, resources
+from upgrader.sandbox.apiserver import errors, objects, podutil, resources
 from upgrader.sandbox.apiserver.storage import Obj, Store, now
 from upgrader.sandbox.apiserver.strategies import default_pod_spec, prepare_create
 from upgrader.sandbox.etcd import EtcdKV
@@ -34,13 +35,27 @@ class NodeRole(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class NodeSpec:
-    """A node as the supervisor knows it; ``internal_ip`` is only reported, never bound."""
+    """A node as the supervisor knows it.
+
+    ``internal_ip`` is only reported, never bound, and must be a loopback address: tools read a
+    node's InternalIP and may connect to it, and a sandbox must never send them to a real private
+    network. ``index`` numbers the node's podCIDR (10.244.INDEX.0/24); None takes the first free one.
+    """
 
     name: str
     role: NodeRole
     internal_ip: str
     kubelet_version: str | None = None  # default: the cluster version
     ready: bool = True
+    index: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            loopback = ipaddress.ip_address(self.internal_ip).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(f"node {self.name}: InternalIP {self.internal_ip!r} is not a loopback address (127.x)")
 
 
 def _store(kv: EtcdKV | Store, prefix: str) -> Store:
@@ -154,8 +169,7 @@ def seed_cluster(
     _ensure(store, resources.CONFIGMAPS, {"metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
                                           "data": {"ClusterConfiguration": config}})
     for index, spec in enumerate(nodes):
-        if store.try_get(resources.NODES, None, spec.name) is None:
-            store.create(resources.NODES, node_object(spec, version=version, index=index))
+        register_node(store, spec if spec.index is not None else replace(spec, index=index), version=version)
     workers = sum(1 for n in nodes if n.role is NodeRole.WORKER)
     for rt, obj in sample_workloads(version, workers=workers):
         _ensure(store, rt, obj)
@@ -164,19 +178,82 @@ def seed_cluster(
 def _ensure(store: Store, rt: resources.ResourceType, obj: Obj) -> None:
     m = obj["metadata"]
     if store.try_get(rt, m.get("namespace"), m["name"]) is None:
-        store.create(rt, prepare_create(rt, obj))
+        try:
+            store.create(rt, prepare_create(rt, obj))
+        except errors.ApiError as e:
+            if e.reason != "AlreadyExists":  # created since we looked: kept, like every existing object
+                raise
+
+
+_REGISTER_ATTEMPTS = 10
+# What a kubelet keeps right on an existing Node at registration (kubelet_node_status.go
+# updateDefaultLabels and reconcileCMADAnnotationWithExistingNode); roles and taints are kubeadm's
+# and stay as they are.
+_KUBELET_LABELS = ("beta.kubernetes.io/arch", "beta.kubernetes.io/os", "kubernetes.io/arch", "kubernetes.io/hostname",
+                   "kubernetes.io/os")
+_KUBELET_ANNOTATIONS = ("volumes.kubernetes.io/controller-managed-attach-detach",)
+
+
+def register_node(kv: EtcdKV | Store, spec: NodeSpec, *, version: str, prefix: str = "/registry") -> Obj:
+    """Create the Node, or adopt the one already there (seeded, or registered before a restart).
+
+    Idempotent and safe to race: the supervisor's seeding and every kubelet may register the same
+    node at once. Whoever loses the create takes the winner's object and only puts the kubelet's
+    labels and addresses right on it (a kubelet does the same on a node it finds registered).
+    """
+    store = _store(kv, prefix)
+    wanted = node_object(spec, version=version, index=spec.index or 0)  # what the kubelet keeps right
+
+    def adopt(node: Obj) -> Obj | None:
+        return _adopt(node, wanted)
+
+    for _ in range(_REGISTER_ATTEMPTS):
+        if store.try_get(resources.NODES, None, spec.name) is None:
+            index = spec.index if spec.index is not None else _free_cidr_index(store)
+            try:
+                return store.create(resources.NODES, node_object(spec, version=version, index=index))
+            except errors.ApiError as e:
+                if e.reason != "AlreadyExists":
+                    raise
+                continue  # registered by someone else just now: adopt theirs
+        try:
+            return store.guaranteed_update(resources.NODES, None, spec.name, adopt)
+        except errors.ApiError as e:
+            if e.code != 404:  # NotFound: deleted just now, so create it again
+                raise
+    raise errors.conflict(resources.NODES, spec.name)
+
+
+def _adopt(node: Obj, wanted: Obj) -> Obj | None:
+    meta, want = node["metadata"], wanted["metadata"]
+    labels = {**(meta.get("labels") or {}), **{k: want["labels"][k] for k in _KUBELET_LABELS}}
+    annotations = {**(meta.get("annotations") or {}), **{k: want["annotations"][k] for k in _KUBELET_ANNOTATIONS}}
+    status = node.setdefault("status", {})
+    addresses = wanted["status"]["addresses"]
+    if (labels, annotations, status.get("addresses")) == (meta.get("labels"), meta.get("annotations"), addresses):
+        return None
+    meta["labels"], meta["annotations"], status["addresses"] = labels, annotations, addresses
+    return node
+
+
+def _free_cidr_index(store: Store) -> int:
+    nodes, _ = store.list(resources.NODES)
+    used = {n.get("spec", {}).get("podCIDR") for n in nodes}
+    return next(i for i in range(len(nodes) + 1) if f"10.244.{i}.0/24" not in used)
 
 
 def upsert_node_status(
     kv: EtcdKV | Store, *, node: str | NodeSpec, kubelet_version: str, ready: bool,
     reason: str | None = None, message: str | None = None, prefix: str = "/registry",
 ) -> Obj:
-    """The kubelet's heartbeat: version and conditions; registers the node if given a NodeSpec."""
+    """The kubelet's heartbeat: version, conditions (and, given a NodeSpec, its addresses).
+
+    Given a NodeSpec, a missing Node is registered first (:func:`register_node`), so a kubelet that
+    starts before the cluster is seeded, or whose Node was deleted, comes back on its own.
+    """
     store = _store(kv, prefix)
     name = node if isinstance(node, str) else node.name
-    if store.try_get(resources.NODES, None, name) is None and isinstance(node, NodeSpec):
-        nodes, _ = store.list(resources.NODES)
-        store.create(resources.NODES, node_object(node, version=kubelet_version, index=len(nodes)))
+    addresses = None if isinstance(node, str) else objects.node_addresses(node.name, node.internal_ip)
 
     def heartbeat(obj: Obj) -> Obj:
         status = obj.setdefault("status", {})
@@ -185,9 +262,18 @@ def upsert_node_status(
         status["nodeInfo"] = info
         status["conditions"] = objects.node_conditions(ready, status.get("conditions"), reason=reason,
                                                        message=message)
+        if addresses is not None:
+            status["addresses"] = addresses
         return obj
 
-    return store.guaranteed_update(resources.NODES, None, name, heartbeat)
+    for _ in range(_REGISTER_ATTEMPTS):
+        try:
+            return store.guaranteed_update(resources.NODES, None, name, heartbeat)
+        except errors.ApiError as e:
+            if e.code != 404 or isinstance(node, str):
+                raise
+        register_node(store, node, version=kubelet_version)
+    raise errors.conflict(resources.NODES, name)
 
 
 def upsert_mirror_pod(
@@ -203,15 +289,21 @@ def upsert_mirror_pod(
     config_hash = config_hash or hashlib.md5(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
     namespace = manifest.get("metadata", {}).get("namespace") or "kube-system"
     name = f"{manifest['metadata']['name']}-{node_name}"
-    node = store.get(resources.NODES, None, node_name)
-    existing = store.try_get(resources.PODS, namespace, name)
-    if existing is not None:
-        if (existing["metadata"].get("annotations") or {}).get(podutil.MIRROR_ANNOTATION) == config_hash:
-            return _refresh_ready(store, existing, ready)
-        store.delete(resources.PODS, namespace, name)
-    pod = _mirror_pod(manifest, node, name=name, namespace=namespace, config_hash=config_hash)
-    pod["status"] = objects.running_status(pod, node, ready=ready, host_network=True)
-    return store.create(resources.PODS, pod)
+    node = store.get(resources.NODES, None, node_name)  # NotFound: the kubelet must register its node first
+    for _ in range(_REGISTER_ATTEMPTS):  # the garbage collector may delete the pod under our feet
+        existing = store.try_get(resources.PODS, namespace, name)
+        try:
+            if existing is not None:
+                if (existing["metadata"].get("annotations") or {}).get(podutil.MIRROR_ANNOTATION) == config_hash:
+                    return _refresh_ready(store, existing, ready)
+                store.delete(resources.PODS, namespace, name, uid=existing["metadata"]["uid"])
+            pod = _mirror_pod(manifest, node, name=name, namespace=namespace, config_hash=config_hash)
+            pod["status"] = objects.running_status(pod, node, ready=ready, host_network=True)
+            return store.create(resources.PODS, pod)
+        except errors.ApiError as e:
+            if e.code not in (404, 409):
+                raise
+    raise errors.conflict(resources.PODS, name)
 
 
 def _mirror_pod(manifest: Obj, node: Obj, *, name: str, namespace: str, config_hash: str) -> Obj:
@@ -239,7 +331,10 @@ def _refresh_ready(store: Store, pod: Obj, ready: bool) -> Obj:
 
 def remove_mirror_pod(kv: EtcdKV | Store, *, node_name: str, component: str, namespace: str = "kube-system",
                       prefix: str = "/registry") -> None:
-    """The manifest is gone: the kubelet deletes its mirror pod."""
+    """The manifest is gone: the kubelet deletes its mirror pod (already gone is fine)."""
     store = _store(kv, prefix)
-    if store.try_get(resources.PODS, namespace, f"{component}-{node_name}") is not None:
+    try:
         store.delete(resources.PODS, namespace, f"{component}-{node_name}")
+    except errors.ApiError as e:
+        if e.code != 404:
+            raise

@@ -1,7 +1,8 @@
 """Deployment, ReplicaSet and DaemonSet controllers, with scheduling and "kubelet" start folded in.
 
-The sandbox has no scheduler or container runtime, so a controller that creates a pod also binds it
-(``spec.nodeName``) and reports it Running and Ready at once. Deployments own a ReplicaSet
+The sandbox has no separate scheduler or container runtime, so a controller that creates a pod also
+places it (:mod:`.scheduling`: ``spec.nodeName``) and reports it Running and Ready at once; a pod no
+node fits is created Pending and placed by a later pass. Deployments own a ReplicaSet
 ``<name>-<pod-template-hash>`` that owns the pods, as in a real cluster (kubectl and PDB logic follow
 those ownerReferences). A changed template switches to a new ReplicaSet at once (no surge).
 """
@@ -11,10 +12,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from upgrader.sandbox.apiserver import errors, objects, podutil, resources
+from upgrader.sandbox.apiserver.scheduling import World, pick_node, unschedulable_message
 from upgrader.sandbox.apiserver.selectors import selector_matches
 from upgrader.sandbox.apiserver.storage import Obj, Store, now
 
@@ -28,42 +29,15 @@ DEFAULT_TOLERATIONS = [{"key": f"node.kubernetes.io/{k}", "operator": "Exists", 
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
-@dataclass(slots=True)
-class World:
-    """One consistent-enough read of the cluster for a reconcile pass."""
-
-    nodes: list[Obj]
-    pods: list[Obj]
-
-    def owned(self, owner: Obj) -> list[Obj]:
-        uid = owner["metadata"]["uid"]
-        return [p for p in self.pods if (podutil.controller_of(p) or {}).get("uid") == uid
-                and not podutil.is_deleting(p)]
-
-    def node(self, name: str) -> Obj | None:
-        return next((n for n in self.nodes if n["metadata"]["name"] == name), None)
-
-
 def template_hash(template: Obj) -> str:
     digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
     return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:10])
 
 
-def pick_node(world: World, tolerations: list[Obj], siblings: list[Obj]) -> Obj | None:
-    """Round-robin by load: the schedulable node with fewest siblings, then fewest pods, then by name."""
-    candidates = [n for n in world.nodes if podutil.schedulable_for(n, tolerations)]
-    if not candidates:
-        return None
-
-    def load(node: Obj) -> tuple[int, int, str]:
-        name = node["metadata"]["name"]
-        return (sum(1 for p in siblings if p["spec"].get("nodeName") == name),
-                sum(1 for p in world.pods if p["spec"].get("nodeName") == name), name)
-
-    return min(candidates, key=load)
-
-
-def new_pod(owner: Obj, template: Obj, node: Obj | None, *, extra_labels: dict[str, str]) -> Obj:
+def new_pod(
+    owner: Obj, template: Obj, world: World, *, extra_labels: dict[str, str], node: Obj | None = None
+) -> Obj:
+    """A pod of ``owner`` from ``template``, bound to ``node`` (DaemonSets) or to where the scheduler puts it."""
     tmpl = copy.deepcopy(template)
     meta = tmpl.get("metadata") or {}
     spec = tmpl.get("spec") or {}
@@ -75,9 +49,10 @@ def new_pod(owner: Obj, template: Obj, node: Obj | None, *, extra_labels: dict[s
                 "spec": spec}
     if meta.get("annotations"):
         pod["metadata"]["annotations"] = meta["annotations"]
+    node = node or pick_node(world, spec, owner_uid=owner["metadata"]["uid"])
     if node is None:
-        pod["status"] = objects.pending_unschedulable(
-            "0/0 nodes are available: no node is Ready, schedulable and without untolerated taints.")
+        pod["status"] = objects.pending_status(pod, unschedulable=None if spec.get("nodeName") else
+                                               unschedulable_message(world, spec))
         return pod
     spec["nodeName"] = node["metadata"]["name"]
     pod["status"] = objects.running_status(pod, node, ready=podutil.is_node_ready(node))
@@ -199,8 +174,7 @@ def reconcile_replicaset(store: Store, world: World, rs: Obj) -> None:
     template.setdefault("spec", {})["tolerations"] = tolerations + [
         t for t in DEFAULT_TOLERATIONS if t not in tolerations]
     for _ in range(want - len(pods)):
-        node = pick_node(world, tolerations, world.owned(rs))
-        _create(store, world, new_pod(rs, template, node, extra_labels={}))
+        _create(store, world, new_pod(rs, template, world, extra_labels={}))
     if len(pods) > want:
         # like the real controller: unscheduled, then not ready, then the newest go first
         doomed = sorted(pods, key=lambda p: (bool(p["spec"].get("nodeName")), podutil.is_pod_ready(p),
@@ -239,7 +213,7 @@ def reconcile_daemonset(store: Store, world: World, ds: Obj) -> None:
         by_node[outdated[0]["spec"]["nodeName"]] = []
     for name, node in eligible.items():
         if not by_node.get(name):
-            pod = new_pod(ds, _pinned(template, name), node,
+            pod = new_pod(ds, _pinned(template, name), world, node=node,
                           extra_labels={"controller-revision-hash": h,
                                         "pod-template-generation": str(ds["metadata"].get("generation", 1))})
             _create(store, world, pod)
