@@ -51,7 +51,9 @@ class Cli:
 
     def up(self, name: str, *args: str) -> dict:
         self.started.append(name)
-        out = self.run("sandbox", "up", name, "-o", "json", "--kubeadm-timeout", "8s", *args)
+        # kubeadm waits for a new static pod; 8 s was flaky on a busy 2-core machine. Fault tests that
+        # expect the wait to run out pass a shorter --kubeadm-timeout (the last one given wins).
+        out = self.run("sandbox", "up", name, "-o", "json", "--kubeadm-timeout", "30s", *args)
         return json.loads(out.stdout)
 
     def exec(self, name: str, node: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
