@@ -117,3 +117,20 @@ def test_etcd_member_down(cli: Cli) -> None:
     _kubeadm_131(cli, "f6")
     failed = cli.exec("f6", "cp-1", "kubeadm", "upgrade", "apply", "v1.31.4", "--yes", check=False)
     assert failed.returncode == 1 and "etcd cluster is not healthy" in failed.stderr
+
+
+def test_faults_that_can_never_let_up_succeed_are_refused_at_once(cli: Cli) -> None:
+    cases = {
+        ("--control-planes", "1", "--faults", "apiserver-unready"): "every kube-apiserver would start at v1.30.6",
+        ("--control-planes", "2", "--faults", "apiserver-unready@v1.30"): "every kube-apiserver would start at v1.30.6",
+        ("--control-planes", "1", "--faults", "etcd-member-down:cp-1"): "1 of 1 etcd members down leaves no quorum",
+        ("--control-planes", "3", "--faults", "etcd-member-down:cp-1", "--faults", "etcd-member-down:cp-3"):
+            "2 of 3 etcd members down leaves no quorum",
+    }
+    cli.started.append("never")  # stopped at teardown should a start ever get going
+    for args, message in cases.items():
+        done = cli.run("sandbox", "up", "never", "--workers", "0", "--wait", "2m", *args, check=False, timeout=20)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr and "could never become healthy" in done.stderr, (args, done.stderr)
+    assert not (cli.home / "upgrader" / "sandboxes" / "never").exists()
+    assert json.loads(cli.run("sandbox", "list", "-o", "json").stdout) == []

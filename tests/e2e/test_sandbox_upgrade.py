@@ -1,10 +1,16 @@
 """One full manual upgrade v1.30 -> v1.31, exactly as DOMAIN.md's documented kubeadm procedure does it,
-using only node commands (through `upgrader sandbox exec`) and API calls (kubectl)."""
+using only node commands (through `upgrader sandbox exec`) and API calls (kubectl).
+
+Afterwards everything kubeadm moves has moved: the control plane, the kubelets, the CoreDNS and
+kube-proxy addons (only once the last control-plane node was upgraded), and the kubeadm-config
+ConfigMap, which kubeadm v1.31 writes in its own config API, v1beta4."""
 
 from __future__ import annotations
 
 import json
 import urllib.request
+
+import yaml
 
 from tests.e2e.conftest import Cli, eventually
 
@@ -15,6 +21,23 @@ KUBEADM = ("apt-mark unhold kubeadm && apt-get update && apt-get install -y kube
            "&& apt-mark hold kubeadm")
 KUBELET = ("apt-mark unhold kubelet kubectl && apt-get install -y kubelet='1.31.4-1.1' kubectl='1.31.4-1.1' "
            "&& apt-mark hold kubelet kubectl")
+
+
+PROXY_130, PROXY_131 = "registry.k8s.io/kube-proxy:v1.30.6", "registry.k8s.io/kube-proxy:v1.31.4"
+# kubeadm's CoreDNSVersion: v1.11.1 in v1.30, v1.11.3 in v1.31 (cmd/kubeadm/app/constants/constants.go)
+COREDNS_130, COREDNS_131 = "registry.k8s.io/coredns/coredns:v1.11.1", "registry.k8s.io/coredns/coredns:v1.11.3"
+
+
+def _addon_images(cli: Cli, kc: str) -> tuple[str, str]:
+    proxy = json.loads(cli.kubectl(kc, "get", "daemonset", "-n", "kube-system", "kube-proxy", "-o", "json").stdout)
+    dns = json.loads(cli.kubectl(kc, "get", "deployment", "-n", "kube-system", "coredns", "-o", "json").stdout)
+    return (proxy["spec"]["template"]["spec"]["containers"][0]["image"],
+            dns["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def _pod_images(cli: Cli, kc: str, selector: str) -> set[str]:
+    pods = json.loads(cli.kubectl(kc, "get", "pods", "-n", "kube-system", "-l", selector, "-o", "json").stdout)
+    return {c["image"] for p in pods["items"] for c in p["spec"]["containers"]}
 
 
 def sh(cli: Cli, node: str, script: str) -> str:
@@ -49,12 +72,17 @@ def test_manual_upgrade_from_v1_30_to_v1_31(cli: Cli) -> None:
     assert "kubeadm upgrade apply v1.31.4" in plan
     applied = cli.exec("upg", "cp-1", "kubeadm", "upgrade", "apply", "v1.31.4", "--yes").stdout
     assert '[upgrade/successful] SUCCESS! Your cluster was upgraded to "v1.31.4". Enjoy!' in applied
+    assert ("[upgrade/addons] skip upgrade addons because control plane instances [cp-2 cp-3] have not been "
+            "upgraded") in applied
+    assert _addon_images(cli, kc) == (PROXY_130, COREDNS_130)
 
-    # other control-plane nodes: kubeadm package, upgrade node
+    # other control-plane nodes: kubeadm package, upgrade node; the last one moves the addons
     for node in CPS[1:]:
         sh(cli, node, KUBEADM)
         out = cli.exec("upg", node, "kubeadm", "upgrade", "node").stdout
         assert "[upgrade] The control plane instance for this node was successfully updated!" in out
+        assert ("[addons] Applied essential addon: kube-proxy" in out) is (node == CPS[-1]), (node, out)
+    assert _addon_images(cli, kc) == (PROXY_131, COREDNS_131)
 
     # kubelets: control planes first, then workers (which also run `kubeadm upgrade node`)
     for node in CPS:
@@ -78,11 +106,27 @@ def test_manual_upgrade_from_v1_30_to_v1_31(cli: Cli) -> None:
     assert images == {"registry.k8s.io/kube-apiserver:v1.31.4", "registry.k8s.io/kube-controller-manager:v1.31.4",
                       "registry.k8s.io/kube-scheduler:v1.31.4", "registry.k8s.io/etcd:3.5.16-0"}
     config = json.loads(cli.kubectl(kc, "get", "cm", "-n", "kube-system", "kubeadm-config", "-o", "json").stdout)
-    assert "kubernetesVersion: v1.31.4" in config["data"]["ClusterConfiguration"]
+    cluster_config = yaml.safe_load(config["data"]["ClusterConfiguration"])
+    assert cluster_config["kubernetesVersion"] == "v1.31.4"
+    assert cluster_config["apiVersion"] == "kubeadm.k8s.io/v1beta4"
+    assert cluster_config["apiServer"]["extraArgs"] == [{"name": "authorization-mode", "value": "Node,RBAC"}]
+    assert "timeoutForControlPlane" not in cluster_config["apiServer"]
+
+    # the addons' pods follow their new templates
+    eventually(lambda: _pod_images(cli, kc, "k8s-app=kube-proxy") == {PROXY_131}, timeout=60)
+    eventually(lambda: _pod_images(cli, kc, "k8s-app=kube-dns") == {COREDNS_131}, timeout=60)
+
+    listed = json.loads(cli.run("sandbox", "list", "-o", "json").stdout)
+    assert [(s["name"], s["version"], s["version_source"], s["created_version"]) for s in listed] == [
+        ("upg", "v1.31.4", "apiserver", "v1.30.6")]
     for node in CPS:
         backups = cli.exec("upg", node, "ls", "/etc/kubernetes/tmp").stdout.split()
         assert any(b.startswith("kubeadm-backup-manifests-") for b in backups), backups
-        assert any(b.startswith("kubeadm-backup-etcd-") for b in backups), backups
+        [etcd_backup] = [b for b in backups if b.startswith("kubeadm-backup-etcd-")]
+        # kubeadm copies the data dir into the backup dir (`cp -r /var/lib/etcd DIR`): DIR/etcd/member
+        assert cli.exec("upg", node, "ls", f"/etc/kubernetes/tmp/{etcd_backup}").stdout.split() == ["etcd"]
+        assert "member" in cli.exec("upg", node, "ls", f"/etc/kubernetes/tmp/{etcd_backup}/etcd").stdout.split()
+        assert "snap" in cli.exec("upg", node, "ls", f"/etc/kubernetes/tmp/{etcd_backup}/etcd/member").stdout.split()
         old = cli.exec("upg", node, "sh", "-c",
                        "cat /etc/kubernetes/tmp/kubeadm-backup-manifests-*/kube-apiserver.yaml")
         assert "image: registry.k8s.io/kube-apiserver:v1.30.6" in old.stdout

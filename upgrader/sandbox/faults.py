@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,10 @@ FILE = "faults.json"
 
 class InvalidFaultError(UsageError):
     """Faults are written KIND[:NODE][@VERSION], e.g. node-not-ready:worker-1@v1.31."""
+
+
+class FaultBlocksStartError(UsageError):
+    """With these faults the sandbox could never become healthy, so `sandbox up` would only time out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +102,37 @@ def save(sandbox_dir: Path, faults: list[Fault]) -> None:
 
 def active(sandbox_dir: Path, *, kind: str, node: str | None = None, version: Version | None = None) -> bool:
     return any(f.applies(kind=kind, node=node, version=version) for f in load(sandbox_dir))
+
+
+@dataclass(frozen=True, slots=True)
+class Blocker:
+    """Faults that together keep a sandbox from ever becoming healthy, and why."""
+
+    faults: tuple[Fault, ...]
+    reason: str
+
+
+def start_blockers(faults: Sequence[Fault], *, control_planes: Sequence[str],
+                   versions: Mapping[str, Version]) -> list[Blocker]:
+    """What in ``faults`` would keep a sandbox from ever becoming healthy (empty when nothing would).
+
+    ``versions`` is each control-plane node's kube-apiserver version at start. Two kinds can do it:
+    ``apiserver-unready`` firing on every control-plane node at the version it starts at (the load
+    balancer then has no ready backend, so /readyz never answers 200), and ``etcd-member-down`` on
+    so many members that etcd has no quorum (nothing can be read or written).
+    """
+    blockers = []
+    unready = {cp: [f for f in faults if f.applies(kind="apiserver-unready", node=cp, version=versions.get(cp))]
+               for cp in control_planes}
+    if control_planes and all(unready.values()):
+        hits = tuple(dict.fromkeys(f for fs in unready.values() for f in fs))
+        at = ", ".join(str(v) for v in sorted({versions[cp] for cp in control_planes if cp in versions}))
+        blockers.append(Blocker(hits, f"every kube-apiserver would start at {at or 'its version'} and never "
+                                      "become ready"))
+    down = [cp for cp in control_planes if any(f.applies(kind="etcd-member-down", node=cp) for f in faults)]
+    quorum = len(control_planes) // 2 + 1
+    if down and len(control_planes) - len(down) < quorum:
+        hits = tuple(f for f in faults if f.kind == "etcd-member-down" and f.node in down)
+        blockers.append(Blocker(hits, f"{len(down)} of {len(control_planes)} etcd members down leaves no quorum "
+                                      f"(etcd needs {quorum} running), so the API could never serve"))
+    return blockers

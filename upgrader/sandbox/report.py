@@ -6,6 +6,7 @@ balancer and etcd's own membership API, and reports whatever is reachable.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.request
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from upgrader.sandbox import faults as faultlib
 from upgrader.sandbox import procs
 from upgrader.sandbox.config import SandboxConfig, read_state
-from upgrader.sandbox.control import known, locate
+from upgrader.sandbox.control import known, last_known_versions, locate
 from upgrader.sandbox.kubeapi import ApiError, KubeApi
 from upgrader.sandbox.teardown import supervisor_pid
 
@@ -79,6 +80,7 @@ def status(cfg: SandboxConfig) -> dict[str, Any]:
         "server": cfg.server,
         "kubeconfig": str(cfg.dir / "kubeconfig"),
         "api_version": version,
+        "last_known_version": _last_known(cfg),
         "ready": bool(sup) and api.ready(),
         "ports": {"load_balancer": cfg.lb_port, "apiserver": cfg.apiserver_ports,
                   "etcd_client": cfg.etcd_client_ports, "etcd_peer": cfg.etcd_peer_ports},
@@ -91,14 +93,38 @@ def status(cfg: SandboxConfig) -> dict[str, Any]:
     }
 
 
+def _last_known(cfg: SandboxConfig) -> str | None:
+    """The version the control plane's manifests run (several while an upgrade is half done)."""
+    versions = sorted(set(last_known_versions(cfg).values()))
+    return ", ".join(str(v) for v in versions) or None
+
+
 def listing() -> list[dict[str, Any]]:
+    """Every sandbox; ``version`` is what its API server answers now, or the last known one when it
+    does not answer (``version_source`` says which: apiserver, last-known or unknown)."""
     out = []
     for name in sorted(known()):
         found = locate(name)
         if found is None:
             continue
         cfg = SandboxConfig.load(found)
-        out.append({"name": name, "status": "running" if supervisor_pid(cfg.dir) else "stopped",
-                    "version": cfg.version, "control_planes": len(cfg.control_planes), "workers": len(cfg.workers),
+        running = supervisor_pid(cfg.dir) is not None
+        version, source = None, "unknown"
+        if running:
+            with contextlib.suppress(ApiError, KeyError):
+                version, source = KubeApi(cfg.server, timeout=2).git_version(), "apiserver"
+        if version is None and (last := _last_known(cfg)):
+            version, source = last, "last-known"
+        out.append({"name": name, "status": "running" if running else "stopped", "version": version,
+                    "version_source": source, "created_version": cfg.version,
+                    "control_planes": len(cfg.control_planes), "workers": len(cfg.workers),
                     "server": cfg.server, "dir": str(cfg.dir)})
     return out
+
+
+def version_text(row: dict[str, Any]) -> str:
+    if row["version_source"] == "apiserver":
+        return str(row["version"])
+    if row["version_source"] == "last-known":
+        return f"{row['version']} (last known)"
+    return "unknown"

@@ -36,6 +36,16 @@ def _mirror_versions(api: KubeApi, component: str) -> list[tuple[str, str]]:
     return sorted(out)
 
 
+def _addon_tag(api: KubeApi, what: str) -> str | None:
+    """The image tag the addon's workload runs now (kubeadm reads it from the cluster too)."""
+    try:
+        obj = api.get(f"/apis/apps/v1/namespaces/kube-system/{what}")
+        image = str(obj["spec"]["template"]["spec"]["containers"][0]["image"])
+    except (ApiError, KeyError, IndexError, TypeError):
+        return None
+    return image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else None
+
+
 def print_plan(node: Node, api: KubeApi, kubeadm: Version, nodes: list[dict[str, Any]]) -> int:
     try:
         cluster = Version.parse(api.git_version())
@@ -62,8 +72,10 @@ def print_plan(node: Node, api: KubeApi, kubeadm: Version, nodes: list[dict[str,
     rows: list[tuple[str, ...]] = []
     for component in COMPONENTS:
         rows += [(component, n, v, str(target)) for n, v in _mirror_versions(api, component)]
-    rows += [("kube-proxy", "", str(cluster).lstrip("v"), str(target)),
-             ("CoreDNS", "", releases.coredns_tag(cluster), releases.coredns_tag(target))]
+    proxy = _addon_tag(api, "daemonsets/kube-proxy") or str(cluster)
+    rows += [("kube-proxy", "", proxy.lstrip("v"), str(target)),
+             ("CoreDNS", "", _addon_tag(api, "deployments/coredns") or releases.coredns_tag(cluster),
+              releases.coredns_tag(target))]
     rows += [("etcd", n, v, releases.etcd_tag(target)) for n, v in _mirror_versions(api, "etcd")]
     _table(node, ("COMPONENT", "NODE", "CURRENT", "TARGET"), rows)
     node.say("\nYou can now apply the upgrade by executing the following command:\n\n"

@@ -3,8 +3,9 @@
 Per component: back the old manifest up to /etc/kubernetes/tmp/kubeadm-backup-manifests-<date>-<time>/,
 move the new one in, wait for the kubelet to pick it up (the mirror pod's config hash changes) and
 for the component to be ready, and on any failure move every backed-up manifest back and fail with
-kubeadm's "couldn't upgrade control plane" error. etcd goes first, with its data backed up to
-kubeadm-backup-etcd-<date>-<time>/, and is never downgraded. Backups are never cleaned up.
+kubeadm's "couldn't upgrade control plane" error. etcd goes first, with its data directory copied
+into kubeadm-backup-etcd-<date>-<time>/ (so /var/lib/etcd/member lands in .../etcd/member), and is
+never downgraded. Backups are never cleaned up.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from upgrader.domain.versions import Version
 from upgrader.sandbox import manifests, releases
@@ -100,8 +101,11 @@ class StaticPodUpgrade:
         self._check_etcd_health()
         current_pod = manifests.load(self.host("/etc/kubernetes/manifests/etcd.yaml")) or {}
         data_dir = manifests.host_path_for(current_pod, manifests.flags(current_pod).get("data-dir", "/var/lib/etcd"))
+        # kubeadm's CopyDir is `cp -r DATA_DIR BACKUP_DIR` into the existing backup dir, so the data
+        # lands in .../kubeadm-backup-etcd-<date>-<time>/etcd/member for the default /var/lib/etcd.
+        target = self.host(self.backup_etcd) / PurePosixPath(data_dir.rstrip("/")).name
         try:
-            shutil.copytree(self.host(data_dir), self.host(self.backup_etcd), dirs_exist_ok=True)
+            shutil.copytree(self.host(data_dir), target, dirs_exist_ok=True)
         except OSError as e:
             raise UpgradeFailed(f"failed to back up etcd data: {e}") from e
         desired, current = releases.etcd_tag(self.target), manifests.image_tag(current_pod)

@@ -1,9 +1,13 @@
 """``kubeadm upgrade plan|apply|node`` on a sandbox node, following DOMAIN.md's procedure.
 
 apply: health checks (API, control-plane nodes Ready, manifests), version policy, static pod upgrade
-of this node, then the kubeadm-config ConfigMap's kubernetesVersion and the kubelet config.
+of this node, then the kubeadm-config ConfigMap (kubernetesVersion, in kubeadm's own config API),
+the kubelet config and the addons.
 node: the same static pod upgrade to the version recorded in kubeadm-config (control-plane nodes),
-and the kubelet config (every node).
+the kubelet config (every node) and the addons (control-plane nodes).
+The CoreDNS and kube-proxy addons move only once every control-plane node runs the new
+kube-apiserver (kubeadm since v1.28): on `apply` of a single control plane, else on the
+`upgrade node` of the last one.
 """
 
 from __future__ import annotations
@@ -11,17 +15,18 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from upgrader.domain.versions import Version
 from upgrader.errors import InvalidVersionError
-from upgrader.sandbox import kubeadm_policy, manifests, noderoot, nodestate
+from upgrader.sandbox import kubeadm_policy, manifests, noderoot, nodestate, releases
 from upgrader.sandbox.config import SandboxConfig
 from upgrader.sandbox.kubeapi import ApiError, KubeApi, server_from_kubeconfig
 from upgrader.sandbox.nodecmd import Node
-from upgrader.sandbox.nodecmd.kubeadm import installed_version, option
+from upgrader.sandbox.nodecmd.kubeadm import installed_version, migrate_cluster_configuration, option
 from upgrader.sandbox.nodecmd.staticpods import StaticPodUpgrade, UpgradeFailed, go_duration
 
 STACK_HINT = "To see the stack trace of this error execute with --v=5 or higher"
@@ -166,9 +171,9 @@ def apply(node: Node, args: list[str]) -> int:
     node.say("[upgrade/prepull] Pulling images required for setting up a Kubernetes cluster")
     node.say("[upgrade/prepull] This might take a minute or two, depending on the speed of your internet connection")
     _static_pods(node, api, cfg, target, args, phase="apply")
-    _upload_config(node, api, target)
+    _upload_config(node, api, target, kubeadm=kubeadm)
     _kubelet_config(node, target)
-    _addons_note(node, api, target)
+    _addons(node, api, target)
     node.say(f'\n[upgrade/successful] SUCCESS! Your cluster was upgraded to "{target}". Enjoy!\n')
     node.say("[upgrade/kubelet] Now that your control plane is upgraded, please proceed with upgrading your "
              "kubelets if you haven't already done so.")
@@ -191,17 +196,22 @@ def _static_pods(node: Node, api: KubeApi, cfg: SandboxConfig, target: Version, 
         raise Fatal(f"{label} FATAL: {e}") from e
 
 
-def _upload_config(node: Node, api: KubeApi, target: Version) -> None:
+def _upload_config(node: Node, api: KubeApi, target: Version, *, kubeadm: Version) -> None:
     node.say('[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the "kube-system" '
              "Namespace")
-    try:
-        cm = api.get(CM_PATH)
-        conf = yaml.safe_load(cm.get("data", {}).get("ClusterConfiguration", "")) or {}
-        conf["kubernetesVersion"] = str(target)
-        cm.setdefault("data", {})["ClusterConfiguration"] = yaml.safe_dump(conf, sort_keys=False)
-        api.request("PUT", CM_PATH, cm)
-    except ApiError as e:
-        raise Fatal(f"[upgrade/apply] FATAL: error uploading the kubeadm ClusterConfiguration: {e}") from e
+    for _ in range(5):  # another writer between our read and write: read again, as a client-go retry would
+        try:
+            cm = api.get(CM_PATH)
+            conf = yaml.safe_load(cm.get("data", {}).get("ClusterConfiguration", "")) or {}
+            conf = migrate_cluster_configuration(conf, target=target, kubeadm=kubeadm)
+            cm.setdefault("data", {})["ClusterConfiguration"] = yaml.safe_dump(conf, sort_keys=True)
+            api.request("PUT", CM_PATH, cm)
+            return
+        except ApiError as e:
+            if e.status != 409:
+                raise Fatal(f"[upgrade/apply] FATAL: error uploading the kubeadm ClusterConfiguration: {e}") from e
+    raise Fatal("[upgrade/apply] FATAL: error uploading the kubeadm ClusterConfiguration: the object has been "
+                "modified; please apply your changes to the latest version and try again")
 
 
 def _kubelet_config(node: Node, target: Version) -> None:
@@ -217,18 +227,91 @@ def _kubelet_config(node: Node, target: Version) -> None:
     noderoot.write_kubelet_config(node.layout, target)
 
 
-def _addons_note(node: Node, api: KubeApi, target: Version) -> None:
+@dataclass(frozen=True, slots=True)
+class Addon:
+    label: str  # as kubeadm prints it
+    kind: str
+    path: str
+    container: str
+    what: str  # for the "not deployed" warning
+
+    def image(self, target: Version, conf: dict[str, Any]) -> str:
+        if self.label == "CoreDNS":
+            dns = conf.get("dns") or {}
+            repo = dns.get("imageRepository") or f"{conf.get('imageRepository') or releases.REGISTRY}/coredns"
+            return f"{repo}/coredns:{dns.get('imageTag') or releases.coredns_tag(target)}"
+        return f"{conf.get('imageRepository') or releases.REGISTRY}/kube-proxy:{target}"
+
+
+ADDONS = (
+    Addon("CoreDNS", "Deployment", "/apis/apps/v1/namespaces/kube-system/deployments/coredns", "coredns",
+          "a DNS server"),
+    Addon("kube-proxy", "DaemonSet", "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy", "kube-proxy",
+          "kube-proxy"),
+)
+
+
+def _unupgraded_control_planes(node: Node, api: KubeApi) -> list[str] | None:
+    """Control-plane nodes whose kube-apiserver image differs from this node's (postupgrade.go
+    UnupgradedControlPlaneInstances); None when that cannot be told."""
     try:
         pods = api.get("/api/v1/namespaces/kube-system/pods?labelSelector=component%3Dkube-apiserver")["items"]
     except (ApiError, KeyError):
+        pods = []
+    images = {p["spec"].get("nodeName", ""): c.get("image") for p in pods for c in p["spec"].get("containers", [])
+              if c.get("name") == "kube-apiserver"}
+    if node.name not in images:
+        # kubeadm fails the addon phase here; the sandbox only warns (its API always has the mirror pods)
+        node.warn("[upgrade/addons] skip upgrade addons: failed to determine whether all the control plane "
+                  f"instances have been upgraded: cannot find kube-apiserver image for current control plane "
+                  f"instance {node.name}")
+        return None
+    return sorted(n for n, image in images.items() if image != images[node.name])
+
+
+def _addons(node: Node, api: KubeApi, target: Version) -> None:
+    behind = _unupgraded_control_planes(node, api)
+    if behind is None:
         return
-    behind = sorted(p["spec"].get("nodeName", "") for p in pods
-                    if not p["spec"]["containers"][0]["image"].endswith(f":{target}"))
     if behind:
         node.say(f"[upgrade/addons] skip upgrade addons because control plane instances [{' '.join(behind)}] "
                  "have not been upgraded")
-    else:
-        node.say("[addons] Applied essential addon: CoreDNS\n[addons] Applied essential addon: kube-proxy")
+        return
+    conf = cluster_configuration(api)
+    for addon in ADDONS:
+        _ensure_addon(node, api, addon, addon.image(target, conf))
+
+
+def _ensure_addon(node: Node, api: KubeApi, addon: Addon, image: str) -> None:
+    """Point the addon's workload at ``image``; its controller then rolls the pods."""
+    for _ in range(5):
+        try:
+            obj = api.get(addon.path)
+        except ApiError as e:
+            if e.status != 404:
+                raise Fatal(f"[upgrade/addons] FATAL: failed to get the {addon.label} {addon.kind}: {e}") from e
+            node.warn(f'W1210 10:00:00.000000    1234 addons.go:130] the {addon.kind} "{addon.path.rsplit("/", 1)[1]}"'
+                      f' in the namespace "kube-system" was not found. Assuming that {addon.what} was not deployed '
+                      "for this cluster. Note that once 'kubeadm upgrade apply' supports phases you will have to "
+                      f"skip the {addon.label} upgrade manually")
+            return
+        containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+        mine = [c for c in containers if c.get("name") == addon.container]
+        if not mine:
+            raise Fatal(f'[upgrade/addons] FATAL: the {addon.kind} "{obj.get("metadata", {}).get("name")}" has no '
+                        f'container "{addon.container}"')
+        for c in mine:
+            c["image"] = image
+        try:
+            api.request("PUT", addon.path, obj)
+        except ApiError as e:
+            if e.status == 409:
+                continue
+            raise Fatal(f"[upgrade/addons] FATAL: failed to update the {addon.label} {addon.kind}: {e}") from e
+        node.say(f"[addons] Applied essential addon: {addon.label}")
+        return
+    raise Fatal(f"[upgrade/addons] FATAL: failed to update the {addon.label} {addon.kind}: the object has been "
+                "modified; please apply your changes to the latest version and try again")
 
 
 def upgrade_node(node: Node, args: list[str]) -> int:
@@ -257,6 +340,11 @@ def upgrade_node(node: Node, args: list[str]) -> int:
         node.say("[preflight] Skipping prepull. Not a control plane node.")
         node.say("[upgrade] Skipping phase. Not a control plane node.")
     _kubelet_config(node, target)
+    if control_plane:
+        _addons(node, api, target)
+    else:
+        node.say("[upgrade/addon] Skipping the addon/coredns phase. Not a control plane node.")
+        node.say("[upgrade/addon] Skipping the addon/kube-proxy phase. Not a control plane node.")
     node.say("[upgrade] The configuration for this node was successfully updated!")
     node.say("[upgrade] Now you should go ahead and upgrade the kubelet package using your package manager.")
     return 0
