@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -269,9 +270,34 @@ def test_certs_and_systemctl_without_a_kubelet(cluster: FakeCluster) -> None:
     assert code == 5 and "Unit containerd-nope.service not found." in err
 
 
-def test_node_paths_never_leave_the_node_root(cluster: FakeCluster) -> None:
-    code, out, _ = run(cluster, "worker-1", "sh", "-c", "echo hi > /tmp/probe && cat /tmp/probe && ls /etc/kubernetes")
-    assert code == 0 and out.split() == ["hi", "kubelet.conf", "pki", "tmp"]
+def test_node_paths_never_leave_the_node_root(cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
     assert cluster.cfg is not None
-    assert (cluster.cfg.node_root("worker-1") / "tmp/probe").read_text() == "hi\n"
-    assert not Path("/etc/kubernetes/kubelet.conf").exists() or Path("/etc/kubernetes").resolve() != cluster.cfg.dir
+    root = cluster.cfg.node_root("worker-1")
+    probe = f"upgrader-probe-{uuid.uuid4().hex[:8]}"
+    host_files = [Path("/tmp", probe), Path("/tmp", f"{probe}-2"), Path("/etc/kubernetes", probe)]
+    try:
+        code, out, _ = run(cluster, "worker-1", "sh", "-c", f"echo hi > /tmp/{probe} && cat /tmp/{probe} && "
+                           "ls /etc/kubernetes")
+        assert code == 0 and out.split() == ["hi", "kubelet.conf", "pki", "tmp"]
+        assert (root / "tmp" / probe).read_text() == "hi\n"
+        # redirections without a space, `..` above the node's /, and the host paths stay untouched
+        code, out, err = run(cluster, "worker-1", "sh", "-c", f"echo x >/tmp/{probe}-2; echo y>>/tmp/{probe}-2; "
+                             f"echo z>/etc/kubernetes/{probe}; cat </etc/../../../../../../etc/hostname")
+        assert (code, out) == (0, "worker-1\n"), err
+        assert (root / "tmp" / f"{probe}-2").read_text() == "x\ny\n"
+        assert (root / "etc/kubernetes" / probe).read_text() == "z\n"
+        assert [p for p in host_files if p.exists()] == [], "a node command wrote the host's files"
+    finally:
+        for p in host_files:
+            p.unlink(missing_ok=True)
+    # /bin/apt-get and friends are the node's simulated tools, never the host's
+    code, out, err = run(cluster, "worker-1", "/bin/apt-mark", "showhold")
+    assert (code, out.split()) == (0, ["kubeadm", "kubectl", "kubelet"]), err
+    code, _, err = run(cluster, "worker-1", "sh", "-c", "/usr/bin/apt-get install -y --simulate kubeadm=1.31.4-1.1")
+    assert (code, err.strip()) == (100, "E: Version '1.31.4-1.1' for 'kubeadm' was not found")
+    # HOME is the node's /root; the operator's KUBECONFIG does not follow onto the node
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "operator-kubeconfig"))
+    code, out, _ = run(cluster, "worker-1", "sh", "-c", 'echo "$HOME ${KUBECONFIG-unset}"; pwd; cd ~ && pwd')
+    assert out == "/root unset\n/root\n/root\n"

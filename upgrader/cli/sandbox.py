@@ -61,25 +61,35 @@ def up(
     register: bool = typer.Option(True, "--register/--no-register", help="Register it in the ledger."),
     output: Output = OUTPUT_OPTION,
 ) -> None:
-    """Start a sandbox (or resume a stopped one) and wait until it is healthy."""
+    """Start a sandbox (or resume a stopped one as it is) and wait until it is healthy."""
     from upgrader.sandbox import control
-    from upgrader.sandbox.config import Timeouts
+
+    def given(param: str) -> bool:
+        """Typed by the user: a stopped sandbox resumes as created, so only these are checked against it.
+
+        By name: typer may bring its own click, whose ParameterSource is not click's.
+        """
+        source = ctx.get_parameter_source(param)
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
     req = control.UpRequest(
-        name=name, version=version, control_planes=control_planes, workers=workers, faults=list(faults or []),
-        dir=directory, api_port=api_port, wait=parse_duration(wait),
-        timeouts=Timeouts(kubeadm=parse_duration(kubeadm_timeout), kubelet_restart=parse_duration(kubelet_restart)),
+        name=name, version=version if given("version") else None,
+        control_planes=control_planes if given("control_planes") else None,
+        workers=workers if given("workers") else None, faults=list(faults or []), dir=directory, api_port=api_port,
+        kubeadm_timeout=parse_duration(kubeadm_timeout) if given("kubeadm_timeout") else None,
+        kubelet_restart=parse_duration(kubelet_restart) if given("kubelet_restart") else None,
+        wait=parse_duration(wait),
     )
     result = control.up(req, register=_register(ctx) if register else None)
     cfg = result.config
     if output is Output.JSON:
         emit_json({"name": cfg.name, "resumed": result.resumed, "dir": str(cfg.dir), "server": cfg.server,
-                   "kubeconfig": str(result.kubeconfig), "version": cfg.version, "nodes": cfg.nodes,
-                   "seconds": round(result.seconds, 2)})
+                   "kubeconfig": str(result.kubeconfig), "version": result.version,
+                   "created_version": cfg.version, "nodes": cfg.nodes, "seconds": round(result.seconds, 2)})
         return
     verb = "resumed" if result.resumed else "up"
     typer.echo(f"sandbox {cfg.name} {verb} in {result.seconds:.1f}s: {len(cfg.control_planes)} control planes, "
-               f"{len(cfg.workers)} workers at {cfg.version}")
+               f"{len(cfg.workers)} workers at {result.version}")
     typer.echo(f"  API:        {cfg.server}\n  kubeconfig: {result.kubeconfig}\n"
                f"  try:        kubectl --kubeconfig {result.kubeconfig} get nodes -o wide")
 
@@ -122,8 +132,9 @@ def status(name: str = typer.Argument(..., help="Sandbox name."), output: Output
     if output is Output.JSON:
         emit_json(doc)
         return
+    at = doc["api_version"] or (f"{doc['last_known_version']} (last known)" if doc["last_known_version"] else "-")
     typer.echo(f"sandbox {doc['name']}: {doc['status']} (supervisor pid {doc['supervisor_pid'] or '-'}), "
-               f"API {doc['server']} at {doc['api_version'] or '-'}, readyz {'ok' if doc['ready'] else 'failing'}")
+               f"API {doc['server']} at {at}, readyz {'ok' if doc['ready'] else 'failing'}")
     if doc["faults"]:
         typer.echo(f"faults: {', '.join(doc['faults'])}")
     if doc["nodes"]:
@@ -141,7 +152,7 @@ def status(name: str = typer.Argument(..., help="Sandbox name."), output: Output
 
 @app.command("list")
 def list_(output: Output = OUTPUT_OPTION) -> None:
-    """Sandboxes on this machine."""
+    """Sandboxes on this machine, at the version their API server reports (last known when stopped)."""
     from upgrader.sandbox import report
 
     rows = report.listing()
@@ -151,8 +162,8 @@ def list_(output: Output = OUTPUT_OPTION) -> None:
         typer.echo("no sandboxes (start one with `upgrader sandbox up demo`)")
     else:
         typer.echo(table(["name", "status", "version", "control planes", "workers", "server"],
-                         [(r["name"], r["status"], r["version"], r["control_planes"], r["workers"], r["server"])
-                          for r in rows]))
+                         [(r["name"], r["status"], report.version_text(r), r["control_planes"], r["workers"],
+                           r["server"]) for r in rows]))
 
 
 @app.command("fault")
@@ -162,27 +173,30 @@ def fault(
     clear: bool = typer.Option(False, "--clear", help="Remove SPEC (or every fault without SPEC)."),
     output: Output = OUTPUT_OPTION,
 ) -> None:
-    """Inject a fault into a running sandbox (or --clear one)."""
+    """Inject a fault into a running sandbox (a stopped one gets it at its next `up`), or --clear one."""
     from upgrader.sandbox import control
     from upgrader.sandbox import faults as faultlib
-    from upgrader.sandbox.faultops import apply_fault
 
     cfg = control.require(name)
-    current = faultlib.load(cfg.dir)
+    pending: list[str] = []
     if clear:
+        current = faultlib.load(cfg.dir)
         gone = [f for f in current if spec is None or str(f) == str(faultlib.parse(spec))]
         faultlib.save(cfg.dir, [f for f in current if f not in gone])
     elif spec is None:
         raise UsageError("name a fault: KIND[:NODE][@VERSION] (or --clear)")
     else:
         new = faultlib.parse(spec, nodes=cfg.nodes)
-        faultlib.save(cfg.dir, [*current, new])
-        apply_fault(cfg, new)
+        if not control.inject(cfg, new):
+            pending.append(str(new))
     active = [str(f) for f in faultlib.load(cfg.dir)]
     if output is Output.JSON:
-        emit_json({"name": name, "faults": active})
-    else:
-        typer.echo(f"faults on {name}: {', '.join(active) or 'none'}")
+        emit_json({"name": name, "faults": active, "pending": pending})
+        return
+    typer.echo(f"faults on {name}: {', '.join(active) or 'none'}")
+    if pending:
+        typer.echo(f"sandbox {name} is stopped: {', '.join(pending)} takes effect at the next "
+                   f"`upgrader sandbox up {name}`")
 
 
 @app.command("exec", context_settings={"allow_interspersed_args": False})
@@ -190,19 +204,32 @@ def exec_(
     name: str = typer.Argument(..., help="Sandbox name."),
     node: str = typer.Argument(..., help="Node name, e.g. cp-1."),
     command: list[str] = typer.Argument(..., help="Command and arguments (after --)."),
-    timeout: str = typer.Option("10m", "--timeout", help="Give up after this long."),
+    timeout: str = typer.Option("10m", "--timeout", help="Give up after this long (also accepted after NODE)."),
 ) -> None:
     """Run a command on a sandbox node, as `ssh NODE -- COMMAND` would: output and exit code pass through."""
     from upgrader.nodes.sandbox import SandboxTransport
     from upgrader.sandbox import control
 
+    argv = list(command)
+    while argv and argv[0].startswith("-") and argv[0] != "--":  # options between NODE and `--`
+        option = argv.pop(0)
+        if option.startswith("--timeout="):
+            timeout = option.split("=", 1)[1]
+        elif option == "--timeout" and argv and argv[0] != "--":
+            timeout = argv.pop(0)
+        elif option == "--timeout":
+            raise UsageError("--timeout needs a value, e.g. --timeout 30s")
+        else:
+            raise UsageError(f"unknown option {option} for sandbox exec: put the command after --, e.g. "
+                             f"upgrader sandbox exec {name} {node} --timeout 30s -- COMMAND [ARG...]")
+    argv = argv[1:] if argv and argv[0] == "--" else argv
+    if not argv:
+        raise UsageError("name a command to run: upgrader sandbox exec NAME NODE -- COMMAND [ARG...]")
+    seconds = parse_duration(timeout)
     cfg = control.require(name)
     if node not in cfg.nodes:
         raise UsageError(f"sandbox {name} has no node {node!r} (nodes: {', '.join(cfg.nodes)})")
-    argv = list(command)[1:] if command and command[0] == "--" else list(command)
-    if not argv:
-        raise UsageError("name a command to run: upgrader sandbox exec NAME NODE -- COMMAND [ARG...]")
-    result = SandboxTransport(cfg.dir, node).run(argv, parse_duration(timeout))
+    result = SandboxTransport(cfg.dir, node).run(argv, seconds)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     sys.stdout.flush()

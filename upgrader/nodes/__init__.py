@@ -5,6 +5,7 @@ from upgrader.nodes.local import LocalTransport
 from upgrader.nodes.port import (
     CommandResult,
     NodeLayout,
+    NodePathError,
     NodeTransport,
     NodeUnreachableError,
     TransportError,
@@ -15,6 +16,7 @@ __all__ = [
     "CommandResult",
     "LocalTransport",
     "NodeLayout",
+    "NodePathError",
     "NodeTransport",
     "NodeUnreachableError",
     "SandboxTransport",

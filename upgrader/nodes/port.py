@@ -24,6 +24,10 @@ class NodeUnreachableError(TransportError):
     """The node is unreachable."""
 
 
+class NodePathError(TransportError):
+    """The node path leaves the node's root directory."""
+
+
 @dataclass(frozen=True, slots=True)
 class CommandResult:
     """What a command did on a node: its exit code and its output, passed through untouched."""
@@ -48,12 +52,35 @@ class NodeLayout:
     root: Path = Path("/")
 
     def host_path(self, node_path: str | PurePosixPath) -> Path:
+        """The local path of a node path; for a rooted layout it is guaranteed to stay inside the root.
+
+        ``..`` is resolved lexically and may not climb above the node's ``/``, and the result, with
+        every symlink on the way resolved, must still be inside the root: a sandbox node's files can
+        never name the host's /etc/kubernetes. Raises :class:`NodePathError` otherwise.
+        """
         text = str(node_path)
         if not text.startswith("/"):
             raise ValueError(f"node paths are absolute, got {text!r}")
         if self.root == Path("/"):
             return Path(text)
-        return self.root / text.lstrip("/")
+        parts: list[str] = []
+        for part in text.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not parts:
+                    raise NodePathError(f"node path {text} climbs above the node's / (refused)")
+                parts.pop()
+                continue
+            parts.append(part)
+        local = self.root.joinpath(*parts)
+        try:
+            root, resolved = self.root.resolve(), local.resolve()
+        except (OSError, RuntimeError) as e:  # a symlink loop
+            raise NodePathError(f"node path {text} cannot be resolved: {e}") from e
+        if resolved != root and not resolved.is_relative_to(root):
+            raise NodePathError(f"node path {text} resolves to {resolved}, outside the node root {root} (refused)")
+        return local
 
     @property
     def kubernetes_dir(self) -> Path:

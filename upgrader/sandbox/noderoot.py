@@ -2,29 +2,27 @@
 
 After this, the node looks like a kubeadm node to anything that reads its files: manifests, pki,
 kubeconfigs, kubelet config, the pkgs.k8s.io apt source for its minor, installed and held
-kubeadm/kubelet/kubectl packages, and the simulated tools on ``bin/``.
+kubeadm/kubelet/kubectl packages, /etc/hostname, root's home (with ``/root/.kube/config`` on a
+control-plane node, as operators copy it after ``kubeadm init``), and the node's commands in
+``/usr/bin`` and ``/usr/sbin`` (see ``nodecmd.shims``: simulated tools and guards for host tools).
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import shlex
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-import upgrader
 from upgrader.domain.versions import Version
+from upgrader.nodes.local import atomic_write
 from upgrader.nodes.port import NodeLayout
 from upgrader.sandbox import manifests, nodestate, releases
 from upgrader.sandbox.config import SandboxConfig
+from upgrader.sandbox.nodecmd import shims
 
-CP_TOOLS = ("kubeadm", "apt-get", "apt-mark", "systemctl", "etcdctl")
-WORKER_TOOLS = ("kubeadm", "apt-get", "apt-mark", "systemctl")
 CP_PKI = (
     "ca", "apiserver", "apiserver-kubelet-client", "apiserver-etcd-client", "front-proxy-ca",
     "front-proxy-client", "etcd/ca", "etcd/server", "etcd/peer", "etcd/healthcheck-client",
@@ -46,8 +44,10 @@ def create(cfg: SandboxConfig, node: str) -> NodeLayout:
         os.chmod(layout.host_path("/var/lib/etcd"), 0o700)
     layout.host_path("/etc/kubernetes/tmp").mkdir(parents=True, exist_ok=True)
     layout.host_path("/tmp").mkdir(parents=True, exist_ok=True)
-    layout.host_path("/root").mkdir(parents=True, exist_ok=True)
-    write_tools(cfg, layout, node, CP_TOOLS if control_plane else WORKER_TOOLS)
+    os.chmod(layout.host_path("/tmp"), 0o1777)
+    layout.host_path("/etc/hostname").write_text(f"{node}\n")
+    write_home(layout, control_plane=control_plane)
+    write_tools(cfg, layout, node)
     return layout
 
 
@@ -139,25 +139,16 @@ def write_packages(layout: NodeLayout, version: Version) -> None:
     nodestate.save_kubelet_unit(layout, {"generation": 0, "wanted": "active", "unit_changed": False})
 
 
-def write_tools(cfg: SandboxConfig, layout: NodeLayout, node: str, tools: tuple[str, ...]) -> None:
-    """Small sh wrappers that exec the simulated tool with this node baked in, like binaries on PATH."""
-    bindir = layout.root / "bin"
-    bindir.mkdir(parents=True, exist_ok=True)
-    source_root = str(Path(upgrader.__file__).resolve().parent.parent)
-    env = {
-        "UPGRADER_SANDBOX_DIR": str(cfg.dir),
-        "UPGRADER_SANDBOX_NODE": node,
-        "UPGRADER_SANDBOX_NODE_ROOT": str(layout.root),
-    }
-    exports = "".join(f"{k}={shlex.quote(v)}; export {k}\n" for k, v in env.items())
-    for tool in tools:
-        script = (
-            "#!/bin/sh\n"
-            f"# upgrader sandbox: simulated {tool} on node {node}\n"
-            f"{exports}"
-            f'PYTHONPATH={shlex.quote(source_root)}${{PYTHONPATH:+:$PYTHONPATH}}; export PYTHONPATH\n'
-            f'exec {shlex.quote(sys.executable)} -m upgrader.sandbox.nodecmd {tool} "$@"\n'
-        )
-        path = bindir / tool
-        path.write_text(script)
-        path.chmod(0o755)
+def write_home(layout: NodeLayout, *, control_plane: bool) -> None:
+    """root's home; on a control-plane node ``~/.kube/config`` is admin.conf, as after `kubeadm init`."""
+    home = layout.host_path("/root")
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
+    if control_plane:
+        admin = layout.host_path("/etc/kubernetes/admin.conf").read_bytes()
+        atomic_write(layout.host_path("/root/.kube/config"), admin, 0o600)
+
+
+def write_tools(cfg: SandboxConfig, layout: NodeLayout, node: str) -> None:
+    """The node's commands where a real node has them: wrappers that run the simulated tool (or refuse)."""
+    shims.ensure(layout.root, sandbox_dir=cfg.dir, node=node)
