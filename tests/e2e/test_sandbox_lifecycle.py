@@ -100,7 +100,7 @@ def test_bad_values_exit_2_with_the_right_message(cli: Cli) -> None:
         ("--api-port", "70000"): "--api-port 70000 is not a TCP port (1-65535)",
         ("--api-port", "0"): "--api-port 0 is not a TCP port (1-65535)",
         ("--version", "v2.0.0"): "unknown Kubernetes version v2.0.0: no such release",
-        ("--version", "v1.35"): "unknown Kubernetes version v1.35: no such release",
+        ("--version", "v1.99"): "unknown Kubernetes version v1.99: no such release",
         ("--version", "v1.23"): "version v1.23 is older than the sandbox supports",
     }
     for args, message in cases.items():

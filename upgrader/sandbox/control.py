@@ -391,8 +391,9 @@ class _Creation:
                     else:
                         entry.unlink(missing_ok=True)
         elif self.made_dir:
-            with contextlib.suppress(OSError):
-                self.dir.rmdir()
+            # This process made the directory, so all in it is ours: an interrupt can land between
+            # creating the .creating file and recording the claim, leaving it behind.
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,9 @@
 """What the sandbox knows about Kubernetes releases: which exist, and what kubeadm pairs with them.
 
 The sandbox refuses versions it cannot describe honestly, so an unknown patch (v1.30.99) is bad input
-rather than a cluster that pretends. Supported: v1.24.0 up to the newest patch listed per minor.
+rather than a cluster that pretends. Which releases exist comes from upgrader's release catalog
+(upgrader/data/catalog.txt), the same list the planner plans through, so every version a plan
+names can be installed on a sandbox node. Supported: v1.24.0 up to the catalog's newest.
 
 The etcd image follows kubeadm's ``SupportedEtcdVersion`` map (cmd/kubeadm/app/constants/constants.go),
 which is edited in patch releases (etcd bumps are cherry-picked to supported branches: 3.5.15 in
@@ -14,16 +16,26 @@ between patch releases and never go backwards within a minor.
 from __future__ import annotations
 
 import hashlib
+from functools import cache
+from importlib import resources
 
+from upgrader.domain.catalog import parse_catalog
 from upgrader.domain.versions import Minor, Version
 from upgrader.errors import InvalidVersionError
 
 OLDEST = Version(1, 24, 0)
 
-# newest patch release per minor that the sandbox will install
-NEWEST_PATCH: dict[int, int] = {
-    24: 17, 25: 16, 26: 15, 27: 16, 28: 15, 29: 15, 30: 14, 31: 14, 32: 10, 33: 6, 34: 2,
-}
+
+
+@cache
+def _newest_patches() -> dict[int, int]:
+    """Newest patch per minor, from the built-in release catalog (read once)."""
+    text = resources.files("upgrader").joinpath("data/catalog.txt").read_text(encoding="utf-8")
+    newest: dict[int, int] = {}
+    for v in parse_catalog(text, source="built-in catalog").versions:
+        if v.major == 1 and v.minor >= OLDEST.minor:
+            newest[v.minor] = max(newest.get(v.minor, 0), v.patch)
+    return newest
 
 # minor -> [(first patch, etcd image tag)], ascending
 ETCD_TAGS: dict[int, list[tuple[int, str]]] = {
@@ -38,28 +50,43 @@ ETCD_TAGS: dict[int, list[tuple[int, str]]] = {
     32: [(0, "3.5.16-0"), (6, "3.5.21-0"), (10, "3.5.24-0")],
     33: [(0, "3.5.21-0"), (6, "3.5.24-0")],
     34: [(0, "3.6.4-0"), (2, "3.6.5-0")],
+    # Past what the stored kubeadm sources showed: 3.6.x as kubeadm pins it for 1.34, approximate.
+    35: [(0, "3.6.5-0")],
+    36: [(0, "3.6.6-0")],
+    37: [(0, "3.6.6-0")],
 }
 
 COREDNS: dict[int, str] = {
     24: "v1.8.6", 25: "v1.9.3", 26: "v1.9.3", 27: "v1.10.1", 28: "v1.10.1", 29: "v1.11.1",
-    30: "v1.11.1", 31: "v1.11.3", 32: "v1.11.3", 33: "v1.12.0", 34: "v1.12.1",
+    30: "v1.11.1", 31: "v1.11.3", 32: "v1.11.3", 33: "v1.12.0", 34: "v1.12.1", 35: "v1.13.1", 36: "v1.13.1",
+    37: "v1.13.1",
 }
 PAUSE: dict[int, str] = {24: "3.7", 25: "3.8", 31: "3.10", 32: "3.10", 33: "3.10", 34: "3.10.1"}
 GO_VERSION: dict[int, str] = {
     24: "go1.19.13", 25: "go1.20.10", 26: "go1.21.9", 27: "go1.21.13", 28: "go1.22.5", 29: "go1.22.8",
-    30: "go1.22.8", 31: "go1.22.9", 32: "go1.23.4", 33: "go1.24.0", 34: "go1.24.6",
+    30: "go1.22.8", 31: "go1.22.9", 32: "go1.23.4", 33: "go1.24.0", 34: "go1.24.6", 35: "go1.25.3",
+    36: "go1.26.1", 37: "go1.26.4",
 }
 REGISTRY = "registry.k8s.io"
 
 
-def check_supported(version: Version) -> Version:
-    """The version itself, or InvalidVersionError saying why the sandbox cannot run it."""
-    if version.major != 1 or version < OLDEST:
+def newest() -> Version:
+    """The newest release the sandbox knows."""
+    patches = _newest_patches()
+    minor = max(patches)
+    return Version(1, minor, patches[minor])
+
+
+def check_supported(version: Version | Minor) -> Version:
+    """The release to run for ``version`` (a minor means its newest patch), or InvalidVersionError saying why not."""
+    line = version.line if isinstance(version, Version) else version
+    if line < OLDEST.line:
         raise InvalidVersionError(f"version {version} is older than the sandbox supports (oldest: {OLDEST})")
-    newest = NEWEST_PATCH.get(version.minor)
-    if newest is None or version.patch > newest:
-        raise InvalidVersionError(f"unknown Kubernetes version {version}: no such release")
-    return version
+    newest_patch = _newest_patches().get(line.minor) if line.major == 1 else None
+    if newest_patch is None or (isinstance(version, Version) and version.patch > newest_patch):
+        raise InvalidVersionError(f"unknown Kubernetes version {version}: no such release "
+                                  f"(the sandbox knows {OLDEST} to {newest()})")
+    return version if isinstance(version, Version) else Version(line.major, line.minor, newest_patch)
 
 
 def is_released(version: Version) -> bool:
@@ -72,7 +99,7 @@ def is_released(version: Version) -> bool:
 
 def patches(minor: Minor) -> list[Version]:
     """Every release of a minor, oldest first (what the pkgs.k8s.io minor repository holds)."""
-    newest = NEWEST_PATCH.get(minor.minor, -1) if minor.major == 1 else -1
+    newest = _newest_patches().get(minor.minor, -1) if minor.major == 1 else -1
     return [Version(1, minor.minor, p) for p in range(newest + 1)]
 
 
