@@ -142,6 +142,20 @@ def _record_plan(app: AppContext, inventory: Inventory, plan: Plan, document: di
     return int(plan_id)
 
 
+def list_plans(app: AppContext, *, cluster: str | None) -> list[Any]:
+    with app.ledger().unit_of_work() as uow:
+        return list(uow.repo.list_plans(cluster))
+
+
+def show_plan(app: AppContext, *, plan_id: int) -> tuple[Any, Plan]:
+    """The stored plan record and the plan rebuilt from its document."""
+    from upgrader.domain.plans import plan_from_dict
+
+    with app.ledger().unit_of_work() as uow:
+        record = uow.repo.get_plan(plan_id)
+    return record, plan_from_dict(dict(record.document))
+
+
 def load_catalog(path: Path | None) -> Catalog:
     if path is None:
         text = resources.files("upgrader").joinpath("data/catalog.txt").read_text(encoding="utf-8")

@@ -202,3 +202,16 @@ def test_kubeconfig_with_non_string_fields_is_bad_input(cli):
 def test_absurdly_nested_inventory_is_bad_input(prod):
     r = prod("plan", "prod", "--to", "v1.31.14", "--state", str(prod.write("deep.json", "[" * 100000)))
     assert r.code == 2 and "Traceback" not in r.err
+
+
+def test_plans_list_and_show_read_back_what_plan_printed(prod):
+    state = prod.write("inv.json", STANDARD)
+    printed = prod("plan", "prod", "--to", "v1.31.14", "--state", str(state))
+    as_json = prod("plan", "prod", "--to", "v1.31.14", "--state", str(state), "-o", "json").json()
+    listed = prod("plans", "list", "--cluster", "prod", "-o", "json").json()
+    assert [p["id"] for p in listed] == [1, 2] and listed[0]["target"] == "v1.31.14"
+    shown = prod("plans", "show", "1")
+    assert shown.code == 0 and shown.out == printed.out
+    assert prod("plans", "show", "2", "-o", "json").json() == as_json
+    missing = prod("plans", "show", "99")
+    assert missing.code == 2 and "no plan with id 99" in missing.err

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tests.unit.builders import cp, inventory, worker
 from upgrader.domain.catalog import Catalog
 from upgrader.domain.planning import plan_upgrade
-from upgrader.domain.plans import Action, HopKind, Strategy, WorkerStrategy
+from upgrader.domain.plans import Action, HopKind, Strategy, WorkerStrategy, plan_from_dict
 from upgrader.domain.replay import replay
 from upgrader.domain.skew import kubelet_may_stay, kubelet_too_old
 from upgrader.domain.validation import control_plane_version
@@ -148,10 +148,11 @@ def test_every_plan_replays_cleanly_or_the_refusal_is_justified(scenario):
 
 @settings(max_examples=200, deadline=None, suppress_health_check=SLOW_OK)
 @given(scenarios())
-def test_planning_is_deterministic(scenario):
+def test_planning_is_deterministic_and_its_document_round_trips(scenario):
     inv, target, catalog, skip, strategy = scenario
     try:
         first = plan_upgrade(inv, target, catalog, skip=skip, strategy=strategy)
     except NoUpgradePathError:
         return
     assert plan_upgrade(inv, target, catalog, skip=skip, strategy=strategy) == first
+    assert plan_from_dict(first.to_dict()) == first  # what the ledger stores reads back whole

@@ -13,7 +13,7 @@ import click
 import typer
 
 from upgrader import __version__
-from upgrader.cli import cluster, db, plan, sandbox
+from upgrader.cli import cluster, db, plan, plans, sandbox
 from upgrader.config import AppContext
 from upgrader.errors import UpgraderError
 
@@ -28,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(db.app, name="db")
+app.add_typer(plans.app, name="plans")
 app.add_typer(sandbox.app, name="sandbox")
 app.command("plan")(plan.plan_command)
 app.command("inventory")(plan.inventory_command)

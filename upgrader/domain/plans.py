@@ -131,3 +131,27 @@ class Plan:
             "steps": [s.to_dict() for s in self.steps],
             "warnings": list(self.warnings),
         }
+
+
+def plan_from_dict(doc: dict[str, Any]) -> Plan:
+    """The inverse of Plan.to_dict, for plans read back from the ledger."""
+
+    def version(text: str | None) -> Version | None:
+        return Version.parse(text) if text else None
+
+    strategy = doc["strategy"]
+    return Plan(
+        cluster=doc["cluster"],
+        source_version=Version.parse(doc["source"]["control_plane_version"]),
+        target=Version.parse(doc["target"]),
+        source_fingerprint=doc["source"]["fingerprint"],
+        strategy=Strategy(workers=WorkerStrategy(strategy["workers"]), max_unavailable=strategy["max_unavailable"]),
+        skipped_versions=tuple(Version.parse(v) for v in doc["skipped_versions"]),
+        hops=tuple(Hop(Minor.parse(h["minor"]), Version.parse(h["version"]), HopKind(h["kind"])) for h in doc["hops"]),
+        steps=tuple(
+            Step(n=s["n"], action=Action(s["action"]), node=s["node"], version=version(s["version"]), batch=s["batch"],
+                 reversibility=Reversibility(s["reversibility"]), hop=s.get("hop"), note=s.get("note", ""))
+            for s in doc["steps"]
+        ),
+        warnings=tuple(doc.get("warnings", ())),
+    )

@@ -179,7 +179,7 @@ class LedgerRepository:
     def get_plan(self, plan_id: int) -> PlanRecord:
         row = self._session.scalars(_plans().where(Plan.id == plan_id)).one_or_none()
         if row is None:
-            raise errors.PlanNotFoundError(f"no plan with id {plan_id} (see `upgrader plan list`)")
+            raise errors.PlanNotFoundError(f"no plan with id {plan_id} (see `upgrader plans list`)")
         return rows.plan(row)
 
     def list_plans(self, cluster: str | None = None) -> list[PlanRecord]:
