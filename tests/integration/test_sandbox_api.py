@@ -10,24 +10,11 @@ import pytest
 import yaml
 from kubernetes import client, watch
 
-from tests.integration.sandbox_helpers import VERSION, etcd_cluster, needs_etcd, sandbox_api
+from tests.integration.sandbox_helpers import VERSION, needs_etcd
 from upgrader.sandbox.apiserver import resources
 from upgrader.sandbox.apiserver.seed import cluster_configuration, upsert_mirror_pod, upsert_node_status
 
 pytestmark = [pytest.mark.etcd, needs_etcd]
-
-
-@pytest.fixture(scope="module")
-def members(tmp_path_factory):
-    with etcd_cluster(tmp_path_factory.mktemp("etcd")) as started:
-        yield started
-
-
-@pytest.fixture
-def api(members, tmp_path):
-    with sandbox_api(members, tmp_path) as sandbox:
-        sandbox.reconcile()
-        yield sandbox
 
 
 def _get(url: str, accept: str = "application/json") -> tuple[int, dict, str]:

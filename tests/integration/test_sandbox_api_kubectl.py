@@ -7,23 +7,10 @@ import shutil
 import pytest
 from kubernetes import client
 
-from tests.integration.sandbox_helpers import VERSION, etcd_cluster, needs_etcd, sandbox_api, wait_for
+from tests.integration.sandbox_helpers import VERSION, needs_etcd, wait_for
 
 pytestmark = [pytest.mark.etcd, needs_etcd]
 PDB_MESSAGE = "Cannot evict pod as it would violate the pod's disruption budget."
-
-
-@pytest.fixture(scope="module")
-def members(tmp_path_factory):
-    with etcd_cluster(tmp_path_factory.mktemp("etcd")) as started:
-        yield started
-
-
-@pytest.fixture
-def api(members, tmp_path):
-    with sandbox_api(members, tmp_path) as sandbox:
-        sandbox.reconcile()
-        yield sandbox
 
 
 def _rows(output: str) -> dict[str, list[str]]:

@@ -26,13 +26,6 @@ def members(tmp_path_factory):
 
 
 @pytest.fixture
-def api(members, tmp_path):
-    with sandbox_api(members, tmp_path) as sandbox:
-        sandbox.reconcile()
-        yield sandbox
-
-
-@pytest.fixture
 def store(members) -> Store:
     return Store(etcd.EtcdKV([m.client_url for m in members]), prefix=f"/t-{uuid.uuid4().hex[:8]}/registry")
 
