@@ -178,18 +178,13 @@ class _Builder:
         self.upgrade_workers(behind, final, hop=len(hops) - 1 if hops else None)
         self.add(Action.POSTFLIGHT, None, final)
 
-    def add(self, action: Action, node: str | None, version: Version | None, **kw: object) -> None:
+    def add(
+        self, action: Action, node: str | None, version: Version | None, *,
+        hop: int | None = None, batch: int | None = None, note: str = "",
+    ) -> None:
         self.steps.append(
-            Step(
-                n=len(self.steps) + 1,
-                action=action,
-                node=node,
-                version=version,
-                batch=kw.get("batch"),  # type: ignore[arg-type]
-                reversibility=REVERSIBILITY[action],
-                hop=kw.get("hop"),  # type: ignore[arg-type]
-                note=str(kw.get("note", "")),
-            )
+            Step(n=len(self.steps) + 1, action=action, node=node, version=version, batch=batch,
+                 reversibility=REVERSIBILITY[action], hop=hop, note=note)
         )
 
     def control_plane_hop(self, hop: Hop, index: int, *, snapshot_of: Version) -> None:

@@ -279,22 +279,33 @@ def _resume(req: UpRequest, existing: Path,
     stop_processes(cfg.dir)  # leftovers of a crashed supervisor
     _check_ports(cfg)
     (cfg.dir / CREATING).unlink(missing_ok=True)  # its creator was killed after the commit
+    faultlib.save(cfg.dir, [*saved, *added])
+    try:
+        _launch(cfg, register, wait=req.wait)
+    except BaseException:
+        with _signals_held():
+            faultlib.save(cfg.dir, saved)
+        raise
+    return cfg
+
+
+def _launch(
+    cfg: SandboxConfig, register: Callable[[SandboxConfig], Callable[[], None] | None] | None, *, wait: float
+) -> None:
+    """Register, start the supervisor and wait until healthy; on any failure stop it and unregister."""
     undo: Callable[[], None] | None = None
     try:
-        faultlib.save(cfg.dir, [*saved, *added])
         _remember(cfg.name, cfg.dir)
         if register is not None:
             undo = register(cfg)
         _start_supervisor(cfg)
-        wait_healthy(cfg, timeout=req.wait)
+        wait_healthy(cfg, timeout=wait)
     except BaseException:
         with _signals_held():
             stop_processes(cfg.dir)
             if undo is not None:
                 undo()
-            faultlib.save(cfg.dir, saved)
         raise
-    return cfg
 
 
 def _new_config(req: UpRequest) -> SandboxConfig:
@@ -315,7 +326,6 @@ def _create(req: UpRequest, register: Callable[[SandboxConfig], Callable[[], Non
     _check_faults(cfg, parsed, {cp: Version.parse(cfg.version) for cp in cfg.control_planes}, saved=[])
     _check_ports(cfg)
     creation = _Creation(cfg.dir)
-    undo: Callable[[], None] | None = None
     try:
         creation.claim(req.name)
         faultlib.save(cfg.dir, parsed)
@@ -325,17 +335,9 @@ def _create(req: UpRequest, register: Callable[[SandboxConfig], Callable[[], Non
         atomic_write(cfg.dir / KUBECONFIG, yaml.safe_dump(kubeconfig, sort_keys=False).encode(), mode=0o600)
         cfg.save()  # the commit: from here on it is a sandbox
         (cfg.dir / CREATING).unlink()
-        _remember(cfg.name, cfg.dir)
-        if register is not None:
-            undo = register(cfg)
-        _start_supervisor(cfg)
-        wait_healthy(cfg, timeout=req.wait)
+        _launch(cfg, register, wait=req.wait)
     except BaseException:
         with _signals_held():
-            if creation.claimed:
-                stop_processes(cfg.dir)
-            if undo is not None:
-                undo()
             creation.discard()
             _remember(cfg.name, None)
         raise
