@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what upgrader and its tests need on a fresh machine: Debian packages when missing
-# (etcd for the sandbox, PostgreSQL for the ledger tests), the venv, and upgrader itself (editable).
-# Idempotent and quick when everything is there; scripts/test.sh and scripts/demo.sh call it.
+# (etcd for the sandbox, PostgreSQL for the ledger tests, OpenSSH for the transport tests), uv
+# (pinned by hash), and then exactly the locked Python set (uv.lock) into .venv, upgrader itself
+# editable. Idempotent and quick when everything is there; scripts/test.sh and scripts/demo.sh
+# call it. Fails when pyproject.toml and uv.lock disagree: run scripts/update-deps.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,21 +28,27 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The Debian postgresql package starts a cluster on 5432; the tests use their own throwaway one.
 
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
-stamp=.venv/.upgrader-deps
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "installing upgrader and its Python dependencies into .venv"
+# uv reads the lock; it comes from PyPI pinned by hash into a venv of its own (.tools), so the
+# project's venv holds exactly the locked set and nothing else.
+uv=.tools/bin/uv
+want=$(sha256sum scripts/uv-requirements.txt | cut -d' ' -f1)
+if [ ! -x "$uv" ] || [ "$(cat .tools/.stamp 2>/dev/null)" != "$want" ]; then
+  rm -rf .tools
+  python3 -m venv .tools
   log=$(mktemp)
-  # pip and setuptools are chatty on success; show their output only when they fail.
-  if ! { .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip &&
-         .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[postgres,dev]'; } >"$log" 2>&1; then
-    cat "$log" >&2
-    rm -f "$log"
-    exit 1
+  if ! .tools/bin/python -m pip install -q --disable-pip-version-check --require-hashes \
+       -r scripts/uv-requirements.txt >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; exit 1
   fi
   rm -f "$log"
-  echo "$want" > "$stamp"
+  echo "$want" > .tools/.stamp
+fi
+
+[ "${1:-}" = --no-sync ] && exit 0  # scripts/update-deps.sh: uv only, the lock is about to change
+
+# --locked: refuse (rather than re-resolve) when pyproject.toml and uv.lock disagree.
+export UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=.venv
+if ! "$uv" sync --locked --quiet --python python3 --extra postgres --extra dev; then
+  echo "error: could not install the locked set; if uv.lock does not match pyproject.toml, run scripts/update-deps.sh" >&2
+  exit 1
 fi

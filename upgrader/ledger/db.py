@@ -24,10 +24,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import sessionmaker
 
-import upgrader
-from upgrader import errors
+from upgrader import __version__, errors
 from upgrader.ledger.failures import database_errors, masked
 from upgrader.ledger.uow import SqlUnitOfWork
+from upgrader.shipped import shipped_dir
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 # (start-up time); tests/integration/test_ledger_migrations.py checks it against alembic's head.
 SCHEMA_HEAD = "0001"
 
-MIGRATIONS_DIR = Path(upgrader.__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = shipped_dir("migrations")
 BUSY_TIMEOUT_MS = 10_000
 _PG_MIGRATION_LOCK = 0x75_70_67_72  # "upgr": pg_advisory_xact_lock key serialising `db upgrade`s
 _SCHEMES = {
@@ -182,7 +182,7 @@ def _mismatch(url: URL, heads: tuple[str, ...]) -> errors.SchemaMismatchError:
         )
     return errors.SchemaMismatchError(
         f"the ledger at {masked(url)} is at schema revision {found}, which this upgrader "
-        f"({upgrader.__version__}, schema {head()}) does not know: it was migrated by a newer "
+        f"({__version__}, schema {head()}) does not know: it was migrated by a newer "
         "upgrader; use that version or newer"
     )
 
