@@ -100,3 +100,7 @@ class LockLostError(RunLockedError):
 
 class ClusterUnreachableError(UsageError):
     """The cluster's API could not be reached with the registered kubeconfig."""
+
+
+class MissingProgramError(UsageError):
+    """An outside program upgrader needs is not installed."""

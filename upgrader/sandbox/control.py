@@ -34,6 +34,7 @@ from upgrader.domain.names import validate_name
 from upgrader.domain.versions import Minor, Version, parse_target
 from upgrader.errors import InvalidVersionError, UpgraderError, UsageError
 from upgrader.nodes.local import atomic_write
+from upgrader.programs import require as require_programs
 from upgrader.sandbox import faults as faultlib
 from upgrader.sandbox import manifests, noderoot, procs, releases
 from upgrader.sandbox.config import CONFIG, KUBECONFIG, SandboxConfig, Timeouts, default_root, new_config, read_state
@@ -218,6 +219,8 @@ def up(req: UpRequest, *, register: Callable[[SandboxConfig], Callable[[], None]
     """
     started = time.monotonic()
     _check_request(req)
+    # Before any file or ledger row: without etcd the supervisor could only retry until `up` timed out.
+    require_programs("etcd", "etcdctl")
     existing = locate(req.name)
     if existing is not None and req.dir is not None and Path(req.dir).resolve() != existing.resolve():
         raise SandboxConflictError(f"sandbox {req.name!r} already exists in {existing}, not {req.dir}: drop --dir "
