@@ -104,3 +104,15 @@ class ClusterUnreachableError(UsageError):
 
 class MissingProgramError(UsageError):
     """An outside program upgrader needs is not installed."""
+
+
+class TransportError(UpgraderError):
+    """The node could not be reached or the file operation failed."""
+
+
+class NodeUnreachableError(TransportError):
+    """The node is unreachable."""
+
+
+class NodePathError(TransportError):
+    """The node path leaves the node's root directory."""

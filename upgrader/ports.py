@@ -13,19 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from upgrader.errors import UpgraderError
-
-
-class TransportError(UpgraderError):
-    """The node could not be reached or the file operation failed."""
-
-
-class NodeUnreachableError(TransportError):
-    """The node is unreachable."""
-
-
-class NodePathError(TransportError):
-    """The node path leaves the node's root directory."""
+from upgrader.errors import NodePathError
 
 
 @dataclass(frozen=True, slots=True)

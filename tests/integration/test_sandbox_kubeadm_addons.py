@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from upgrader.domain.versions import Version
-from upgrader.nodes import SandboxTransport
+from upgrader.nodes.sandbox import SandboxTransport
 from upgrader.sandbox import manifests, noderoot, releases
 from upgrader.sandbox.apiserver.seed import cluster_configuration, sample_workloads
 from upgrader.sandbox.config import SandboxConfig, Timeouts, new_config

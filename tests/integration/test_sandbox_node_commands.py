@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from upgrader.nodes import SandboxTransport
+from upgrader.nodes.sandbox import SandboxTransport
 from upgrader.sandbox import manifests, noderoot
 from upgrader.sandbox.config import SandboxConfig, Timeouts, new_config
 

@@ -27,8 +27,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.integration.sandbox_helpers import REPO, etcd_cluster, needs_etcd, sandbox_api, write_kubeconfig
-from upgrader.nodes import NodePathError, SandboxTransport
+from upgrader.errors import NodePathError
 from upgrader.nodes.nodepaths import NodePaths
+from upgrader.nodes.sandbox import SandboxTransport
 from upgrader.sandbox import etcd, noderoot
 from upgrader.sandbox.config import new_config
 from upgrader.sandbox.nodecmd import shims

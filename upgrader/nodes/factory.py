@@ -12,8 +12,8 @@ from typing import Any
 
 from upgrader.errors import UsageError
 from upgrader.nodes.local import LocalTransport
-from upgrader.nodes.port import NodeLayout, NodeTransport
 from upgrader.nodes.sandbox import SandboxTransport
+from upgrader.ports import NodeLayout, NodeTransport
 
 
 def transport_for(settings: Mapping[str, Any] | None, node: str) -> NodeTransport:

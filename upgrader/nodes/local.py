@@ -6,13 +6,13 @@ whose nodes are directories on this machine.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from upgrader.nodes.port import CommandResult, NodeLayout, TransportError
+from upgrader.errors import TransportError
+from upgrader.files import atomic_write
+from upgrader.ports import CommandResult, NodeLayout
 
 
 class LocalTransport:
@@ -60,17 +60,3 @@ class LocalTransport:
             atomic_write(target, data, mode)
         except OSError as e:
             raise TransportError(f"cannot write {path}: {e.strerror}") from e
-
-
-def atomic_write(target: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write via a temporary file and rename, so readers never see half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -25,9 +25,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from upgrader.errors import NodePathError, NodeUnreachableError
 from upgrader.nodes.local import LocalTransport
 from upgrader.nodes.nodepaths import NodePaths, normalize
-from upgrader.nodes.port import CommandResult, NodeLayout, NodePathError, NodeUnreachableError
+from upgrader.ports import CommandResult, NodeLayout
 from upgrader.sandbox import faults as sandbox_faults
 from upgrader.sandbox.nodecmd import shims
 

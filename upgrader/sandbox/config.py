@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from upgrader.nodes.local import atomic_write
+from upgrader.files import atomic_write
 
 CONFIG = "config.json"
 STATE = "state.json"

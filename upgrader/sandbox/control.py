@@ -33,7 +33,7 @@ import upgrader
 from upgrader.domain.names import validate_name
 from upgrader.domain.versions import Minor, Version, parse_target
 from upgrader.errors import InvalidVersionError, UpgraderError, UsageError
-from upgrader.nodes.local import atomic_write
+from upgrader.files import atomic_write
 from upgrader.programs import require as require_programs
 from upgrader.sandbox import faults as faultlib
 from upgrader.sandbox import manifests, noderoot, procs, releases

@@ -94,7 +94,7 @@ def load(sandbox_dir: Path) -> list[Fault]:
 
 
 def save(sandbox_dir: Path, faults: list[Fault]) -> None:
-    from upgrader.nodes.local import atomic_write
+    from upgrader.files import atomic_write
 
     unique = list(dict.fromkeys(str(f) for f in faults))
     atomic_write(Path(sandbox_dir) / FILE, json.dumps(unique, indent=1).encode())

@@ -19,7 +19,7 @@ import threading
 import time
 
 from upgrader.domain.versions import Version
-from upgrader.nodes.port import NodeLayout
+from upgrader.ports import NodeLayout
 from upgrader.sandbox import faults, nodestate, releases
 from upgrader.sandbox.apiserver import seed
 from upgrader.sandbox.apiserver.errors import ApiError

@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 
 from upgrader.domain.versions import Version
-from upgrader.nodes.local import atomic_write
-from upgrader.nodes.port import NodeLayout
+from upgrader.files import atomic_write
+from upgrader.ports import NodeLayout
 from upgrader.sandbox import manifests, nodestate, releases
 from upgrader.sandbox.config import SandboxConfig
 from upgrader.sandbox.nodecmd import shims

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 
-from upgrader.nodes.local import atomic_write
-from upgrader.nodes.port import NodeLayout
+from upgrader.files import atomic_write
+from upgrader.ports import NodeLayout
 
 PACKAGES = "/var/lib/dpkg-sim/packages.json"
 APT_LISTS = "/var/lib/apt/lists/sandbox-pkgs.k8s.io.json"

@@ -22,7 +22,7 @@ from typing import Any
 import upgrader
 from upgrader.domain.versions import Version
 from upgrader.errors import InvalidVersionError
-from upgrader.nodes.port import NodeLayout
+from upgrader.ports import NodeLayout
 from upgrader.sandbox import etcd, faults, manifests, procs
 
 # Manifest flags passed to etcd as they are (TLS flags are not: the sandbox speaks plain http).

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from upgrader.nodes.port import NodeLayout
+from upgrader.ports import NodeLayout
 
 
 @dataclass

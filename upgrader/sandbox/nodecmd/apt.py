@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from upgrader.domain.versions import Minor
-from upgrader.nodes.port import NodeLayout
+from upgrader.ports import NodeLayout
 from upgrader.sandbox import nodestate, releases
 from upgrader.sandbox.nodecmd import Node
 
