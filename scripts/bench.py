@@ -35,7 +35,7 @@ from upgrader.domain.planning import plan_upgrade  # noqa: E402
 from upgrader.domain.plans import Strategy  # noqa: E402
 from upgrader.domain.replay import replay  # noqa: E402
 from upgrader.domain.versions import Version  # noqa: E402
-from upgrader.services import load_catalog  # noqa: E402
+from upgrader.services.plans import load_catalog  # noqa: E402
 
 UPGRADER = [sys.executable, "-m", "upgrader"]
 

@@ -1,18 +1,38 @@
-"""The node-access port: how upgrader runs commands and moves files on a cluster node.
+"""The ports: what the services (and the coming engine) need from the outside world, as Protocols.
 
-Every node command of an upgrade (apt-get, kubeadm, systemctl, etcdctl) goes through a
-:class:`NodeTransport`, so the engine does not care whether a node is reached over ssh, is the
-machine upgrader runs on, or is a sandbox node whose filesystem lives in a directory.
-Node paths are always written as on a real node (``/etc/kubernetes/...``); a :class:`NodeLayout`
-maps them onto the filesystem that really holds them.
+Adapters implement them (named by technology: ``SqlUnitOfWork``, ``KubeClusterApi``,
+``LocalTransport``, ``SandboxTransport``); ``upgrader.fakes`` has an in-memory fake of each, held
+to the same contract tests as the real adapter, so a use case can be tested in milliseconds.
+services/wiring.py is the only place that chooses and builds adapters.
+
+- :class:`UnitOfWork` / :class:`Repository`: the ledger, one transaction per use case.
+- :class:`ClusterApi`: a cluster's Kubernetes API.
+- :class:`NodeTransport`: commands and files on one node. Node paths are always written as on a
+  real node (``/etc/kubernetes/...``); a :class:`NodeLayout` maps them onto the filesystem that
+  really holds them.
+- :class:`EtcdTool` and :class:`SnapshotStore`: etcd snapshots (their adapters come with the
+  snapshot work; the shapes follow DOMAIN.md, "etcd snapshots").
+- :class:`Clock`: time and sleeping, so nothing waits on the wall clock in tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 
+from upgrader.domain.records import (
+    ClusterRecord,
+    EventRecord,
+    LockRecord,
+    ObservationRecord,
+    PlanRecord,
+    SkipRecord,
+)
+from upgrader.domain.runs import EventId, FencingToken, ObservationId, PlanId
 from upgrader.errors import NodePathError
 
 
@@ -93,3 +113,130 @@ class NodeTransport(Protocol):
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         """Atomically replace a node file with data and the given permission bits."""
         ...
+
+
+class Repository(Protocol):
+    """The ledger's records, read and written inside one :class:`UnitOfWork`."""
+
+    def add_cluster(self, *, name: str, kubeconfig: str, context: str | None,
+                    transport: Mapping[str, Any] | None, actor: str) -> ClusterRecord: ...
+
+    def get_cluster(self, name: str) -> ClusterRecord:
+        """The cluster; ClusterNotFoundError (exit 2) when it is not registered."""
+        ...
+
+    def list_clusters(self) -> list[ClusterRecord]: ...
+
+    def remove_cluster(self, name: str) -> None: ...
+
+    def add_skip(self, *, cluster: str, version: str, reason: str, actor: str) -> SkipRecord: ...
+
+    def remove_skip(self, *, cluster: str, version: str) -> bool: ...
+
+    def record_observation(self, *, cluster: str, observed_at: datetime, fingerprint: str, source: str,
+                           inventory: Mapping[str, Any]) -> ObservationId: ...
+
+    def latest_observation(self, cluster: str) -> ObservationRecord | None: ...
+
+    def save_plan(self, *, cluster: str, observation_id: int | None, created_by: str, target: str,
+                  strategy: Mapping[str, Any], skipped_versions: Sequence[str], source_fingerprint: str | None,
+                  document: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> PlanId: ...
+
+    def get_plan(self, plan_id: int) -> PlanRecord:
+        """The plan; PlanNotFoundError (exit 2) when there is none with that id."""
+        ...
+
+    def list_plans(self, cluster: str | None = None) -> list[PlanRecord]: ...
+
+    def append_event(self, *, kind: str, actor: str, host: str, command_line: str, cluster: str | None = None,
+                     run_id: int | None = None, data: Mapping[str, Any] | None = None) -> EventId: ...
+
+    def list_events(self, cluster: str | None = None, limit: int = 100) -> list[EventRecord]: ...
+
+    def acquire_lock(self, *, cluster: str, holder: str, ttl_seconds: float, now: datetime,
+                     run_id: int | None = None) -> FencingToken:
+        """A lease on the cluster; RunLockedError (exit 7) while another holder's lease is valid."""
+        ...
+
+    def renew_lock(self, *, cluster: str, token: int, ttl_seconds: float, now: datetime) -> None:
+        """Extend this holder's lease; LockLostError when another holder has taken it over."""
+        ...
+
+    def release_lock(self, *, cluster: str, token: int) -> bool: ...
+
+    def get_lock(self, cluster: str) -> LockRecord | None: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction around a use case: leaving the ``with`` block without ``commit()`` rolls back."""
+
+    @property
+    def repo(self) -> Repository:
+        """The ledger's records, valid inside the ``with`` block."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+class ClusterApi(Protocol):
+    """A cluster's Kubernetes API, as the use cases need it."""
+
+    def observe_inventory(self) -> dict[str, Any]:
+        """The nodes' and control-plane components' versions, as an inventory document
+        (what ``plan --state`` takes); ClusterUnreachableError when the API cannot be reached."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotStatus:
+    """What the etcd tool says of a snapshot file (compare hash and revision, never totalKey)."""
+
+    hash: int
+    revision: int
+    total_keys: int
+    total_size: int
+
+
+class EtcdTool(Protocol):
+    """etcdctl/etcdutl on a node, capability-probed (DOMAIN.md: probe by output, not by exit code)."""
+
+    def save(self, *, endpoint: str, path: str) -> SnapshotStatus: ...
+
+    def status(self, path: str) -> SnapshotStatus: ...
+
+    def restore(self, *, path: str, name: str, data_dir: str, initial_cluster: str, token: str,
+                peer_url: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSnapshot:
+    path: Path
+    size: int
+    sha256: str
+
+
+class SnapshotStore(Protocol):
+    """Where snapshot files live beside the orchestrator: mode 0600, checksummed, never logged."""
+
+    def put(self, *, cluster: str, source: Path) -> StoredSnapshot: ...
+
+    def verify(self, snapshot: StoredSnapshot) -> bool: ...
+
+
+class Clock(Protocol):
+    """Time and sleeping, injected so tests never wait on the wall clock."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...

@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from upgrader import errors
+from upgrader.domain.records import ObservationSource
 from upgrader.ledger import db
-from upgrader.ledger.records import ObservationSource
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ from upgrader.domain.names import validate_name
 from upgrader.domain.skew import kubeadm_kubelet_skew, kubelet_max_skew, lowest_kubelet_for_hop
 from upgrader.domain.versions import Minor, Version, parse_target
 from upgrader.errors import InvalidCatalogError, InvalidNameError, InvalidVersionError
-from upgrader.services import load_catalog
+from upgrader.services.plans import load_catalog
 
 parts = st.integers(0, 999)
 

@@ -14,8 +14,8 @@ import typer
 
 from upgrader import __version__
 from upgrader.cli import cluster, db, plan, plans, sandbox
-from upgrader.config import AppContext
 from upgrader.errors import UpgraderError
+from upgrader.services.wiring import AppContext
 
 app = typer.Typer(
     name="upgrader",

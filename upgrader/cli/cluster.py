@@ -35,9 +35,9 @@ def add(
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Register a cluster. The file and context are checked; the cluster need not be reachable."""
-    from upgrader import services
+    from upgrader.services import clusters
 
-    record = services.register_cluster(ctx.obj, name=name, kubeconfig=kubeconfig, context=context)
+    record = clusters.register_cluster(ctx.obj, name=name, kubeconfig=kubeconfig, context=context)
     if output is Output.JSON:
         emit_json(_record_dict(record))
     else:
@@ -47,9 +47,9 @@ def add(
 @app.command("list")
 def list_(ctx: typer.Context, output: Output = OUTPUT_OPTION) -> None:
     """List registered clusters."""
-    from upgrader import services
+    from upgrader.services import clusters
 
-    records = services.list_clusters(ctx.obj)
+    records = clusters.list_clusters(ctx.obj)
     if output is Output.JSON:
         emit_json([_record_dict(r) for r in records])
         return
@@ -63,9 +63,9 @@ def list_(ctx: typer.Context, output: Output = OUTPUT_OPTION) -> None:
 @app.command("show")
 def show(ctx: typer.Context, name: str, output: Output = OUTPUT_OPTION) -> None:
     """Show a cluster and its skip list."""
-    from upgrader import services
+    from upgrader.services import clusters
 
-    record = services.show_cluster(ctx.obj, name=name)
+    record = clusters.show_cluster(ctx.obj, name=name)
     if output is Output.JSON:
         emit_json(_record_dict(record))
         return
@@ -83,9 +83,9 @@ def show(ctx: typer.Context, name: str, output: Output = OUTPUT_OPTION) -> None:
 @app.command("remove")
 def remove(ctx: typer.Context, name: str) -> None:
     """Forget a cluster. Its audit events stay in the ledger; the cluster itself is not touched."""
-    from upgrader import services
+    from upgrader.services import clusters
 
-    services.unregister_cluster(ctx.obj, name=name)
+    clusters.unregister_cluster(ctx.obj, name=name)
     typer.echo(f"cluster {name} removed")
 
 
@@ -98,9 +98,9 @@ def skip(
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Never plan through VERSION on this cluster (a bad patch, a CVE, a known regression)."""
-    from upgrader import services
+    from upgrader.services import clusters
 
-    record = services.skip_version(ctx.obj, cluster=name, version=version, reason=reason)
+    record = clusters.skip_version(ctx.obj, cluster=name, version=version, reason=reason)
     if output is Output.JSON:
         emit_json(_record_dict(record))
     else:
@@ -110,7 +110,7 @@ def skip(
 @app.command("unskip")
 def unskip(ctx: typer.Context, name: str, version: str) -> None:
     """Allow VERSION again."""
-    from upgrader import services
+    from upgrader.services import clusters
 
-    removed = services.unskip_version(ctx.obj, cluster=name, version=version)
+    removed = clusters.unskip_version(ctx.obj, cluster=name, version=version)
     typer.echo(f"{name}: {version} is allowed again" if removed else f"{name}: {version} was not skipped")

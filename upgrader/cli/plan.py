@@ -49,13 +49,13 @@ def plan_command(
 
     Exit codes: 0 planned (or nothing to do), 2 bad input, 3 no valid plan.
     """
-    from upgrader import services
+    from upgrader.services import plans
 
-    request = services.PlanRequest(
+    request = plans.PlanRequest(
         cluster=cluster, target=to, state=state, catalog=catalog, skip=tuple(skip),
         workers=workers, max_unavailable=max_unavailable,
     )
-    result = services.make_plan(ctx.obj, request)
+    result = plans.make_plan(ctx.obj, request)
     if output is Output.JSON:
         emit_json({"id": result.plan_id, **result.document})
     elif result.plan_id is None:
@@ -139,10 +139,10 @@ def inventory_command(
 
     `-o json` prints the document `upgrader plan --state` takes, for review or an offline plan.
     """
-    from upgrader import services
     from upgrader.domain.inventory import inventory_to_dict
+    from upgrader.services import plans
 
-    inventory = services.observe(ctx.obj, cluster=cluster)
+    inventory = plans.observe(ctx.obj, cluster=cluster)
     if output is Output.JSON:
         emit_json(inventory_to_dict(inventory))
         return

@@ -18,9 +18,9 @@ def list_(
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """List stored plans, oldest first."""
-    from upgrader import services
+    from upgrader.services import plans
 
-    records = services.list_plans(ctx.obj, cluster=cluster)
+    records = plans.list_plans(ctx.obj, cluster=cluster)
     if output is Output.JSON:
         emit_json([{"id": r.id, "cluster": r.cluster, "target": r.target, "created_at": r.created_at.isoformat(),
                     "created_by": r.created_by, "steps": len(r.steps)} for r in records])
@@ -37,10 +37,10 @@ def list_(
 def show(ctx: typer.Context, plan_id: int = typer.Argument(..., help="The id `upgrader plan` printed."),
          output: Output = OUTPUT_OPTION) -> None:
     """Show a stored plan exactly as `upgrader plan` printed it."""
-    from upgrader import services
     from upgrader.cli.plan import render_plan
+    from upgrader.services import plans
 
-    record, plan = services.show_plan(ctx.obj, plan_id=plan_id)
+    record, plan = plans.show_plan(ctx.obj, plan_id=plan_id)
     if output is Output.JSON:
         emit_json({"id": record.id, **record.document})
     else:

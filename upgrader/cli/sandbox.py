@@ -27,20 +27,20 @@ def parse_duration(text: str) -> float:
 
 def _register(ctx: typer.Context) -> Any:
     """Registers the sandbox in the ledger; a resumed sandbox may already be registered to itself."""
-    from upgrader import services
+    from upgrader.services import clusters
 
     def register(cfg: Any) -> Any:
         kubeconfig = cfg.dir / "kubeconfig"
         try:
-            services.register_cluster(ctx.obj, name=cfg.name, kubeconfig=kubeconfig, context=None,
+            clusters.register_cluster(ctx.obj, name=cfg.name, kubeconfig=kubeconfig, context=None,
                                       transport={"kind": "sandbox", "dir": str(cfg.dir)})
         except ClusterExistsError:
-            record = services.show_cluster(ctx.obj, name=cfg.name)
+            record = clusters.show_cluster(ctx.obj, name=cfg.name)
             if Path(record.kubeconfig) != kubeconfig.resolve():
                 raise ClusterExistsError(f"a cluster named {cfg.name!r} is already registered "
                                          f"(kubeconfig {record.kubeconfig}); pick another sandbox name") from None
             return None
-        return lambda: services.unregister_cluster(ctx.obj, name=cfg.name)
+        return lambda: clusters.unregister_cluster(ctx.obj, name=cfg.name)
 
     return register
 
@@ -102,15 +102,15 @@ def down(
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Stop everything a sandbox started, remove its files unless --keep, and unregister it."""
-    from upgrader import services
     from upgrader.sandbox import control
+    from upgrader.services import clusters
 
     cfg = control.down(name, keep=keep)
     unregistered = False
     try:
-        record = services.show_cluster(ctx.obj, name=name)
+        record = clusters.show_cluster(ctx.obj, name=name)
         if (record.transport or {}).get("kind") == "sandbox":
-            services.unregister_cluster(ctx.obj, name=name)
+            clusters.unregister_cluster(ctx.obj, name=name)
             unregistered = True
     except ClusterNotFoundError:
         pass

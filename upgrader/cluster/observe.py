@@ -73,3 +73,14 @@ def _node(node: Any, components: dict[str, str]) -> dict[str, Any]:
     if control_plane:
         doc["components"] = {name: components.get(name, "") for name in _COMPONENTS}
     return doc
+
+
+class KubeClusterApi:
+    """The ClusterApi port on the official kubernetes client, for one registered cluster."""
+
+    def __init__(self, *, cluster: str, kubeconfig: str, context: str | None, timeout: float = 15.0) -> None:
+        self._cluster, self._kubeconfig, self._context, self._timeout = cluster, kubeconfig, context, timeout
+
+    def observe_inventory(self) -> dict[str, Any]:
+        return observe_inventory(cluster=self._cluster, kubeconfig=self._kubeconfig, context=self._context,
+                                 timeout=self._timeout)

@@ -1,8 +1,8 @@
-"""Plain values the ledger hands out, so nothing above it ever holds a live ORM object.
+"""Plain values the ledger hands out (through the UnitOfWork port), so nothing above it ever holds a
+live ORM object.
 
 Records are frozen snapshots read inside a unit of work; they stay valid after the session is
-closed and carry no lazy-loading surprises. Status vocabularies are ``StrEnum`` with the lowercase
-values stored in the database (CHECK constraints in ``models`` keep the two in step).
+closed and carry no lazy-loading surprises. The run vocabulary (statuses, ids) is in ``runs``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NewType
+from typing import Any
 
-PlanId = NewType("PlanId", int)
-RunId = NewType("RunId", int)
-ObservationId = NewType("ObservationId", int)
-EventId = NewType("EventId", int)
-FencingToken = NewType("FencingToken", int)
+from upgrader.domain.runs import EventId, FencingToken, ObservationId, PlanId, RunId
 
 
 class ObservationSource(StrEnum):
@@ -25,23 +21,6 @@ class ObservationSource(StrEnum):
 
     FILE = "file"
     LIVE = "live"
-
-
-class RunStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    ROLLED_BACK = "rolled_back"
-    INTERRUPTED = "interrupted"
-
-
-class StepStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from upgrader import errors
+from upgrader.domain.records import LockRecord
+from upgrader.domain.runs import FencingToken, RunId
 from upgrader.ledger.models import ClusterLock, LockToken
-from upgrader.ledger.records import FencingToken, LockRecord, RunId
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql, sqlite

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from upgrader.ledger.records import ObservationSource, RunStatus, StepStatus
+from upgrader.domain.records import ObservationSource
+from upgrader.domain.runs import RunStatus, StepStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

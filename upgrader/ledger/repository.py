@@ -8,7 +8,7 @@ single statements whose conflicts the database detects, translated here with ``r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -17,24 +17,21 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, selectinload
 
 from upgrader import errors
-from upgrader.ledger import locks, rows
-from upgrader.ledger.models import Cluster, ClusterLock, Event, Observation, Plan, PlanStep, SkippedVersion
-from upgrader.ledger.records import (
+from upgrader.domain.records import (
     ClusterRecord,
-    EventId,
     EventRecord,
-    FencingToken,
     LockRecord,
-    ObservationId,
     ObservationRecord,
     ObservationSource,
-    PlanId,
     PlanRecord,
     SkipRecord,
 )
+from upgrader.domain.runs import EventId, FencingToken, ObservationId, PlanId
+from upgrader.ledger import locks, rows
+from upgrader.ledger.models import Cluster, ClusterLock, Event, Observation, Plan, PlanStep, SkippedVersion
 
 
-class LedgerRepository:
+class SqlRepository:
     def __init__(self, session: Session, *, clock: Callable[[], datetime]) -> None:
         self._session = session
         self._clock = clock
@@ -152,10 +149,10 @@ class LedgerRepository:
         created_by: str,
         target: str,
         strategy: Mapping[str, Any],
-        skipped_versions: list[str],
+        skipped_versions: Sequence[str],
         source_fingerprint: str | None,
         document: Mapping[str, Any],
-        steps: list[Mapping[str, Any]],
+        steps: Sequence[Mapping[str, Any]],
     ) -> PlanId:
         row = Plan(
             cluster_id=self._cluster_row(cluster).id,

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from upgrader.ledger.models import Cluster, Event, Observation, Plan, SkippedVersion
-from upgrader.ledger.records import (
+from upgrader.domain.records import (
     ClusterRecord,
-    EventId,
     EventRecord,
-    ObservationId,
     ObservationRecord,
     ObservationSource,
-    PlanId,
     PlanRecord,
     PlanStepRecord,
-    RunId,
     SkipRecord,
 )
+from upgrader.domain.runs import EventId, ObservationId, PlanId, RunId
+from upgrader.ledger.models import Cluster, Event, Observation, Plan, SkippedVersion
 
 
 def observation(row: Observation, *, cluster: str) -> ObservationRecord:

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from upgrader import errors
 from upgrader.ledger.failures import database_errors, describe
-from upgrader.ledger.repository import LedgerRepository
+from upgrader.ledger.repository import SqlRepository
 
 
 class SqlUnitOfWork:
-    repo: LedgerRepository
+    repo: SqlRepository
 
     def __init__(self, sessions: sessionmaker[Session], *, url: URL, clock: Callable[[], datetime]) -> None:
         self._sessions = sessions
@@ -31,7 +31,7 @@ class SqlUnitOfWork:
 
     def __enter__(self) -> SqlUnitOfWork:
         self._session = self._sessions()
-        self.repo = LedgerRepository(self._session, clock=self._clock)
+        self.repo = SqlRepository(self._session, clock=self._clock)
         return self
 
     def __exit__(

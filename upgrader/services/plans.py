@@ -1,79 +1,22 @@
-"""Use cases: each gathers facts (ledger, files), decides in the pure domain, then records the result.
-
-This is the composition root: the only place that knows which adapters serve which port.
-"""
+"""Planning use cases: make a plan (from a file or the live cluster), read plans back, the catalog."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from upgrader.cluster.kubeconfig import validate_kubeconfig
-from upgrader.config import AppContext
+from upgrader.data import builtin_catalog
 from upgrader.domain.catalog import Catalog, parse_catalog
 from upgrader.domain.inventory import Inventory, inventory_to_dict, parse_inventory
-from upgrader.domain.names import validate_name
 from upgrader.domain.planning import plan_upgrade
 from upgrader.domain.plans import Plan, Strategy, WorkerStrategy
 from upgrader.domain.replay import replay
 from upgrader.domain.versions import Version, parse_target
 from upgrader.errors import InvalidCatalogError, InvalidInventoryError, UsageError
-from upgrader.ledger.records import ClusterRecord
-
-
-def register_cluster(
-    app: AppContext, *, name: str, kubeconfig: Path, context: str | None, transport: dict[str, Any] | None = None
-) -> ClusterRecord:
-    validate_name(name)
-    path, chosen = validate_kubeconfig(kubeconfig, context)
-    with app.ledger().unit_of_work() as uow:
-        record = uow.repo.add_cluster(
-            name=name, kubeconfig=str(path), context=chosen, transport=transport, actor=app.actor.user
-        )
-        _event(app, uow, "cluster-added", cluster=name, data={"kubeconfig": str(path), "context": chosen})
-        uow.commit()
-    return record
-
-
-def unregister_cluster(app: AppContext, *, name: str) -> None:
-    with app.ledger().unit_of_work() as uow:
-        uow.repo.remove_cluster(name)
-        _event(app, uow, "cluster-removed", cluster=name)
-        uow.commit()
-
-
-def list_clusters(app: AppContext) -> list[ClusterRecord]:
-    with app.ledger().unit_of_work() as uow:
-        return list(uow.repo.list_clusters())
-
-
-def show_cluster(app: AppContext, *, name: str) -> ClusterRecord:
-    with app.ledger().unit_of_work() as uow:
-        return uow.repo.get_cluster(name)
-
-
-def skip_version(app: AppContext, *, cluster: str, version: str, reason: str) -> ClusterRecord:
-    parsed = Version.parse(version)
-    if not reason.strip():
-        raise UsageError("--reason must say why this version is skipped")
-    with app.ledger().unit_of_work() as uow:
-        uow.repo.add_skip(cluster=cluster, version=str(parsed), reason=reason.strip(), actor=app.actor.user)
-        _event(app, uow, "version-skipped", cluster=cluster, data={"version": str(parsed), "reason": reason})
-        uow.commit()
-        return uow.repo.get_cluster(cluster)
-
-
-def unskip_version(app: AppContext, *, cluster: str, version: str) -> bool:
-    parsed = Version.parse(version)
-    with app.ledger().unit_of_work() as uow:
-        removed = uow.repo.remove_skip(cluster=cluster, version=str(parsed))
-        if removed:
-            _event(app, uow, "version-unskipped", cluster=cluster, data={"version": str(parsed)})
-        uow.commit()
-        return bool(removed)
+from upgrader.services.audit import record_event
+from upgrader.services.wiring import AppContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +44,7 @@ def make_plan(app: AppContext, request: PlanRequest) -> PlanResult:
     if request.max_unavailable < 1:
         raise UsageError("--max-unavailable must be at least 1")
     catalog = load_catalog(request.catalog)
-    with app.ledger().unit_of_work() as uow:
+    with app.unit_of_work() as uow:
         cluster = uow.repo.get_cluster(request.cluster)
     inventory = _load_inventory(request) if request.state else observe(app, cluster=cluster.name)
     if inventory.cluster != cluster.name:
@@ -118,7 +61,7 @@ def make_plan(app: AppContext, request: PlanRequest) -> PlanResult:
 
 
 def _record_plan(app: AppContext, inventory: Inventory, plan: Plan, document: dict[str, Any], *, source: str) -> int:
-    with app.ledger().unit_of_work() as uow:
+    with app.unit_of_work() as uow:
         observation = uow.repo.record_observation(
             cluster=plan.cluster,
             observed_at=inventory.observed_at,
@@ -137,13 +80,13 @@ def _record_plan(app: AppContext, inventory: Inventory, plan: Plan, document: di
             document=document,
             steps=document["steps"],
         )
-        _event(app, uow, "plan-created", cluster=plan.cluster, data={"plan": plan_id, "target": str(plan.target)})
+        record_event(app, uow, "plan-created", cluster=plan.cluster, data={"plan": plan_id, "target": str(plan.target)})
         uow.commit()
     return int(plan_id)
 
 
 def list_plans(app: AppContext, *, cluster: str | None) -> list[Any]:
-    with app.ledger().unit_of_work() as uow:
+    with app.unit_of_work() as uow:
         return list(uow.repo.list_plans(cluster))
 
 
@@ -151,15 +94,15 @@ def show_plan(app: AppContext, *, plan_id: int) -> tuple[Any, Plan]:
     """The stored plan record and the plan rebuilt from its document."""
     from upgrader.domain.plans import plan_from_dict
 
-    with app.ledger().unit_of_work() as uow:
+    with app.unit_of_work() as uow:
         record = uow.repo.get_plan(plan_id)
     return record, plan_from_dict(dict(record.document))
 
 
 def load_catalog(path: Path | None) -> Catalog:
+    """``--catalog FILE`` (an air-gapped mirror's list), else the built-in catalog."""
     if path is None:
-        text = resources.files("upgrader").joinpath("data/catalog.txt").read_text(encoding="utf-8")
-        return parse_catalog(text, source="built-in catalog")
+        return builtin_catalog()
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -169,11 +112,9 @@ def load_catalog(path: Path | None) -> Catalog:
 
 def observe(app: AppContext, *, cluster: str) -> Inventory:
     """Read the live cluster's versions through its API; the document is validated like a file."""
-    from upgrader.cluster.observe import observe_inventory
-
-    with app.ledger().unit_of_work() as uow:
+    with app.unit_of_work() as uow:
         record = uow.repo.get_cluster(cluster)
-    doc = observe_inventory(cluster=record.name, kubeconfig=record.kubeconfig, context=record.context)
+    doc = app.cluster_api(record).observe_inventory()
     try:
         return parse_inventory(doc)
     except InvalidInventoryError as e:
@@ -193,14 +134,3 @@ def _load_inventory(request: PlanRequest) -> Inventory:
     except RecursionError as e:
         raise InvalidInventoryError(f"inventory {request.state}: nested too deeply to be an inventory") from e
     return parse_inventory(doc)
-
-
-def _event(app: AppContext, uow: Any, kind: str, *, cluster: str | None, data: dict[str, Any] | None = None) -> None:
-    uow.repo.append_event(
-        kind=kind,
-        actor=app.actor.user,
-        host=app.actor.host,
-        command_line=app.actor.command_line,
-        cluster=cluster,
-        data=data,
-    )

@@ -1,6 +1,10 @@
-"""Settings and the per-invocation context the CLI hands to the services.
+"""The composition root: the one place where adapters are chosen and built.
 
-Precedence: command-line flag > UPGRADER_* environment variable > default.
+The CLI makes one :class:`AppContext` per invocation (settings: flag > UPGRADER_* environment
+variable > default) and hands it to the services, which ask it for ports, never for adapters:
+``unit_of_work()`` (the SQL ledger), ``cluster_api(cluster)`` (the official kubernetes client),
+``transport(cluster, node)`` (sandbox or local; ssh next) and ``clock``. Unit tests build an
+AppContext from ``upgrader.fakes`` instead, and the same use cases run in milliseconds.
 """
 
 from __future__ import annotations
@@ -10,8 +14,16 @@ import os
 import shlex
 import socket
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from upgrader.domain.records import ClusterRecord
+from upgrader.errors import UsageError
+from upgrader.ports import Clock, ClusterApi, NodeLayout, NodeTransport, UnitOfWork
 
 if TYPE_CHECKING:
     from upgrader.ledger.db import Ledger
@@ -34,21 +46,69 @@ class Actor:
         return cls(user=user, host=socket.gethostname(), command_line=shlex.join(["upgrader", *sys.argv[1:]]))
 
 
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
 @dataclass
 class AppContext:
-    """What every command needs: where the ledger is, and who is acting. The ledger opens lazily."""
+    """What every use case needs: the ports, and who is acting. The ledger opens lazily, on first use.
+
+    ``unit_of_work_factory`` and ``cluster_api_factory`` replace the real adapters (tests pass the
+    fakes); left as None, the SQL ledger at ``db`` and the kubernetes client are used.
+    """
 
     db: str | None = None
     debug: bool = False
     actor: Actor = field(default_factory=Actor.current)
+    clock: Clock = field(default_factory=SystemClock)
+    unit_of_work_factory: Callable[[], UnitOfWork] | None = None
+    cluster_api_factory: Callable[[ClusterRecord], ClusterApi] | None = None
     _ledger: Ledger | None = None
 
+    def unit_of_work(self) -> UnitOfWork:
+        if self.unit_of_work_factory is not None:
+            return self.unit_of_work_factory()
+        return self.ledger().unit_of_work()
+
     def ledger(self) -> Ledger:
+        """The SQL ledger itself, for what only it can do (schema migrations)."""
         if self._ledger is None:
             from upgrader.ledger.db import open_ledger, resolve_url
 
             self._ledger = open_ledger(resolve_url(self.db, os.environ))
         return self._ledger
+
+    def cluster_api(self, cluster: ClusterRecord) -> ClusterApi:
+        if self.cluster_api_factory is not None:
+            return self.cluster_api_factory(cluster)
+        from upgrader.cluster.observe import KubeClusterApi
+
+        return KubeClusterApi(cluster=cluster.name, kubeconfig=cluster.kubeconfig, context=cluster.context)
+
+    def transport(self, cluster: ClusterRecord, node: str) -> NodeTransport:
+        """How to reach ``node``: what the ledger keeps for its cluster (`sandbox up` registers
+        ``{"kind": "sandbox", "dir": ...}``; ``{"kind": "local", "root": "/"}`` is this machine)."""
+        settings = dict(cluster.transport or {})
+        kind = settings.get("kind", "local")
+        if kind == "sandbox":
+            from upgrader.nodes.sandbox import SandboxTransport
+
+            return SandboxTransport(Path(str(settings["dir"])), node)
+        if kind == "local":
+            from upgrader.nodes.local import LocalTransport
+
+            return LocalTransport(NodeLayout(Path(str(settings.get("root", "/")))))
+        raise UsageError(f"cluster {cluster.name}: unknown node transport kind {kind!r} (known: local, sandbox)")
 
     def close(self) -> None:
         if self._ledger is not None:
