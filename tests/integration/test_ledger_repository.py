@@ -1,4 +1,6 @@
-"""Every repository method against the real backends (SQLite file and PostgreSQL)."""
+"""Every repository method against the real backends (SQLite file and PostgreSQL) and the in-memory
+fake: this is the UnitOfWork/Repository port's contract, so upgrader.fakes behaves as the ledger does.
+Tests that look under the port (SQL NULLs, driver exceptions) run on the SQL backends only."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import sqlalchemy as sa
 
 from upgrader import errors
 from upgrader.domain.records import ObservationSource
+from upgrader.fakes import InMemoryLedger
 from upgrader.ledger import db
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -26,8 +29,20 @@ class StepClock:
         return self.now
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "memory"])
+def ledger(request: pytest.FixtureRequest) -> Iterator[db.Ledger]:
+    """The port: each SQL backend, and the in-memory fake held to the same tests."""
+    if request.param == "memory":
+        yield InMemoryLedger(clock=StepClock())  # type: ignore[misc]
+        return
+    url = str(request.getfixturevalue(f"{request.param}_url"))
+    db.upgrade(url)
+    with db.open_ledger(url, clock=StepClock()) as opened:
+        yield opened
+
+
 @pytest.fixture
-def ledger(db_url: str) -> Iterator[db.Ledger]:
+def sql_ledger(db_url: str) -> Iterator[db.Ledger]:
     db.upgrade(db_url)
     with db.open_ledger(db_url, clock=StepClock()) as opened:
         yield opened
@@ -60,21 +75,21 @@ def test_cluster_round_trip(ledger: db.Ledger) -> None:
     assert names == ["dev", "prod"]
 
 
-def test_cluster_without_transport_stores_sql_null(ledger: db.Ledger) -> None:
-    _add(ledger, "dev")
-    with ledger.engine.connect() as conn:
+def test_cluster_without_transport_stores_sql_null(sql_ledger: db.Ledger) -> None:
+    _add(sql_ledger, "dev")
+    with sql_ledger.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM clusters WHERE transport IS NULL")).scalar() == 1
 
 
-def test_duplicate_cluster_is_refused_and_the_transaction_stays_usable(ledger: db.Ledger) -> None:
-    _add(ledger, "prod")
-    with ledger.unit_of_work() as uow:
+def test_duplicate_cluster_is_refused_and_the_transaction_stays_usable(sql_ledger: db.Ledger) -> None:
+    _add(sql_ledger, "prod")
+    with sql_ledger.unit_of_work() as uow:
         with pytest.raises(errors.ClusterExistsError, match="cluster 'prod' already exists") as caught:
             uow.repo.add_cluster(name="prod", kubeconfig="/k", context=None, transport=None, actor="bob")
         assert isinstance(caught.value.__cause__, sa.exc.IntegrityError)
         uow.repo.add_cluster(name="staging", kubeconfig="/k", context=None, transport=None, actor="bob")
         uow.commit()
-    with ledger.unit_of_work() as uow:
+    with sql_ledger.unit_of_work() as uow:
         assert [c.name for c in uow.repo.list_clusters()] == ["prod", "staging"]
         assert uow.repo.get_cluster("prod").created_by == "alice"
 
@@ -251,9 +266,9 @@ def test_events_append_and_tail(ledger: db.Ledger) -> None:
     assert [e.at for e in everything] == sorted(e.at for e in everything)
 
 
-def test_removing_a_cluster_keeps_its_audit_trail(ledger: db.Ledger) -> None:
-    _add(ledger)
-    with ledger.unit_of_work() as uow:
+def test_removing_a_cluster_keeps_its_audit_trail(sql_ledger: db.Ledger) -> None:
+    _add(sql_ledger)
+    with sql_ledger.unit_of_work() as uow:
         uow.repo.add_skip(cluster="prod", version="v1.31.2", reason="bad", actor="a")
         uow.repo.save_plan(
             cluster="prod",
@@ -269,11 +284,11 @@ def test_removing_a_cluster_keeps_its_audit_trail(ledger: db.Ledger) -> None:
         uow.repo.append_event(kind="cluster_added", actor="a", host="h", command_line="c", cluster="prod")
         uow.repo.remove_cluster("prod")
         uow.commit()
-    with ledger.unit_of_work() as uow:
+    with sql_ledger.unit_of_work() as uow:
         assert uow.repo.list_clusters() == []
         assert uow.repo.list_plans() == []
         assert [e.cluster for e in uow.repo.list_events()] == ["prod"]
-    with ledger.engine.connect() as conn:
+    with sql_ledger.engine.connect() as conn:
         for table in ("skipped_versions", "plans", "plan_steps"):
             assert conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar() == 0
 
@@ -354,8 +369,8 @@ def test_same_holder_may_reacquire_with_a_new_token(ledger: db.Ledger) -> None:
         uow.repo.renew_lock(cluster="prod", token=first, ttl_seconds=60, now=T0)
 
 
-def test_naive_timestamps_are_refused(ledger: db.Ledger) -> None:
-    with ledger.unit_of_work() as uow, pytest.raises(sa.exc.StatementError, match="naive datetime"):
+def test_naive_timestamps_are_refused(sql_ledger: db.Ledger) -> None:
+    with sql_ledger.unit_of_work() as uow, pytest.raises(sa.exc.StatementError, match="naive datetime"):
         uow.repo.acquire_lock(cluster="prod", holder="a", ttl_seconds=1, now=datetime(2026, 1, 1))
 
 
