@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -274,16 +273,22 @@ def _create_engine(url: URL, *, foreign_keys: bool = True) -> Engine:
 
 def _enable_wal(cursor: Any) -> None:
     """WAL lets readers work while a run writes. Switching a fresh file to WAL needs an exclusive
-    lock for which SQLite does not call the busy handler, so concurrent first uses retry here."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
+    lock for which SQLite does not call the busy handler, so concurrent first uses retry here
+    (every 20 ms, for as long as the busy timeout). tenacity is imported only then: start-up."""
+    try:
+        cursor.execute("PRAGMA journal_mode = WAL")
+        return
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e):
+            raise
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
+
+    retrying = Retrying(retry=retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError)
+                                                 and "locked" in str(e)),
+                        stop=stop_after_delay(BUSY_TIMEOUT_MS / 1000), wait=wait_fixed(0.02), reraise=True)
+    for attempt in retrying:
+        with attempt:
             cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 def _make_parent_dir(url: URL) -> None:

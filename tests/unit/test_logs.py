@@ -1,0 +1,47 @@
+"""upgrader.logs: one configuration; JSON lines for files and pipes, a console renderer at a TTY."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from upgrader import logs
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_a_pipe_gets_json_lines_from_structlog_and_stdlib_loggers_alike():
+    out = io.StringIO()  # not a TTY
+    logs.configure(stream=out)
+    logs.get_logger("upgrader.test").info("member_started", member="cp-1")
+    logging.getLogger("upgrader.legacy").warning("plain %s", "message")
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert (first["event"], first["member"], first["level"], first["logger"]) == (
+        "member_started", "cp-1", "info", "upgrader.test")
+    assert (second["event"], second["level"]) == ("plain message", "warning")
+    assert first["timestamp"].endswith("Z")
+
+
+def test_a_terminal_gets_one_readable_line_per_event():
+    out = io.StringIO()
+    logs.configure(stream=out, json=False)
+    logs.get_logger("upgrader.test").info("gate_failed", gate="readyz")
+    line = out.getvalue().strip()
+    assert "gate_failed" in line and "gate=readyz" in line and not line.startswith("{")
+
+
+def test_below_the_level_nothing_is_written():
+    out = io.StringIO()
+    logs.configure(stream=out, level=logging.WARNING)
+    logs.get_logger("upgrader.test").info("step_started")
+    assert out.getvalue() == ""
