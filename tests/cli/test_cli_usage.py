@@ -66,3 +66,22 @@ def test_ledger_commands_do_not_import_the_other_backends_dialect(cli):
     assert "sqlalchemy.dialects.sqlite" in loaded
     assert "sqlalchemy.dialects.postgresql" not in loaded
     assert "alembic" not in loaded  # an up-to-date ledger is opened without alembic
+
+
+def test_the_cyclic_gc_is_off_during_start_up_and_back_for_a_long_command(cli):
+    # main() runs the command with the collector off and turns it back on after
+    # GC_BACK_AFTER_SECONDS; a stand-in command reports what it saw before and after that moment.
+    code = (
+        "import gc, time\n"
+        "from upgrader import cli\n"
+        "cli.GC_BACK_AFTER_SECONDS = 0.2\n"
+        "def command(argv):\n"
+        "    before = gc.isenabled()\n"
+        "    time.sleep(1.0)\n"
+        "    print('gc', before, gc.isenabled(), gc.get_freeze_count() > 0)\n"
+        "    return 0\n"
+        "cli._run = command\n"
+        "cli.main([])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=cli.env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["gc", "False", "True", "True"]

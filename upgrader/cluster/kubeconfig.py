@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from upgrader.errors import KubeconfigError
 
 
 def validate_kubeconfig(path: Path, context: str | None) -> tuple[Path, str]:
     """Return the absolute path and the context that will be used."""
+    import yaml  # here, not at the top: `cluster list` and `cluster show` import this module too
+
     resolved = path.expanduser().resolve()
     try:
         text = resolved.read_text(encoding="utf-8")
