@@ -22,11 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from upgrader.sandbox import etcd
 from upgrader.sandbox.apiserver import ApiServer, ServerConfig, serve_in_thread
-from upgrader.sandbox.apiserver.controllers import reconcile_once, start_controllers
-from upgrader.sandbox.apiserver.seed import NodeRole, NodeSpec, seed_cluster
+from upgrader.sandbox.apiserver.node_status import NodeRole, NodeSpec
+from upgrader.sandbox.apiserver.seed import seed_cluster
 from upgrader.sandbox.apiserver.storage import Store
+from upgrader.sandbox.controllers.manager import reconcile_once, start_controllers
+from upgrader.sandbox.etcd.kv import EtcdKV
+from upgrader.sandbox.etcd.members import EtcdMember, start_etcd_cluster, stop_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = "v1.30.6"
@@ -59,12 +61,12 @@ def kubectl_binary() -> str:
 
 
 @contextmanager
-def etcd_cluster(base: Path, members: int = 3) -> Iterator[list[etcd.EtcdMember]]:
-    started = etcd.start_etcd_cluster({f"cp-{i}": base / f"cp-{i}" for i in range(1, members + 1)})
+def etcd_cluster(base: Path, members: int = 3) -> Iterator[list[EtcdMember]]:
+    started = start_etcd_cluster({f"cp-{i}": base / f"cp-{i}" for i in range(1, members + 1)})
     try:
         yield started
     finally:
-        etcd.stop_cluster(started)
+        stop_cluster(started)
 
 
 def write_kubeconfig(path: Path, server: str) -> Path:
@@ -79,11 +81,11 @@ def write_kubeconfig(path: Path, server: str) -> Path:
 class SandboxApi:
     """One isolated cluster: its own etcd prefix, an in-process API server, optional controllers."""
 
-    members: list[etcd.EtcdMember]
+    members: list[EtcdMember]
     prefix: str
     tmp: Path
     server: ApiServer
-    kv: etcd.EtcdKV
+    kv: EtcdKV
     store: Store
     _controllers: list[tuple[threading.Thread, threading.Event]] = field(default_factory=list)
 
@@ -124,11 +126,11 @@ class SandboxApi:
 
 
 @contextmanager
-def sandbox_api(members: list[etcd.EtcdMember], tmp: Path, *, seed: bool = True,
+def sandbox_api(members: list[EtcdMember], tmp: Path, *, seed: bool = True,
                 version: str = VERSION, nodes: list[NodeSpec] | None = None) -> Iterator[SandboxApi]:
     prefix = f"/t-{uuid.uuid4().hex[:8]}/registry"
     endpoints = tuple(m.client_url for m in members)
-    kv = etcd.EtcdKV(endpoints)
+    kv = EtcdKV(endpoints)
     store = Store(kv, prefix=prefix)
     if seed:
         seed_cluster(store, nodes=nodes or NODES, version=version, cluster_name="kubernetes")

@@ -20,11 +20,13 @@ import pytest
 import yaml
 
 from upgrader.domain.versions import Version
-from upgrader.nodes.sandbox import SandboxTransport
-from upgrader.sandbox import manifests, noderoot, releases
+from upgrader.sandbox import releases
 from upgrader.sandbox.apiserver.seed import cluster_configuration, sample_workloads
-from upgrader.sandbox.config import SandboxConfig, Timeouts, new_config
-from upgrader.sandbox.nodecmd.kubeadm import migrate_cluster_configuration
+from upgrader.sandbox.node import manifests
+from upgrader.sandbox.node import provision as noderoot
+from upgrader.sandbox.node.tools.kubeadm.config_api import migrate_cluster_configuration
+from upgrader.sandbox.node.transport import SandboxTransport
+from upgrader.sandbox.sandbox_config import SandboxConfig, Timeouts, new_config
 
 REPO_131 = "sed -i 's|/v1.30/deb|/v1.31/deb|' /etc/apt/sources.list.d/kubernetes.list"
 ADDON_PATHS = {"/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy": "kube-proxy",

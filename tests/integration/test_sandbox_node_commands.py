@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from upgrader.nodes.sandbox import SandboxTransport
-from upgrader.sandbox import manifests, noderoot
-from upgrader.sandbox.config import SandboxConfig, Timeouts, new_config
+from upgrader.sandbox.node import manifests
+from upgrader.sandbox.node import provision as noderoot
+from upgrader.sandbox.node.transport import SandboxTransport
+from upgrader.sandbox.sandbox_config import SandboxConfig, Timeouts, new_config
 
 REPO_131 = "sed -i 's|/v1.30/deb|/v1.31/deb|' /etc/apt/sources.list.d/kubernetes.list"
 

@@ -30,7 +30,7 @@ def _register(ctx: typer.Context) -> Any:
     from upgrader.services import clusters
 
     def register(cfg: Any) -> Any:
-        kubeconfig = cfg.dir / "kubeconfig"
+        kubeconfig = cfg.kubeconfig
         try:
             clusters.register_cluster(ctx.obj, name=cfg.name, kubeconfig=kubeconfig, context=None,
                                       transport={"kind": "sandbox", "dir": str(cfg.dir)})
@@ -43,6 +43,15 @@ def _register(ctx: typer.Context) -> Any:
         return lambda: clusters.unregister_cluster(ctx.obj, name=cfg.name)
 
     return register
+
+
+def version_text(row: dict[str, Any]) -> str:
+    """A `sandbox list` row's version, saying when it is only the last one known."""
+    if row["version_source"] == "apiserver":
+        return str(row["version"])
+    if row["version_source"] == "last-known":
+        return f"{row['version']} (last known)"
+    return "unknown"
 
 
 @app.command("up")
@@ -62,7 +71,7 @@ def up(
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Start a sandbox (or resume a stopped one as it is) and wait until it is healthy."""
-    from upgrader.sandbox import control
+    from upgrader import sandbox
 
     def given(param: str) -> bool:
         """Typed by the user: a stopped sandbox resumes as created, so only these are checked against it.
@@ -72,7 +81,7 @@ def up(
         source = ctx.get_parameter_source(param)
         return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
-    req = control.UpRequest(
+    req = sandbox.UpRequest(
         name=name, version=version if given("version") else None,
         control_planes=control_planes if given("control_planes") else None,
         workers=workers if given("workers") else None, faults=list(faults or []), dir=directory, api_port=api_port,
@@ -80,7 +89,7 @@ def up(
         kubelet_restart=parse_duration(kubelet_restart) if given("kubelet_restart") else None,
         wait=parse_duration(wait),
     )
-    result = control.up(req, register=_register(ctx) if register else None)
+    result = sandbox.up(req, register=_register(ctx) if register else None)
     cfg = result.config
     if output is Output.JSON:
         emit_json({"name": cfg.name, "resumed": result.resumed, "dir": str(cfg.dir), "server": cfg.server,
@@ -102,10 +111,10 @@ def down(
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Stop everything a sandbox started, remove its files unless --keep, and unregister it."""
-    from upgrader.sandbox import control
+    from upgrader import sandbox
     from upgrader.services import clusters
 
-    cfg = control.down(name, keep=keep)
+    cfg = sandbox.down(name, keep=keep)
     unregistered = False
     try:
         record = clusters.show_cluster(ctx.obj, name=name)
@@ -126,9 +135,9 @@ def down(
 @app.command("status")
 def status(name: str = typer.Argument(..., help="Sandbox name."), output: Output = OUTPUT_OPTION) -> None:
     """Processes, ports, node versions and etcd members of a sandbox."""
-    from upgrader.sandbox import control, report
+    from upgrader import sandbox
 
-    doc = report.status(control.require(name))
+    doc = sandbox.status(sandbox.require(name))
     if output is Output.JSON:
         emit_json(doc)
         return
@@ -153,16 +162,16 @@ def status(name: str = typer.Argument(..., help="Sandbox name."), output: Output
 @app.command("list")
 def list_(output: Output = OUTPUT_OPTION) -> None:
     """Sandboxes on this machine, at the version their API server reports (last known when stopped)."""
-    from upgrader.sandbox import report
+    from upgrader import sandbox
 
-    rows = report.listing()
+    rows = sandbox.listing()
     if output is Output.JSON:
         emit_json(rows)
     elif not rows:
         typer.echo("no sandboxes (start one with `upgrader sandbox up demo`)")
     else:
         typer.echo(table(["name", "status", "version", "control planes", "workers", "server"],
-                         [(r["name"], r["status"], report.version_text(r), r["control_planes"], r["workers"],
+                         [(r["name"], r["status"], version_text(r), r["control_planes"], r["workers"],
                            r["server"]) for r in rows]))
 
 
@@ -174,22 +183,16 @@ def fault(
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Inject a fault into a running sandbox (a stopped one gets it at its next `up`), or --clear one."""
-    from upgrader.sandbox import control
-    from upgrader.sandbox import faults as faultlib
+    from upgrader import sandbox
 
-    cfg = control.require(name)
-    pending: list[str] = []
+    cfg = sandbox.require(name)
     if clear:
-        current = faultlib.load(cfg.dir)
-        gone = [f for f in current if spec is None or str(f) == str(faultlib.parse(spec))]
-        faultlib.save(cfg.dir, [f for f in current if f not in gone])
+        change = sandbox.clear_faults(cfg, spec)
     elif spec is None:
         raise UsageError("name a fault: KIND[:NODE][@VERSION] (or --clear)")
     else:
-        new = faultlib.parse(spec, nodes=cfg.nodes)
-        if not control.inject(cfg, new):
-            pending.append(str(new))
-    active = [str(f) for f in faultlib.load(cfg.dir)]
+        change = sandbox.inject(cfg, spec)
+    active, pending = change.faults, change.pending
     if output is Output.JSON:
         emit_json({"name": name, "faults": active, "pending": pending})
         return
@@ -207,8 +210,7 @@ def exec_(
     timeout: str = typer.Option("10m", "--timeout", help="Give up after this long (also accepted after NODE)."),
 ) -> None:
     """Run a command on a sandbox node, as `ssh NODE -- COMMAND` would: output and exit code pass through."""
-    from upgrader.nodes.sandbox import SandboxTransport
-    from upgrader.sandbox import control
+    from upgrader import sandbox
 
     argv = list(command)
     while argv and argv[0].startswith("-") and argv[0] != "--":  # options between NODE and `--`
@@ -226,10 +228,10 @@ def exec_(
     if not argv:
         raise UsageError("name a command to run: upgrader sandbox exec NAME NODE -- COMMAND [ARG...]")
     seconds = parse_duration(timeout)
-    cfg = control.require(name)
+    cfg = sandbox.require(name)
     if node not in cfg.nodes:
         raise UsageError(f"sandbox {name} has no node {node!r} (nodes: {', '.join(cfg.nodes)})")
-    result = SandboxTransport(cfg.dir, node).run(argv, seconds)
+    result = sandbox.SandboxTransport(cfg.dir, node).run(argv, seconds)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     sys.stdout.flush()

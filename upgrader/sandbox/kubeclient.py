@@ -1,7 +1,9 @@
-"""A minimal Kubernetes API client over urllib, for the simulated kubeadm and kubelet.
+"""A minimal Kubernetes API client over urllib: the simulated kubeadm's, and every /readyz probe's.
 
-The sandbox's node-side tools must not depend on the official client (they are the "other side"
-that the official client is tested against), and they only need a handful of calls.
+Not the sandbox's API *server* (that is :mod:`upgrader.sandbox.apiserver`). The sandbox's node-side
+tools must not depend on the official client (they are the "other side" that the official client is
+tested against), and they only need a handful of calls; the load balancer, the kubelet's readiness
+probe and `sandbox up` ask an API server's /readyz through it too.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def server_from_kubeconfig(path: Path) -> str:
     return str(clusters[cluster]["server"]).rstrip("/")
 
 
-class KubeApi:
+class KubeClient:
     def __init__(self, server: str, *, timeout: float = 5.0) -> None:
         self.server = server.rstrip("/")
         self.timeout = timeout
@@ -62,21 +64,21 @@ class KubeApi:
     def get(self, path: str) -> dict[str, Any]:
         return self.request("GET", path)
 
-    def text(self, path: str) -> tuple[int, str]:
-        """Status and body of a plain-text endpoint such as /readyz (status 0 if unreachable)."""
-        try:
-            with urllib.request.urlopen(self.server + path, timeout=self.timeout) as resp:
-                return resp.status, resp.read().decode(errors="replace")
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode(errors="replace")
-        except (OSError, ValueError) as e:
-            return 0, _reason(e)
-
     def git_version(self) -> str:
         return str(self.get("/version")["gitVersion"])
 
+    def readyz(self) -> int:
+        """The status /readyz answers, 0 when nothing answers (its body, the list of checks, is not read)."""
+        try:
+            with urllib.request.urlopen(self.server + "/readyz", timeout=self.timeout) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as e:
+            return e.code
+        except (OSError, ValueError):
+            return 0
+
     def ready(self) -> bool:
-        return self.text("/readyz")[0] == 200
+        return self.readyz() == 200
 
     def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
         return self.request("PATCH", path, patch, content_type="application/merge-patch+json")

@@ -1,4 +1,4 @@
-"""A sandbox's fixed facts (``config.json``) and where its files live.
+"""A sandbox's fixed facts (``config.json``): its name, directory, version, nodes and every port.
 
 ``config.json`` is written once by ``sandbox up`` and never changes while the sandbox exists: node
 names and every port are fixed at creation because etcd records its peer URLs in its data, so a
@@ -9,21 +9,14 @@ resumed sandbox must come back on the same ports. What changes at run time lives
 from __future__ import annotations
 
 import json
-import os
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
 
 from upgrader.files import atomic_write
 
 CONFIG = "config.json"
-STATE = "state.json"
 KUBECONFIG = "kubeconfig"
-
-
-def default_root() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "upgrader" / "sandboxes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +49,21 @@ class SandboxConfig:
     def server(self) -> str:
         return f"http://127.0.0.1:{self.lb_port}"
 
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig `sandbox up` writes for the user (and registers in the ledger)."""
+        return self.dir / KUBECONFIG
+
     def node_root(self, node: str) -> Path:
         return self.dir / "nodes" / node
 
     def etcd_client_url(self, node: str) -> str:
         return f"http://127.0.0.1:{self.etcd_client_ports[node]}"
+
+    @property
+    def etcd_client_urls(self) -> list[str]:
+        """Every etcd member's client URL, control-plane order: the endpoints of any client of the cluster."""
+        return [self.etcd_client_url(n) for n in self.control_planes]
 
     def etcd_peer_url(self, node: str) -> str:
         return f"http://127.0.0.1:{self.etcd_peer_ports[node]}"
@@ -84,21 +87,12 @@ class SandboxConfig:
         return cls(**data)
 
 
-def read_state(sandbox_dir: Path) -> dict[str, Any]:
-    try:
-        return cast(dict[str, Any], json.loads((Path(sandbox_dir) / STATE).read_text()))
-    except (OSError, ValueError):
-        return {}
-
-
-def write_state(sandbox_dir: Path, state: dict[str, Any]) -> None:
-    atomic_write(Path(sandbox_dir) / STATE, json.dumps(state, indent=1, sort_keys=True).encode())
-
-
 def free_ports(count: int) -> list[int]:
-    """Distinct loopback ports free right now (all bound at once, so none repeats)."""
-    import socket
+    """Distinct loopback ports free right now (all bound at once, so none repeats).
 
+    The kernel may hand one out again before its user binds it: whoever starts a listener on it
+    retries on fresh ports when that happens.
+    """
     socks = []
     try:
         for _ in range(count):

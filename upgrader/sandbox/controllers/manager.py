@@ -23,22 +23,20 @@ import threading
 import traceback
 from collections.abc import Callable
 
-from upgrader.sandbox.apiserver import errors, eviction, objects, podutil, resources, scheduling, workloads
-from upgrader.sandbox.apiserver.scheduling import World
-from upgrader.sandbox.apiserver.storage import Obj, Store
-from upgrader.sandbox.etcd import EtcdError, EtcdKV
+from upgrader.sandbox.apiserver import errors, eviction, objects, resources
+from upgrader.sandbox.apiserver.storage import Obj, Store, store_of
+from upgrader.sandbox.controllers import scheduling, workloads
+from upgrader.sandbox.controllers.scheduling import World
+from upgrader.sandbox.etcd.errors import EtcdError
+from upgrader.sandbox.etcd.kv import EtcdKV
 
 _OWNER_TYPES = {"ReplicaSet": resources.REPLICASETS, "Deployment": resources.DEPLOYMENTS,
                 "DaemonSet": resources.DAEMONSETS, "Node": resources.NODES}
 
 
-def _store(kv: EtcdKV | Store, prefix: str) -> Store:
-    return kv if isinstance(kv, Store) else Store(kv, prefix=prefix)
-
-
 def reconcile_once(kv: EtcdKV | Store, *, prefix: str = "/registry") -> None:
     """One pass of every controller over the whole cluster."""
-    store = _store(kv, prefix)
+    store = store_of(kv, prefix)
     nodes, _ = store.list(resources.NODES)
     pods, _ = store.list(resources.PODS)
     world = World(nodes, pods)
@@ -76,14 +74,14 @@ def _update_pod(store: Store, pod: Obj, mutate: Callable[[Obj], Obj | None]) -> 
 def _node_lifecycle(store: Store, world: World) -> None:
     for pod in list(world.pods):
         name = pod["spec"].get("nodeName")
-        if not name or podutil.is_mirror_pod(pod):
+        if not name or objects.is_mirror_pod(pod):
             continue
         node = world.node(name)
         if node is None:
             workloads.delete_pod(store, world, pod)
             continue
-        ready = podutil.is_node_ready(node)
-        if (pod.get("status") or {}).get("phase") == "Running" and podutil.is_pod_ready(pod) != ready:
+        ready = objects.is_node_ready(node)
+        if (pod.get("status") or {}).get("phase") == "Running" and objects.is_pod_ready(pod) != ready:
             def flip(obj: Obj, ready: bool = ready) -> Obj | None:
                 return obj if objects.set_pod_ready(obj, ready) else None
 
@@ -98,7 +96,7 @@ def _collect_garbage(store: Store, world: World) -> None:
     for kind, rt in _OWNER_TYPES.items():
         uids[kind] = {o["metadata"]["uid"] for o in (world.nodes if rt is resources.NODES else store.list(rt)[0])}
     for rs in store.list(resources.REPLICASETS)[0]:
-        ref = podutil.controller_of(rs)
+        ref = objects.controller_of(rs)
         if ref and ref["kind"] in uids and ref["uid"] not in uids[ref["kind"]]:
             try:
                 store.delete(resources.REPLICASETS, rs["metadata"]["namespace"], rs["metadata"]["name"])
@@ -107,7 +105,7 @@ def _collect_garbage(store: Store, world: World) -> None:
                     raise
             uids["ReplicaSet"].discard(rs["metadata"]["uid"])
     for pod in list(world.pods):
-        ref = podutil.controller_of(pod)
+        ref = objects.controller_of(pod)
         if ref and ref["kind"] in uids and ref["uid"] not in uids[ref["kind"]]:
             workloads.delete_pod(store, world, pod)
 
@@ -116,12 +114,12 @@ def _start_loose_pods(store: Store, world: World) -> None:
     """Pending pods (created through the API, or by a controller while no node fitted): place and start them."""
     for pod in list(world.pods):
         status = pod.get("status") or {}
-        if status.get("phase") != "Pending" or podutil.is_mirror_pod(pod) or podutil.is_deleting(pod):
+        if status.get("phase") != "Pending" or objects.is_mirror_pod(pod) or objects.is_deleting(pod):
             continue
         spec = pod["spec"]
         if not spec.get("nodeName") and spec.get("schedulerName", "default-scheduler") != "default-scheduler":
             continue  # another scheduler's pod
-        owner = podutil.controller_of(pod) or {}
+        owner = objects.controller_of(pod) or {}
         node = scheduling.pick_node(world, spec, owner_uid=owner.get("uid"))
         if node is None:
             if not spec.get("nodeName"):
@@ -143,7 +141,7 @@ def _start_loose_pods(store: Store, world: World) -> None:
 def _note_unschedulable(store: Store, world: World, pod: Obj, message: str) -> None:
     """PodScheduled=False with the scheduler's reason, written only when the reason changes."""
     def note(obj: Obj) -> Obj | None:
-        scheduled = podutil.condition(obj, "PodScheduled") or {}
+        scheduled = objects.condition(obj, "PodScheduled") or {}
         if (obj.get("status") or {}).get("phase") != "Pending" or scheduled.get("message") == message:
             return None
         obj["status"] = objects.pending_status(obj, unschedulable=message)
@@ -158,7 +156,7 @@ def run_controllers(
     kv: EtcdKV | Store, stop: threading.Event, *, interval: float = 0.5, prefix: str = "/registry"
 ) -> None:
     """Reconcile every ``interval`` seconds until ``stop`` is set; etcd outages are waited out."""
-    store = _store(kv, prefix)
+    store = store_of(kv, prefix)
     while not stop.is_set():
         try:
             reconcile_once(store)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from upgrader.sandbox.apiserver import podutil
+from upgrader.sandbox.apiserver import objects
 from upgrader.sandbox.apiserver.storage import Obj
 
 NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
@@ -32,8 +32,8 @@ class World:
 
     def owned(self, owner: Obj) -> list[Obj]:
         uid = owner["metadata"]["uid"]
-        return [p for p in self.pods if (podutil.controller_of(p) or {}).get("uid") == uid
-                and not podutil.is_deleting(p)]
+        return [p for p in self.pods if (objects.controller_of(p) or {}).get("uid") == uid
+                and not objects.is_deleting(p)]
 
     def node(self, name: str) -> Obj | None:
         return next((n for n in self.nodes if n["metadata"]["name"] == name), None)
@@ -49,7 +49,7 @@ class World:
 
 def _active_on(pod: Obj) -> str | None:
     """The node a pod occupies, if it still counts there (bound, not finished, not going away)."""
-    if podutil.is_deleting(pod) or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+    if objects.is_deleting(pod) or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
         return None
     name = (pod.get("spec") or {}).get("nodeName")
     return name if isinstance(name, str) and name else None
@@ -67,11 +67,11 @@ def _format_taint(taint: Obj) -> str:
 def unfit_reason(node: Obj, spec: Obj) -> str | None:
     """Why the default scheduler would filter ``node`` out for a pod with ``spec`` (its words), or None."""
     tolerations = spec.get("tolerations") or []
-    if (node.get("spec") or {}).get("unschedulable") and not podutil.tolerates(tolerations, UNSCHEDULABLE_TAINT):
+    if (node.get("spec") or {}).get("unschedulable") and not objects.tolerates(tolerations, UNSCHEDULABLE_TAINT):
         return "node(s) were unschedulable"
-    taints = podutil.node_taints(node) + ([] if podutil.is_node_ready(node) else [NOT_READY_TAINT])
+    taints = objects.node_taints(node) + ([] if objects.is_node_ready(node) else [NOT_READY_TAINT])
     for taint in taints:
-        if taint.get("effect") in ("NoSchedule", "NoExecute") and not podutil.tolerates(tolerations, taint):
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not objects.tolerates(tolerations, taint):
             return f"node(s) had untolerated taint {_format_taint(taint)}"
     if not selector_fits(node, spec):
         return "node(s) didn't match Pod's node affinity/selector"
@@ -85,7 +85,7 @@ def pick_node(world: World, spec: Obj, *, owner_uid: str | None = None) -> Obj |
     """
     if spec.get("nodeName"):
         node = world.node(spec["nodeName"])
-        ready = node is not None and podutil.is_node_ready(node) and selector_fits(node, spec)
+        ready = node is not None and objects.is_node_ready(node) and selector_fits(node, spec)
         return node if ready else None
     fit = [n for n in world.nodes if unfit_reason(n, spec) is None]
     if not fit:
@@ -96,7 +96,7 @@ def pick_node(world: World, spec: Obj, *, owner_uid: str | None = None) -> Obj |
         if (name := _active_on(pod)) is None:
             continue
         total[name] += 1
-        if owner_uid is not None and (podutil.controller_of(pod) or {}).get("uid") == owner_uid:
+        if owner_uid is not None and (objects.controller_of(pod) or {}).get("uid") == owner_uid:
             siblings[name] += 1
 
     def load(node: Obj) -> tuple[int, int, str]:

@@ -14,10 +14,10 @@ import hashlib
 import json
 from typing import Any
 
-from upgrader.sandbox.apiserver import errors, objects, podutil, resources
-from upgrader.sandbox.apiserver.scheduling import World, pick_node, unschedulable_message
+from upgrader.sandbox.apiserver import errors, objects, resources
 from upgrader.sandbox.apiserver.selectors import selector_matches
 from upgrader.sandbox.apiserver.storage import Obj, Store, now
+from upgrader.sandbox.controllers.scheduling import World, pick_node, unschedulable_message
 
 # Taints every DaemonSet pod tolerates (pkg/controller/daemon/util AddOrUpdateDaemonPodTolerations).
 DAEMON_TOLERATIONS = [{"key": f"node.kubernetes.io/{k}", "operator": "Exists", "effect": e} for k, e in (
@@ -45,7 +45,7 @@ def new_pod(
                 "metadata": {"generateName": f"{owner['metadata']['name']}-",  # Store picks the name
                              "namespace": owner["metadata"]["namespace"],
                              "labels": {**(meta.get("labels") or {}), **extra_labels},
-                             "ownerReferences": [podutil.owner_reference(owner)]},
+                             "ownerReferences": [objects.owner_reference(owner)]},
                 "spec": spec}
     if meta.get("annotations"):
         pod["metadata"]["annotations"] = meta["annotations"]
@@ -55,7 +55,7 @@ def new_pod(
                                                unschedulable_message(world, spec))
         return pod
     spec["nodeName"] = node["metadata"]["name"]
-    pod["status"] = objects.running_status(pod, node, ready=podutil.is_node_ready(node))
+    pod["status"] = objects.running_status(pod, node, ready=objects.is_node_ready(node))
     return pod
 
 
@@ -107,7 +107,7 @@ def reconcile_deployment(store: Store, world: World, deploy: Obj, replicasets: l
     h = template_hash(template)
     template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = h
     uid = deploy["metadata"]["uid"]
-    owned: list[Obj] = [rs for rs in replicasets if (podutil.controller_of(rs) or {}).get("uid") == uid]
+    owned: list[Obj] = [rs for rs in replicasets if (objects.controller_of(rs) or {}).get("uid") == uid]
     name = f"{deploy['metadata']['name']}-{h}"
     current: Obj | None = next((rs for rs in owned if rs["metadata"]["name"] == name), None)
     replicas = int(spec.get("replicas", 1))
@@ -117,7 +117,7 @@ def reconcile_deployment(store: Store, world: World, deploy: Obj, replicasets: l
                            "labels": template["metadata"]["labels"],
                            "annotations": {"deployment.kubernetes.io/desired-replicas": str(replicas),
                                            "deployment.kubernetes.io/revision": str(len(owned) + 1)},
-                           "ownerReferences": [podutil.owner_reference(deploy)]},
+                           "ownerReferences": [objects.owner_reference(deploy)]},
               "spec": {"replicas": replicas,
                        "selector": {"matchLabels": {**spec["selector"].get("matchLabels", {}),
                                                     "pod-template-hash": h}},
@@ -139,12 +139,12 @@ def reconcile_deployment(store: Store, world: World, deploy: Obj, replicasets: l
 def deployment_status(store: Store, world: World, deploy: Obj, replicasets: list[Obj]) -> None:
     """Status after the ReplicaSets had their turn (so one pass converges)."""
     uid = deploy["metadata"]["uid"]
-    owned = [rs for rs in replicasets if (podutil.controller_of(rs) or {}).get("uid") == uid]
+    owned = [rs for rs in replicasets if (objects.controller_of(rs) or {}).get("uid") == uid]
     template = copy.deepcopy(deploy["spec"]["template"])
     name = f"{deploy['metadata']['name']}-{template_hash(template)}"
     replicas = int(deploy["spec"].get("replicas", 1))
     pods = [p for rs in owned for p in world.owned(rs)]
-    ready = sum(1 for p in pods if podutil.is_pod_ready(p))
+    ready = sum(1 for p in pods if objects.is_pod_ready(p))
     updated = sum(len(world.owned(rs)) for rs in owned if rs["metadata"]["name"] == name)
     old = deploy.get("status") or {}
     status: Obj = {"observedGeneration": deploy["metadata"].get("generation", 1), "replicas": len(pods),
@@ -177,12 +177,12 @@ def reconcile_replicaset(store: Store, world: World, rs: Obj) -> None:
         _create(store, world, new_pod(rs, template, world, extra_labels={}))
     if len(pods) > want:
         # like the real controller: unscheduled, then not ready, then the newest go first
-        doomed = sorted(pods, key=lambda p: (bool(p["spec"].get("nodeName")), podutil.is_pod_ready(p),
+        doomed = sorted(pods, key=lambda p: (bool(p["spec"].get("nodeName")), objects.is_pod_ready(p),
                                              p["metadata"].get("creationTimestamp", "")), reverse=False)
         for pod in doomed[: len(pods) - want]:
             delete_pod(store, world, pod)
     owned = world.owned(rs)
-    ready = sum(1 for p in owned if podutil.is_pod_ready(p))
+    ready = sum(1 for p in owned if objects.is_pod_ready(p))
     status: Obj = {"replicas": len(owned), "fullyLabeledReplicas": len(owned), "readyReplicas": ready,
                    "availableReplicas": ready, "observedGeneration": rs["metadata"].get("generation", 1)}
     write_status(store, resources.REPLICASETS, rs, {k: v for k, v in status.items() if v or k == "replicas"})
@@ -197,7 +197,7 @@ def reconcile_daemonset(store: Store, world: World, ds: Obj) -> None:
     pods = world.owned(ds)
     selector = template["spec"].get("nodeSelector") or {}
     eligible = {n["metadata"]["name"]: n for n in world.nodes
-                if all(podutil.tolerates(tolerations, t) for t in podutil.node_taints(n)
+                if all(objects.tolerates(tolerations, t) for t in objects.node_taints(n)
                        if t.get("effect") in ("NoSchedule", "NoExecute"))
                 and all((n["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())}
     by_node: dict[str, list[Obj]] = {}
@@ -208,7 +208,7 @@ def reconcile_daemonset(store: Store, world: World, ds: Obj) -> None:
             delete_pod(store, world, pod)
     outdated = [p for name, ps in by_node.items() if name in eligible for p in ps[:1]
                 if p["metadata"].get("labels", {}).get("controller-revision-hash") != h]
-    if outdated and all(podutil.is_pod_ready(p) for name, ps in by_node.items() for p in ps[:1]):
+    if outdated and all(objects.is_pod_ready(p) for name, ps in by_node.items() for p in ps[:1]):
         delete_pod(store, world, outdated[0])
         by_node[outdated[0]["spec"]["nodeName"]] = []
     for name, node in eligible.items():
@@ -231,7 +231,7 @@ def _pinned(template: Obj, node: str) -> Obj:
 def _daemonset_status(store: Store, world: World, ds: Obj, eligible: dict[str, Any], h: str) -> None:
     pods = world.owned(ds)
     on_eligible = [p for p in pods if p["spec"].get("nodeName") in eligible]
-    ready = sum(1 for p in on_eligible if podutil.is_pod_ready(p))
+    ready = sum(1 for p in on_eligible if objects.is_pod_ready(p))
     updated = sum(1 for p in on_eligible if p["metadata"].get("labels", {}).get("controller-revision-hash") == h)
     status: Obj = {"currentNumberScheduled": len(on_eligible), "numberMisscheduled": len(pods) - len(on_eligible),
                    "desiredNumberScheduled": len(eligible), "numberReady": ready,

@@ -1,4 +1,4 @@
-"""Real etcd members for the sandbox, and a tiny KV client over etcd's JSON gateway.
+"""Real etcd members for the sandbox: start, wait for, and stop the ``etcd`` processes.
 
 The sandbox runs the Debian ``etcd`` binary (3.4) as real processes so that snapshots, restores
 and dead members behave exactly as in production. Everything listens on 127.0.0.1 over plain
@@ -7,45 +7,28 @@ http; data directories are chosen by the caller (never /var/lib/etcd).
 Starting a member (:func:`spawn_member`) and waiting for it (:func:`wait_healthy`) are separate
 steps because a member of a multi-member cluster is healthy only once a quorum of its peers runs:
 a cluster whose members all stopped comes back by spawning each member, then waiting for them all.
-The processes are :mod:`upgrader.sandbox.procs` children, stopped by pid like the sandbox's others.
-
-:class:`EtcdKV` talks to etcd's gRPC-gateway (``/v3/kv/*``) with urllib, so the sandbox needs no
-gRPC dependency. It fails over between endpoints, which is what lets the sandbox API server keep
-working while one member is dead.
+The processes are :mod:`upgrader.sandbox.processes` children, stopped by pid like the sandbox's others.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import socket
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-from upgrader.sandbox import procs
+from upgrader.sandbox import processes
+from upgrader.sandbox.etcd.errors import EtcdStartError
+from upgrader.sandbox.etcd.health import MemberHealth, probe
+from upgrader.sandbox.sandbox_config import free_ports
 
 ETCD_BINARY = "etcd"
 DEFAULT_TOKEN = "upgrader-sandbox"
 CLUSTER_STATES = ("new", "existing")
 _LOOPBACK = "127.0.0.1"
-
-
-class EtcdError(Exception):
-    """etcd failed."""
-
-
-class EtcdStartError(EtcdError):
-    """An etcd member did not start or did not become healthy."""
-
-
-class EtcdUnavailableError(EtcdError):
-    """No etcd endpoint answered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,27 +40,6 @@ class EtcdMember:
     peer_url: str
     data_dir: Path
     pid: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class MemberHealth:
-    name: str
-    healthy: bool
-    error: str = ""
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel says are free now; the caller retries if one is taken before use."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind((_LOOPBACK, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def initial_cluster(members: Sequence[EtcdMember]) -> str:
@@ -171,7 +133,7 @@ def spawn_member(
     }
     member.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(member.data_dir, 0o700)
-    pid = procs.spawn([ETCD_BINARY, *(f"--{k}={v}" for k, v in flags.items())], log=log or log_path(member))
+    pid = processes.spawn([ETCD_BINARY, *(f"--{k}={v}" for k, v in flags.items())], log=log or log_path(member))
     return replace(member, pid=pid)
 
 
@@ -195,7 +157,7 @@ def _log_tail(member: EtcdMember) -> str:
 def _wait_member(member: EtcdMember, *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if member.pid is not None and not procs.alive(member.pid):
+        if member.pid is not None and not processes.alive(member.pid):
             raise EtcdStartError(f"etcd member {member.name} exited: {_log_tail(member)}")
         if member_health(member).healthy:
             return
@@ -209,14 +171,8 @@ def wait_healthy(members: Sequence[EtcdMember], *, timeout: float = 30.0) -> Non
 
 
 def member_health(member: EtcdMember, *, timeout: float = 1.0) -> MemberHealth:
-    """etcd's own /health: true only with a leader and no alarms (what `etcdctl endpoint health` uses)."""
-    try:
-        with urllib.request.urlopen(member.client_url + "/health", timeout=timeout) as resp:
-            body = json.loads(resp.read())
-    except (OSError, ValueError) as e:
-        return MemberHealth(member.name, False, str(e))
-    healthy = body.get("health") == "true"
-    return MemberHealth(member.name, healthy, "" if healthy else body.get("reason", "unhealthy"))
+    """The member's own /health (see :func:`upgrader.sandbox.etcd.health.probe`)."""
+    return probe(member.client_url, name=member.name, timeout=timeout)
 
 
 def stop_member(member: EtcdMember | int, *, timeout: float = 10.0) -> None:
@@ -233,14 +189,14 @@ def stop_cluster(members: Sequence[EtcdMember | int], *, timeout: float = 10.0) 
     """
     leader = _leader(m for m in members if isinstance(m, EtcdMember))
     followers = [m for m in members if m is not leader]
-    procs.stop_all([m if isinstance(m, int) else m.pid for m in followers], timeout=timeout)
+    processes.stop_all([m if isinstance(m, int) else m.pid for m in followers], timeout=timeout)
     if leader is not None:
-        procs.stop_all([leader.pid], timeout=min(timeout, 1.5) if followers else timeout)
+        processes.stop_all([leader.pid], timeout=min(timeout, 1.5) if followers else timeout)
 
 
 def _leader(members: Iterable[EtcdMember]) -> EtcdMember | None:
     for m in members:
-        if not procs.alive(m.pid):
+        if not processes.alive(m.pid):
             continue
         try:
             req = urllib.request.Request(m.client_url + "/v3/maintenance/status", data=b"{}", method="POST")
@@ -251,108 +207,3 @@ def _leader(members: Iterable[EtcdMember]) -> EtcdMember | None:
         if header.get("leader") and header["leader"] == header.get("header", {}).get("member_id"):
             return m
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class KeyValue:
-    key: str
-    value: bytes
-    create_revision: int
-    mod_revision: int
-
-
-def _b64(text: str | bytes) -> str:
-    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
-
-
-def prefix_range_end(prefix: str) -> str:
-    """etcd's range_end for "every key starting with prefix" (last byte + 1)."""
-    raw = prefix.encode()
-    return _b64(raw[:-1] + bytes([raw[-1] + 1]))
-
-
-def kv_from_json(raw: dict[str, Any]) -> KeyValue:
-    return KeyValue(base64.b64decode(raw["key"]).decode(), base64.b64decode(raw.get("value", "")),
-                    int(raw.get("create_revision", 0)), int(raw.get("mod_revision", 0)))
-
-
-class EtcdKV:
-    """get / list / create / compare-and-swap update / delete over etcd 3.4's JSON gateway.
-
-    Writes that lose a compare return None instead of raising: a conflict is an answer, not a
-    failure. Only a dead cluster raises (:class:`EtcdUnavailableError`).
-    """
-
-    def __init__(self, endpoints: Sequence[str], *, timeout: float = 5.0) -> None:
-        if not endpoints:
-            raise ValueError("EtcdKV needs at least one endpoint")
-        self.endpoints = [e.rstrip("/") for e in endpoints]
-        self.timeout = timeout
-        self._preferred = 0
-
-    def _call(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
-        errors = []
-        n = len(self.endpoints)
-        for i in range(n):  # start with the last endpoint that answered
-            idx = (self._preferred + i) % n
-            req = urllib.request.Request(self.endpoints[idx] + path, data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
-            try:
-                with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
-                    out = json.loads(resp.read())
-            except urllib.error.HTTPError as e:  # a member without quorum answers 503: try another one
-                errors.append(f"{self.endpoints[idx]}: HTTP {e.code} {e.read()[:200]!r}")
-                continue
-            except (OSError, ValueError) as e:
-                errors.append(f"{self.endpoints[idx]}: {e}")
-                continue
-            self._preferred = idx
-            return out
-        raise EtcdUnavailableError("no etcd endpoint answered: " + "; ".join(errors))
-
-    def get(self, key: str) -> KeyValue | None:
-        kvs = self._call("/v3/kv/range", {"key": _b64(key)}).get("kvs", [])
-        return kv_from_json(kvs[0]) if kvs else None
-
-    def list_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
-        """Every key under prefix, in key order, and the store revision the list was read at."""
-        out = self._call("/v3/kv/range", {"key": _b64(prefix), "range_end": prefix_range_end(prefix)})
-        return [kv_from_json(k) for k in out.get("kvs", [])], int(out["header"]["revision"])
-
-    def revision(self, *, timeout: float | None = None) -> int:
-        out = self._call("/v3/kv/range", {"key": _b64("/"), "limit": 1, "keys_only": True}, timeout=timeout)
-        return int(out["header"]["revision"])
-
-    def put(self, key: str, value: bytes) -> int:
-        return int(self._call("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})["header"]["revision"])
-
-    def _txn(self, key: str, compare: dict[str, Any], success: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
-        body = {"compare": [{"key": _b64(key), "result": "EQUAL", **compare}], "success": [success],
-                "failure": [{"request_range": {"key": _b64(key)}}]}
-        out = self._call("/v3/kv/txn", body)
-        return bool(out.get("succeeded", False)), out
-
-    def create(self, key: str, value: bytes) -> int | None:
-        """Put only if the key does not exist; the new revision, or None if it exists."""
-        ok, out = self._txn(key, {"target": "CREATE", "create_revision": "0"},
-                            {"request_put": {"key": _b64(key), "value": _b64(value)}})
-        return int(out["header"]["revision"]) if ok else None
-
-    def update(self, key: str, value: bytes, *, expected_mod_revision: int) -> int | None:
-        """Put only if nobody wrote the key since ``expected_mod_revision``; None on conflict."""
-        ok, out = self._txn(key, {"target": "MOD", "mod_revision": str(expected_mod_revision)},
-                            {"request_put": {"key": _b64(key), "value": _b64(value)}})
-        return int(out["header"]["revision"]) if ok else None
-
-    def delete(self, key: str, *, expected_mod_revision: int | None = None) -> bool:
-        """Delete (only if unchanged since ``expected_mod_revision`` when given); False if not deleted."""
-        if expected_mod_revision is None:
-            out = self._call("/v3/kv/deleterange", {"key": _b64(key)})
-            return int(out.get("deleted", 0)) > 0
-        ok, _ = self._txn(key, {"target": "MOD", "mod_revision": str(expected_mod_revision)},
-                          {"request_delete_range": {"key": _b64(key)}})
-        return ok
-
-    def delete_prefix(self, prefix: str) -> int:
-        out = self._call("/v3/kv/deleterange", {"key": _b64(prefix), "range_end": prefix_range_end(prefix)})
-        return int(out.get("deleted", 0))

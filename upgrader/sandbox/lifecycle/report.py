@@ -12,11 +12,13 @@ import urllib.request
 from typing import Any
 
 from upgrader.sandbox import faults as faultlib
-from upgrader.sandbox import procs
-from upgrader.sandbox.config import SandboxConfig, read_state
-from upgrader.sandbox.control import known, last_known_versions, locate
-from upgrader.sandbox.kubeapi import ApiError, KubeApi
-from upgrader.sandbox.teardown import supervisor_pid
+from upgrader.sandbox import processes
+from upgrader.sandbox.etcd.health import probe
+from upgrader.sandbox.kubeclient import ApiError, KubeClient
+from upgrader.sandbox.lifecycle.registry import known, locate
+from upgrader.sandbox.node.manifests import apiserver_versions
+from upgrader.sandbox.sandbox_config import SandboxConfig
+from upgrader.sandbox.supervisor.state import read_state, supervisor_pid
 
 
 def _etcd_members(cfg: SandboxConfig) -> list[dict[str, Any]]:
@@ -35,19 +37,11 @@ def _etcd_members(cfg: SandboxConfig) -> list[dict[str, Any]]:
         break
     for m in members:
         url = (m["client_urls"] or [""])[0]
-        m["healthy"] = _etcd_healthy(url) if url else False
+        m["healthy"] = probe(url).healthy if url else False
     return members
 
 
-def _etcd_healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=1) as resp:
-            return b'"true"' in resp.read()
-    except OSError:
-        return False
-
-
-def _nodes(api: KubeApi) -> list[dict[str, Any]]:
+def _nodes(api: KubeClient) -> list[dict[str, Any]]:
     try:
         items = api.get("/api/v1/nodes").get("items", [])
     except ApiError:
@@ -65,27 +59,27 @@ def _nodes(api: KubeApi) -> list[dict[str, Any]]:
 def status(cfg: SandboxConfig) -> dict[str, Any]:
     state = read_state(cfg.dir)
     sup = supervisor_pid(cfg.dir)
-    api = KubeApi(cfg.server, timeout=3)
+    api = KubeClient(cfg.server, timeout=3)
     try:
         version = api.git_version() if sup else None
     except (ApiError, KeyError):
         version = None
-    processes = {name: {"pid": e["pid"], "alive": procs.owned(e["pid"], e["marker"])}
-                 for name, e in state.get("processes", {}).items()} if sup else {}
+    started = {name: {"pid": e["pid"], "alive": processes.owned(e["pid"], e["marker"])}
+               for name, e in state.get("processes", {}).items()} if sup else {}
     return {
         "name": cfg.name,
         "dir": str(cfg.dir),
         "status": "running" if sup and state.get("status") == "running" else ("starting" if sup else "stopped"),
         "supervisor_pid": sup,
         "server": cfg.server,
-        "kubeconfig": str(cfg.dir / "kubeconfig"),
+        "kubeconfig": str(cfg.kubeconfig),
         "api_version": version,
         "last_known_version": _last_known(cfg),
         "ready": bool(sup) and api.ready(),
         "ports": {"load_balancer": cfg.lb_port, "apiserver": cfg.apiserver_ports,
                   "etcd_client": cfg.etcd_client_ports, "etcd_peer": cfg.etcd_peer_ports},
         "backends": state.get("lb", {}).get("backends", {}) if sup else {},
-        "processes": processes,
+        "processes": started,
         "kubelets": state.get("kubelets", {}) if sup else {},
         "nodes": _nodes(api) if sup else [],
         "etcd_members": _etcd_members(cfg) if sup else [],
@@ -95,7 +89,7 @@ def status(cfg: SandboxConfig) -> dict[str, Any]:
 
 def _last_known(cfg: SandboxConfig) -> str | None:
     """The version the control plane's manifests run (several while an upgrade is half done)."""
-    versions = sorted(set(last_known_versions(cfg).values()))
+    versions = sorted(set(apiserver_versions(cfg).values()))
     return ", ".join(str(v) for v in versions) or None
 
 
@@ -112,7 +106,7 @@ def listing() -> list[dict[str, Any]]:
         version, source = None, "unknown"
         if running:
             with contextlib.suppress(ApiError, KeyError):
-                version, source = KubeApi(cfg.server, timeout=2).git_version(), "apiserver"
+                version, source = KubeClient(cfg.server, timeout=2).git_version(), "apiserver"
         if version is None and (last := _last_known(cfg)):
             version, source = last, "last-known"
         out.append({"name": name, "status": "running" if running else "stopped", "version": version,
@@ -120,11 +114,3 @@ def listing() -> list[dict[str, Any]]:
                     "control_planes": len(cfg.control_planes), "workers": len(cfg.workers),
                     "server": cfg.server, "dir": str(cfg.dir)})
     return out
-
-
-def version_text(row: dict[str, Any]) -> str:
-    if row["version_source"] == "apiserver":
-        return str(row["version"])
-    if row["version_source"] == "last-known":
-        return f"{row['version']} (last known)"
-    return "unknown"

@@ -1,4 +1,4 @@
-"""Stopping a sandbox: by recorded pid only, after checking each pid still belongs to it.
+"""Stopping a sandbox's processes: by recorded pid only, after checking each pid still belongs to it.
 
 The supervisor stops its own children; whatever outlived it (a crashed or killed supervisor) is found
 from state.json's recorded pids and, as a last resort, by the owner marker in a process's
@@ -10,18 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from upgrader.sandbox import procs
-from upgrader.sandbox.config import read_state
+from upgrader.sandbox import processes
+from upgrader.sandbox.supervisor.state import read_state, supervisor_pid
 
-OWNER_ENV = "UPGRADER_SANDBOX_OWNER"
-SUPERVISOR = "upgrader.sandbox.supervisor"
-
-
-def supervisor_pid(sandbox_dir: Path) -> int | None:
-    pid = read_state(sandbox_dir).get("pid")
-    if not isinstance(pid, int) or not procs.owned(pid, SUPERVISOR):
-        return None
-    return pid if str(sandbox_dir) in procs.cmdline(pid) else None
+OWNER_ENV = "UPGRADER_SANDBOX_OWNER"  # set for the supervisor, so inherited by all it starts
 
 
 def _strays(sandbox_dir: Path) -> list[int]:
@@ -35,7 +27,7 @@ def _strays(sandbox_dir: Path) -> list[int]:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if marker in environ.split(b"\0") or str(sandbox_dir / "nodes") in procs.cmdline(int(entry.name)):
+        if marker in environ.split(b"\0") or str(sandbox_dir / "nodes") in processes.cmdline(int(entry.name)):
             found.append(int(entry.name))
     return found
 
@@ -44,9 +36,9 @@ def stop_processes(sandbox_dir: Path) -> None:
     """Stop the supervisor (it stops its children), then anything of this sandbox still alive."""
     pid = supervisor_pid(sandbox_dir)
     if pid:
-        procs.stop(pid, timeout=30)
+        processes.stop(pid, timeout=30)
     for entry in read_state(sandbox_dir).get("processes", {}).values():
-        if procs.owned(entry.get("pid"), entry.get("marker", "\0")):
-            procs.stop(entry["pid"])
+        if processes.owned(entry.get("pid"), entry.get("marker", "\0")):
+            processes.stop(entry["pid"])
     for stray in _strays(sandbox_dir):
-        procs.stop(stray)
+        processes.stop(stray)

@@ -6,8 +6,9 @@ their mirror pods. The running kubelet version becomes the installed kubelet pac
 `systemctl restart kubelet` (the unit file in the node root asks for it); the node is then NotReady
 for a moment before it is Ready again at the new version.
 
-Status writes go straight to etcd through the API server package's seed helpers (as its docs
-intend), so 50 idle workers cost no HTTP traffic and a node keeps reporting while API servers restart.
+Status writes go straight to etcd through the API server package's store (its ``node_status`` and
+``mirror_pods`` modules), so 50 idle workers cost no HTTP traffic and a node keeps reporting while
+API servers restart.
 """
 
 from __future__ import annotations
@@ -20,26 +21,29 @@ import time
 
 from upgrader.domain.versions import Version
 from upgrader.ports import NodeLayout
-from upgrader.sandbox import faults, nodestate, releases
-from upgrader.sandbox.apiserver import seed
+from upgrader.sandbox import faults, releases
 from upgrader.sandbox.apiserver.errors import ApiError
-from upgrader.sandbox.config import SandboxConfig
-from upgrader.sandbox.etcd import EtcdError, EtcdKV
-from upgrader.sandbox.podrunner import StaticPodRunner, component_ready
+from upgrader.sandbox.apiserver.mirror_pods import remove_mirror_pod, upsert_mirror_pod
+from upgrader.sandbox.apiserver.node_status import NodeRole, NodeSpec, upsert_node_status
+from upgrader.sandbox.etcd.errors import EtcdError
+from upgrader.sandbox.etcd.kv import EtcdKV
+from upgrader.sandbox.node import machine
+from upgrader.sandbox.node.static_pods import StaticPodRunner, component_ready
+from upgrader.sandbox.sandbox_config import SandboxConfig
 
-log = logging.getLogger("upgrader.sandbox.kubelet")
+log = logging.getLogger(__name__)
 TICK = 0.25
 
 
-def node_spec(cfg: SandboxConfig, node: str, *, kubelet_version: str | None = None) -> seed.NodeSpec:
+def node_spec(cfg: SandboxConfig, node: str, *, kubelet_version: str | None = None) -> NodeSpec:
     """The node as registered: NotReady until its kubelet has started and says otherwise.
 
     Its InternalIP is a loopback address of its own (127.0.X.Y, never a private network's), and its
     podCIDR index is its place in the sandbox, so seeding and the kubelet register the same Node.
     """
     index = cfg.nodes.index(node)
-    role = seed.NodeRole.CONTROL_PLANE if node in cfg.control_planes else seed.NodeRole.WORKER
-    return seed.NodeSpec(node, role, internal_ip(index), kubelet_version, ready=False, index=index)
+    role = NodeRole.CONTROL_PLANE if node in cfg.control_planes else NodeRole.WORKER
+    return NodeSpec(node, role, internal_ip(index), kubelet_version, ready=False, index=index)
 
 
 def internal_ip(index: int) -> str:
@@ -56,7 +60,7 @@ class SimKubelet(threading.Thread):
         self.cfg = cfg
         self.node = node
         self.layout = NodeLayout(cfg.node_root(node))
-        self.kv = EtcdKV([cfg.etcd_client_url(n) for n in cfg.control_planes], timeout=2)
+        self.kv = EtcdKV(cfg.etcd_client_urls, timeout=2)
         control_plane = node in cfg.control_planes
         self.runner = StaticPodRunner(node=node, layout=self.layout, sandbox_dir=cfg.dir) if control_plane else None
         self.stopping = threading.Event()
@@ -64,7 +68,7 @@ class SimKubelet(threading.Thread):
         self.state = "activating"
         self.since = time.time()
         self.ready_at = time.monotonic() + cfg.timeouts.kubelet_restart
-        self.generation = int(nodestate.kubelet_unit(self.layout).get("generation", 0))
+        self.generation = int(machine.kubelet_unit(self.layout).get("generation", 0))
         self._posted: tuple[object, ...] | None = None
         # set once the Node carries this kubelet's own verdict (past its start-up NotReady moment)
         self.reported = threading.Event()
@@ -73,7 +77,7 @@ class SimKubelet(threading.Thread):
         self._status_written = 0.0
 
     def _installed(self) -> Version:
-        pkg = nodestate.packages(self.layout).get("kubelet")
+        pkg = machine.packages(self.layout).get("kubelet")
         return releases.parse_deb(pkg.version) if pkg else Version.parse(self.cfg.version)
 
     def run(self) -> None:
@@ -110,7 +114,7 @@ class SimKubelet(threading.Thread):
             self._sync_mirrors()
 
     def _follow_unit(self) -> None:
-        unit = nodestate.kubelet_unit(self.layout)
+        unit = machine.kubelet_unit(self.layout)
         generation = int(unit.get("generation", 0))
         if generation == self.generation:
             return
@@ -128,7 +132,7 @@ class SimKubelet(threading.Thread):
     def _write_status(self, *, force: bool = False) -> None:
         if not force and time.monotonic() - self._status_written < 1.0:
             return
-        nodestate.save_kubelet_status(self.layout, {
+        machine.save_kubelet_status(self.layout, {
             "generation": self.generation, "state": self.state, "version": str(self.version),
             "since": self.since, "pid": os.getpid()})
         self._status_written = time.monotonic()
@@ -150,7 +154,7 @@ class SimKubelet(threading.Thread):
         if key == self._posted and time.monotonic() - self._posted_at < self.cfg.timeouts.heartbeat:
             return
         spec = node_spec(self.cfg, self.node, kubelet_version=str(self.version))
-        seed.upsert_node_status(self.kv, node=spec, kubelet_version=str(self.version), ready=ready,
+        upsert_node_status(self.kv, node=spec, kubelet_version=str(self.version), ready=ready,
                                 reason=reason, message=message)
         self._posted, self._posted_at = key, time.monotonic()
         if self.state != "activating":
@@ -169,12 +173,12 @@ class SimKubelet(threading.Thread):
     def _write_mirrors(self) -> None:
         assert self.runner is not None
         for component in [c for c in self._mirrors if c not in self.runner.pods]:
-            seed.remove_mirror_pod(self.kv, node_name=self.node, component=component)
+            remove_mirror_pod(self.kv, node_name=self.node, component=component)
             del self._mirrors[component]
         for component, sp in self.runner.pods.items():
             ready = component_ready(sp)
             key = (sp.hash, ready)
             if self._mirrors.get(component) == key:
                 continue
-            seed.upsert_mirror_pod(self.kv, node_name=self.node, manifest=sp.pod, config_hash=sp.hash, ready=ready)
+            upsert_mirror_pod(self.kv, node_name=self.node, manifest=sp.pod, config_hash=sp.hash, ready=ready)
             self._mirrors[component] = key

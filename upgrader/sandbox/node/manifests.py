@@ -15,8 +15,9 @@ from typing import Any, cast
 import yaml
 
 from upgrader.domain.versions import Version
+from upgrader.errors import InvalidVersionError
 from upgrader.sandbox import releases
-from upgrader.sandbox.config import SandboxConfig
+from upgrader.sandbox.sandbox_config import SandboxConfig
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 PKI = "/etc/kubernetes/pki"
@@ -244,3 +245,16 @@ def host_path_for(pod: dict[str, Any], container_path: str) -> str:
         if host and (container_path == base or container_path.startswith(base + "/")):
             return str(host).rstrip("/") + container_path[len(base):]
     return container_path
+
+
+def apiserver_versions(cfg: SandboxConfig) -> dict[str, Version]:
+    """Each control-plane node's kube-apiserver version per its static pod manifest (what it runs,
+    or will run when started); nodes whose manifest is missing or unreadable are left out."""
+    out: dict[str, Version] = {}
+    for node in cfg.control_planes:
+        path = cfg.node_root(node) / "etc/kubernetes/manifests/kube-apiserver.yaml"
+        try:
+            out[node] = Version.parse(image_tag(load(path) or {}))
+        except (OSError, ValueError, KeyError, IndexError, TypeError, InvalidVersionError):
+            continue
+    return out

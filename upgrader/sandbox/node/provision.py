@@ -1,10 +1,10 @@
-"""Lays out a sandbox node's root directory as `kubeadm init`/`join` and the packages would.
+"""Provisions a sandbox node: lays out its root directory as `kubeadm init`/`join` and the packages would.
 
 After this, the node looks like a kubeadm node to anything that reads its files: manifests, pki,
 kubeconfigs, kubelet config, the pkgs.k8s.io apt source for its minor, installed and held
 kubeadm/kubelet/kubectl packages, /etc/hostname, root's home (with ``/root/.kube/config`` on a
 control-plane node, as operators copy it after ``kubeadm init``), and the node's commands in
-``/usr/bin`` and ``/usr/sbin`` (see ``nodecmd.shims``: simulated tools and guards for host tools).
+``/usr/bin`` and ``/usr/sbin`` (see :mod:`.wrappers`: simulated tools and guards for host tools).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import yaml
 from upgrader.domain.versions import Version
 from upgrader.files import atomic_write
 from upgrader.ports import NodeLayout
-from upgrader.sandbox import manifests, nodestate, releases
-from upgrader.sandbox.config import SandboxConfig
-from upgrader.sandbox.nodecmd import shims
+from upgrader.sandbox import releases
+from upgrader.sandbox.node import machine, manifests, wrappers
+from upgrader.sandbox.sandbox_config import SandboxConfig
 
 CP_PKI = (
     "ca", "apiserver", "apiserver-kubelet-client", "apiserver-etcd-client", "front-proxy-ca",
@@ -71,7 +71,7 @@ def write_pki(layout: NodeLayout, *, control_plane: bool) -> None:
         (pki / "sa.key").write_text(_pem("RSA PRIVATE KEY", "sa"))
         (pki / "sa.key").chmod(0o600)
     now = time.time()
-    nodestate.save_certs(layout, {"issued": now, "ca_issued": now})
+    machine.save_certs(layout, {"issued": now, "ca_issued": now})
 
 
 def kubeconfig(server: str, user: str, *, cluster: str = "kubernetes") -> dict[str, Any]:
@@ -127,16 +127,16 @@ def write_kubelet_config(layout: NodeLayout, version: Version) -> None:
 
 
 def write_packages(layout: NodeLayout, version: Version) -> None:
-    sources = layout.host_path(nodestate.SOURCES)
+    sources = layout.host_path(machine.SOURCES)
     sources.parent.mkdir(parents=True, exist_ok=True)
-    sources.write_text(nodestate.repo_line(str(version.line)))
+    sources.write_text(machine.repo_line(str(version.line)))
     keyring = layout.host_path("/etc/apt/keyrings/kubernetes-apt-keyring.gpg")
     keyring.parent.mkdir(parents=True, exist_ok=True)
     keyring.write_bytes(b"upgrader sandbox placeholder keyring\n")
-    pkgs = {n: nodestate.Package(n, version.deb, hold=True) for n in nodestate.K8S_PACKAGES}
-    nodestate.save_packages(layout, pkgs)
-    nodestate.save_apt_lists(layout, str(version.line))
-    nodestate.save_kubelet_unit(layout, {"generation": 0, "wanted": "active", "unit_changed": False})
+    pkgs = {n: machine.Package(n, version.deb, hold=True) for n in machine.K8S_PACKAGES}
+    machine.save_packages(layout, pkgs)
+    machine.save_apt_lists(layout, str(version.line))
+    machine.save_kubelet_unit(layout, {"generation": 0, "wanted": "active", "unit_changed": False})
 
 
 def write_home(layout: NodeLayout, *, control_plane: bool) -> None:
@@ -151,4 +151,4 @@ def write_home(layout: NodeLayout, *, control_plane: bool) -> None:
 
 def write_tools(cfg: SandboxConfig, layout: NodeLayout, node: str) -> None:
     """The node's commands where a real node has them: wrappers that run the simulated tool (or refuse)."""
-    shims.ensure(layout.root, sandbox_dir=cfg.dir, node=node)
+    wrappers.ensure(layout.root, sandbox_dir=cfg.dir, node=node)

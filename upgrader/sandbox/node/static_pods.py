@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,11 @@ import upgrader
 from upgrader.domain.versions import Version
 from upgrader.errors import InvalidVersionError
 from upgrader.ports import NodeLayout
-from upgrader.sandbox import etcd, faults, manifests, procs
+from upgrader.sandbox import faults, processes
+from upgrader.sandbox.etcd.health import probe
+from upgrader.sandbox.etcd.members import DEFAULT_TOKEN, EtcdMember, spawn_member
+from upgrader.sandbox.kubeclient import KubeClient
+from upgrader.sandbox.node import manifests
 
 # Manifest flags passed to etcd as they are (TLS flags are not: the sandbox speaks plain http).
 ETCD_OPTIONS = ("listen-client-urls", "listen-peer-urls", "snapshot-count")
@@ -88,11 +90,11 @@ class StaticPodRunner:
         if sp.component == "etcd" and any(f.applies(kind="etcd-member-down", node=self.node) for f in active):
             self._stop(sp)
             return
-        if procs.owned(sp.pid, sp.marker) or time.monotonic() < sp.next_try:
+        if processes.owned(sp.pid, sp.marker) or time.monotonic() < sp.next_try:
             return
         if sp.pid is not None:  # it died: restart with back-off, as the kubelet does
             sp.restarts += 1
-            procs.stop(sp.pid)
+            processes.stop(sp.pid)
         sp.next_try = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2 ** min(sp.restarts, 5))
         sp.pid, sp.marker = (self._start_etcd(sp) if sp.component == "etcd" else self._start_apiserver(sp, active))
         sp.started = time.time()
@@ -105,13 +107,13 @@ class StaticPodRunner:
         """
         flags = {k: v.replace("https://", "http://") for k, v in manifests.flags(sp.pod).items()}
         data_dir = self.layout.host_path(manifests.host_path_for(sp.pod, flags.get("data-dir", "/var/lib/etcd")))
-        member = etcd.EtcdMember(flags.get("name", self.node), flags.get("advertise-client-urls", "").split(",")[0],
+        member = EtcdMember(flags.get("name", self.node), flags.get("advertise-client-urls", "").split(",")[0],
                                  flags.get("initial-advertise-peer-urls", "").split(",")[0], data_dir)
         peers = flags.get("initial-cluster", f"{member.name}={member.peer_url}")
         state = flags.get("initial-cluster-state", "new")
         options = {k: flags[k] for k in ETCD_OPTIONS if k in flags}
-        started = etcd.spawn_member(member, peers=peers, state=state, options=options,
-                                    token=flags.get("initial-cluster-token", etcd.DEFAULT_TOKEN),
+        started = spawn_member(member, peers=peers, state=state, options=options,
+                                    token=flags.get("initial-cluster-token", DEFAULT_TOKEN),
                                     log=self.layout.host_path("/var/log/pods/etcd.log"))
         assert started.pid is not None
         return started.pid, str(data_dir)
@@ -128,12 +130,12 @@ class StaticPodRunner:
             argv.append("--unready")
         env = {**os.environ, "PYTHONPATH": str(Path(upgrader.__file__).resolve().parent.parent)}
         log = self.layout.host_path("/var/log/pods/kube-apiserver.log")
-        return procs.spawn(argv, log=log, env=env), listen
+        return processes.spawn(argv, log=log, env=env), listen
 
     def _stop(self, sp: StaticPod) -> None:
         # a leader whose peers are already gone spends ~7s trying to hand over leadership; its WAL is
         # crash-safe, so it gets 3s before SIGKILL
-        procs.stop(sp.pid, timeout=3.0 if sp.component == "etcd" else 10.0)
+        processes.stop(sp.pid, timeout=3.0 if sp.component == "etcd" else 10.0)
         sp.pid = None
 
     def stop_all(self) -> None:
@@ -160,11 +162,5 @@ def component_ready(sp: StaticPod) -> bool:
         return False
     flags = manifests.flags(sp.pod)
     if sp.component == "etcd":
-        url = flags.get("advertise-client-urls", "").split(",")[0].replace("https://", "http://") + "/health"
-    else:
-        url = f"http://127.0.0.1:{flags.get('secure-port', '6443')}/readyz"
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return resp.status == 200 and (sp.component != "etcd" or b'"true"' in resp.read())
-    except (urllib.error.URLError, OSError):
-        return False
+        return probe(flags.get("advertise-client-urls", "").split(",")[0].replace("https://", "http://")).healthy
+    return KubeClient(f"http://127.0.0.1:{flags.get('secure-port', '6443')}", timeout=1).ready()

@@ -4,7 +4,7 @@ A sandbox node is a directory (its root) on this machine, and upgrader runs as r
 transport keeps every command inside the node:
 
 - paths: node paths in the command line (``/etc/kubernetes/...``, ``>/tmp/x``, ``--data-dir=/var/lib/etcd``)
-  are rewritten into the node root and ``..`` never climbs above it (see :mod:`upgrader.nodes.nodepaths`
+  are rewritten into the node root and ``..`` never climbs above it (see :mod:`upgrader.sandbox.node.paths`
   for which directories are the node's); output shows them back as node paths;
 - tools: the node's own commands (simulated kubeadm, apt-get, apt-mark, systemctl, etcdctl, kubectl,
   dpkg, ... and refusing guards for apt, service, reboot, crictl, ...) are in its ``/usr/bin`` and
@@ -27,10 +27,10 @@ from pathlib import Path
 
 from upgrader.errors import NodePathError, NodeUnreachableError
 from upgrader.nodes.local import LocalTransport
-from upgrader.nodes.nodepaths import NodePaths, normalize
 from upgrader.ports import CommandResult, NodeLayout
 from upgrader.sandbox import faults as sandbox_faults
-from upgrader.sandbox.nodecmd import shims
+from upgrader.sandbox.node import wrappers
+from upgrader.sandbox.node.paths import NodePaths, normalize
 
 SSH_UNREACHABLE = "ssh: connect to host {node} port 22: No route to host\r\n"
 # what a non-interactive ssh session keeps of the client's environment (sshd's usual AcceptEnv)
@@ -39,7 +39,7 @@ PASSED_ENV = frozenset({"LANG", "LANGUAGE", "TERM", "TZ", "COLUMNS", "LINES", "N
 
 def rewrite_node_paths(arg: str, root: Path) -> str:
     """Prefix every node path in arg with root (``--data-dir=/var/lib/etcd`` too); idempotent."""
-    return NodePaths(root, shims.tool_paths()).rewrite(arg)
+    return NodePaths(root, wrappers.tool_paths()).rewrite(arg)
 
 
 class SandboxTransport:
@@ -50,13 +50,13 @@ class SandboxTransport:
         self.node = node
         self.root = self.sandbox_dir / "nodes" / node
         self.layout = NodeLayout(self.root)
-        self.paths = NodePaths(self.root, shims.tool_paths())
+        self.paths = NodePaths(self.root, wrappers.tool_paths())
         self._local = LocalTransport(self.layout, env=self.environment(), cwd=self.root / "root")
 
     def environment(self) -> dict[str, str]:
         """The node's environment: the node's PATH first, its HOME, nothing that points off the node."""
         env = {k: v for k, v in os.environ.items() if k in PASSED_ENV or k.startswith("LC_")}
-        node_dirs = [str(self.root) + d for d in shims.node_path_dirs()]
+        node_dirs = [str(self.root) + d for d in wrappers.node_path_dirs()]
         return env | {
             "PATH": os.pathsep.join([*node_dirs, *self._host_path_dirs()]),
             "HOME": str(self.root / "root"),
@@ -91,7 +91,7 @@ class SandboxTransport:
         if not self.root.is_dir():
             return CommandResult(255, "", f"ssh: Could not resolve hostname {self.node}: Name or service not known\r\n")
         try:
-            shims.ensure(self.root, sandbox_dir=self.sandbox_dir, node=self.node)
+            wrappers.ensure(self.root, sandbox_dir=self.sandbox_dir, node=self.node)
             self.layout.host_path("/root").mkdir(exist_ok=True)
         except (OSError, NodePathError) as e:  # never run a command on a node that could fall through to a host tool
             return CommandResult(255, "", f"upgrader: sandbox node {self.node} is broken, nothing was run: {e}\n")

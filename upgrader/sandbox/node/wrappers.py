@@ -6,7 +6,7 @@ maps every absolute spelling (``/bin/X``, ``/sbin/X``, ``/usr/bin/X``, ``/usr/sb
 So a command typed on a sandbox node never runs the host's package manager, init system, kubelet,
 container runtime or power switch, all of which would act on the machine upgrader runs on, as root.
 
-``SIMULATED`` tools behave like the real ones for what the sandbox models (see the nodecmd modules);
+``SIMULATED`` tools behave like the real ones for what the sandbox models (see :mod:`.tools`);
 ``REFUSED`` tools exist on a real node but have no safe simulation: they fail like an unsupported
 command, with a message on stderr and exit code 127, and never reach the host's binary.
 
@@ -45,6 +45,8 @@ REFUSED: dict[str, str] = {
     "nft": "/usr/sbin", "su": "/usr/bin", "pkill": "/usr/bin", "killall": "/usr/bin",
 }
 ALL: dict[str, str] = {**SIMULATED, **REFUSED}
+# What every wrapper runs with ``python -m``: the simulated tools' package.
+TOOLS = "upgrader.sandbox.node.tools"
 
 
 def tool_paths() -> dict[str, str]:
@@ -73,7 +75,7 @@ def script(tool: str, *, sandbox_dir: Path, node: str, root: Path) -> str:
         f"{exports}"
         f"PYTHONPATH={shlex.quote(source_root)}${{PYTHONPATH:+:$PYTHONPATH}}; export PYTHONPATH\n"
         # -P: never import from the working directory, which is inside the node
-        f'exec {shlex.quote(sys.executable)} -P -m upgrader.sandbox.nodecmd {tool} "$@"\n'
+        f'exec {shlex.quote(sys.executable)} -P -m {TOOLS} {tool} "$@"\n'
     )
 
 

@@ -1,36 +1,39 @@
-"""The sandbox supervisor: ``python -m upgrader.sandbox.supervisor SANDBOX_DIR``.
+"""The supervisor's work: start everything, seed a new cluster once, record the state, stop it all.
 
-One background process per running sandbox. It runs the load balancer (the controlPlaneEndpoint),
-a simulated kubelet per node (which run etcd and the API servers as child processes from the
-static pod manifests), the cluster's controllers, and seeds a new cluster's objects once its etcd
-has quorum and every kubelet has registered its node (so the seeded workloads spread over them
-all). It records everything it started in ``state.json`` (pids, ports, health) every second, so
-`sandbox status` can report and `sandbox down` can stop by pid even after a supervisor crash.
-SIGTERM/SIGINT stop everything it started; etcd data stays on disk for a later resume.
+One background process per running sandbox (see :mod:`upgrader.sandbox.supervisor`). It runs the
+load balancer (the controlPlaneEndpoint), a simulated kubelet per node (which run etcd and the API
+servers as child processes from the static pod manifests), the cluster's controllers, and seeds a
+new cluster's objects once its etcd has quorum and every kubelet has registered its node (so the
+seeded workloads spread over them all); a marker file keeps a resumed sandbox from re-creating
+objects the user deleted on purpose. It records everything it started in ``state.json`` (pids,
+ports, health) every second, so `sandbox status` can report and `sandbox down` can stop by pid even
+after a supervisor crash. Stopping stops everything it started; etcd data stays on disk for a later
+resume.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
 import threading
 import time
-from pathlib import Path
 
-from upgrader.sandbox import faults, seeding
+from upgrader.sandbox import faults
 from upgrader.sandbox.apiserver.errors import ApiError
-from upgrader.sandbox.config import SandboxConfig, read_state, write_state
-from upgrader.sandbox.etcd import EtcdError
-from upgrader.sandbox.faultops import apply_fault
-from upgrader.sandbox.kubeapi import KubeApi
-from upgrader.sandbox.kubelet import SimKubelet
-from upgrader.sandbox.lb import LoadBalancer
+from upgrader.sandbox.apiserver.seed import seed_cluster
+from upgrader.sandbox.controllers.manager import start_controllers
+from upgrader.sandbox.etcd.errors import EtcdError
+from upgrader.sandbox.etcd.kv import EtcdKV
+from upgrader.sandbox.node.kubelet import SimKubelet, node_spec
+from upgrader.sandbox.sandbox_config import SandboxConfig
+from upgrader.sandbox.supervisor.fault_objects import apply_fault
+from upgrader.sandbox.supervisor.load_balancer import LoadBalancer
+from upgrader.sandbox.supervisor.state import write_state
 
-log = logging.getLogger("upgrader.sandbox.supervisor")
+log = logging.getLogger(__name__)
 # Seeding waits for every kubelet to report its node, at most this long (a kubelet may be stuck).
 SEED_WAIT = 20.0
+SEEDED = "seeded"  # marker file: this sandbox's cluster was seeded once, never again
 
 
 class Supervisor:
@@ -39,9 +42,8 @@ class Supervisor:
         self.stop_requested = threading.Event()
         self.kubelets: list[SimKubelet] = []
         self.lb: LoadBalancer | None = None
-        self.api = KubeApi(cfg.server, timeout=3)
         self.seeded = False
-        self.controllers = seeding.Controllers(cfg)
+        self.controllers = Controllers(cfg)
         self.started = time.time()
 
     def run(self) -> int:
@@ -65,7 +67,7 @@ class Supervisor:
     def _step(self) -> None:
         if not self.seeded and self._nodes_reported():
             try:
-                seeding.seed(self.cfg)
+                seed(self.cfg)
                 for fault in faults.load(self.cfg.dir):
                     apply_fault(self.cfg, fault)
                 self.seeded = True
@@ -99,11 +101,11 @@ class Supervisor:
         self._state("stopped")
 
     def _state(self, status: str, *, error: str | None = None) -> None:
-        processes = {}
+        started = {}
         for k in self.kubelets:
             if k.runner:
                 for component, entry in k.runner.pids().items():
-                    processes[f"{k.node}/{component}"] = entry
+                    started[f"{k.node}/{component}"] = entry
         write_state(self.cfg.dir, {
             "pid": os.getpid(),
             "status": status,
@@ -113,36 +115,34 @@ class Supervisor:
             "seeded": self.seeded,
             "lb": {"port": self.cfg.lb_port,
                    "backends": {str(p): s for p, s in (self.lb.states() if self.lb else {}).items()}},
-            "processes": processes,
+            "processes": started,
             "kubelets": {k.node: {"state": k.state, "version": str(k.version)} for k in self.kubelets},
         })
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    sandbox_dir = Path(args[0])
-    cfg = SandboxConfig.load(sandbox_dir)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if read_state(sandbox_dir).get("status") in ("starting", "running") and _other_alive(sandbox_dir):
-        log.error("another supervisor is running for %s", sandbox_dir)
-        return 3
-    sup = Supervisor(cfg)
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s: stopping", signal.Signals(signum).name)
-        sup.stop_requested.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a daemon outlives the terminal that started it
-    return sup.run()
+def seed(cfg: SandboxConfig) -> None:
+    """What kubeadm init/join leave in a new cluster, once in a sandbox's life (see the marker)."""
+    if (cfg.dir / SEEDED).exists():
+        return
+    seed_cluster(EtcdKV(cfg.etcd_client_urls, timeout=3), nodes=[node_spec(cfg, n) for n in cfg.nodes],
+                 version=cfg.version, cluster_name="kubernetes", control_plane_endpoint=f"127.0.0.1:{cfg.lb_port}")
+    (cfg.dir / SEEDED).write_text("")
 
 
-def _other_alive(sandbox_dir: Path) -> bool:
-    from upgrader.sandbox import procs
+class Controllers:
+    """Runs the sandbox's controllers (as kube-controller-manager would) on a thread."""
 
-    pid = read_state(sandbox_dir).get("pid")
-    return bool(pid) and pid != os.getpid() and procs.owned(pid, "upgrader.sandbox.supervisor")
+    def __init__(self, cfg: SandboxConfig) -> None:
+        self.cfg = cfg
+        self._running: tuple[threading.Thread, threading.Event] | None = None
 
+    def start(self) -> None:
+        if self._running is None:
+            self._running = start_controllers(EtcdKV(self.cfg.etcd_client_urls, timeout=3), interval=1.0)
 
-if __name__ == "__main__":
-    sys.exit(main())
+    def stop(self) -> None:
+        if self._running is not None:
+            thread, stop = self._running
+            stop.set()
+            thread.join(timeout=10)
+            self._running = None

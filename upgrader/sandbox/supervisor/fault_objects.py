@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from upgrader.sandbox.apiserver import errors, podutil, resources
+from upgrader.sandbox.apiserver import errors, objects, resources
 from upgrader.sandbox.apiserver.storage import Store
 from upgrader.sandbox.apiserver.strategies import prepare_create
-from upgrader.sandbox.config import SandboxConfig
+from upgrader.sandbox.etcd.kv import EtcdKV
 from upgrader.sandbox.faults import Fault
-from upgrader.sandbox.seeding import etcd_kv
+from upgrader.sandbox.sandbox_config import SandboxConfig
 
 NAMESPACE = "demo"
 
@@ -34,7 +34,7 @@ def _deployment(node: str) -> dict[str, Any]:
         "spec": {"replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": labels},
                  "template": {"metadata": {"labels": dict(labels)}, "spec": {
                      "nodeSelector": {"kubernetes.io/hostname": node},
-                     "tolerations": [{"key": podutil.CONTROL_PLANE_LABEL, "operator": "Exists",
+                     "tolerations": [{"key": objects.CONTROL_PLANE_LABEL, "operator": "Exists",
                                       "effect": "NoSchedule"}],
                      "containers": [{"name": "db", "image": "registry.k8s.io/pause:3.9"}]}}},
     }
@@ -59,4 +59,4 @@ def block_drain(store: Store, node: str) -> None:
 
 def apply_fault(cfg: SandboxConfig, fault: Fault) -> None:
     if fault.kind == "drain-blocked" and fault.node is not None:
-        block_drain(Store(etcd_kv(cfg)), fault.node)
+        block_drain(Store(EtcdKV(cfg.etcd_client_urls, timeout=3)), fault.node)

@@ -12,22 +12,17 @@ import contextlib
 import itertools
 import socket
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable
+
+from upgrader.sandbox.kubeclient import KubeClient
 
 CHECK_PERIOD = 0.5
 
 
 def _check(url: str) -> str:
     """'ready', 'up' (answers but not ready) or 'down'."""
-    try:
-        with urllib.request.urlopen(url + "/readyz", timeout=1) as resp:
-            return "ready" if resp.status == 200 else "up"
-    except urllib.error.HTTPError:
-        return "up"
-    except OSError:
-        return "down"
+    code = KubeClient(url, timeout=1).readyz()
+    return "ready" if code == 200 else ("down" if code == 0 else "up")
 
 
 class LoadBalancer:

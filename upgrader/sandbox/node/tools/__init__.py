@@ -1,8 +1,10 @@
-"""Simulated node commands: ``python -m upgrader.sandbox.nodecmd TOOL ARGS...``.
+"""Simulated node commands: ``python -m upgrader.sandbox.node.tools TOOL ARGS...``.
 
-Each sandbox node has wrappers on its ``bin/`` that run this with the node baked into the
-environment. A tool reads and writes only inside the node root, prints what the real tool prints
-for the cases the sandbox models, and exits with the real tool's exit codes.
+Each sandbox node has wrappers on its ``/usr/bin`` and ``/usr/sbin`` that run this with the node
+baked into the environment (see :mod:`upgrader.sandbox.node.wrappers`). A tool reads and writes
+only inside the node root, prints what the real tool prints for the cases the sandbox models, and
+exits with the real tool's exit codes. This package holds what every tool shares: the node a
+command runs on, and reading an option.
 """
 
 from __future__ import annotations
@@ -49,21 +51,12 @@ class Node:
 Tool = Callable[[Node, list[str]], int]
 
 
-def tools() -> dict[str, Tool]:
-    from upgrader.sandbox.nodecmd import apt, etcdctl, kubeadm, systemctl
-
-    return {
-        "kubeadm": kubeadm.main,
-        "apt-get": apt.apt_get,
-        "apt-mark": apt.apt_mark,
-        "systemctl": systemctl.main,
-        "etcdctl": etcdctl.main,
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in tools():
-        print(f"usage: python -m upgrader.sandbox.nodecmd {{{','.join(tools())}}} ARGS...", file=sys.stderr)
-        return 2
-    return tools()[args[0]](Node.from_env(), args[1:])
+def option(args: list[str], *names: str) -> str | None:
+    """The value of ``--name VALUE`` or ``--name=VALUE``."""
+    for i, arg in enumerate(args):
+        for name in names:
+            if arg == name and i + 1 < len(args):
+                return args[i + 1]
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None

@@ -12,8 +12,9 @@ import re
 
 from upgrader.domain.versions import Minor
 from upgrader.ports import NodeLayout
-from upgrader.sandbox import nodestate, releases
-from upgrader.sandbox.nodecmd import Node
+from upgrader.sandbox import releases
+from upgrader.sandbox.node import machine
+from upgrader.sandbox.node.tools import Node
 
 _REPO = re.compile(r"https://pkgs\.k8s\.io/core:/stable:/(v\d+\.\d+)/deb/")
 CDN = "https://prod-cdn.packages.k8s.io/repositories/isv:/kubernetes:/core:/stable:/{minor}/deb"
@@ -22,13 +23,13 @@ SIZES = {"kubeadm": "10.4 MB", "kubelet": "15.2 MB", "kubectl": "10.9 MB"}
 
 
 def source_minor(layout: NodeLayout) -> str | None:
-    m = _REPO.search(nodestate.read_text(layout, nodestate.SOURCES))
+    m = _REPO.search(machine.read_text(layout, machine.SOURCES))
     return m.group(1) if m else None
 
 
 def available(layout: NodeLayout) -> list[str]:
     """Debian versions the last `apt-get update` saw for the Kubernetes packages, oldest first."""
-    minor = nodestate.apt_lists(layout).get("minor")
+    minor = machine.apt_lists(layout).get("minor")
     return [v.deb for v in releases.patches(Minor.parse(minor))] if minor else []
 
 
@@ -51,7 +52,7 @@ def _update(node: Node) -> int:
     minor = source_minor(node.layout)
     node.say("Hit:1 http://deb.debian.org/debian bookworm InRelease")
     if minor is None:
-        nodestate.save_apt_lists(node.layout, None)
+        machine.save_apt_lists(node.layout, None)
         node.say("Reading package lists...")
         return 0
     cdn = CDN.format(minor=minor)
@@ -63,18 +64,18 @@ def _update(node: Node) -> int:
         return 100
     node.say(f"Get:2 {cdn}  InRelease [1,192 B]\nGet:3 {cdn}  Packages [4,865 B]")
     node.say("Fetched 6,057 B in 1s (7,011 B/s)\nReading package lists...")
-    nodestate.save_apt_lists(node.layout, minor)
+    machine.save_apt_lists(node.layout, minor)
     return 0
 
 
 def _install(node: Node, names: list[str], opts: set[str]) -> int:
     node.say(HEADER)
-    installed = nodestate.packages(node.layout)
+    installed = machine.packages(node.layout)
     offered = available(node.layout)
     wanted: dict[str, str] = {}
     for spec in names:
         name, _, version = spec.partition("=")
-        if name not in nodestate.K8S_PACKAGES:
+        if name not in machine.K8S_PACKAGES:
             node.warn(f"E: Unable to locate package {name}")
             return 100
         if version and version not in offered:
@@ -87,7 +88,7 @@ def _install(node: Node, names: list[str], opts: set[str]) -> int:
     return _apply(node, installed, wanted, opts)
 
 
-def _apply(node: Node, installed: dict[str, nodestate.Package], wanted: dict[str, str], opts: set[str]) -> int:
+def _apply(node: Node, installed: dict[str, machine.Package], wanted: dict[str, str], opts: set[str]) -> int:
     offered = available(node.layout)
     same = [n for n, v in wanted.items() if n in installed and installed[n].version == v]
     for name in same:
@@ -131,8 +132,8 @@ def _summary(node: Node, up: list[str], down: list[str], held: list[str]) -> Non
     node.say(f"{len(up)} upgraded, 0 newly installed{downgraded}, 0 to remove and 0 not upgraded.")
 
 
-def _unpack(node: Node, installed: dict[str, nodestate.Package], changes: dict[str, str]) -> None:
-    minor = nodestate.apt_lists(node.layout).get("minor", "")
+def _unpack(node: Node, installed: dict[str, machine.Package], changes: dict[str, str]) -> None:
+    minor = machine.apt_lists(node.layout).get("minor", "")
     for i, (name, version) in enumerate(changes.items(), start=1):
         node.say(f"Get:{i} {CDN.format(minor=minor)}  {name} {version} [{SIZES[name]}]")
     node.say("(Reading database ... 60123 files and directories currently installed.)")
@@ -140,13 +141,13 @@ def _unpack(node: Node, installed: dict[str, nodestate.Package], changes: dict[s
         old = installed[name].version if name in installed else None
         node.say(f"Preparing to unpack .../{name}_{version}_amd64.deb ...")
         node.say(f"Unpacking {name} ({version})" + (f" over ({old}) ..." if old else " ..."))
-        installed[name] = nodestate.Package(name, version, installed[name].hold if name in installed else False)
+        installed[name] = machine.Package(name, version, installed[name].hold if name in installed else False)
     for name, version in changes.items():
         node.say(f"Setting up {name} ({version}) ...")
-    nodestate.save_packages(node.layout, installed)
+    machine.save_packages(node.layout, installed)
     if "kubelet" in changes:  # the package ships kubelet.service: systemd wants a daemon-reload
-        unit = nodestate.kubelet_unit(node.layout)
-        nodestate.save_kubelet_unit(node.layout, {**unit, "unit_changed": True})
+        unit = machine.kubelet_unit(node.layout)
+        machine.save_kubelet_unit(node.layout, {**unit, "unit_changed": True})
 
 
 def apt_mark(node: Node, args: list[str]) -> int:
@@ -154,7 +155,7 @@ def apt_mark(node: Node, args: list[str]) -> int:
         node.warn("E: No command given")
         return 100
     verb, names = args[0], [a for a in args[1:] if not a.startswith("-")]
-    pkgs = nodestate.packages(node.layout)
+    pkgs = machine.packages(node.layout)
     if verb == "showhold":
         for name in sorted(n for n, p in pkgs.items() if p.hold):
             node.say(name)
@@ -168,14 +169,14 @@ def apt_mark(node: Node, args: list[str]) -> int:
             return 100
     for name in names:
         _mark(node, pkgs, name, hold=verb == "hold")
-    nodestate.save_packages(node.layout, pkgs)
+    machine.save_packages(node.layout, pkgs)
     return 0
 
 
-def _mark(node: Node, pkgs: dict[str, nodestate.Package], name: str, *, hold: bool) -> None:
+def _mark(node: Node, pkgs: dict[str, machine.Package], name: str, *, hold: bool) -> None:
     pkg = pkgs[name]
     if pkg.hold == hold:
         node.say(f"{name} was already set on hold." if hold else f"{name} was already not on hold.")
         return
-    pkgs[name] = nodestate.Package(name, pkg.version, hold)
+    pkgs[name] = machine.Package(name, pkg.version, hold)
     node.say(f"{name} set on hold." if hold else f"Canceled hold on {name}.")

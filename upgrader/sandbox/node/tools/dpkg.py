@@ -11,8 +11,8 @@ from __future__ import annotations
 import fnmatch
 import re
 
-from upgrader.sandbox import nodestate
-from upgrader.sandbox.nodecmd import Node
+from upgrader.sandbox.node import machine
+from upgrader.sandbox.node.tools import Node
 
 DESCRIPTIONS = {
     "kubeadm": "Command-line utility for administering a Kubernetes cluster",
@@ -26,7 +26,7 @@ DEFAULT_FORMAT = "${binary:Package}\\t${Version}\\n"
 _FIELD = re.compile(r"\$\{([^};]+)(?:;(-?\d+))?\}")
 
 
-def fields(pkg: nodestate.Package) -> dict[str, str]:
+def fields(pkg: machine.Package) -> dict[str, str]:
     want = "hold" if pkg.hold else "install"
     return {
         "Package": pkg.name, "binary:Package": pkg.name, "Version": pkg.version, "Architecture": "amd64",
@@ -37,11 +37,11 @@ def fields(pkg: nodestate.Package) -> dict[str, str]:
     }
 
 
-def _matches(node: Node, patterns: list[str]) -> tuple[list[nodestate.Package], int]:
-    pkgs = nodestate.packages(node.layout)
+def _matches(node: Node, patterns: list[str]) -> tuple[list[machine.Package], int]:
+    pkgs = machine.packages(node.layout)
     if not patterns:
         return [pkgs[n] for n in sorted(pkgs)], 0
-    found: dict[str, nodestate.Package] = {}
+    found: dict[str, machine.Package] = {}
     code = 0
     for pattern in patterns:
         hits = [pkgs[n] for n in sorted(pkgs) if fnmatch.fnmatchcase(n, pattern)]
@@ -74,7 +74,7 @@ def status(node: Node, names: list[str]) -> int:
         node.warn("dpkg-query: error: --status needs at least one package name argument\n\n"
                   "Use --help for help about querying packages.")
         return 2
-    pkgs = nodestate.packages(node.layout)
+    pkgs = machine.packages(node.layout)
     code = 0
     for i, name in enumerate(names):
         if name not in pkgs:

@@ -21,9 +21,9 @@ import socket
 import subprocess
 from urllib.parse import urlsplit
 
-from upgrader.sandbox import manifests
-from upgrader.sandbox.config import SandboxConfig
-from upgrader.sandbox.nodecmd import Node
+from upgrader.sandbox.node import manifests
+from upgrader.sandbox.node.tools import Node
+from upgrader.sandbox.sandbox_config import SandboxConfig
 
 TLS_FLAGS = ("--cacert", "--cert", "--key")
 ENDPOINT_FLAGS = ("--endpoints",)

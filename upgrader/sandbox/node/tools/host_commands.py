@@ -12,8 +12,8 @@ import os
 import re
 from collections.abc import Callable
 
-from upgrader.sandbox import nodestate
-from upgrader.sandbox.nodecmd import Node, apt
+from upgrader.sandbox.node import machine
+from upgrader.sandbox.node.tools import Node, apt
 
 HINTS = {
     "apt-key": "the pkgs.k8s.io key is in /etc/apt/keyrings",
@@ -65,10 +65,10 @@ def apt_cache(node: Node, args: list[str]) -> int:
                   "(madison and policy are)")
         return 100
     offered = list(reversed(apt.available(node.layout)))  # newest first
-    installed = nodestate.packages(node.layout)
-    repo = f"https://pkgs.k8s.io/core:/stable:/{nodestate.apt_lists(node.layout).get('minor')}/deb"
+    installed = machine.packages(node.layout)
+    repo = f"https://pkgs.k8s.io/core:/stable:/{machine.apt_lists(node.layout).get('minor')}/deb"
     for name in names:
-        if name not in nodestate.K8S_PACKAGES:
+        if name not in machine.K8S_PACKAGES:
             node.warn(f"N: Unable to locate package {name}")
             continue
         if verb == "madison":
@@ -79,7 +79,7 @@ def apt_cache(node: Node, args: list[str]) -> int:
     return 0
 
 
-def _policy(node: Node, name: str, pkg: nodestate.Package | None, offered: list[str], repo: str) -> None:
+def _policy(node: Node, name: str, pkg: machine.Package | None, offered: list[str], repo: str) -> None:
     current = pkg.version if pkg else None
     node.say(f"{name}:\n  Installed: {current or '(none)'}\n  Candidate: {offered[0] if offered else '(none)'}")
     node.say("  Version table:")
@@ -93,7 +93,7 @@ def _policy(node: Node, name: str, pkg: nodestate.Package | None, offered: list[
 
 def kubelet(node: Node, args: list[str]) -> int:
     if args in (["--version"], ["version"]):
-        pkg = nodestate.packages(node.layout).get("kubelet")
+        pkg = machine.packages(node.layout).get("kubelet")
         node.say(f"Kubernetes v{pkg.version.split('-', 1)[0]}" if pkg else "")
         return 0
     return refuse("kubelet")(node, args)
@@ -104,7 +104,7 @@ def hostname(node: Node, args: list[str]) -> int:
         node.warn(f"hostname: {' '.join(args)}: not supported on sandbox node {node.name} (the name is "
                   "fixed; the host's hostname is never changed)")
         return 1
-    name = nodestate.read_text(node.layout, "/etc/hostname").strip() or node.name
+    name = machine.read_text(node.layout, "/etc/hostname").strip() or node.name
     node.say(name)
     return 0
 

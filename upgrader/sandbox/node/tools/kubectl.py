@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from upgrader.sandbox.nodecmd import Node
+from upgrader.sandbox.node.tools import Node
 
 CONFIG_FLAGS = ("--kubeconfig", "--server", "-s")
 CLIENT_ONLY = {"config", "completion", "help", "kustomize", "plugin", "options"}

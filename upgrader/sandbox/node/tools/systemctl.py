@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 
-from upgrader.sandbox import nodestate
-from upgrader.sandbox.nodecmd import Node
+from upgrader.sandbox.node import machine
+from upgrader.sandbox.node.tools import Node
 
 STALE_AFTER = 15.0  # seconds without a heartbeat: the kubelet (its supervisor) is gone
 RESTART_TIMEOUT = 20.0
@@ -25,8 +25,8 @@ def main(node: Node, args: list[str]) -> int:
         return 1
     verb, units = words[0], [u.removesuffix(".service") for u in words[1:]]
     if verb == "daemon-reload":
-        unit = nodestate.kubelet_unit(node.layout)
-        nodestate.save_kubelet_unit(node.layout, {**unit, "unit_changed": False})
+        unit = machine.kubelet_unit(node.layout)
+        machine.save_kubelet_unit(node.layout, {**unit, "unit_changed": False})
         return 0
     if not units:
         node.warn(f"Too few arguments.\nusage: systemctl {verb} UNIT")
@@ -69,14 +69,14 @@ def _other(node: Node, verb: str, name: str) -> int:
 
 
 def current_state(node: Node) -> str:
-    status = nodestate.kubelet_status(node.layout)
+    status = machine.kubelet_status(node.layout)
     if not status or time.time() - float(status.get("heartbeat", 0)) > STALE_AFTER:
         return "inactive"
     return str(status.get("state", "inactive"))
 
 
 def _change(node: Node, verb: str) -> int:
-    unit = nodestate.kubelet_unit(node.layout)
+    unit = machine.kubelet_unit(node.layout)
     if unit.get("unit_changed") and verb != "stop":
         node.warn("Warning: The unit file, source configuration file or drop-ins of kubelet.service changed on "
                   "disk. Run 'systemctl daemon-reload' to reload units.")
@@ -84,10 +84,10 @@ def _change(node: Node, verb: str) -> int:
         return 0
     generation = int(unit.get("generation", 0)) + 1
     wanted = "inactive" if verb == "stop" else "active"
-    nodestate.save_kubelet_unit(node.layout, {**unit, "generation": generation, "wanted": wanted})
+    machine.save_kubelet_unit(node.layout, {**unit, "generation": generation, "wanted": wanted})
     deadline = time.monotonic() + RESTART_TIMEOUT
     while time.monotonic() < deadline:
-        status = nodestate.kubelet_status(node.layout)
+        status = machine.kubelet_status(node.layout)
         if (int(status.get("generation", -1)) >= generation and current_state(node) != "inactive") or (
                 wanted == "inactive" and status.get("state") == "inactive"):
             return 0
@@ -99,7 +99,7 @@ def _change(node: Node, verb: str) -> int:
 
 def _status(node: Node) -> int:
     state = current_state(node)
-    status = nodestate.kubelet_status(node.layout)
+    status = machine.kubelet_status(node.layout)
     since = time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(float(status.get("since", time.time()))))
     sub = "running" if state == "active" else "dead"
     node.say("● kubelet.service - kubelet: The Kubernetes Node Agent")

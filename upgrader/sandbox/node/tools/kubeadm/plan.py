@@ -11,9 +11,10 @@ from typing import Any
 
 from upgrader.domain.versions import Version
 from upgrader.errors import InvalidVersionError
-from upgrader.sandbox import manifests, releases
-from upgrader.sandbox.kubeapi import ApiError, KubeApi
-from upgrader.sandbox.nodecmd import Node
+from upgrader.sandbox import releases
+from upgrader.sandbox.kubeclient import ApiError, KubeClient
+from upgrader.sandbox.node import manifests
+from upgrader.sandbox.node.tools import Node
 
 RULE = "_" * 69
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -25,7 +26,7 @@ def _table(node: Node, header: tuple[str, ...], rows: Sequence[tuple[str, ...]])
         node.say("".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _mirror_versions(api: KubeApi, component: str) -> list[tuple[str, str]]:
+def _mirror_versions(api: KubeClient, component: str) -> list[tuple[str, str]]:
     try:
         pods = api.get(f"/api/v1/namespaces/kube-system/pods?labelSelector=component%3D{component}")["items"]
     except (ApiError, KeyError):
@@ -36,7 +37,7 @@ def _mirror_versions(api: KubeApi, component: str) -> list[tuple[str, str]]:
     return sorted(out)
 
 
-def _addon_tag(api: KubeApi, what: str) -> str | None:
+def _addon_tag(api: KubeClient, what: str) -> str | None:
     """The image tag the addon's workload runs now (kubeadm reads it from the cluster too)."""
     try:
         obj = api.get(f"/apis/apps/v1/namespaces/kube-system/{what}")
@@ -46,7 +47,7 @@ def _addon_tag(api: KubeApi, what: str) -> str | None:
     return image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else None
 
 
-def print_plan(node: Node, api: KubeApi, kubeadm: Version, nodes: list[dict[str, Any]]) -> int:
+def print_plan(node: Node, api: KubeClient, kubeadm: Version, nodes: list[dict[str, Any]]) -> int:
     try:
         cluster = Version.parse(api.git_version())
     except (ApiError, InvalidVersionError) as e:

@@ -13,15 +13,16 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from upgrader.domain.versions import Version
-from upgrader.sandbox import manifests, releases
-from upgrader.sandbox.config import SandboxConfig
-from upgrader.sandbox.kubeapi import ApiError, KubeApi
-from upgrader.sandbox.nodecmd import Node
+from upgrader.sandbox import releases
+from upgrader.sandbox.etcd.health import probe
+from upgrader.sandbox.kubeclient import ApiError, KubeClient
+from upgrader.sandbox.node import manifests
+from upgrader.sandbox.node.tools import Node
+from upgrader.sandbox.sandbox_config import SandboxConfig
 
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 HASH = "kubernetes.io/config.hash"
@@ -47,7 +48,7 @@ def go_duration(seconds: float) -> str:
 @dataclass
 class StaticPodUpgrade:
     node: Node
-    api: KubeApi
+    api: KubeClient
     cfg: SandboxConfig
     target: Version
     timeout: float
@@ -125,23 +126,15 @@ class StaticPodUpgrade:
             raise UpgradeFailed(f"fatal error when trying to upgrade the etcd cluster, rolled the state back "
                                 f"to pre-upgrade state: {e}") from e
         self.node.say("[upgrade/etcd] Waiting for etcd to become available")
-        if not self._wait(lambda: self._etcd_member_healthy(self.cfg.etcd_client_url(self.node.name))):
+        if not self._wait(lambda: probe(self.cfg.etcd_client_url(self.node.name), timeout=2).healthy):
             raise UpgradeFailed("fatal error upgrading local etcd cluster: etcd cluster is not healthy")
 
     def _check_etcd_health(self) -> None:
         for name in self.cfg.control_planes:
             url = self.cfg.etcd_client_url(name)
-            if not self._etcd_member_healthy(url):
+            if not probe(url, timeout=2).healthy:
                 raise UpgradeFailed(f"etcd cluster is not healthy: failed to dial endpoint {url} with "
                                     "maintenance client: context deadline exceeded")
-
-    @staticmethod
-    def _etcd_member_healthy(url: str) -> bool:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                return b'"true"' in resp.read()
-        except OSError:
-            return False
 
     # --- one component --------------------------------------------------------------------
 
@@ -182,7 +175,7 @@ class StaticPodUpgrade:
     def _ready(self, component: str) -> bool:
         if component != "kube-apiserver":
             return True
-        own = KubeApi(self.cfg.apiserver_url(self.node.name), timeout=2)
+        own = KubeClient(self.cfg.apiserver_url(self.node.name), timeout=2)
         try:
             return own.git_version() == str(self.target) and own.ready()
         except (ApiError, KeyError):
