@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from upgrader.cli.output import OUTPUT_OPTION, Output, emit_json, table
-from upgrader.errors import ClusterExistsError, ClusterNotFoundError, UsageError
+from upgrader.errors import UsageError
 
 app = typer.Typer(help="A local kubeadm-like rehearsal cluster on real etcd.", no_args_is_help=True)
 
@@ -23,26 +23,6 @@ def parse_duration(text: str) -> float:
     if not m:
         raise UsageError(f"invalid duration {text!r}: expected e.g. 30s, 5m or 500ms")
     return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
-
-
-def _register(ctx: typer.Context) -> Any:
-    """Registers the sandbox in the ledger; a resumed sandbox may already be registered to itself."""
-    from upgrader.services import clusters
-
-    def register(cfg: Any) -> Any:
-        kubeconfig = cfg.kubeconfig
-        try:
-            clusters.register_cluster(ctx.obj, name=cfg.name, kubeconfig=kubeconfig, context=None,
-                                      transport={"kind": "sandbox", "dir": str(cfg.dir)})
-        except ClusterExistsError:
-            record = clusters.show_cluster(ctx.obj, name=cfg.name)
-            if Path(record.kubeconfig) != kubeconfig.resolve():
-                raise ClusterExistsError(f"a cluster named {cfg.name!r} is already registered "
-                                         f"(kubeconfig {record.kubeconfig}); pick another sandbox name") from None
-            return None
-        return lambda: clusters.unregister_cluster(ctx.obj, name=cfg.name)
-
-    return register
 
 
 def version_text(row: dict[str, Any]) -> str:
@@ -71,7 +51,7 @@ def up(
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Start a sandbox (or resume a stopped one as it is) and wait until it is healthy."""
-    from upgrader import sandbox
+    from upgrader.services import sandbox
 
     def given(param: str) -> bool:
         """Typed by the user: a stopped sandbox resumes as created, so only these are checked against it.
@@ -89,7 +69,7 @@ def up(
         kubelet_restart=parse_duration(kubelet_restart) if given("kubelet_restart") else None,
         wait=parse_duration(wait),
     )
-    result = sandbox.up(req, register=_register(ctx) if register else None)
+    result = sandbox.up(ctx.obj, req, register=register)
     cfg = result.config
     if output is Output.JSON:
         emit_json({"name": cfg.name, "resumed": result.resumed, "dir": str(cfg.dir), "server": cfg.server,
@@ -111,33 +91,24 @@ def down(
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Stop everything a sandbox started, remove its files unless --keep, and unregister it."""
-    from upgrader import sandbox
-    from upgrader.services import clusters
+    from upgrader.services import sandbox
 
-    cfg = sandbox.down(name, keep=keep)
-    unregistered = False
-    try:
-        record = clusters.show_cluster(ctx.obj, name=name)
-        if (record.transport or {}).get("kind") == "sandbox":
-            clusters.unregister_cluster(ctx.obj, name=name)
-            unregistered = True
-    except ClusterNotFoundError:
-        pass
+    result = sandbox.down(ctx.obj, name=name, keep=keep)
     if output is Output.JSON:
-        emit_json({"name": name, "found": cfg is not None, "kept": keep and cfg is not None,
-                   "unregistered": unregistered})
-    elif cfg is None:
+        emit_json({"name": name, "found": result.dir is not None, "kept": result.kept,
+                   "unregistered": result.unregistered})
+    elif result.dir is None:
         typer.echo(f"no sandbox named {name} (nothing to stop)")
     else:
-        typer.echo(f"sandbox {name} stopped" + (f"; files kept in {cfg.dir}" if keep else "; files removed"))
+        typer.echo(f"sandbox {name} stopped" + (f"; files kept in {result.dir}" if keep else "; files removed"))
 
 
 @app.command("status")
 def status(name: str = typer.Argument(..., help="Sandbox name."), output: Output = OUTPUT_OPTION) -> None:
     """Processes, ports, node versions and etcd members of a sandbox."""
-    from upgrader import sandbox
+    from upgrader.services import sandbox
 
-    doc = sandbox.status(sandbox.require(name))
+    doc = sandbox.status(name=name)
     if output is Output.JSON:
         emit_json(doc)
         return
@@ -162,9 +133,9 @@ def status(name: str = typer.Argument(..., help="Sandbox name."), output: Output
 @app.command("list")
 def list_(output: Output = OUTPUT_OPTION) -> None:
     """Sandboxes on this machine, at the version their API server reports (last known when stopped)."""
-    from upgrader import sandbox
+    from upgrader.services import sandbox
 
-    rows = sandbox.listing()
+    rows = sandbox.list_sandboxes()
     if output is Output.JSON:
         emit_json(rows)
     elif not rows:
@@ -183,22 +154,15 @@ def fault(
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Inject a fault into a running sandbox (a stopped one gets it at its next `up`), or --clear one."""
-    from upgrader import sandbox
+    from upgrader.services import sandbox
 
-    cfg = sandbox.require(name)
-    if clear:
-        change = sandbox.clear_faults(cfg, spec)
-    elif spec is None:
-        raise UsageError("name a fault: KIND[:NODE][@VERSION] (or --clear)")
-    else:
-        change = sandbox.inject(cfg, spec)
-    active, pending = change.faults, change.pending
+    result = sandbox.clear_faults(name=name, spec=spec) if clear else sandbox.inject_fault(name=name, spec=spec)
     if output is Output.JSON:
-        emit_json({"name": name, "faults": active, "pending": pending})
+        emit_json({"name": name, "faults": result.faults, "pending": result.pending})
         return
-    typer.echo(f"faults on {name}: {', '.join(active) or 'none'}")
-    if pending:
-        typer.echo(f"sandbox {name} is stopped: {', '.join(pending)} takes effect at the next "
+    typer.echo(f"faults on {name}: {', '.join(result.faults) or 'none'}")
+    if result.pending:
+        typer.echo(f"sandbox {name} is stopped: {', '.join(result.pending)} takes effect at the next "
                    f"`upgrader sandbox up {name}`")
 
 
@@ -210,7 +174,7 @@ def exec_(
     timeout: str = typer.Option("10m", "--timeout", help="Give up after this long (also accepted after NODE)."),
 ) -> None:
     """Run a command on a sandbox node, as `ssh NODE -- COMMAND` would: output and exit code pass through."""
-    from upgrader import sandbox
+    from upgrader.services import sandbox
 
     argv = list(command)
     while argv and argv[0].startswith("-") and argv[0] != "--":  # options between NODE and `--`
@@ -227,11 +191,7 @@ def exec_(
     argv = argv[1:] if argv and argv[0] == "--" else argv
     if not argv:
         raise UsageError("name a command to run: upgrader sandbox exec NAME NODE -- COMMAND [ARG...]")
-    seconds = parse_duration(timeout)
-    cfg = sandbox.require(name)
-    if node not in cfg.nodes:
-        raise UsageError(f"sandbox {name} has no node {node!r} (nodes: {', '.join(cfg.nodes)})")
-    result = sandbox.SandboxTransport(cfg.dir, node).run(argv, seconds)
+    result = sandbox.exec_on_node(name=name, node=node, argv=argv, timeout=parse_duration(timeout))
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     sys.stdout.flush()
