@@ -2,6 +2,10 @@
 
 Mandatory violations cannot be overridden; skippable ones can with ``--force``. The messages are
 kubeadm's, word for word, because operators and upgrader's own error handling match on them.
+
+The kubelet-skew rule here is written again on purpose, apart from the planner's
+(:mod:`upgrader.domain.skew`): the sandbox is an independent oracle of kubeadm, so a planner that
+gets the rule wrong meets a kubeadm that refuses, as on a real cluster. Never import one from the other.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ class PolicyErrors:
 
 
 def kubelet_skew(kubeadm: Version) -> int:
-    """How many minors older than the target a kubelet may be: 1 up to v1.28, 3 from v1.29 (PR #120825)."""
+    """How many minors older than the target a kubelet may be: 1 up to v1.28, 3 from v1.29 (PR #120825).
+
+    Kept apart from the planner's ``kubeadm_kubelet_skew`` on purpose: an independent oracle.
+    """
     return 3 if kubeadm.minor >= 29 else 1
 
 
