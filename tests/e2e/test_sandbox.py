@@ -118,7 +118,7 @@ def _restore_member(cli: Cli, node: str) -> None:
 
 
 def test_etcd_snapshot_restore_brings_a_deleted_object_back(demo: tuple[Cli, dict]) -> None:
-    from upgrader.nodes.sandbox import SandboxTransport
+    from upgrader.sandbox import SandboxTransport
 
     cli, info = demo
     kc = info["kubeconfig"]

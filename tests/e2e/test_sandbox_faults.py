@@ -96,7 +96,7 @@ def test_node_unreachable_fails_like_ssh(cli: Cli) -> None:
     import pytest
 
     from upgrader.errors import NodeUnreachableError
-    from upgrader.nodes.sandbox import SandboxTransport
+    from upgrader.sandbox import SandboxTransport
 
     cli.up("f5", "--control-planes", "1", "--workers", "1")
     cli.run("sandbox", "fault", "f5", "node-unreachable:worker-1")

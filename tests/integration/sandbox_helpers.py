@@ -1,12 +1,14 @@
-"""Shared pieces for the sandbox API tests: real etcd, real API servers, real kubectl.
+"""Shared pieces for the sandbox tests: real etcd, real API servers, real kubectl, and a fake API for kubeadm.
 
 Every process a test starts is stopped by pid in a ``finally`` (or a fixture finaliser), even when
 the test fails. Tests share one etcd cluster per module and isolate themselves by etcd prefix (the
-API server's ``--etcd-prefix``), which keeps the suite fast.
+API server's ``--etcd-prefix``), which keeps the suite fast. The node-command tests run the simulated
+kubeadm against :class:`FakeKubeApi` instead, which answers in milliseconds.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,15 +20,19 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from upgrader.sandbox import etcd
 from upgrader.sandbox.apiserver import ApiServer, ServerConfig, serve_in_thread
-from upgrader.sandbox.apiserver.controllers import reconcile_once, start_controllers
-from upgrader.sandbox.apiserver.seed import NodeRole, NodeSpec, seed_cluster
+from upgrader.sandbox.apiserver.node_status import NodeRole, NodeSpec
+from upgrader.sandbox.apiserver.seed import seed_cluster
 from upgrader.sandbox.apiserver.storage import Store
+from upgrader.sandbox.controllers.manager import reconcile_once, start_controllers
+from upgrader.sandbox.etcd.kv import EtcdKV
+from upgrader.sandbox.etcd.members import EtcdMember, start_etcd_cluster, stop_cluster
+from upgrader.sandbox.sandbox_config import SandboxConfig
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = "v1.30.6"
@@ -59,12 +65,12 @@ def kubectl_binary() -> str:
 
 
 @contextmanager
-def etcd_cluster(base: Path, members: int = 3) -> Iterator[list[etcd.EtcdMember]]:
-    started = etcd.start_etcd_cluster({f"cp-{i}": base / f"cp-{i}" for i in range(1, members + 1)})
+def etcd_cluster(base: Path, members: int = 3) -> Iterator[list[EtcdMember]]:
+    started = start_etcd_cluster({f"cp-{i}": base / f"cp-{i}" for i in range(1, members + 1)})
     try:
         yield started
     finally:
-        etcd.stop_cluster(started)
+        stop_cluster(started)
 
 
 def write_kubeconfig(path: Path, server: str) -> Path:
@@ -79,11 +85,11 @@ def write_kubeconfig(path: Path, server: str) -> Path:
 class SandboxApi:
     """One isolated cluster: its own etcd prefix, an in-process API server, optional controllers."""
 
-    members: list[etcd.EtcdMember]
+    members: list[EtcdMember]
     prefix: str
     tmp: Path
     server: ApiServer
-    kv: etcd.EtcdKV
+    kv: EtcdKV
     store: Store
     _controllers: list[tuple[threading.Thread, threading.Event]] = field(default_factory=list)
 
@@ -124,11 +130,11 @@ class SandboxApi:
 
 
 @contextmanager
-def sandbox_api(members: list[etcd.EtcdMember], tmp: Path, *, seed: bool = True,
+def sandbox_api(members: list[EtcdMember], tmp: Path, *, seed: bool = True,
                 version: str = VERSION, nodes: list[NodeSpec] | None = None) -> Iterator[SandboxApi]:
     prefix = f"/t-{uuid.uuid4().hex[:8]}/registry"
     endpoints = tuple(m.client_url for m in members)
-    kv = etcd.EtcdKV(endpoints)
+    kv = EtcdKV(endpoints)
     store = Store(kv, prefix=prefix)
     if seed:
         seed_cluster(store, nodes=nodes or NODES, version=version, cluster_name="kubernetes")
@@ -188,3 +194,100 @@ def wait_for(predicate, *, timeout: float = 10, interval: float = 0.05, what: st
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+KUBEADM_CONFIG = "/api/v1/namespaces/kube-system/configmaps/kubeadm-config"
+ADDON_PATHS = {"/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy": "kube-proxy",
+               "/apis/apps/v1/namespaces/kube-system/deployments/coredns": "coredns"}
+_PODS = "/api/v1/namespaces/kube-system/pods"
+
+
+class FakeKubeApi:
+    """One loopback port playing the load balancer, every node's API server and etcd member, for kubeadm.
+
+    It answers what the simulated kubeadm asks (health, /version, the Nodes, the kubeadm-config
+    ConfigMap, the mirror pods, the addons' workloads) and keeps what kubeadm PUTs back; a test's
+    subclass says what the cluster looks like. Anything else is NotFound.
+    """
+
+    def __init__(self) -> None:
+        self.cfg: SandboxConfig | None = None
+        self.config_map: dict = {}
+        self.addons: dict[str, dict] = {}  # workload name -> object, for the addon paths
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # what the cluster looks like: the subclass's
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def node_list(self) -> list[dict]:
+        raise NotImplementedError
+
+    def mirror_pod(self, component: str, node: str) -> dict | None:
+        raise NotImplementedError
+
+    def mirror_pods(self, component: str) -> list[dict]:
+        """The answer to a list by ``component=...``: none unless the subclass says so."""
+        return []
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, body: object, code: int = 200) -> None:
+                raw = json.dumps(body).encode() if not isinstance(body, bytes) else body
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def _not_found(self) -> None:
+                self._send({"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404,
+                            "message": f"{self.path} not found"}, 404)
+
+            def do_GET(self) -> None:
+                path, _, query = self.path.partition("?")
+                if path in ("/readyz", "/livez"):
+                    return self._send(b"ok")
+                if path == "/health":
+                    return self._send({"health": "true"})
+                if path == "/version":
+                    return self._send({"gitVersion": fake.version()})
+                if path == "/api/v1/nodes":
+                    return self._send({"items": fake.node_list()})
+                if path == KUBEADM_CONFIG:
+                    return self._send(fake.config_map)
+                if path == _PODS and query.startswith("labelSelector=component%3D"):
+                    return self._send({"items": fake.mirror_pods(query.split("%3D", 1)[1])})
+                if path.startswith(_PODS + "/"):
+                    component, _, node = path.rsplit("/", 1)[1].rpartition("-cp-")
+                    pod = fake.mirror_pod(component, f"cp-{node}")
+                    return self._send(pod) if pod else self._not_found()
+                if path in ADDON_PATHS:
+                    obj = fake.addons.get(ADDON_PATHS[path])
+                    return self._send(obj) if obj else self._not_found()
+                return self._not_found()
+
+            def do_PUT(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path == KUBEADM_CONFIG:
+                    fake.config_map = body
+                elif self.path in ADDON_PATHS and ADDON_PATHS[self.path] in fake.addons:
+                    fake.addons[ADDON_PATHS[self.path]] = body
+                else:
+                    return self._not_found()
+                return self._send(body)
+
+        return Handler

@@ -12,7 +12,9 @@ from kubernetes import client, watch
 
 from tests.integration.sandbox_helpers import VERSION, needs_etcd
 from upgrader.sandbox.apiserver import resources
-from upgrader.sandbox.apiserver.seed import cluster_configuration, upsert_mirror_pod, upsert_node_status
+from upgrader.sandbox.apiserver.mirror_pods import upsert_mirror_pod
+from upgrader.sandbox.apiserver.node_status import upsert_node_status
+from upgrader.sandbox.apiserver.seed import cluster_configuration
 
 pytestmark = [pytest.mark.etcd, needs_etcd]
 

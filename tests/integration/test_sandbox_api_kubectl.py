@@ -73,7 +73,7 @@ def test_drain_blocked_by_pdb_times_out_with_the_pdb_message(api):
 
 
 def test_the_drain_blocked_fault_is_a_pinned_deployment_whose_pdb_allows_nothing(api):
-    from upgrader.sandbox.faultops import block_drain
+    from upgrader.sandbox.supervisor.fault_objects import block_drain
 
     block_drain(api.store, "worker-2")
     block_drain(api.store, "worker-2")  # applying it twice changes nothing

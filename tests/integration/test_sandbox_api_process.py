@@ -16,9 +16,10 @@ from tests.integration.sandbox_helpers import (
     needs_etcd,
     stop_process,
 )
-from upgrader.sandbox import etcd
 from upgrader.sandbox.apiserver.seed import seed_cluster
 from upgrader.sandbox.apiserver.storage import Store
+from upgrader.sandbox.etcd.kv import EtcdKV
+from upgrader.sandbox.etcd.members import stop_member
 
 pytestmark = [pytest.mark.etcd, needs_etcd]
 
@@ -66,11 +67,11 @@ def test_only_the_listening_line_goes_to_stdout_and_unready_flag(tmp_path):
 
 def test_api_keeps_working_when_one_etcd_member_dies(tmp_path):
     with etcd_cluster(tmp_path, members=3) as members:
-        store = Store(etcd.EtcdKV([m.client_url for m in members]))
+        store = Store(EtcdKV([m.client_url for m in members]))
         seed_cluster(store, nodes=NODES, version=VERSION, cluster_name="kubernetes")
         with apiserver_process([m.client_url for m in members], prefix="/registry") as (_, url):
             assert len(_call(url + "/api/v1/nodes")[1]["items"]) == 4
-            etcd.stop_member(members[0])  # the first endpoint: the server must fail over
+            stop_member(members[0])  # the first endpoint: the server must fail over
             code, body = _call(url + "/api/v1/nodes")
             assert code == 200 and len(body["items"]) == 4
             assert _call(url + "/api/v1/namespaces", "POST", {"metadata": {"name": "after"}})[0] == 201

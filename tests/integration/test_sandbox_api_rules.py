@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from upgrader.sandbox.apiserver import errors
+from upgrader.sandbox.apiserver.objects import int_or_percent, tolerates
 from upgrader.sandbox.apiserver.patch import json_patch, merge_patch, strategic_merge
-from upgrader.sandbox.apiserver.podutil import int_or_percent, tolerates
 from upgrader.sandbox.apiserver.selectors import field_matcher, label_matcher, selector_matches
 from upgrader.sandbox.apiserver.tables import human_duration
 
@@ -91,7 +91,7 @@ CP_TOLERATION = {"key": "node-role.kubernetes.io/control-plane", "operator": "Ex
 
 
 def test_scheduler_spreads_one_owner_then_balances_then_goes_by_name():
-    from upgrader.sandbox.apiserver.scheduling import World, pick_node
+    from upgrader.sandbox.controllers.scheduling import World, pick_node
 
     world = World([_node("w-3"), _node("w-1"), _node("w-2")], [])
     placed = []
@@ -110,7 +110,7 @@ def test_scheduler_spreads_one_owner_then_balances_then_goes_by_name():
 
 
 def test_scheduler_filters_cordoned_not_ready_tainted_and_unselected_nodes():
-    from upgrader.sandbox.apiserver.scheduling import World, pick_node, unschedulable_message
+    from upgrader.sandbox.controllers.scheduling import World, pick_node, unschedulable_message
 
     nodes = [_node("cp-1", taints=[CP_TAINT]), _node("w-1", unschedulable=True), _node("w-2", ready=False),
              _node("w-3", labels={"disk": "ssd"}), _node("w-4")]
@@ -133,7 +133,7 @@ def test_scheduler_filters_cordoned_not_ready_tainted_and_unselected_nodes():
 
 
 def test_a_pod_with_node_name_bypasses_the_scheduler_but_waits_for_its_kubelet():
-    from upgrader.sandbox.apiserver.scheduling import World, pick_node
+    from upgrader.sandbox.controllers.scheduling import World, pick_node
 
     world = World([_node("cp-1", taints=[CP_TAINT], unschedulable=True), _node("w-1", ready=False)], [])
     assert pick_node(world, {"nodeName": "cp-1"})["metadata"]["name"] == "cp-1"  # taint and cordon do not matter
@@ -145,8 +145,8 @@ def test_a_pod_with_node_name_bypasses_the_scheduler_but_waits_for_its_kubelet()
 def test_node_addresses_are_loopback_only():
     import ipaddress
 
-    from upgrader.sandbox.apiserver.seed import NodeRole, NodeSpec
-    from upgrader.sandbox.kubelet import internal_ip
+    from upgrader.sandbox.apiserver.node_status import NodeRole, NodeSpec
+    from upgrader.sandbox.node.kubelet import internal_ip
 
     assert all(ipaddress.ip_address(internal_ip(i)).is_loopback for i in range(2000))
     assert len({internal_ip(i) for i in range(2000)}) == 2000

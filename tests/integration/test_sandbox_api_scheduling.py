@@ -10,10 +10,11 @@ import pytest
 from kubernetes import client
 
 from tests.integration.sandbox_helpers import NODES, VERSION, etcd_cluster, needs_etcd, sandbox_api
-from upgrader.sandbox import etcd
 from upgrader.sandbox.apiserver import errors, resources
-from upgrader.sandbox.apiserver.seed import NodeRole, NodeSpec, register_node, seed_cluster, upsert_node_status
+from upgrader.sandbox.apiserver.node_status import NodeRole, NodeSpec, register_node, upsert_node_status
+from upgrader.sandbox.apiserver.seed import seed_cluster
 from upgrader.sandbox.apiserver.storage import Store
+from upgrader.sandbox.etcd.kv import EtcdKV
 
 pytestmark = [pytest.mark.etcd, needs_etcd]
 WORKERS = {"worker-1", "worker-2", "worker-3"}
@@ -27,7 +28,7 @@ def members(tmp_path_factory):
 
 @pytest.fixture
 def store(members) -> Store:
-    return Store(etcd.EtcdKV([m.client_url for m in members]), prefix=f"/t-{uuid.uuid4().hex[:8]}/registry")
+    return Store(EtcdKV([m.client_url for m in members]), prefix=f"/t-{uuid.uuid4().hex[:8]}/registry")
 
 
 def _placement(api, namespace: str, selector: str) -> list[str | None]:

@@ -10,45 +10,31 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.integration.sandbox_helpers import FakeKubeApi
 from upgrader.domain.versions import Version
-from upgrader.nodes.sandbox import SandboxTransport
-from upgrader.sandbox import manifests, noderoot, releases
+from upgrader.sandbox import releases
 from upgrader.sandbox.apiserver.seed import cluster_configuration, sample_workloads
-from upgrader.sandbox.config import SandboxConfig, Timeouts, new_config
-from upgrader.sandbox.nodecmd.kubeadm import migrate_cluster_configuration
+from upgrader.sandbox.node import manifests
+from upgrader.sandbox.node import provision as noderoot
+from upgrader.sandbox.node.tools.kubeadm.config_api import migrate_cluster_configuration
+from upgrader.sandbox.node.transport import SandboxTransport
+from upgrader.sandbox.sandbox_config import Timeouts, new_config
 
 REPO_131 = "sed -i 's|/v1.30/deb|/v1.31/deb|' /etc/apt/sources.list.d/kubernetes.list"
-ADDON_PATHS = {"/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy": "kube-proxy",
-               "/apis/apps/v1/namespaces/kube-system/deployments/coredns": "coredns"}
-CM_PATH = "/api/v1/namespaces/kube-system/configmaps/kubeadm-config"
 
 
-class FakeApi:
+class FakeApi(FakeKubeApi):
     """One loopback port playing the load balancer, every node's API server and etcd member.
 
     Mirror pods follow the node's manifests at once (a kubelet that always keeps up); /version
     answers the newest kube-apiserver manifest; the addons' workloads are the sandbox's seeded ones.
     """
-
-    def __init__(self) -> None:
-        self.cfg: SandboxConfig | None = None
-        self.config_map: dict = {}
-        self.addons: dict[str, dict] = {}
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def port(self) -> int:
-        return self.server.server_address[1]
 
     def manifest(self, node: str, component: str) -> Path:
         assert self.cfg is not None
@@ -64,12 +50,21 @@ class FakeApi:
                 "spec": {"nodeName": node,
                          "containers": [{"name": component, "image": manifests.container(pod)["image"]}]}}
 
+    def mirror_pods(self, component: str) -> list[dict]:
+        assert self.cfg is not None
+        pods = [self.mirror_pod(component, n) for n in self.cfg.control_planes]
+        return [p for p in pods if p]
+
     def version(self) -> str:
         assert self.cfg is not None
         pods = [manifests.load(path) for n in self.cfg.control_planes
                 if (path := self.manifest(n, "kube-apiserver")).exists()]
         tags = [manifests.image_tag(p) for p in pods if p]
         return str(max((Version.parse(t) for t in tags), default=Version(1, 30, 6)))
+
+    def node_list(self) -> list[dict]:
+        assert self.cfg is not None
+        return [self.node(n) for n in self.cfg.nodes]
 
     def node(self, name: str) -> dict:
         labels = {"node-role.kubernetes.io/control-plane": ""} if name.startswith("cp") else {}
@@ -79,62 +74,6 @@ class FakeApi:
 
     def image(self, addon: str) -> str:
         return self.addons[addon]["spec"]["template"]["spec"]["containers"][0]["image"]
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _send(self, body: object, code: int = 200) -> None:
-                raw = json.dumps(body).encode() if not isinstance(body, bytes) else body
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def _not_found(self) -> None:
-                self._send({"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404,
-                            "message": f"{self.path} not found"}, 404)
-
-            def do_GET(self) -> None:
-                assert fake.cfg is not None
-                path, _, query = self.path.partition("?")
-                if path in ("/readyz", "/livez"):
-                    return self._send(b"ok")
-                if path == "/health":
-                    return self._send({"health": "true"})
-                if path == "/version":
-                    return self._send({"gitVersion": fake.version()})
-                if path == "/api/v1/nodes":
-                    return self._send({"items": [fake.node(n) for n in fake.cfg.nodes]})
-                if path == CM_PATH:
-                    return self._send(fake.config_map)
-                if path == "/api/v1/namespaces/kube-system/pods" and query.startswith("labelSelector=component%3D"):
-                    component = query.split("%3D", 1)[1]
-                    pods = [fake.mirror_pod(component, n) for n in fake.cfg.control_planes]
-                    return self._send({"items": [p for p in pods if p]})
-                if path.startswith("/api/v1/namespaces/kube-system/pods/"):
-                    component, _, node = path.rsplit("/", 1)[1].rpartition("-cp-")
-                    pod = fake.mirror_pod(component, f"cp-{node}")
-                    return self._send(pod) if pod else self._not_found()
-                if path in ADDON_PATHS:
-                    obj = fake.addons.get(ADDON_PATHS[path])
-                    return self._send(obj) if obj else self._not_found()
-                return self._not_found()
-
-            def do_PUT(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if self.path == CM_PATH:
-                    fake.config_map = body
-                elif self.path in ADDON_PATHS and ADDON_PATHS[self.path] in fake.addons:
-                    fake.addons[ADDON_PATHS[self.path]] = body
-                else:
-                    return self._not_found()
-                return self._send(body)
-
-        return Handler
 
 
 def _cluster(tmp_path: Path, control_planes: int) -> Iterator[FakeApi]:
@@ -157,8 +96,7 @@ def _cluster(tmp_path: Path, control_planes: int) -> Iterator[FakeApi]:
     try:
         yield fake
     finally:
-        fake.server.shutdown()
-        fake.server.server_close()
+        fake.close()
 
 
 @pytest.fixture

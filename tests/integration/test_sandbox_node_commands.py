@@ -9,36 +9,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 
-from upgrader.nodes.sandbox import SandboxTransport
-from upgrader.sandbox import manifests, noderoot
-from upgrader.sandbox.config import SandboxConfig, Timeouts, new_config
+from tests.integration.sandbox_helpers import FakeKubeApi
+from upgrader.sandbox.node import manifests
+from upgrader.sandbox.node import provision as noderoot
+from upgrader.sandbox.node.transport import SandboxTransport
+from upgrader.sandbox.sandbox_config import Timeouts, new_config
 
 REPO_131 = "sed -i 's|/v1.30/deb|/v1.31/deb|' /etc/apt/sources.list.d/kubernetes.list"
 
 
-class FakeCluster:
+class FakeCluster(FakeKubeApi):
     """Answers what kubeadm asks; `kubelet_follows` decides whether manifests are ever picked up."""
 
     def __init__(self) -> None:
-        self.cfg: SandboxConfig | None = None
+        super().__init__()
         self.kubelet_follows = True
         self.nodes: dict[str, tuple[str, bool]] = {}  # name -> (kubelet version, ready)
-        self.config_map: dict = {}
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def port(self) -> int:
-        return self.server.server_address[1]
 
     def manifest(self, component: str) -> Path:
         assert self.cfg is not None
@@ -49,10 +42,13 @@ class FakeCluster:
             next(self.manifest("x").parent.parent.glob("tmp/kubeadm-backup-manifests-*/kube-apiserver.yaml")))
         return manifests.image_tag(pod) if self.kubelet_follows else "v1.30.6"
 
-    def pod(self, component: str) -> dict:
+    def mirror_pod(self, component: str, node: str) -> dict:
         digest = manifests.content_hash(self.manifest(component)) if self.kubelet_follows else "unchanged"
         return {"metadata": {"name": f"{component}-cp-1", "annotations": {"kubernetes.io/config.hash": digest}},
                 "spec": {"nodeName": "cp-1", "containers": [{"image": f"registry.k8s.io/{component}:v1.30.6"}]}}
+
+    def node_list(self) -> list[dict]:
+        return [self.node(n) for n in self.nodes]
 
     def node(self, name: str) -> dict:
         version, ready = self.nodes[name]
@@ -60,42 +56,6 @@ class FakeCluster:
         return {"metadata": {"name": name, "labels": labels},
                 "status": {"nodeInfo": {"kubeletVersion": version},
                            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _send(self, body: object, code: int = 200) -> None:
-                raw = json.dumps(body).encode() if not isinstance(body, bytes) else body
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def do_GET(self) -> None:
-                path = self.path.split("?")[0]
-                if path in ("/readyz", "/livez"):
-                    return self._send(b"ok")
-                if path == "/health":
-                    return self._send({"health": "true"})
-                if path == "/version":
-                    return self._send({"gitVersion": fake.version()})
-                if path == "/api/v1/nodes":
-                    return self._send({"items": [fake.node(n) for n in fake.nodes]})
-                if path.endswith("/configmaps/kubeadm-config"):
-                    return self._send(fake.config_map)
-                if path.startswith("/api/v1/namespaces/kube-system/pods/"):
-                    return self._send(fake.pod(path.rsplit("/", 1)[1].removesuffix("-cp-1")))
-                return self._send({"items": []})
-
-            def do_PUT(self) -> None:
-                fake.config_map = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                self._send(fake.config_map)
-
-        return Handler
 
 
 @pytest.fixture
@@ -114,8 +74,7 @@ def cluster(tmp_path: Path) -> Iterator[FakeCluster]:
     try:
         yield fake
     finally:
-        fake.server.shutdown()
-        fake.server.server_close()
+        fake.close()
 
 
 def run(fake: FakeCluster, node: str, *argv: str) -> tuple[int, str, str]:

@@ -28,11 +28,12 @@ import pytest
 
 from tests.integration.sandbox_helpers import REPO, etcd_cluster, needs_etcd, sandbox_api, write_kubeconfig
 from upgrader.errors import NodePathError
-from upgrader.nodes.nodepaths import NodePaths
-from upgrader.nodes.sandbox import SandboxTransport
-from upgrader.sandbox import etcd, noderoot
-from upgrader.sandbox.config import new_config
-from upgrader.sandbox.nodecmd import shims
+from upgrader.sandbox.etcd.members import EtcdMember
+from upgrader.sandbox.node import provision as noderoot
+from upgrader.sandbox.node import wrappers as shims
+from upgrader.sandbox.node.paths import NodePaths
+from upgrader.sandbox.node.transport import SandboxTransport
+from upgrader.sandbox.sandbox_config import new_config
 
 pytestmark = [pytest.mark.etcd, needs_etcd]
 
@@ -105,7 +106,7 @@ def test_output_shows_node_paths_only_where_they_name_the_same_file() -> None:
 class Sandbox:
     dir: Path
     xdg: Path
-    member: etcd.EtcdMember
+    member: EtcdMember
 
     def run(self, node: str, *argv: str, timeout: float = 60) -> tuple[int, str, str]:
         r = SandboxTransport(self.dir, node).run(list(argv), timeout)
@@ -116,13 +117,13 @@ class Sandbox:
 
 
 @pytest.fixture(scope="module")
-def members(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[etcd.EtcdMember]]:
+def members(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[EtcdMember]]:
     with etcd_cluster(tmp_path_factory.mktemp("etcd"), members=1) as started:
         yield started
 
 
 @pytest.fixture
-def sandbox(members: list[etcd.EtcdMember], tmp_path: Path) -> Iterator[Sandbox]:
+def sandbox(members: list[EtcdMember], tmp_path: Path) -> Iterator[Sandbox]:
     with sandbox_api(members, tmp_path) as api:
         xdg = tmp_path / "xdg"
         port = urlsplit(api.url).port

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from upgrader.cli.output import OUTPUT_OPTION, Output, emit_json, table
-from upgrader.errors import ClusterExistsError, ClusterNotFoundError, UsageError
+from upgrader.errors import UsageError
 
 app = typer.Typer(help="A local kubeadm-like rehearsal cluster on real etcd.", no_args_is_help=True)
 
@@ -25,24 +25,13 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
 
 
-def _register(ctx: typer.Context) -> Any:
-    """Registers the sandbox in the ledger; a resumed sandbox may already be registered to itself."""
-    from upgrader.services import clusters
-
-    def register(cfg: Any) -> Any:
-        kubeconfig = cfg.dir / "kubeconfig"
-        try:
-            clusters.register_cluster(ctx.obj, name=cfg.name, kubeconfig=kubeconfig, context=None,
-                                      transport={"kind": "sandbox", "dir": str(cfg.dir)})
-        except ClusterExistsError:
-            record = clusters.show_cluster(ctx.obj, name=cfg.name)
-            if Path(record.kubeconfig) != kubeconfig.resolve():
-                raise ClusterExistsError(f"a cluster named {cfg.name!r} is already registered "
-                                         f"(kubeconfig {record.kubeconfig}); pick another sandbox name") from None
-            return None
-        return lambda: clusters.unregister_cluster(ctx.obj, name=cfg.name)
-
-    return register
+def version_text(row: dict[str, Any]) -> str:
+    """A `sandbox list` row's version, saying when it is only the last one known."""
+    if row["version_source"] == "apiserver":
+        return str(row["version"])
+    if row["version_source"] == "last-known":
+        return f"{row['version']} (last known)"
+    return "unknown"
 
 
 @app.command("up")
@@ -62,7 +51,7 @@ def up(
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Start a sandbox (or resume a stopped one as it is) and wait until it is healthy."""
-    from upgrader.sandbox import control
+    from upgrader.services import sandbox
 
     def given(param: str) -> bool:
         """Typed by the user: a stopped sandbox resumes as created, so only these are checked against it.
@@ -72,7 +61,7 @@ def up(
         source = ctx.get_parameter_source(param)
         return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
-    req = control.UpRequest(
+    req = sandbox.UpRequest(
         name=name, version=version if given("version") else None,
         control_planes=control_planes if given("control_planes") else None,
         workers=workers if given("workers") else None, faults=list(faults or []), dir=directory, api_port=api_port,
@@ -80,7 +69,7 @@ def up(
         kubelet_restart=parse_duration(kubelet_restart) if given("kubelet_restart") else None,
         wait=parse_duration(wait),
     )
-    result = control.up(req, register=_register(ctx) if register else None)
+    result = sandbox.up(ctx.obj, req, register=register)
     cfg = result.config
     if output is Output.JSON:
         emit_json({"name": cfg.name, "resumed": result.resumed, "dir": str(cfg.dir), "server": cfg.server,
@@ -102,33 +91,24 @@ def down(
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Stop everything a sandbox started, remove its files unless --keep, and unregister it."""
-    from upgrader.sandbox import control
-    from upgrader.services import clusters
+    from upgrader.services import sandbox
 
-    cfg = control.down(name, keep=keep)
-    unregistered = False
-    try:
-        record = clusters.show_cluster(ctx.obj, name=name)
-        if (record.transport or {}).get("kind") == "sandbox":
-            clusters.unregister_cluster(ctx.obj, name=name)
-            unregistered = True
-    except ClusterNotFoundError:
-        pass
+    result = sandbox.down(ctx.obj, name=name, keep=keep)
     if output is Output.JSON:
-        emit_json({"name": name, "found": cfg is not None, "kept": keep and cfg is not None,
-                   "unregistered": unregistered})
-    elif cfg is None:
+        emit_json({"name": name, "found": result.dir is not None, "kept": result.kept,
+                   "unregistered": result.unregistered})
+    elif result.dir is None:
         typer.echo(f"no sandbox named {name} (nothing to stop)")
     else:
-        typer.echo(f"sandbox {name} stopped" + (f"; files kept in {cfg.dir}" if keep else "; files removed"))
+        typer.echo(f"sandbox {name} stopped" + (f"; files kept in {result.dir}" if keep else "; files removed"))
 
 
 @app.command("status")
 def status(name: str = typer.Argument(..., help="Sandbox name."), output: Output = OUTPUT_OPTION) -> None:
     """Processes, ports, node versions and etcd members of a sandbox."""
-    from upgrader.sandbox import control, report
+    from upgrader.services import sandbox
 
-    doc = report.status(control.require(name))
+    doc = sandbox.status(name=name)
     if output is Output.JSON:
         emit_json(doc)
         return
@@ -153,16 +133,16 @@ def status(name: str = typer.Argument(..., help="Sandbox name."), output: Output
 @app.command("list")
 def list_(output: Output = OUTPUT_OPTION) -> None:
     """Sandboxes on this machine, at the version their API server reports (last known when stopped)."""
-    from upgrader.sandbox import report
+    from upgrader.services import sandbox
 
-    rows = report.listing()
+    rows = sandbox.list_sandboxes()
     if output is Output.JSON:
         emit_json(rows)
     elif not rows:
         typer.echo("no sandboxes (start one with `upgrader sandbox up demo`)")
     else:
         typer.echo(table(["name", "status", "version", "control planes", "workers", "server"],
-                         [(r["name"], r["status"], report.version_text(r), r["control_planes"], r["workers"],
+                         [(r["name"], r["status"], version_text(r), r["control_planes"], r["workers"],
                            r["server"]) for r in rows]))
 
 
@@ -174,28 +154,15 @@ def fault(
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Inject a fault into a running sandbox (a stopped one gets it at its next `up`), or --clear one."""
-    from upgrader.sandbox import control
-    from upgrader.sandbox import faults as faultlib
+    from upgrader.services import sandbox
 
-    cfg = control.require(name)
-    pending: list[str] = []
-    if clear:
-        current = faultlib.load(cfg.dir)
-        gone = [f for f in current if spec is None or str(f) == str(faultlib.parse(spec))]
-        faultlib.save(cfg.dir, [f for f in current if f not in gone])
-    elif spec is None:
-        raise UsageError("name a fault: KIND[:NODE][@VERSION] (or --clear)")
-    else:
-        new = faultlib.parse(spec, nodes=cfg.nodes)
-        if not control.inject(cfg, new):
-            pending.append(str(new))
-    active = [str(f) for f in faultlib.load(cfg.dir)]
+    result = sandbox.clear_faults(name=name, spec=spec) if clear else sandbox.inject_fault(name=name, spec=spec)
     if output is Output.JSON:
-        emit_json({"name": name, "faults": active, "pending": pending})
+        emit_json({"name": name, "faults": result.faults, "pending": result.pending})
         return
-    typer.echo(f"faults on {name}: {', '.join(active) or 'none'}")
-    if pending:
-        typer.echo(f"sandbox {name} is stopped: {', '.join(pending)} takes effect at the next "
+    typer.echo(f"faults on {name}: {', '.join(result.faults) or 'none'}")
+    if result.pending:
+        typer.echo(f"sandbox {name} is stopped: {', '.join(result.pending)} takes effect at the next "
                    f"`upgrader sandbox up {name}`")
 
 
@@ -207,8 +174,7 @@ def exec_(
     timeout: str = typer.Option("10m", "--timeout", help="Give up after this long (also accepted after NODE)."),
 ) -> None:
     """Run a command on a sandbox node, as `ssh NODE -- COMMAND` would: output and exit code pass through."""
-    from upgrader.nodes.sandbox import SandboxTransport
-    from upgrader.sandbox import control
+    from upgrader.services import sandbox
 
     argv = list(command)
     while argv and argv[0].startswith("-") and argv[0] != "--":  # options between NODE and `--`
@@ -225,11 +191,7 @@ def exec_(
     argv = argv[1:] if argv and argv[0] == "--" else argv
     if not argv:
         raise UsageError("name a command to run: upgrader sandbox exec NAME NODE -- COMMAND [ARG...]")
-    seconds = parse_duration(timeout)
-    cfg = control.require(name)
-    if node not in cfg.nodes:
-        raise UsageError(f"sandbox {name} has no node {node!r} (nodes: {', '.join(cfg.nodes)})")
-    result = SandboxTransport(cfg.dir, node).run(argv, seconds)
+    result = sandbox.exec_on_node(name=name, node=node, argv=argv, timeout=parse_duration(timeout))
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     sys.stdout.flush()

@@ -21,7 +21,11 @@ def kubelet_max_skew(kubelet: Minor) -> int:
 
 
 def kubeadm_kubelet_skew(target: Minor) -> int:
-    """How many minors kubeadm ``upgrade apply`` to ``target`` lets kubelets trail it."""
+    """How many minors kubeadm ``upgrade apply`` to ``target`` lets kubelets trail it.
+
+    The sandbox's simulated kubeadm writes this rule again on purpose: it is an independent oracle
+    that refuses what a wrong plan would ask of a real kubeadm. Never import one from the other.
+    """
     return 3 if target >= _KUBEADM_SKEW_WIDENED else 1
 
 

@@ -17,25 +17,20 @@ from __future__ import annotations
 
 import hashlib
 from functools import cache
-from importlib import resources
 
-from upgrader.domain.catalog import parse_catalog
+from upgrader.data import builtin_catalog
+from upgrader.domain.catalog import Catalog
 from upgrader.domain.versions import Minor, Version
 from upgrader.errors import InvalidVersionError
 
 OLDEST = Version(1, 24, 0)
 
 
-
 @cache
-def _newest_patches() -> dict[int, int]:
-    """Newest patch per minor, from the built-in release catalog (read once)."""
-    text = resources.files("upgrader").joinpath("data/catalog.txt").read_text(encoding="utf-8")
-    newest: dict[int, int] = {}
-    for v in parse_catalog(text, source="built-in catalog").versions:
-        if v.major == 1 and v.minor >= OLDEST.minor:
-            newest[v.minor] = max(newest.get(v.minor, 0), v.patch)
-    return newest
+def _catalog() -> Catalog:
+    """The built-in release catalog from :data:`OLDEST` on (read once)."""
+    return Catalog.of(v for v in builtin_catalog().versions if v.major == 1 and v >= OLDEST)
+
 
 # minor -> [(first patch, etcd image tag)], ascending
 ETCD_TAGS: dict[int, list[tuple[int, str]]] = {
@@ -72,9 +67,7 @@ REGISTRY = "registry.k8s.io"
 
 def newest() -> Version:
     """The newest release the sandbox knows."""
-    patches = _newest_patches()
-    minor = max(patches)
-    return Version(1, minor, patches[minor])
+    return _catalog().versions[-1]
 
 
 def check_supported(version: Version | Minor) -> Version:
@@ -82,11 +75,11 @@ def check_supported(version: Version | Minor) -> Version:
     line = version.line if isinstance(version, Version) else version
     if line < OLDEST.line:
         raise InvalidVersionError(f"version {version} is older than the sandbox supports (oldest: {OLDEST})")
-    newest_patch = _newest_patches().get(line.minor) if line.major == 1 else None
-    if newest_patch is None or (isinstance(version, Version) and version.patch > newest_patch):
+    newest_patch = _catalog().newest(line)
+    if newest_patch is None or (isinstance(version, Version) and version > newest_patch):
         raise InvalidVersionError(f"unknown Kubernetes version {version}: no such release "
                                   f"(the sandbox knows {OLDEST} to {newest()})")
-    return version if isinstance(version, Version) else Version(line.major, line.minor, newest_patch)
+    return version if isinstance(version, Version) else newest_patch
 
 
 def is_released(version: Version) -> bool:
@@ -99,8 +92,7 @@ def is_released(version: Version) -> bool:
 
 def patches(minor: Minor) -> list[Version]:
     """Every release of a minor, oldest first (what the pkgs.k8s.io minor repository holds)."""
-    newest = _newest_patches().get(minor.minor, -1) if minor.major == 1 else -1
-    return [Version(1, minor.minor, p) for p in range(newest + 1)]
+    return list(_catalog().patches(minor))
 
 
 def etcd_tag(version: Version) -> str:

@@ -101,7 +101,7 @@ class AppContext:
         settings = dict(cluster.transport or {})
         kind = settings.get("kind", "local")
         if kind == "sandbox":
-            from upgrader.nodes.sandbox import SandboxTransport
+            from upgrader.sandbox import SandboxTransport
 
             return SandboxTransport(Path(str(settings["dir"])), node)
         if kind == "local":

@@ -111,3 +111,16 @@ def aggregated(version: str, *, legacy: bool) -> Obj:
                                    for v in versions]})
     return {"kind": "APIGroupDiscoveryList", "apiVersion": f"{DISCOVERY_GROUP}/{version}", "metadata": {},
             "items": items}
+
+
+def root(head: str, accept: str, *, server_address: str) -> tuple[Obj, str | None]:
+    """What ``/api`` (head "api") or ``/apis`` answers: aggregated when Accept asks for it, else legacy.
+
+    The content type is None for the legacy documents (plain JSON).
+    """
+    wanted = wanted_aggregated(accept)
+    if wanted is not None:
+        return aggregated(wanted, legacy=head == "api"), aggregated_content_type(wanted)
+    if head == "api":
+        return api_versions(server_address), None
+    return api_group_list(), None

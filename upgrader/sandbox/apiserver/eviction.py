@@ -13,7 +13,7 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from upgrader.sandbox.apiserver import errors, podutil, resources
+from upgrader.sandbox.apiserver import errors, objects, resources
 from upgrader.sandbox.apiserver.selectors import selector_matches
 from upgrader.sandbox.apiserver.storage import Store, now
 
@@ -35,7 +35,7 @@ def _expected_scale(store: Store, namespace: str, pods: list[Obj]) -> int:
     """Sum of the desired replicas of the pods' controllers (Deployment through its ReplicaSet)."""
     seen: dict[str, int] = {}
     for pod in pods:
-        ref = podutil.controller_of(pod)
+        ref = objects.controller_of(pod)
         if ref is None:
             seen[pod["metadata"]["uid"]] = 1
             continue
@@ -49,7 +49,7 @@ def _controller_scale(store: Store, namespace: str, ref: Obj) -> int:
     owner = store.try_get(rt, namespace, ref["name"]) if rt else None
     if owner is None:
         return 1
-    if rt is resources.REPLICASETS and (parent := podutil.controller_of(owner)) and parent["kind"] == "Deployment":
+    if rt is resources.REPLICASETS and (parent := objects.controller_of(owner)) and parent["kind"] == "Deployment":
         return _controller_scale(store, namespace, parent)
     if rt is resources.DAEMONSETS:
         return int(owner.get("status", {}).get("desiredNumberScheduled", 0))
@@ -73,14 +73,14 @@ def compute_status(store: Store, pdb: Obj) -> Obj:
     # an evicted pod stays "disrupted" until it is gone (or the entry expires), as in the real controller
     names = {p["metadata"]["name"] for p in all_pods}
     disrupted = {k: v for k, v in _disrupted(pdb, datetime.now(UTC)).items() if k in names}
-    healthy = sum(1 for p in pods if podutil.is_pod_ready(p) and not podutil.is_deleting(p)
+    healthy = sum(1 for p in pods if objects.is_pod_ready(p) and not objects.is_deleting(p)
                   and p["metadata"]["name"] not in disrupted)
     if "maxUnavailable" in spec:
         expected = _expected_scale(store, ns, pods)
-        desired = max(0, expected - podutil.int_or_percent(spec["maxUnavailable"], expected, round_up=True))
+        desired = max(0, expected - objects.int_or_percent(spec["maxUnavailable"], expected, round_up=True))
     elif isinstance(spec.get("minAvailable"), str):
         expected = _expected_scale(store, ns, pods)
-        desired = podutil.int_or_percent(spec["minAvailable"], expected, round_up=True)
+        desired = objects.int_or_percent(spec["minAvailable"], expected, round_up=True)
     else:
         expected, desired = len(pods), int(spec.get("minAvailable", 0))
     allowed = max(0, healthy - desired) if expected > 0 else 0
@@ -107,7 +107,7 @@ def with_live_status(store: Store, pdb: Obj) -> Obj:
 def _can_ignore_pdb(pod: Obj) -> bool:
     """Pods that are done, not started yet or already going away do not count against a budget."""
     phase = (pod.get("status") or {}).get("phase")
-    return phase in ("Succeeded", "Failed", "Pending") or podutil.is_deleting(pod)
+    return phase in ("Succeeded", "Failed", "Pending") or objects.is_deleting(pod)
 
 
 def evict(store: Store, namespace: str, name: str, eviction: Obj, *, dry_run: bool = False) -> Obj:
@@ -139,7 +139,7 @@ def _spend_budget(store: Store, pod: Obj, *, dry_run: bool) -> bool:
                               "subresource does not support.")
     pdb = pdbs[0]
     status = compute_status(store, pdb)
-    if not podutil.is_pod_ready(pod) and status["currentHealthy"] >= status["desiredHealthy"] > 0:
+    if not objects.is_pod_ready(pod) and status["currentHealthy"] >= status["desiredHealthy"] > 0:
         return True  # unhealthyPodEvictionPolicy IfHealthyBudget: an unready pod may go while the budget holds
     if status["disruptionsAllowed"] <= 0:
         cause = (f"The disruption budget {pdb['metadata']['name']} needs {status['desiredHealthy']} healthy "

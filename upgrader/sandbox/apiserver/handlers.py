@@ -1,8 +1,8 @@
 """The REST verbs on resources: get, list, create, update, patch, delete, and the subresources.
 
 Each handler takes a parsed :class:`Request` and returns ``(http_code, body)``; errors are raised as
-:class:`~upgrader.sandbox.apiserver.errors.ApiError`. HTTP plumbing, content negotiation (Tables)
-and watch live in :mod:`server`.
+:class:`~upgrader.sandbox.apiserver.errors.ApiError`. HTTP plumbing and watch live in :mod:`server`,
+content negotiation (Tables) in :mod:`negotiation`.
 """
 
 from __future__ import annotations

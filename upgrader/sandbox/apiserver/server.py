@@ -1,4 +1,4 @@
-"""The sandbox Kubernetes API server: HTTP plumbing over the handlers.
+"""The sandbox Kubernetes API server: HTTP plumbing over the handlers (and :mod:`.negotiation` of formats).
 
 Plain HTTP/1.1 on loopback, no authentication (the sandbox kubeconfig has no credentials). One
 thread per connection (``ThreadingHTTPServer``); all state is in etcd, so several servers (one per
@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from upgrader.sandbox.apiserver import discovery, errors, handlers, health, routing, tables, watch
+from upgrader.sandbox.apiserver import discovery, errors, handlers, health, negotiation, routing, watch
 from upgrader.sandbox.apiserver.errors import ApiError
 from upgrader.sandbox.apiserver.selectors import field_matcher, label_matcher
 from upgrader.sandbox.apiserver.storage import Store
-from upgrader.sandbox.etcd import EtcdError, EtcdKV
+from upgrader.sandbox.etcd.errors import EtcdError
+from upgrader.sandbox.etcd.kv import EtcdKV
 
 _JSON = "application/json"
 _DEFAULT_WATCH_SECONDS = 1800
@@ -65,16 +66,6 @@ class _HTTPServer(ThreadingHTTPServer):
             for conn in list(self.connections):
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
-
-
-def _table_format(accept: str) -> str | None:
-    """``Table``, ``PartialObjectMetadata`` (or its List) if the first meta.k8s.io clause asks for it."""
-    for clause in accept.split(","):
-        params = dict(p.strip().split("=", 1) for p in clause.split(";")[1:] if "=" in p)
-        if params.get("g") == "meta.k8s.io" and params.get("as") in (
-                "Table", "PartialObjectMetadata", "PartialObjectMetadataList"):
-            return params["as"]
-    return None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -179,14 +170,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(code, text.encode(), "text/plain; charset=utf-8")
 
     def _discovery_root(self, head: str, accept: str) -> None:
-        wanted = discovery.wanted_aggregated(accept)
-        if wanted is not None:
-            doc = discovery.aggregated(wanted, legacy=head == "api")
-            return self._send_json(200, doc, discovery.aggregated_content_type(wanted))
-        if head == "api":
-            address = f"{self.server.config.host}:{self.server.server_address[1]}"
-            return self._send_json(200, discovery.api_versions(address))
-        return self._send_json(200, discovery.api_group_list())
+        address = f"{self.server.config.host}:{self.server.server_address[1]}"
+        doc, content_type = discovery.root(head, accept, server_address=address)
+        self._send_json(200, doc, content_type or _JSON)
 
     def _resource(self, route: routing.Route, query: dict[str, list[str]], body: bytes, accept: str) -> None:
         is_watch = query.get("watch", ["false"])[0] in ("true", "1")
@@ -217,22 +203,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(code, obj)
 
     def _send_read(self, req: handlers.Request, items: list[Any], rv: str, accept: str, *, single: bool) -> None:
-        fmt = _table_format(accept)
-        if fmt == "Table":
-            include = req.param("includeObject", "Metadata")
-            return self._send_json(200, tables.table(req.rt.plural, items, resource_version=rv,
-                                                     include_object=include),
-                                   "application/json;as=Table;v=v1;g=meta.k8s.io")
-        if fmt in ("PartialObjectMetadata", "PartialObjectMetadataList"):
-            partial = [{"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}
-                       for o in items]
-            if single:
-                return self._send_json(200, partial[0])
-            return self._send_json(200, {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-                                         "metadata": {"resourceVersion": rv}, "items": partial})
-        if single:
-            return self._send_json(200, items[0])
-        self._send_json(200, handlers.list_response(req.rt, items, int(rv)))
+        body, content_type = negotiation.read(req, items, rv, accept, single=single)
+        self._send_json(200, body, content_type)
 
     def _watch(self, req: handlers.Request, accept: str) -> None:
         store = self.server.store
@@ -246,19 +218,14 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             revision = int(rv)
         stream = watch.EtcdWatchStream(store.kv, store.collection_prefix(req.rt, req.namespace), revision + 1)
-        fmt = _table_format(accept)
+        fmt = negotiation.table_format(accept)
         self.send_response(200)
         self.send_header("Content-Type", _JSON)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
 
         def write(kind: str, obj: Any) -> None:
-            if req.rt.plural == "poddisruptionbudgets" and kind != "DELETED":
-                obj = handlers.eviction.with_live_status(store, obj)
-            if fmt == "Table":
-                obj = tables.table(req.rt.plural, [obj], resource_version=obj["metadata"]["resourceVersion"],
-                                   include_object=req.param("includeObject", "Metadata"))
-            data = json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+            data = negotiation.watch_event(store, req, fmt, kind, obj)
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from upgrader.sandbox.apiserver import errors
 from upgrader.sandbox.apiserver.resources import ALL, ResourceType
-from upgrader.sandbox.etcd import EtcdKV, KeyValue
+from upgrader.sandbox.etcd.kv import EtcdKV, KeyValue
 
 Obj = dict[str, Any]
 # k8s.io/apiserver's name generator alphabet: no vowels (no words), no 0/1/3 (no look-alikes).
@@ -197,3 +197,8 @@ class Store:
         for rt in ALL:
             if rt.namespaced:
                 self.kv.delete_prefix(self.collection_prefix(rt, namespace))
+
+
+def store_of(kv: EtcdKV | Store, prefix: str = "/registry") -> Store:
+    """``kv`` itself when it is a Store, else a Store over it: the seed helpers and controllers take either."""
+    return kv if isinstance(kv, Store) else Store(kv, prefix=prefix)

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from upgrader.sandbox.apiserver import podutil
-from upgrader.sandbox.apiserver.podutil import Obj
+from upgrader.sandbox.apiserver import objects
+from upgrader.sandbox.apiserver.objects import Obj
 
 Column = tuple[str, str, int]  # name, type, priority
 _NAME: Column = ("Name", "string", 0)
@@ -61,7 +61,7 @@ def _none(value: Any) -> Any:
 
 def _node_row(node: Obj) -> list[Any]:
     status = node.get("status") or {}
-    ready = podutil.condition(node, "Ready")
+    ready = objects.condition(node, "Ready")
     state = "Unknown" if ready is None or ready.get("status") == "Unknown" else (
         "Ready" if ready.get("status") == "True" else "NotReady")
     if (node.get("spec") or {}).get("unschedulable"):
@@ -72,7 +72,7 @@ def _node_row(node: Obj) -> list[Any]:
     info = status.get("nodeInfo") or {}
     external = next((a["address"] for a in status.get("addresses") or [] if a.get("type") == "ExternalIP"), None)
     return [node["metadata"]["name"], state, ",".join(r for r in roles if r) or "<none>", age(node),
-            info.get("kubeletVersion", ""), _none(podutil.node_internal_ip(node)), _none(external),
+            info.get("kubeletVersion", ""), _none(objects.node_internal_ip(node)), _none(external),
             _none(info.get("osImage")), _none(info.get("kernelVersion")), _none(info.get("containerRuntimeVersion"))]
 
 
@@ -87,7 +87,7 @@ def _pod_row(pod: Obj) -> list[Any]:
             reason = state["waiting"]["reason"]
         elif "terminated" in state and state["terminated"].get("reason"):
             reason = state["terminated"]["reason"]
-    if podutil.is_deleting(pod):
+    if objects.is_deleting(pod):
         reason = "Terminating"
     restarts = sum(int(c.get("restartCount", 0)) for c in statuses)
     gates = spec.get("readinessGates") or []

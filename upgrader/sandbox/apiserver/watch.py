@@ -20,7 +20,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from upgrader.sandbox.etcd import EtcdKV, KeyValue, kv_from_json, prefix_range_end
+from upgrader.sandbox.etcd.kv import EtcdKV, KeyValue, kv_from_json, prefix_range_end
 
 Obj = dict[str, Any]
 Event = tuple[str, KeyValue, KeyValue | None]  # etcd type (PUT/DELETE), kv, prev_kv

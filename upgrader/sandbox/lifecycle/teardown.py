@@ -1,0 +1,44 @@
+"""Stopping a sandbox's processes: by recorded pid only, after checking each pid still belongs to it.
+
+The supervisor stops its own children; whatever outlived it (a crashed or killed supervisor) is found
+from state.json's recorded pids and, as a last resort, by the owner marker in a process's
+environment (``UPGRADER_SANDBOX_OWNER=<sandbox dir>``) or the sandbox's node dirs in its command line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from upgrader.sandbox import processes
+from upgrader.sandbox.supervisor.state import read_state, supervisor_pid
+
+OWNER_ENV = "UPGRADER_SANDBOX_OWNER"  # set for the supervisor, so inherited by all it starts
+
+
+def _strays(sandbox_dir: Path) -> list[int]:
+    """Processes started for this sandbox (by env marker or data dir in argv) that are still alive."""
+    marker = f"{OWNER_ENV}={sandbox_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in (os.getpid(), os.getppid()):
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0") or str(sandbox_dir / "nodes") in processes.cmdline(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def stop_processes(sandbox_dir: Path) -> None:
+    """Stop the supervisor (it stops its children), then anything of this sandbox still alive."""
+    pid = supervisor_pid(sandbox_dir)
+    if pid:
+        processes.stop(pid, timeout=30)
+    for entry in read_state(sandbox_dir).get("processes", {}).values():
+        if processes.owned(entry.get("pid"), entry.get("marker", "\0")):
+            processes.stop(entry["pid"])
+    for stray in _strays(sandbox_dir):
+        processes.stop(stray)

@@ -1,0 +1,223 @@
+"""`sandbox up`: create a sandbox, or resume a stopped one as it is, and return once it is healthy.
+
+Everything here is safe to interrupt: `up` stops what it started (and removes a sandbox it was
+creating, see :mod:`.creation`) on any failure or Ctrl-C, with further signals held off until that
+cleanup is done, and undoes its ledger registration through the callback it was given. Processes
+are only ever signalled by recorded pid, after checking the pid still belongs to this sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+import upgrader
+from upgrader.domain.names import validate_name
+from upgrader.domain.versions import Minor, Version, parse_target
+from upgrader.errors import UsageError
+from upgrader.files import atomic_write
+from upgrader.programs import require as require_programs
+from upgrader.sandbox import faults as faultlib
+from upgrader.sandbox import processes, releases
+from upgrader.sandbox.lifecycle.creation import CREATING, Creation, signals_held
+from upgrader.sandbox.lifecycle.errors import SandboxConflictError, SandboxExistsError
+from upgrader.sandbox.lifecycle.health import SUPERVISOR_LOG, api_version, wait_healthy
+from upgrader.sandbox.lifecycle.preflight import check_faults, check_ports
+from upgrader.sandbox.lifecycle.registry import default_root, locate, remember
+from upgrader.sandbox.lifecycle.teardown import OWNER_ENV, stop_processes
+from upgrader.sandbox.node import provision
+from upgrader.sandbox.node.manifests import apiserver_versions
+from upgrader.sandbox.sandbox_config import CONFIG, SandboxConfig, Timeouts, new_config
+from upgrader.sandbox.supervisor.state import SUPERVISOR, supervisor_pid
+
+DEFAULT_VERSION = "v1.30.6"
+DEFAULT_CONTROL_PLANES = 3
+DEFAULT_WORKERS = 3
+
+# Records the sandbox in the ledger and returns how to undo that (None when it was already there).
+Register = Callable[[SandboxConfig], Callable[[], None] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class UpRequest:
+    """What `sandbox up` was asked for; None means "not given" (the default for a new sandbox, and
+    for a stopped one whatever it was created with)."""
+
+    name: str
+    version: str | None = None
+    control_planes: int | None = None
+    workers: int | None = None
+    faults: list[str] = field(default_factory=list)
+    dir: Path | None = None
+    api_port: int | None = None
+    kubeadm_timeout: float | None = None
+    kubelet_restart: float | None = None
+    wait: float = 180.0
+
+
+@dataclass(frozen=True, slots=True)
+class UpResult:
+    config: SandboxConfig
+    resumed: bool
+    seconds: float
+    version: str  # what the API server answers now (a resumed sandbox may have been upgraded)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.config.kubeconfig
+
+
+def up(req: UpRequest, *, register: Register | None = None) -> UpResult:
+    """Create (or resume) and start a sandbox; returns once it is healthy, leaves nothing behind if not.
+
+    ``register`` records the sandbox in the ledger and returns how to undo that (or None when it was
+    already registered), so a failed `up` also leaves the ledger as it found it.
+    """
+    started = time.monotonic()
+    _check_request(req)
+    # Before any file or ledger row: without etcd the supervisor could only retry until `up` timed out.
+    require_programs("etcd", "etcdctl")
+    existing = locate(req.name)
+    if existing is not None and req.dir is not None and Path(req.dir).resolve() != existing.resolve():
+        raise SandboxConflictError(f"sandbox {req.name!r} already exists in {existing}, not {req.dir}: drop --dir "
+                                   f"to resume it, or `upgrader sandbox down {req.name}` first")
+    if existing is None and req.dir is not None and (Path(req.dir) / CONFIG).exists():
+        existing = Path(req.dir)
+    if existing is None:
+        cfg = _create(req, register)
+        return UpResult(cfg, resumed=False, seconds=time.monotonic() - started, version=api_version(cfg))
+    cfg = _resume(req, existing, register)
+    return UpResult(cfg, resumed=True, seconds=time.monotonic() - started, version=api_version(cfg))
+
+
+def _version(text: str) -> Version:
+    return releases.check_supported(parse_target(text))
+
+
+def _check_request(req: UpRequest) -> None:
+    """Bad values, whether the sandbox is new or resumed."""
+    validate_name(req.name, what="sandbox")
+    if req.control_planes is not None and req.control_planes < 1:
+        raise UsageError("a sandbox needs at least one control-plane node (--control-planes 1 or more)")
+    if req.workers is not None and req.workers < 0:
+        raise UsageError("--workers must be 0 or more")
+    if req.api_port is not None and not 1 <= req.api_port <= 65535:
+        raise UsageError(f"--api-port {req.api_port} is not a TCP port (1-65535)")
+    if req.version is not None:
+        _version(req.version)
+
+
+def _refuse_changes(req: UpRequest, cfg: SandboxConfig, versions: dict[str, Version]) -> None:
+    """A stopped sandbox resumes as it is: options that would change it are refused, not ignored."""
+    changes = []
+    if req.version is not None:
+        wanted = parse_target(req.version)
+        at = sorted(set(versions.values()))
+        same = bool(at) and all((v.line == wanted) if isinstance(wanted, Minor) else (v == wanted) for v in at)
+        if not same:
+            now = ", ".join(str(v) for v in at) or f"unknown; created at {cfg.version}"
+            changes.append(f"--version {req.version} (it is at {now})")
+    for flag, given, has in (("--control-planes", req.control_planes, len(cfg.control_planes)),
+                             ("--workers", req.workers, len(cfg.workers)),
+                             ("--api-port", req.api_port, cfg.lb_port)):
+        if given is not None and given != has:
+            changes.append(f"{flag} {given} (it has {has})")
+    for flag, seconds, has_seconds in (("--kubeadm-timeout", req.kubeadm_timeout, cfg.timeouts.kubeadm),
+                                       ("--kubelet-restart", req.kubelet_restart, cfg.timeouts.kubelet_restart)):
+        if seconds is not None and seconds != has_seconds:
+            changes.append(f"{flag} {seconds:g}s (it has {has_seconds:g}s)")
+    if changes:
+        raise SandboxConflictError(
+            f"sandbox {cfg.name} already exists (stopped, in {cfg.dir}) and `up` resumes it as it is, so it cannot "
+            f"apply {'; '.join(changes)}. Drop those options to resume it, or remove it first with "
+            f"`upgrader sandbox down {cfg.name}`.")
+
+
+def _resume(req: UpRequest, existing: Path, register: Register | None) -> SandboxConfig:
+    if supervisor_pid(existing):
+        raise SandboxExistsError(f"sandbox {req.name!r} is already running ({existing})")
+    cfg = SandboxConfig.load(existing)
+    if cfg.name != req.name:
+        raise UsageError(f"{existing} holds sandbox {cfg.name!r}, not {req.name!r}")
+    versions = apiserver_versions(cfg)
+    _refuse_changes(req, cfg, versions)
+    saved = faultlib.load(cfg.dir)
+    added = [faultlib.parse(f, nodes=cfg.nodes) for f in req.faults]
+    check_faults(cfg, [*saved, *added], versions, saved=saved)
+    stop_processes(cfg.dir)  # leftovers of a crashed supervisor
+    check_ports(cfg)
+    (cfg.dir / CREATING).unlink(missing_ok=True)  # its creator was killed after the commit
+    faultlib.save(cfg.dir, [*saved, *added])
+    try:
+        _launch(cfg, register, wait=req.wait)
+    except BaseException:
+        with signals_held():
+            faultlib.save(cfg.dir, saved)
+        raise
+    return cfg
+
+
+def _launch(cfg: SandboxConfig, register: Register | None, *, wait: float) -> None:
+    """Register, start the supervisor and wait until healthy; on any failure stop it and unregister."""
+    undo: Callable[[], None] | None = None
+    try:
+        remember(cfg.name, cfg.dir)
+        if register is not None:
+            undo = register(cfg)
+        _start_supervisor(cfg)
+        wait_healthy(cfg, timeout=wait)
+    except BaseException:
+        with signals_held():
+            stop_processes(cfg.dir)
+            if undo is not None:
+                undo()
+        raise
+
+
+def _new_config(req: UpRequest) -> SandboxConfig:
+    version = _version(req.version or DEFAULT_VERSION)
+    defaults = Timeouts()
+    timeouts = Timeouts(kubeadm=defaults.kubeadm if req.kubeadm_timeout is None else req.kubeadm_timeout,
+                        kubelet_restart=(defaults.kubelet_restart if req.kubelet_restart is None
+                                         else req.kubelet_restart))
+    return new_config(
+        name=req.name, sandbox_dir=Path(req.dir or default_root() / req.name).absolute(), version=str(version),
+        control_planes=DEFAULT_CONTROL_PLANES if req.control_planes is None else req.control_planes,
+        workers=DEFAULT_WORKERS if req.workers is None else req.workers, lb_port=req.api_port, timeouts=timeouts)
+
+
+def _create(req: UpRequest, register: Register | None) -> SandboxConfig:
+    cfg = _new_config(req)
+    parsed = [faultlib.parse(f, nodes=cfg.nodes) for f in req.faults]
+    check_faults(cfg, parsed, {cp: Version.parse(cfg.version) for cp in cfg.control_planes}, saved=[])
+    check_ports(cfg)
+    creation = Creation(cfg.dir)
+    try:
+        creation.claim(req.name)
+        faultlib.save(cfg.dir, parsed)
+        for node in cfg.nodes:
+            provision.create(cfg, node)
+        kubeconfig = provision.kubeconfig(cfg.server, "kubernetes-admin", cluster=cfg.name)
+        atomic_write(cfg.kubeconfig, yaml.safe_dump(kubeconfig, sort_keys=False).encode(), mode=0o600)
+        cfg.save()  # the commit: from here on it is a sandbox
+        creation.committed()
+        _launch(cfg, register, wait=req.wait)
+    except BaseException:
+        with signals_held():
+            creation.discard()
+            remember(cfg.name, None)
+        raise
+    return cfg
+
+
+def _start_supervisor(cfg: SandboxConfig) -> int:
+    env = {**os.environ, OWNER_ENV: str(cfg.dir),
+           "PYTHONPATH": str(Path(upgrader.__file__).resolve().parent.parent)}
+    argv = [sys.executable, "-m", SUPERVISOR, str(cfg.dir)]
+    return processes.spawn(argv, log=cfg.dir / SUPERVISOR_LOG, env=env)
