@@ -14,11 +14,11 @@ API servers restart.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 import threading
 import time
 
+from upgrader import logs
 from upgrader.domain.versions import Version
 from upgrader.ports import NodeLayout
 from upgrader.sandbox import faults, releases
@@ -31,7 +31,7 @@ from upgrader.sandbox.node import machine
 from upgrader.sandbox.node.static_pods import StaticPodRunner, component_ready
 from upgrader.sandbox.sandbox_config import SandboxConfig
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 TICK = 0.25
 
 
@@ -87,17 +87,17 @@ class SimKubelet(threading.Thread):
             except EtcdError as e:  # no quorum yet, or etcd restarting: like a kubelet that retries
                 log.debug("kubelet %s: %s", self.node, e)
             except Exception:  # a kubelet keeps going; the supervisor log says why
-                log.exception("kubelet %s tick failed", self.node)
+                log.exception("kubelet_tick_failed", node=self.node)
             self.stopping.wait(TICK)
 
     def stop(self) -> None:
         """Stop reporting, then stop the static pods (stop_all of every kubelet first is faster)."""
         self.stopping.set()
         self.join(timeout=10)
-        log.info("kubelet %s thread stopped", self.node)
+        log.info("kubelet_stopped", node=self.node)
         if self.runner:
             self.runner.stop_all()
-            log.info("kubelet %s static pods stopped", self.node)
+            log.info("static_pods_stopped", node=self.node)
         self.state = "inactive"
         self._write_status(force=True)
 
@@ -126,7 +126,7 @@ class SimKubelet(threading.Thread):
             self.state = "activating"
             self.ready_at = time.monotonic() + self.cfg.timeouts.kubelet_restart
             self.since = time.time()
-            log.info("kubelet %s restarted at %s", self.node, self.version)
+            log.info("kubelet_restarted", node=self.node, version=str(self.version))
         self._write_status(force=True)
 
     def _write_status(self, *, force: bool = False) -> None:
@@ -167,7 +167,7 @@ class SimKubelet(threading.Thread):
             if e.code != 404:
                 raise
             # our Node was deleted (kubectl delete node): register it again on the next tick
-            log.info("kubelet %s: node not found, registering again", self.node)
+            log.info("node_registered_again", node=self.node, reason="node not found")
             self._posted = None
 
     def _write_mirrors(self) -> None:

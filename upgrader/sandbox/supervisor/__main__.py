@@ -6,32 +6,32 @@ started it). A second supervisor for a sandbox whose supervisor still runs exits
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
 from pathlib import Path
 
+from upgrader import logs
 from upgrader.sandbox import processes
 from upgrader.sandbox.sandbox_config import SandboxConfig
 from upgrader.sandbox.supervisor.daemon import Supervisor
 from upgrader.sandbox.supervisor.state import SUPERVISOR, read_state
 
-log = logging.getLogger(SUPERVISOR)  # not __name__: run with -m, that is "__main__"
+log = logs.get_logger(SUPERVISOR)  # not __name__: run with -m, that is "__main__"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     sandbox_dir = Path(args[0])
     cfg = SandboxConfig.load(sandbox_dir)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure()  # supervisor.log: JSON lines, one event each
     if read_state(sandbox_dir).get("status") in ("starting", "running") and _other_alive(sandbox_dir):
-        log.error("another supervisor is running for %s", sandbox_dir)
+        log.error("supervisor_refused", reason="another supervisor is running", sandbox=str(sandbox_dir))
         return 3
     sup = Supervisor(cfg)
 
     def on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s: stopping", signal.Signals(signum).name)
+        log.info("signal_received", signal=signal.Signals(signum).name, action="stopping")
         sup.stop_requested.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):

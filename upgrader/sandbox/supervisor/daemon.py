@@ -13,11 +13,11 @@ resume.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
 
+from upgrader import logs
 from upgrader.sandbox import faults
 from upgrader.sandbox.apiserver.errors import ApiError
 from upgrader.sandbox.apiserver.seed import seed_cluster
@@ -30,7 +30,7 @@ from upgrader.sandbox.supervisor.fault_objects import apply_fault
 from upgrader.sandbox.supervisor.load_balancer import LoadBalancer
 from upgrader.sandbox.supervisor.state import write_state
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 # Seeding waits for every kubelet to report its node, at most this long (a kubelet may be stuck).
 SEED_WAIT = 20.0
 SEEDED = "seeded"  # marker file: this sandbox's cluster was seeded once, never again
@@ -73,7 +73,7 @@ class Supervisor:
                 self.seeded = True
                 self.controllers.start()
             except (EtcdError, ApiError, OSError) as e:
-                log.info("seeding not possible yet: %s", e)
+                log.info("seeding_deferred", reason=str(e))
         self._state("running" if self.seeded else "starting")
 
     def _nodes_reported(self) -> bool:
@@ -87,7 +87,7 @@ class Supervisor:
     def _shutdown(self) -> None:
         self._state("stopping")
         self.controllers.stop()
-        log.info("controllers stopped")
+        log.info("controllers_stopped")
         for k in self.kubelets:  # all stop reporting before any etcd goes away
             k.stopping.set()
         threads = [threading.Thread(target=k.stop) for k in self.kubelets]
@@ -95,7 +95,7 @@ class Supervisor:
             t.start()
         for t in threads:
             t.join(timeout=30)
-        log.info("kubelets stopped")
+        log.info("kubelets_stopped")
         if self.lb:
             self.lb.stop()
         self._state("stopped")
