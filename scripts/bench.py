@@ -6,6 +6,8 @@
   .venv/bin/python scripts/bench.py cli        only CLI start-up figures
 
   .venv/bin/python scripts/bench.py sandbox    only the sandbox figures
+  .venv/bin/python scripts/bench.py setup      fresh-clone set-up: the lock (uv) vs an unlocked pip install
+                                               (not in "all": it downloads, and takes a few minutes)
 
 Issue 2: planning v1.24 -> the newest minor for a 5,000-node inventory (pure planner, replay check,
 and the whole `upgrader plan` command with its ledger write), and the wall time of
@@ -13,6 +15,10 @@ and the whole `upgrader plan` command with its ledger write), and the wall time 
 Issue 3: `sandbox up` wall time with 3+3 and 3+50 nodes, the supervisor's memory (and its etcd and
 apiserver children), and `list nodes` requests per second: raw HTTP on one kept-alive connection,
 straight to one apiserver and through the load balancer side by side, and the official python client.
+Issue 6: `upgrader --version`, `--help` and `cluster list` through the installed console script,
+each run in turn with a bare interpreter start (the floor they are judged against); and the
+set-up of a fresh clone from the lock (scripts/setup.sh, cold and warm uv cache) against the
+unlocked `pip install -e '.[postgres,dev]'` it replaced (cold and warm pip cache).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from upgrader.domain.versions import Version  # noqa: E402
 from upgrader.services.plans import load_catalog  # noqa: E402
 
 UPGRADER = [sys.executable, "-m", "upgrader"]
+CONSOLE_SCRIPT = str(Path(sys.executable).parent / "upgrader")  # what an operator runs
 
 
 def big_inventory(workers: int, *, control_planes: int = 3) -> Inventory:
@@ -104,12 +111,48 @@ def bench_cli() -> None:
         env = _cli_env(Path(tmp))
         _register(env, Path(tmp), "prod")
 
-        def run(argv: list[str]) -> None:
+        def run(argv: list[str]) -> float:
+            start = time.perf_counter()
             subprocess.run(argv, env=env, check=True, capture_output=True)
+            return time.perf_counter() - start
 
-        row("baseline: python -c pass (interpreter start)", timed(lambda: run([sys.executable, "-c", "pass"]), 15))
-        row("upgrader --version", timed(lambda: run([*UPGRADER, "--version"]), 15))
-        row("upgrader cluster list (SQLite, 1 cluster)", timed(lambda: run([*UPGRADER, "cluster", "list"]), 15))
+        bare = [sys.executable, "-c", "pass"]
+        for label, argv in (("upgrader --version", [CONSOLE_SCRIPT, "--version"]),
+                            ("upgrader --help", [CONSOLE_SCRIPT, "--help"]),
+                            ("upgrader cluster list (SQLite, 1 cluster)", [CONSOLE_SCRIPT, "cluster", "list"])):
+            run(argv)  # warm the page cache
+            pairs = [(run(argv), run(bare)) for _ in range(21)]
+            cmd, floor = [a for a, _ in pairs], [b for _, b in pairs]
+            row(label, cmd, f"(bare python in turn: median {statistics.median(floor) * 1000:.1f} ms; "
+                f"difference {(statistics.median(cmd) - statistics.median(floor)) * 1000:.0f} ms)")
+
+
+def _timed_shell(argv: list[str], *, cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def bench_setup() -> None:
+    """A fresh clone of HEAD set up twice each way: with empty caches (cold) and again (warm)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        clone = base / "clone"
+        subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_CACHE_DIR", "PIP_CACHE_DIR")}
+        env |= {"UV_CACHE_DIR": str(base / "uv-cache"), "PIP_CACHE_DIR": str(base / "pip-cache")}
+        for label in ("cold", "warm"):
+            for path in (clone / ".venv", clone / ".tools"):
+                subprocess.run(["rm", "-rf", str(path)], check=True)
+            seconds = _timed_shell(["bash", "scripts/setup.sh"], cwd=clone, env=env)
+            print(f"{'fresh clone, scripts/setup.sh from uv.lock (' + label + ' cache)':<58} {seconds:8.1f} s")
+        pip_env = {**env, "PIP_CACHE_DIR": str(base / "pip-cache-unlocked")}
+        for label in ("cold", "warm"):
+            venv = clone / ".venv-pip"
+            subprocess.run(["rm", "-rf", str(venv)], check=True)
+            seconds = _timed_shell(["sh", "-c", f"python3 -m venv {venv} && {venv}/bin/pip install -q "
+                                    "--disable-pip-version-check -e '.[postgres,dev]'"], cwd=clone, env=pip_env)
+            print(f"{'baseline: unlocked pip install -e (' + label + ' cache)':<58} {seconds:8.1f} s")
 
 
 def _rss_kib(pid: int) -> int:
@@ -190,3 +233,5 @@ if __name__ == "__main__":
         bench_cli()
     if "sandbox" in which:
         bench_sandbox()
+    if "setup" in which:
+        bench_setup()
