@@ -52,3 +52,6 @@ if ! "$uv" sync --locked --quiet --python python3 --extra postgres --extra dev; 
   echo "error: could not install the locked set; if uv.lock does not match pyproject.toml, run scripts/update-deps.sh" >&2
   exit 1
 fi
+# uv compiled the dependencies; compile upgrader's own sources too (the editable install runs them
+# from here), so no command pays for it, even where PYTHONDONTWRITEBYTECODE is set.
+.venv/bin/python -m compileall -q -j 0 upgrader migrations >/dev/null
