@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,14 +48,43 @@ class Cli:
         done = subprocess.run([sys.executable, "-m", "upgrader", *args], capture_output=True, text=True,
                               env=self.env, cwd=REPO, timeout=timeout, check=False)
         if check and done.returncode != 0:
-            raise AssertionError(f"upgrader {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}")
+            raise AssertionError(f"upgrader {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}"
+                                 + self.diagnostics(args[2] if args[:1] == ("sandbox",) and len(args) > 2 else None))
         return done
+
+    def diagnostics(self, name: str | None) -> str:
+        """The last lines of a sandbox's supervisor log and of its nodes' pod logs, to explain a failure."""
+        if name is None:
+            return ""
+        root = self.home / "upgrader" / "sandboxes" / name
+        logs = [root / "supervisor.log", *sorted(root.glob("nodes/*/var/log/pods/*.log"))]
+        parts = []
+        status = subprocess.run([sys.executable, "-m", "upgrader", "sandbox", "status", name, "-o", "json"],
+                                capture_output=True, text=True, env=self.env, cwd=REPO, timeout=60, check=False)
+        parts.append(f"--- sandbox status\n{status.stdout}{status.stderr}")
+        for port in json.loads(status.stdout or "{}").get("ports", {}).get("apiserver", {}).values():
+            for path in ("/version", "/readyz?verbose"):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as resp:
+                        body = resp.read().decode(errors="replace")
+                except urllib.error.HTTPError as e:
+                    body = f"HTTP {e.code}: {e.read().decode(errors='replace')}"
+                except OSError as e:
+                    body = f"unreachable: {e}"
+                parts.append(f"--- apiserver :{port}{path}\n{body}")
+        for log in logs:
+            if log.is_file():
+                tail = log.read_text(errors="replace").splitlines()[-25:]
+                parts.append(f"--- {log.relative_to(root)} (last {len(tail)} lines)\n" + "\n".join(tail))
+        return "\n" + "\n".join(parts) if parts else ""
 
     def up(self, name: str, *args: str) -> dict:
         self.started.append(name)
-        # kubeadm waits for a new static pod; 8 s was flaky on a busy 2-core machine. Fault tests that
+        # kubeadm waits for a new static pod; 8 s and then 30 s were flaky on a 2-core machine (the new
+        # API server on the first control-plane node is sometimes not ready within 30 s of its manifest
+        # move in a full e2e run: not understood yet, see the issue notes). Fault tests that
         # expect the wait to run out pass a shorter --kubeadm-timeout (the last one given wins).
-        out = self.run("sandbox", "up", name, "-o", "json", "--kubeadm-timeout", "30s", *args)
+        out = self.run("sandbox", "up", name, "-o", "json", "--kubeadm-timeout", "90s", *args)
         return json.loads(out.stdout)
 
     def exec(self, name: str, node: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:

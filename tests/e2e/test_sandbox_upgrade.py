@@ -100,11 +100,24 @@ def test_manual_upgrade_from_v1_30_to_v1_31(cli: Cli) -> None:
             assert json.loads(r.read())["gitVersion"] == "v1.31.4"
     assert {(n["kubelet_version"], n["ready"], n["schedulable"]) for n in status["nodes"]} == {
         ("v1.31.4", True, True)}
-    pods = json.loads(cli.kubectl(kc, "get", "pods", "-n", "kube-system", "-l", "tier=control-plane",
-                                  "-o", "json").stdout)["items"]
-    images = {p["spec"]["containers"][0]["image"] for p in pods}
-    assert images == {"registry.k8s.io/kube-apiserver:v1.31.4", "registry.k8s.io/kube-controller-manager:v1.31.4",
-                      "registry.k8s.io/kube-scheduler:v1.31.4", "registry.k8s.io/etcd:3.5.16-0"}
+    want = {"registry.k8s.io/kube-apiserver:v1.31.4", "registry.k8s.io/kube-controller-manager:v1.31.4",
+            "registry.k8s.io/kube-scheduler:v1.31.4", "registry.k8s.io/etcd:3.5.16-0"}
+
+    def mirror_pods_at_the_new_versions() -> bool:
+        # Kubelets write their mirror pods on their own ticks, as real ones do: wait for them, and say
+        # which pod lags (and what its node's manifest says) if one never catches up.
+        pods = json.loads(cli.kubectl(kc, "get", "pods", "-n", "kube-system", "-l", "tier=control-plane",
+                                      "-o", "json").stdout)["items"]
+        images = {p["spec"]["containers"][0]["image"] for p in pods}
+        lagging = [(p["metadata"]["name"], p["spec"]["containers"][0]["image"],
+                    p["metadata"].get("annotations", {}).get("kubernetes.io/config.hash"),
+                    sh(cli, p["spec"]["nodeName"], f"grep image: /etc/kubernetes/manifests/"
+                                                   f"{p['metadata']['name'].rsplit('-', 2)[0]}.yaml"))
+                   for p in pods if p["spec"]["containers"][0]["image"] not in want]
+        assert images == want, lagging
+        return True
+
+    eventually(mirror_pods_at_the_new_versions, timeout=30)
     config = json.loads(cli.kubectl(kc, "get", "cm", "-n", "kube-system", "kubeadm-config", "-o", "json").stdout)
     cluster_config = yaml.safe_load(config["data"]["ClusterConfiguration"])
     assert cluster_config["kubernetesVersion"] == "v1.31.4"
