@@ -6,6 +6,7 @@ test_port_contracts.py), so what holds here holds on SQLite, PostgreSQL and a li
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -152,3 +153,16 @@ def test_unregister_keeps_the_audit_trail(prod):
     clusters.unregister_cluster(prod.app, name="prod")
     assert clusters.list_clusters(prod.app) == [] and prod.plan_count() == 0
     assert [k for k, _ in prod.events()] == ["cluster-added", "plan-created", "cluster-removed"]
+
+
+def test_wiring_builds_the_transport_the_ledger_names(prod, tmp_path):
+    from upgrader.nodes.local import LocalTransport
+    from upgrader.sandbox import SandboxTransport
+
+    record = clusters.show_cluster(prod.app, name="prod")
+    local = prod.app.transport(record, "cp-1")
+    assert isinstance(local, LocalTransport) and str(local.layout.root) == "/"
+    sandboxed = dataclasses.replace(record, transport={"kind": "sandbox", "dir": str(tmp_path)})
+    assert isinstance(prod.app.transport(sandboxed, "cp-1"), SandboxTransport)
+    with pytest.raises(errors.UsageError, match="unknown node transport kind 'telnet'"):
+        prod.app.transport(dataclasses.replace(record, transport={"kind": "telnet"}), "cp-1")

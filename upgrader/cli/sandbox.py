@@ -168,6 +168,7 @@ def fault(
 
 @app.command("exec", context_settings={"allow_interspersed_args": False})
 def exec_(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="Sandbox name."),
     node: str = typer.Argument(..., help="Node name, e.g. cp-1."),
     command: list[str] = typer.Argument(..., help="Command and arguments (after --)."),
@@ -191,7 +192,7 @@ def exec_(
     argv = argv[1:] if argv and argv[0] == "--" else argv
     if not argv:
         raise UsageError("name a command to run: upgrader sandbox exec NAME NODE -- COMMAND [ARG...]")
-    result = sandbox.exec_on_node(name=name, node=node, argv=argv, timeout=parse_duration(timeout))
+    result = sandbox.exec_on_node(ctx.obj, name=name, node=node, argv=argv, timeout=parse_duration(timeout))
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     sys.stdout.flush()

@@ -103,9 +103,9 @@ def clear_faults(*, name: str, spec: str | None) -> FaultsResult:
     return FaultsResult(change.faults, change.pending)
 
 
-def exec_on_node(*, name: str, node: str, argv: list[str], timeout: float) -> CommandResult:
+def exec_on_node(app: AppContext, *, name: str, node: str, argv: list[str], timeout: float) -> CommandResult:
     """Run argv on a sandbox node, as ssh would run it on a real one."""
     cfg = sandbox.require(name)
     if node not in cfg.nodes:
         raise UsageError(f"sandbox {name} has no node {node!r} (nodes: {', '.join(cfg.nodes)})")
-    return sandbox.SandboxTransport(cfg.dir, node).run(argv, timeout)
+    return app.sandbox_transport(cfg.dir, node).run(argv, timeout)

@@ -101,14 +101,18 @@ class AppContext:
         settings = dict(cluster.transport or {})
         kind = settings.get("kind", "local")
         if kind == "sandbox":
-            from upgrader.sandbox import SandboxTransport
-
-            return SandboxTransport(Path(str(settings["dir"])), node)
+            return self.sandbox_transport(Path(str(settings["dir"])), node)
         if kind == "local":
             from upgrader.nodes.local import LocalTransport
 
             return LocalTransport(NodeLayout(Path(str(settings.get("root", "/")))))
         raise UsageError(f"cluster {cluster.name}: unknown node transport kind {kind!r} (known: local, sandbox)")
+
+    def sandbox_transport(self, directory: Path, node: str) -> NodeTransport:
+        """A sandbox node, reached as ssh reaches a real one (also for sandboxes not in the ledger)."""
+        from upgrader.sandbox import SandboxTransport
+
+        return SandboxTransport(directory, node)
 
     def close(self) -> None:
         if self._ledger is not None:
