@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 from upgrader.sandbox import faults as faultlib
+from upgrader.sandbox import processes
 from upgrader.sandbox.kubeclient import ApiError, KubeClient
 from upgrader.sandbox.lifecycle.errors import SandboxStartError
 from upgrader.sandbox.sandbox_config import SandboxConfig
-from upgrader.sandbox.supervisor.state import read_state, supervisor_pid
+from upgrader.sandbox.supervisor.state import read_state
 
 SUPERVISOR_LOG = "supervisor.log"
 
@@ -51,15 +52,15 @@ def _unhealthy(cfg: SandboxConfig) -> str | None:
     return f"nodes not Ready: {', '.join(missing)}" if missing else None
 
 
-def wait_healthy(cfg: SandboxConfig, *, timeout: float) -> None:
+def wait_healthy(cfg: SandboxConfig, *, supervisor: int, timeout: float) -> None:
+    """Wait until healthy; ``supervisor`` is the pid just spawned. That pid is watched, not state.json:
+    the supervisor writes its state only after its imports, which take a while on a loaded machine."""
     deadline = time.monotonic() + timeout
     why = "not started"
     while time.monotonic() < deadline:
-        if supervisor_pid(cfg.dir) is None and read_state(cfg.dir).get("status") != "failed":
-            time.sleep(0.3)
-            if supervisor_pid(cfg.dir) is None:
-                raise SandboxStartError(f"the sandbox supervisor exited; see {cfg.dir / SUPERVISOR_LOG}:\n"
-                                        + _tail(cfg.dir / SUPERVISOR_LOG))
+        if not processes.alive(supervisor) and read_state(cfg.dir).get("status") != "failed":
+            raise SandboxStartError(f"the sandbox supervisor exited; see {cfg.dir / SUPERVISOR_LOG}:\n"
+                                    + _tail(cfg.dir / SUPERVISOR_LOG))
         why = _unhealthy(cfg) or ""
         if not why:
             return

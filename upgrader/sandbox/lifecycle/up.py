@@ -170,8 +170,8 @@ def _launch(cfg: SandboxConfig, register: Register | None, *, wait: float) -> No
         remember(cfg.name, cfg.dir)
         if register is not None:
             undo = register(cfg)
-        _start_supervisor(cfg)
-        wait_healthy(cfg, timeout=wait)
+        pid = _start_supervisor(cfg)
+        wait_healthy(cfg, supervisor=pid, timeout=wait)
     except BaseException:
         with signals_held():
             stop_processes(cfg.dir)
