@@ -86,10 +86,11 @@ def test_register_twice_is_refused_and_keeps_the_first(prod):
 
 
 def test_skip_and_unskip_are_recorded_with_their_reason(prod):
-    record = clusters.skip_version(prod.app, cluster="prod", version="v1.31.13", reason=" kube-proxy regression ")
+    skipped = clusters.skip_version(prod.app, cluster="prod", version="v1.31.13", reason=" kube-proxy regression ")
+    record = skipped.record
     assert [(s.version, s.reason) for s in record.skips] == [("v1.31.13", "kube-proxy regression")]
-    assert clusters.unskip_version(prod.app, cluster="prod", version="v1.31.13") is True
-    assert clusters.unskip_version(prod.app, cluster="prod", version="v1.31.13") is False
+    assert clusters.unskip_version(prod.app, cluster="prod", version="v1.31.13") == (Version.parse("v1.31.13"), True)
+    assert clusters.unskip_version(prod.app, cluster="prod", version="1.31.13") == (Version.parse("v1.31.13"), False)
     assert clusters.show_cluster(prod.app, name="prod").skips == ()
     assert [k for k, _ in prod.events()] == ["cluster-added", "version-skipped", "version-unskipped"]
 

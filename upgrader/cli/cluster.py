@@ -100,11 +100,14 @@ def skip(
     """Never plan through VERSION on this cluster (a bad patch, a CVE, a known regression)."""
     from upgrader.services import clusters
 
-    record = clusters.skip_version(ctx.obj, cluster=name, version=version, reason=reason)
+    result = clusters.skip_version(ctx.obj, cluster=name, version=version, reason=reason)
     if output is Output.JSON:
-        emit_json(_record_dict(record))
-    else:
-        typer.echo(f"{name}: plans will skip {version if version.startswith('v') else 'v' + version}")
+        emit_json(_record_dict(result.record) | {"skipped": str(result.version), "replaced_reason": result.replaced})
+        return
+    typer.echo(f"{name}: plans will skip {result.version}")
+    if result.replaced is not None:
+        typer.echo(f"{name}: {result.version} was already skipped; its reason was {result.replaced!r}, now it is "
+                   f"{reason.strip()!r}")
 
 
 @app.command("unskip")
@@ -112,5 +115,5 @@ def unskip(ctx: typer.Context, name: str, version: str) -> None:
     """Allow VERSION again."""
     from upgrader.services import clusters
 
-    removed = clusters.unskip_version(ctx.obj, cluster=name, version=version)
-    typer.echo(f"{name}: {version} is allowed again" if removed else f"{name}: {version} was not skipped")
+    parsed, removed = clusters.unskip_version(ctx.obj, cluster=name, version=version)
+    typer.echo(f"{name}: {parsed} is allowed again" if removed else f"{name}: {parsed} was not skipped")

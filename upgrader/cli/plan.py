@@ -38,7 +38,7 @@ def plan_command(
         WorkerStrategy.SKIP_LEVEL, "--workers",
         help="skip-level: upgrade workers as rarely as the skew policy allows; every-minor: follow each hop.",
     ),
-    max_unavailable: int = typer.Option(1, "--max-unavailable", help="Workers drained at once (batch size)."),
+    max_unavailable: int = typer.Option(1, "--max-unavailable", help="Workers drained at once, 1 to 10000."),
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Plan an upgrade across several minors, store it in the ledger and print it.

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from upgrader.cli.output import OUTPUT_OPTION, Output, emit_json, table
+from upgrader.domain.text import excerpt
 from upgrader.errors import UsageError
 
 app = typer.Typer(help="A local kubeadm-like rehearsal cluster on real etcd.", no_args_is_help=True)
@@ -21,7 +22,7 @@ def parse_duration(text: str) -> float:
     """5s, 2m, 300 (seconds), 500ms -> seconds."""
     m = _DURATION.match(text.strip())
     if not m:
-        raise UsageError(f"invalid duration {text!r}: expected e.g. 30s, 5m or 500ms")
+        raise UsageError(f"invalid duration {excerpt(text)}: expected e.g. 30s, 5m or 500ms")
     return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
 
 

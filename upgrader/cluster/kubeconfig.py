@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from upgrader.domain.text import excerpt
 from upgrader.errors import KubeconfigError
+from upgrader.inputs import read_text
 
 
 def validate_kubeconfig(path: Path, context: str | None) -> tuple[Path, str]:
@@ -16,12 +18,7 @@ def validate_kubeconfig(path: Path, context: str | None) -> tuple[Path, str]:
     import yaml  # here, not at the top: `cluster list` and `cluster show` import this module too
 
     resolved = path.expanduser().resolve()
-    try:
-        text = resolved.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise KubeconfigError(f"kubeconfig {path}: no such file") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise KubeconfigError(f"kubeconfig {path}: cannot read it ({e.__class__.__name__})") from e
+    text = read_text(resolved, kind="kubeconfig", error=KubeconfigError)
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -36,13 +33,16 @@ def validate_kubeconfig(path: Path, context: str | None) -> tuple[Path, str]:
     if not isinstance(chosen, str):
         raise KubeconfigError(f"kubeconfig {path}: current-context must be a string")
     if chosen not in contexts:
-        known = ", ".join(sorted(contexts)) or "none"
-        raise KubeconfigError(f"kubeconfig {path}: no context named {chosen!r} (contexts: {known})")
+        names = sorted(contexts)
+        more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+        known = (", ".join(excerpt(n, 40) for n in names[:10]) + more) or "none"
+        raise KubeconfigError(f"kubeconfig {path}: no context named {excerpt(chosen)} (contexts: {known})")
     cluster = (contexts[chosen] or {}).get("cluster")
     if not isinstance(cluster, str) or cluster not in clusters:
-        raise KubeconfigError(f"kubeconfig {path}: context {chosen!r} names cluster {cluster!r}, which is not defined")
+        raise KubeconfigError(
+            f"kubeconfig {path}: context {excerpt(chosen)} names cluster {excerpt(cluster)}, which is not defined")
     if not (clusters[cluster] or {}).get("server"):
-        raise KubeconfigError(f"kubeconfig {path}: cluster {cluster!r} has no server")
+        raise KubeconfigError(f"kubeconfig {path}: cluster {excerpt(cluster)} has no server")
     return resolved, chosen
 
 

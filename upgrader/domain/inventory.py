@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from upgrader.domain.names import is_node_name
+from upgrader.domain.text import excerpt
 from upgrader.domain.versions import Version
 from upgrader.errors import InvalidInventoryError, InvalidVersionError
 
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
-_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_ETCD_VERSION = re.compile(r"^v?\d{1,3}\.\d{1,3}\.\d{1,4}(-\d{1,3})?$")
+_ETCD_VERSION = re.compile(r"v?[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,4}(-[0-9]{1,3})?", re.ASCII)
 _NODE_FIELDS = {"name", "control_plane", "kubelet", "ready", "unschedulable", "components", "kubeadm"}
 _DOC_FIELDS = {"cluster", "observed_at", "nodes"}
 
@@ -118,8 +119,8 @@ def _node(raw: object, where: str) -> Node:
     obj = _mapping(raw, where)
     _no_unknown(obj, _NODE_FIELDS, where + ".")
     name = _string(obj, "name", f"{where}.name")
-    if not _NODE_NAME.match(name):
-        raise InvalidInventoryError(f"{where}.name: {name!r} is not a valid node name")
+    if not is_node_name(name):
+        raise InvalidInventoryError(f"{where}.name: {excerpt(name)} is not a valid node name")
     control_plane = _bool(obj, "control_plane", f"{where}.control_plane")
     components = None
     if control_plane:
@@ -142,8 +143,8 @@ def _components(raw: object, where: str) -> ControlPlaneComponents:
     obj = _mapping(raw, where)
     _no_unknown(obj, set(COMPONENTS), where + ".")
     etcd = obj.get("etcd")
-    if not isinstance(etcd, str) or not _ETCD_VERSION.match(etcd):
-        raise InvalidInventoryError(f"{where}.etcd: expected an etcd version such as 3.5.15-0, got {etcd!r}")
+    if not isinstance(etcd, str) or not _ETCD_VERSION.fullmatch(etcd):
+        raise InvalidInventoryError(f"{where}.etcd: expected an etcd version such as 3.5.15-0, got {excerpt(etcd)}")
     return ControlPlaneComponents(
         apiserver=_version(obj.get("kube-apiserver"), f"{where}.kube-apiserver"),
         controller_manager=_version(obj.get("kube-controller-manager"), f"{where}.kube-controller-manager"),
@@ -167,20 +168,20 @@ def _no_unknown(obj: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
 def _string(obj: Mapping[str, Any], key: str, where: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInventoryError(f"{where}: expected a non-empty string, got {value!r}")
+        raise InvalidInventoryError(f"{where}: expected a non-empty string, got {excerpt(value)}")
     return value
 
 
 def _bool(obj: Mapping[str, Any], key: str, where: str) -> bool:
     value = obj.get(key)
     if not isinstance(value, bool):
-        raise InvalidInventoryError(f"{where}: expected true or false, got {value!r}")
+        raise InvalidInventoryError(f"{where}: expected true or false, got {excerpt(value)}")
     return value
 
 
 def _version(raw: object, where: str) -> Version:
     if not isinstance(raw, str):
-        raise InvalidInventoryError(f"{where}: expected a version string such as v1.30.6, got {raw!r}")
+        raise InvalidInventoryError(f"{where}: expected a version string such as v1.30.6, got {excerpt(raw)}")
     try:
         return Version.parse(raw)
     except InvalidVersionError as e:
@@ -190,11 +191,11 @@ def _version(raw: object, where: str) -> Version:
 def _timestamp(obj: Mapping[str, Any], key: str) -> datetime:
     value = obj.get(key)
     if not isinstance(value, str):
-        raise InvalidInventoryError(f"{key}: expected an ISO 8601 timestamp, got {value!r}")
+        raise InvalidInventoryError(f"{key}: expected an ISO 8601 timestamp, got {excerpt(value)}")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as e:
-        raise InvalidInventoryError(f"{key}: {value!r} is not an ISO 8601 timestamp") from e
+        raise InvalidInventoryError(f"{key}: {excerpt(value)} is not an ISO 8601 timestamp") from e
     if parsed.tzinfo is None:
-        raise InvalidInventoryError(f"{key}: {value!r} has no time zone (write it in UTC, e.g. ...Z)")
+        raise InvalidInventoryError(f"{key}: {excerpt(value)} has no time zone (write it in UTC, e.g. ...Z)")
     return parsed

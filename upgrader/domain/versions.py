@@ -11,10 +11,12 @@ import re
 from dataclasses import dataclass
 from functools import total_ordering
 
+from upgrader.domain.text import excerpt
 from upgrader.errors import InvalidVersionError
 
-_VERSION = re.compile(r"^v?(0|[1-9]\d{0,3})\.(0|[1-9]\d{0,3})\.(0|[1-9]\d{0,4})$")
-_MINOR = re.compile(r"^v?(0|[1-9]\d{0,3})\.(0|[1-9]\d{0,3})$")
+# Whole strings over ASCII digits: "$" would accept a trailing newline, \d the Arabic-Indic U+0661.
+_VERSION = re.compile(r"v?(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,4})", re.ASCII)
+_MINOR = re.compile(r"v?(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})", re.ASCII)
 
 
 @total_ordering
@@ -44,9 +46,9 @@ class Minor:
 
     @classmethod
     def parse(cls, text: str) -> Minor:
-        m = _MINOR.match(text.strip())
+        m = _MINOR.fullmatch(text.strip())
         if not m:
-            raise InvalidVersionError(f"invalid minor version {text!r}: expected vMAJOR.MINOR, e.g. v1.31")
+            raise InvalidVersionError(f"invalid minor version {excerpt(text)}: expected vMAJOR.MINOR, e.g. v1.31")
         return cls(int(m.group(1)), int(m.group(2)))
 
 
@@ -79,20 +81,20 @@ class Version:
     @classmethod
     def parse(cls, text: str) -> Version:
         if not isinstance(text, str):
-            raise InvalidVersionError(f"invalid version {text!r}: expected a string like v1.31.4")
-        m = _VERSION.match(text.strip())
+            raise InvalidVersionError(f"invalid version {excerpt(text)}: expected a string like v1.31.4")
+        m = _VERSION.fullmatch(text.strip())
         if not m:
-            raise InvalidVersionError(f"invalid version {text!r}: expected vMAJOR.MINOR.PATCH, e.g. v1.31.4")
+            raise InvalidVersionError(f"invalid version {excerpt(text)}: expected vMAJOR.MINOR.PATCH, e.g. v1.31.4")
         return cls(int(m.group(1)), int(m.group(2)), int(m.group(3)))
 
 
 def parse_target(text: str) -> Version | Minor:
     """A target as an operator types it: an exact patch (v1.33.2) or a whole minor (v1.33)."""
     stripped = text.strip()
-    if _VERSION.match(stripped):
+    if _VERSION.fullmatch(stripped):
         return Version.parse(stripped)
-    if _MINOR.match(stripped):
+    if _MINOR.fullmatch(stripped):
         return Minor.parse(stripped)
     raise InvalidVersionError(
-        f"invalid version {text!r}: expected vMAJOR.MINOR.PATCH (v1.31.4) or vMAJOR.MINOR (v1.31)"
+        f"invalid version {excerpt(text)}: expected vMAJOR.MINOR.PATCH (v1.31.4) or vMAJOR.MINOR (v1.31)"
     )

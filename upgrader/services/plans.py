@@ -10,13 +10,19 @@ from typing import Any
 from upgrader.data import builtin_catalog
 from upgrader.domain.catalog import Catalog, parse_catalog
 from upgrader.domain.inventory import Inventory, inventory_to_dict, parse_inventory
+from upgrader.domain.names import validate_name
 from upgrader.domain.planning import plan_upgrade
 from upgrader.domain.plans import Plan, Strategy, WorkerStrategy
 from upgrader.domain.replay import replay
+from upgrader.domain.text import excerpt
 from upgrader.domain.versions import Version, parse_target
-from upgrader.errors import InvalidCatalogError, InvalidInventoryError, UsageError
+from upgrader.errors import InvalidCatalogError, InvalidInventoryError, PlanNotFoundError, UsageError
+from upgrader.inputs import read_text
 from upgrader.services.audit import record_event
 from upgrader.services.wiring import AppContext
+
+MAX_ID = 2**63 - 1  # ledger ids are 64-bit integers
+MAX_UNAVAILABLE = 10_000  # workers drained at once; more than any batch a cluster could absorb
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,16 +45,17 @@ class PlanResult:
 
 def make_plan(app: AppContext, request: PlanRequest) -> PlanResult:
     """Plan and record. Every refusal happens before the ledger is written, so it writes nothing."""
+    validate_name(request.cluster)
     target = parse_target(request.target)
     extra_skips = frozenset(Version.parse(v) for v in request.skip)
-    if request.max_unavailable < 1:
-        raise UsageError("--max-unavailable must be at least 1")
+    if not 1 <= request.max_unavailable <= MAX_UNAVAILABLE:
+        raise UsageError(f"--max-unavailable must be between 1 and {MAX_UNAVAILABLE} (workers drained at once)")
     catalog = load_catalog(request.catalog)
     with app.unit_of_work() as uow:
         cluster = uow.repo.get_cluster(request.cluster)
     inventory = _load_inventory(request) if request.state else observe(app, cluster=cluster.name)
     if inventory.cluster != cluster.name:
-        raise InvalidInventoryError(f"cluster: the inventory is for {inventory.cluster!r}, not {cluster.name!r}")
+        raise InvalidInventoryError(f"cluster: the inventory is for {excerpt(inventory.cluster)}, not {cluster.name!r}")
     skip = frozenset(Version.parse(s.version) for s in cluster.skips) | extra_skips
     strategy = Strategy(workers=request.workers, max_unavailable=request.max_unavailable)
     plan = plan_upgrade(inventory, target, catalog, skip=skip, strategy=strategy)
@@ -86,6 +93,8 @@ def _record_plan(app: AppContext, inventory: Inventory, plan: Plan, document: di
 
 
 def list_plans(app: AppContext, *, cluster: str | None) -> list[Any]:
+    if cluster is not None:
+        validate_name(cluster)
     with app.unit_of_work() as uow:
         return list(uow.repo.list_plans(cluster))
 
@@ -94,6 +103,9 @@ def show_plan(app: AppContext, *, plan_id: int) -> tuple[Any, Plan]:
     """The stored plan record and the plan rebuilt from its document."""
     from upgrader.domain.plans import plan_from_dict
 
+    if not 1 <= plan_id <= MAX_ID:  # no such row can exist; SQLite would not even take the number
+        shown = str(plan_id) if len(str(plan_id)) <= 20 else f"{str(plan_id)[:20]}..."
+        raise PlanNotFoundError(f"no plan with id {shown} (see `upgrader plans list`)")
     with app.unit_of_work() as uow:
         record = uow.repo.get_plan(plan_id)
     return record, plan_from_dict(dict(record.document))
@@ -103,11 +115,7 @@ def load_catalog(path: Path | None) -> Catalog:
     """``--catalog FILE`` (an air-gapped mirror's list), else the built-in catalog."""
     if path is None:
         return builtin_catalog()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InvalidCatalogError(f"catalog {path}: cannot read it ({e.__class__.__name__})") from e
-    return parse_catalog(text, source=str(path))
+    return parse_catalog(read_text(path, kind="catalog", error=InvalidCatalogError), source=str(path))
 
 
 def observe(app: AppContext, *, cluster: str) -> Inventory:
@@ -123,12 +131,9 @@ def observe(app: AppContext, *, cluster: str) -> Inventory:
 
 def _load_inventory(request: PlanRequest) -> Inventory:
     assert request.state is not None
+    text = read_text(request.state, kind="inventory", error=InvalidInventoryError)
     try:
-        doc = json.loads(request.state.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise InvalidInventoryError(f"inventory {request.state}: no such file") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise InvalidInventoryError(f"inventory {request.state}: cannot read it ({e.__class__.__name__})") from e
+        doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise InvalidInventoryError(f"inventory {request.state}: not JSON (line {e.lineno}: {e.msg})") from e
     except RecursionError as e:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from upgrader import sandbox
+from upgrader.domain.text import excerpt
 from upgrader.errors import ClusterExistsError, ClusterNotFoundError, UsageError
 from upgrader.ports import CommandResult
 from upgrader.sandbox import SandboxConfig, UpRequest, UpResult
@@ -107,5 +108,5 @@ def exec_on_node(app: AppContext, *, name: str, node: str, argv: list[str], time
     """Run argv on a sandbox node, as ssh would run it on a real one."""
     cfg = sandbox.require(name)
     if node not in cfg.nodes:
-        raise UsageError(f"sandbox {name} has no node {node!r} (nodes: {', '.join(cfg.nodes)})")
+        raise UsageError(f"sandbox {name} has no node {excerpt(node)} (nodes: {', '.join(cfg.nodes)})")
     return app.sandbox_transport(cfg.dir, node).run(argv, timeout)

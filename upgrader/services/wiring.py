@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from upgrader.domain.records import ClusterRecord
+from upgrader.domain.text import excerpt
 from upgrader.errors import UsageError
 from upgrader.ports import Clock, ClusterApi, NodeLayout, NodeTransport, UnitOfWork
 
@@ -106,7 +107,7 @@ class AppContext:
             from upgrader.nodes.local import LocalTransport
 
             return LocalTransport(NodeLayout(Path(str(settings.get("root", "/")))))
-        raise UsageError(f"cluster {cluster.name}: unknown node transport kind {kind!r} (known: local, sandbox)")
+        raise UsageError(f"cluster {cluster.name}: unknown node transport kind {excerpt(kind)} (known: local, sandbox)")
 
     def sandbox_transport(self, directory: Path, node: str) -> NodeTransport:
         """A sandbox node, reached as ssh reaches a real one (also for sandboxes not in the ledger)."""

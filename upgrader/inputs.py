@@ -1,0 +1,75 @@
+"""Reading the files an operator points upgrader at, within bounds.
+
+``--kubeconfig``, ``--state`` and ``--catalog`` name files that are read whole and parsed. A path
+can name anything: ``/dev/zero`` (endless), a FIFO (a read that never returns), a directory, a
+file of gigabytes. Each is refused with a one-line message (exit 2) before it is read: only a
+regular file is read, and only up to the documented cap of its kind.
+
+The caps (also in the README):
+
+=============  ========  =================================================================
+kind           cap       why
+=============  ========  =================================================================
+kubeconfig     16 MiB    a kubeconfig with hundreds of contexts and inline certificates
+inventory      256 MiB   a 10,000-node inventory is about 2.5 MB; this leaves room for ~1M
+catalog        4 MiB     one version per line: every Kubernetes release ever is ~30 KB
+=============  ========  =================================================================
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from upgrader.errors import UsageError
+
+MiB = 1024 * 1024
+CAPS: dict[str, int] = {"kubeconfig": 16 * MiB, "inventory": 256 * MiB, "catalog": 4 * MiB}
+
+
+def read_text(path: Path, *, kind: str, error: type[UsageError] = UsageError) -> str:
+    """The file's text (UTF-8), or ``error`` with a one-line reason (not found, not a regular file,
+    over the cap of ``kind``, unreadable, not UTF-8)."""
+    data = _read_bounded(path, kind=kind, cap=CAPS[kind], error=error)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{kind} {path}: not UTF-8 text (byte {e.start})") from e
+
+
+def _read_bounded(path: Path, *, kind: str, cap: int, error: type[UsageError]) -> bytes:
+    # O_NONBLOCK: opening a FIFO with no writer returns at once instead of hanging; the regular-file
+    # check below then refuses it. O_NOCTTY: a terminal device never becomes our controlling tty.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError as e:
+        raise error(f"{kind} {path}: no such file") from e
+    except OSError as e:
+        raise error(f"{kind} {path}: cannot open it ({e.strerror})") from e
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > cap:
+        os.close(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{kind} {path}: not a regular file ({_kind_of(info.st_mode)})")
+        raise error(f"{kind} {path}: {_size(info.st_size)} is over the {_size(cap)} limit for a {kind}")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(cap + 1)  # a file growing while it is read is still bounded
+        except OSError as e:
+            raise error(f"{kind} {path}: cannot read it ({e.strerror})") from e
+    if len(data) > cap:
+        raise error(f"{kind} {path}: over the {_size(cap)} limit for a {kind}")
+    return data
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def _size(n: int) -> str:
+    return f"{n / MiB:.1f} MiB" if n >= MiB else f"{n} bytes"
