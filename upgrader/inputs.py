@@ -11,7 +11,7 @@ The caps (also in the README):
 kind           cap       why
 =============  ========  =================================================================
 kubeconfig     16 MiB    a kubeconfig with hundreds of contexts and inline certificates
-inventory      256 MiB   a 10,000-node inventory is about 2.5 MB; this leaves room for ~1M
+inventory      64 MiB    a 10,000-node inventory is about 1.1 MB (Kubernetes supports 5,000)
 catalog        4 MiB     one version per line: every Kubernetes release ever is ~30 KB
 =============  ========  =================================================================
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 from upgrader.errors import UsageError
 
 MiB = 1024 * 1024
-CAPS: dict[str, int] = {"kubeconfig": 16 * MiB, "inventory": 256 * MiB, "catalog": 4 * MiB}
+CAPS: dict[str, int] = {"kubeconfig": 16 * MiB, "inventory": 64 * MiB, "catalog": 4 * MiB}
 
 
 def read_text(path: Path, *, kind: str, error: type[UsageError] = UsageError) -> str:
