@@ -15,12 +15,12 @@ from upgrader.errors import UsageError
 
 app = typer.Typer(help="A local kubeadm-like rehearsal cluster on real etcd.", no_args_is_help=True)
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_DURATION = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,6})?)(ms|s|m|h)?", re.ASCII)
 
 
 def parse_duration(text: str) -> float:
     """5s, 2m, 300 (seconds), 500ms -> seconds."""
-    m = _DURATION.match(text.strip())
+    m = _DURATION.fullmatch(text.strip())
     if not m:
         raise UsageError(f"invalid duration {excerpt(text)}: expected e.g. 30s, 5m or 500ms")
     return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from upgrader.domain.text import excerpt
 from upgrader.domain.versions import Minor, Version
 from upgrader.errors import UsageError
 
@@ -25,7 +26,7 @@ KINDS = {
     "node-unreachable": (True, False),
     "etcd-member-down": (True, False),
 }
-_SPEC = re.compile(r"^(?P<kind>[a-z-]+)(?::(?P<node>[a-z0-9][a-z0-9-]*))?(?:@(?P<version>v?[0-9.]+))?$")
+_SPEC = re.compile(r"(?P<kind>[a-z-]+)(?::(?P<node>[a-z0-9][a-z0-9-]*))?(?:@(?P<version>v?[0-9.]+))?", re.ASCII)
 FILE = "faults.json"
 
 
@@ -61,18 +62,18 @@ class Fault:
 
 
 def parse(spec: str, *, nodes: list[str] | None = None) -> Fault:
-    m = _SPEC.match(spec.strip())
+    m = _SPEC.fullmatch(spec.strip())
     if not m or m.group("kind") not in KINDS:
         known = ", ".join(sorted(KINDS))
-        raise InvalidFaultError(f"invalid fault {spec!r}: expected KIND[:NODE][@VERSION], KIND one of {known}")
+        raise InvalidFaultError(f"invalid fault {excerpt(spec)}: expected KIND[:NODE][@VERSION], KIND one of {known}")
     kind, node, version = m.group("kind"), m.group("node"), m.group("version")
     needs_node, takes_version = KINDS[kind]
     if needs_node and not node:
-        raise InvalidFaultError(f"invalid fault {spec!r}: {kind} needs a node ({kind}:NODE)")
+        raise InvalidFaultError(f"invalid fault {excerpt(spec)}: {kind} needs a node ({kind}:NODE)")
     if version and not takes_version:
-        raise InvalidFaultError(f"invalid fault {spec!r}: {kind} takes no version")
+        raise InvalidFaultError(f"invalid fault {excerpt(spec)}: {kind} takes no version")
     if node and nodes is not None and node not in nodes:
-        raise InvalidFaultError(f"invalid fault {spec!r}: no node {node!r} (nodes: {', '.join(nodes)})")
+        raise InvalidFaultError(f"invalid fault {excerpt(spec)}: no node {node!r} (nodes: {', '.join(nodes)})")
     minor = _minor(version, spec) if version else None
     return Fault(kind, node, minor)
 
@@ -80,7 +81,7 @@ def parse(spec: str, *, nodes: list[str] | None = None) -> Fault:
 def _minor(text: str, spec: str) -> Minor:
     parts = text.lstrip("v").split(".")
     if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts):
-        raise InvalidFaultError(f"invalid fault {spec!r}: version must look like v1.31")
+        raise InvalidFaultError(f"invalid fault {excerpt(spec)}: version must look like v1.31")
     return Minor(int(parts[0]), int(parts[1]))
 
 
