@@ -71,6 +71,20 @@ def test_kubectl_lists_nodes_and_pods(demo: tuple[Cli, dict]) -> None:
     assert "kube-apiserver-cp-2" in pods and "etcd-cp-3" in pods and "Running" in pods
 
 
+def test_a_deleted_mirror_pod_is_recreated_by_its_kubelet(demo: tuple[Cli, dict]) -> None:
+    """As a real kubelet's periodic sync does: the static pod still runs, so its mirror comes back."""
+    cli, info = demo
+    kc = info["kubeconfig"]
+    before = json.loads(cli.kubectl(kc, "get", "pod", "-n", "kube-system", "kube-scheduler-cp-2", "-o", "json").stdout)
+    cli.kubectl(kc, "delete", "pod", "-n", "kube-system", "kube-scheduler-cp-2", "--wait=false")
+
+    def back() -> bool:
+        done = cli.kubectl(kc, "get", "pod", "-n", "kube-system", "kube-scheduler-cp-2", "-o", "json", check=False)
+        return done.returncode == 0 and json.loads(done.stdout)["metadata"]["uid"] != before["metadata"]["uid"]
+
+    eventually(back, timeout=20)
+
+
 def test_kubectl_drains_and_uncordons_a_worker(demo: tuple[Cli, dict]) -> None:
     cli, info = demo
     kc = info["kubeconfig"]

@@ -33,6 +33,9 @@ from upgrader.sandbox.sandbox_config import SandboxConfig
 
 log = logs.get_logger(__name__)
 TICK = 0.25
+# Like the kubelet's periodic pod sync, each mirror pod is checked against its static pod this often
+# even when nothing changed here, so a mirror pod that something else replaced or deleted comes back.
+MIRROR_RESYNC = 5.0
 
 
 def node_spec(cfg: SandboxConfig, node: str, *, kubelet_version: str | None = None) -> NodeSpec:
@@ -74,6 +77,7 @@ class SimKubelet(threading.Thread):
         self.reported = threading.Event()
         self._posted_at = 0.0
         self._mirrors: dict[str, tuple[str, bool]] = {}
+        self._mirrors_synced = 0.0
         self._status_written = 0.0
 
     def _installed(self) -> Version:
@@ -82,12 +86,15 @@ class SimKubelet(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
+            started = time.monotonic()
             try:
                 self.tick()
             except EtcdError as e:  # no quorum yet, or etcd restarting: like a kubelet that retries
                 log.debug("kubelet %s: %s", self.node, e)
             except Exception:  # a kubelet keeps going; the supervisor log says why
                 log.exception("kubelet_tick_failed", node=self.node)
+            if (took := time.monotonic() - started) > 5:  # a stalled kubelet explains late mirror pods
+                log.warning("kubelet_tick_slow", node=self.node, seconds=round(took, 1))
             self.stopping.wait(TICK)
 
     def stop(self) -> None:
@@ -172,6 +179,9 @@ class SimKubelet(threading.Thread):
 
     def _write_mirrors(self) -> None:
         assert self.runner is not None
+        if time.monotonic() - self._mirrors_synced >= MIRROR_RESYNC:
+            self._mirrors = {c: ("", ready) for c, (_, ready) in self._mirrors.items()}  # re-check each one
+            self._mirrors_synced = time.monotonic()
         for component in [c for c in self._mirrors if c not in self.runner.pods]:
             remove_mirror_pod(self.kv, node_name=self.node, component=component)
             del self._mirrors[component]
