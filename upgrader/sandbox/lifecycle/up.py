@@ -39,6 +39,12 @@ from upgrader.sandbox.supervisor.state import SUPERVISOR, supervisor_pid
 DEFAULT_VERSION = "v1.30.6"
 DEFAULT_CONTROL_PLANES = 3
 DEFAULT_WORKERS = 3
+# What one sandbox may ask of a small machine (2 cores): an idle control plane costs an etcd member
+# and an API server process, ~90 MiB and ~10% of a core (7: ~740 MiB, 15 processes, ~75% of a core);
+# a worker is a kubelet thread in the supervisor, ~0.5 MiB and under 1% of a core idle, but each
+# one is drained and restarted during an upgrade. etcd advises against clusters beyond 7 members.
+MAX_CONTROL_PLANES = 7
+MAX_WORKERS = 20
 
 # Records the sandbox in the ledger and returns how to undo that (None when it was already there).
 Register = Callable[[SandboxConfig], Callable[[], None] | None]
@@ -104,9 +110,15 @@ def _check_request(req: UpRequest) -> None:
     """Bad values, whether the sandbox is new or resumed."""
     validate_name(req.name, what="sandbox")
     if req.control_planes is not None and req.control_planes < 1:
-        raise UsageError("a sandbox needs at least one control-plane node (--control-planes 1 or more)")
+        raise UsageError("a sandbox needs at least one control-plane node "
+                         f"(--control-planes 1 to {MAX_CONTROL_PLANES})")
+    if req.control_planes is not None and req.control_planes > MAX_CONTROL_PLANES:
+        raise UsageError(f"--control-planes {req.control_planes} is more than a sandbox runs: at most "
+                         f"{MAX_CONTROL_PLANES} control-plane nodes (etcd advises against more than 7 members)")
     if req.workers is not None and req.workers < 0:
-        raise UsageError("--workers must be 0 or more")
+        raise UsageError(f"--workers must be 0 or more (at most {MAX_WORKERS})")
+    if req.workers is not None and req.workers > MAX_WORKERS:
+        raise UsageError(f"--workers {req.workers} is more than a sandbox runs: at most {MAX_WORKERS} workers")
     if req.api_port is not None and not 1 <= req.api_port <= 65535:
         raise UsageError(f"--api-port {req.api_port} is not a TCP port (1-65535)")
     if req.version is not None:
