@@ -123,6 +123,12 @@ def status(name: str = typer.Argument(..., help="Sandbox name."), output: Output
         rows = [(n["name"], "Ready" if n["ready"] else "NotReady", "" if n["schedulable"] else "cordoned",
                  n["kubelet_version"]) for n in doc["nodes"]]
         typer.echo("\n" + table(["node", "status", "scheduling", "kubelet"], rows))
+    if doc["orphans"]:
+        name = doc["name"]
+        typer.echo(f"\nits supervisor is gone, but these processes of it still run: `upgrader sandbox down {name}` "
+                   f"stops them (--keep keeps its files), `upgrader sandbox up {name}` resumes it")
+        typer.echo(table(["process", "pid", "command"], [(o["process"], o["pid"], _short(o["command"]))
+                                                          for o in doc["orphans"]]))
     if doc["processes"]:
         procs = [(p, e["pid"], "alive" if e["alive"] else "dead") for p, e in sorted(doc["processes"].items())]
         typer.echo("\n" + table(["process", "pid", "state"], procs))
@@ -130,6 +136,10 @@ def status(name: str = typer.Argument(..., help="Sandbox name."), output: Output
         rows = [(m["name"], m["id"], ",".join(m["client_urls"]), "healthy" if m["healthy"] else "unhealthy")
                 for m in doc["etcd_members"]]
         typer.echo("\n" + table(["etcd member", "id", "client url", "health"], rows))
+
+
+def _short(command: str, width: int = 60) -> str:
+    return command if len(command) <= width else command[: width - 3] + "..."
 
 
 @app.command("list")

@@ -1,7 +1,9 @@
 """What `sandbox status` and `sandbox list` report: processes, ports, node versions, etcd members.
 
 Read-only: it looks at the supervisor's state file, the processes by pid, the API through the load
-balancer and etcd's own membership API, and reports whatever is reachable.
+balancer and etcd's own membership API, and reports whatever is reachable. A sandbox whose supervisor
+is gone while processes of it still run (it was killed: its etcd members and API servers outlive it)
+is ``orphaned``, with those processes listed; `sandbox down` stops them, `sandbox up` resumes it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from upgrader.sandbox import processes
 from upgrader.sandbox.etcd.health import probe
 from upgrader.sandbox.kubeclient import ApiError, KubeClient
 from upgrader.sandbox.lifecycle.registry import known, locate
+from upgrader.sandbox.lifecycle.teardown import orphans
 from upgrader.sandbox.node.manifests import apiserver_versions
 from upgrader.sandbox.sandbox_config import SandboxConfig
 from upgrader.sandbox.supervisor.state import read_state, supervisor_pid
@@ -66,10 +69,11 @@ def status(cfg: SandboxConfig) -> dict[str, Any]:
         version = None
     started = {name: {"pid": e["pid"], "alive": processes.owned(e["pid"], e["marker"])}
                for name, e in state.get("processes", {}).items()} if sup else {}
+    left = [] if sup else orphans(cfg.dir)
     return {
         "name": cfg.name,
         "dir": str(cfg.dir),
-        "status": "running" if sup and state.get("status") == "running" else ("starting" if sup else "stopped"),
+        "status": _status(sup, state, left),
         "supervisor_pid": sup,
         "server": cfg.server,
         "kubeconfig": str(cfg.kubeconfig),
@@ -80,11 +84,18 @@ def status(cfg: SandboxConfig) -> dict[str, Any]:
                   "etcd_client": cfg.etcd_client_ports, "etcd_peer": cfg.etcd_peer_ports},
         "backends": state.get("lb", {}).get("backends", {}) if sup else {},
         "processes": started,
+        "orphans": left,  # alive without a supervisor: [{"pid", "process", "command"}]
         "kubelets": state.get("kubelets", {}) if sup else {},
         "nodes": _nodes(api) if sup else [],
         "etcd_members": _etcd_members(cfg) if sup else [],
         "faults": [str(f) for f in faultlib.load(cfg.dir)],
     }
+
+
+def _status(sup: int | None, state: dict[str, Any], left: list[dict[str, Any]]) -> str:
+    if sup:
+        return "running" if state.get("status") == "running" else "starting"
+    return "orphaned" if left else "stopped"
 
 
 def _last_known(cfg: SandboxConfig) -> str | None:
@@ -109,7 +120,8 @@ def listing() -> list[dict[str, Any]]:
                 version, source = KubeClient(cfg.server, timeout=2).git_version(), "apiserver"
         if version is None and (last := _last_known(cfg)):
             version, source = last, "last-known"
-        out.append({"name": name, "status": "running" if running else "stopped", "version": version,
+        status = "running" if running else ("orphaned" if orphans(cfg.dir) else "stopped")
+        out.append({"name": name, "status": status, "version": version,
                     "version_source": source, "created_version": cfg.version,
                     "control_planes": len(cfg.control_planes), "workers": len(cfg.workers),
                     "server": cfg.server, "dir": str(cfg.dir)})

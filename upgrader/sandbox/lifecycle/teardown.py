@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from upgrader.sandbox import processes
 from upgrader.sandbox.supervisor.state import read_state, supervisor_pid
@@ -30,6 +31,22 @@ def _strays(sandbox_dir: Path) -> list[int]:
         if marker in environ.split(b"\0") or str(sandbox_dir / "nodes") in processes.cmdline(int(entry.name)):
             found.append(int(entry.name))
     return found
+
+
+def orphans(sandbox_dir: Path) -> list[dict[str, Any]]:
+    """Processes of this sandbox still alive without its supervisor (ask only when it is not running).
+
+    Recorded ones by their state.json name (``cp-1/etcd``), others by their program; the pids are
+    what :func:`stop_processes` would stop.
+    """
+    found: dict[int, str] = {}
+    for label, entry in read_state(sandbox_dir).get("processes", {}).items():
+        if processes.owned(entry.get("pid"), entry.get("marker", "\0")):
+            found[entry["pid"]] = label
+    for stray in _strays(sandbox_dir):
+        found.setdefault(stray, Path(processes.cmdline(stray).split(" ", 1)[0]).name or "?")
+    return [{"pid": pid, "process": label, "command": processes.cmdline(pid).strip()}
+            for pid, label in sorted(found.items())]
 
 
 def stop_processes(sandbox_dir: Path) -> None:
