@@ -13,8 +13,16 @@ class SandboxExistsError(UsageError):
     """A sandbox with that name is already running."""
 
 
+class SandboxBusyError(UsageError):
+    """Another `upgrader sandbox up` or `down` is at work on that sandbox."""
+
+
 class SandboxNotFoundError(UsageError):
     """No such sandbox."""
+
+
+class NotASandboxError(UsageError):
+    """The directory was not made by `upgrader sandbox up`, so no sandbox command changes or removes it."""
 
 
 class SandboxConflictError(UsageError):

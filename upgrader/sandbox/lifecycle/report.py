@@ -13,11 +13,12 @@ import json
 import urllib.request
 from typing import Any
 
+from upgrader.errors import UsageError
 from upgrader.sandbox import faults as faultlib
 from upgrader.sandbox import processes
 from upgrader.sandbox.etcd.health import probe
 from upgrader.sandbox.kubeclient import ApiError, KubeClient
-from upgrader.sandbox.lifecycle.registry import known, locate
+from upgrader.sandbox.lifecycle.registry import known, load, locate
 from upgrader.sandbox.lifecycle.teardown import orphans
 from upgrader.sandbox.node.manifests import apiserver_versions
 from upgrader.sandbox.sandbox_config import SandboxConfig
@@ -109,10 +110,13 @@ def listing() -> list[dict[str, Any]]:
     does not answer (``version_source`` says which: apiserver, last-known or unknown)."""
     out = []
     for name in sorted(known()):
-        found = locate(name)
-        if found is None:
+        try:
+            found = locate(name)
+            cfg = load(found, name) if found is not None else None
+        except UsageError:  # a registry entry with a bad name, or one naming no sandbox of that name
             continue
-        cfg = SandboxConfig.load(found)
+        if cfg is None:
+            continue
         running = supervisor_pid(cfg.dir) is not None
         version, source = None, "unknown"
         if running:

@@ -1,9 +1,12 @@
 """`sandbox up`: create a sandbox, or resume a stopped one as it is, and return once it is healthy.
 
-Everything here is safe to interrupt: `up` stops what it started (and removes a sandbox it was
-creating, see :mod:`.creation`) on any failure or Ctrl-C, with further signals held off until that
-cleanup is done, and undoes its ledger registration through the callback it was given. Processes
-are only ever signalled by recorded pid, after checking the pid still belongs to this sandbox.
+One `up` or `down` of a name at a time: `up` holds the name's lock (see :mod:`.root`) from before it
+looks for the sandbox until it is healthy, so of several racing `up`s exactly one creates or resumes
+it and the others exit 2 at once. Everything here is safe to interrupt: `up` stops what it started
+(and removes a sandbox it was creating, see :mod:`.creation`) on any failure or Ctrl-C, with further
+signals held off until that cleanup is done, and undoes its ledger registration through the callback
+it was given. Processes are only ever signalled by recorded pid, after checking the pid still
+belongs to this sandbox.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from upgrader.sandbox.lifecycle.creation import CREATING, Creation, signals_held
 from upgrader.sandbox.lifecycle.errors import SandboxConflictError, SandboxExistsError
 from upgrader.sandbox.lifecycle.health import SUPERVISOR_LOG, api_version, wait_healthy
 from upgrader.sandbox.lifecycle.preflight import check_faults, check_ports
-from upgrader.sandbox.lifecycle.registry import default_root, locate, remember
+from upgrader.sandbox.lifecycle.registry import default_root, load, locate, remember
+from upgrader.sandbox.lifecycle.root import NameLock
 from upgrader.sandbox.lifecycle.teardown import OWNER_ENV, stop_processes
 from upgrader.sandbox.node import provision
 from upgrader.sandbox.node.manifests import apiserver_versions
@@ -89,6 +93,12 @@ def up(req: UpRequest, *, register: Register | None = None) -> UpResult:
     _check_request(req)
     # Before any file or ledger row: without etcd the supervisor could only retry until `up` timed out.
     require_programs("etcd", "etcdctl")
+    with NameLock(req.name, doing="created or started") as lock:
+        cfg, resumed = _create_or_resume(req, register, lock)
+    return UpResult(cfg, resumed=resumed, seconds=time.monotonic() - started, version=api_version(cfg))
+
+
+def _create_or_resume(req: UpRequest, register: Register | None, lock: NameLock) -> tuple[SandboxConfig, bool]:
     existing = locate(req.name)
     if existing is not None and req.dir is not None and Path(req.dir).resolve() != existing.resolve():
         raise SandboxConflictError(f"sandbox {req.name!r} already exists in {existing}, not {req.dir}: drop --dir "
@@ -96,10 +106,10 @@ def up(req: UpRequest, *, register: Register | None = None) -> UpResult:
     if existing is None and req.dir is not None and (Path(req.dir) / CONFIG).exists():
         existing = Path(req.dir)
     if existing is None:
-        cfg = _create(req, register)
-        return UpResult(cfg, resumed=False, seconds=time.monotonic() - started, version=api_version(cfg))
-    cfg = _resume(req, existing, register)
-    return UpResult(cfg, resumed=True, seconds=time.monotonic() - started, version=api_version(cfg))
+        lock.say("created")
+        return _create(req, register), False
+    lock.say("started")
+    return _resume(req, existing, register), True
 
 
 def _version(text: str) -> Version:
@@ -154,9 +164,7 @@ def _refuse_changes(req: UpRequest, cfg: SandboxConfig, versions: dict[str, Vers
 def _resume(req: UpRequest, existing: Path, register: Register | None) -> SandboxConfig:
     if supervisor_pid(existing):
         raise SandboxExistsError(f"sandbox {req.name!r} is already running ({existing})")
-    cfg = SandboxConfig.load(existing)
-    if cfg.name != req.name:
-        raise UsageError(f"{existing} holds sandbox {cfg.name!r}, not {req.name!r}")
+    cfg = load(existing, req.name)
     versions = apiserver_versions(cfg)
     _refuse_changes(req, cfg, versions)
     saved = faultlib.load(cfg.dir)
@@ -209,7 +217,7 @@ def _create(req: UpRequest, register: Register | None) -> SandboxConfig:
     parsed = [faultlib.parse(f, nodes=cfg.nodes) for f in req.faults]
     check_faults(cfg, parsed, {cp: Version.parse(cfg.version) for cp in cfg.control_planes}, saved=[])
     check_ports(cfg)
-    creation = Creation(cfg.dir)
+    creation = Creation(cfg.dir, in_root=req.dir is None)
     try:
         creation.claim(req.name)
         faultlib.save(cfg.dir, parsed)
