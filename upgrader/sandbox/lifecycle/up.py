@@ -33,7 +33,7 @@ from upgrader.sandbox.lifecycle.errors import SandboxConflictError, SandboxExist
 from upgrader.sandbox.lifecycle.health import SUPERVISOR_LOG, api_version, wait_healthy
 from upgrader.sandbox.lifecycle.preflight import check_faults, check_ports
 from upgrader.sandbox.lifecycle.registry import default_root, load, locate, remember
-from upgrader.sandbox.lifecycle.root import NameLock
+from upgrader.sandbox.lifecycle.root import NameLock, private_dir
 from upgrader.sandbox.lifecycle.teardown import OWNER_ENV, stop_processes
 from upgrader.sandbox.node import provision
 from upgrader.sandbox.node.manifests import apiserver_versions
@@ -173,6 +173,7 @@ def _resume(req: UpRequest, existing: Path, register: Register | None) -> Sandbo
     stop_processes(cfg.dir)  # leftovers of a crashed supervisor
     check_ports(cfg)
     (cfg.dir / CREATING).unlink(missing_ok=True)  # its creator was killed after the commit
+    _make_private(cfg)  # also tightens a sandbox made before its directories were 0700
     faultlib.save(cfg.dir, [*saved, *added])
     try:
         _launch(cfg, register, wait=req.wait)
@@ -220,6 +221,7 @@ def _create(req: UpRequest, register: Register | None) -> SandboxConfig:
     creation = Creation(cfg.dir, in_root=req.dir is None)
     try:
         creation.claim(req.name)
+        _make_private(cfg)
         faultlib.save(cfg.dir, parsed)
         for node in cfg.nodes:
             provision.create(cfg, node)
@@ -234,6 +236,12 @@ def _create(req: UpRequest, register: Register | None) -> SandboxConfig:
             remember(cfg.name, None)
         raise
     return cfg
+
+
+def _make_private(cfg: SandboxConfig) -> None:
+    """The sandbox's directory, ``nodes`` and every node root: 0700 (etcd data, kubeconfigs, keys)."""
+    for d in (cfg.dir, cfg.node_root(cfg.nodes[0]).parent, *(cfg.node_root(n) for n in cfg.nodes)):
+        private_dir(d)
 
 
 def _start_supervisor(cfg: SandboxConfig) -> int:
