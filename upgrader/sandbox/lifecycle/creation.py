@@ -4,12 +4,12 @@
 ``.upgrader-sandbox`` (its sandbox's name, and whether `up` made the directory or was given an
 empty one) with O_EXCL, so of two `up`s given one directory under different names only one gets it.
 The marker is what allows any command to delete sandbox files: never a ``config.json``, which
-anyone can write. A new sandbox commits with its ``config.json``, written last; until then the
-directory also holds ``.creating`` (the creator's pid), so a later `up` or `down` of that name,
-which can only get the lock once the creator is gone, knows it for the debris of a killed `up` and
-clears it. The marker is created with SIGINT/SIGTERM blocked (they arrive right after, once the
-claim is recorded, so it is undone) and cleanup runs with them held off, so a second Ctrl-C cannot
-leave half a sandbox.
+anyone can write. A new sandbox commits with its ``config.json``, written last (until then
+``.creating`` names the creator's pid, for whoever looks). A later `up` or `down` of that name can
+only get the lock once the creator is gone, so to it a marked directory without a config.json is
+the debris of a killed `up`, which it clears. The marker is created with SIGINT/SIGTERM blocked
+(they arrive right after, once the claim is recorded, so it is undone) and cleanup runs with them
+held off, so a second Ctrl-C cannot leave half a sandbox.
 """
 
 from __future__ import annotations

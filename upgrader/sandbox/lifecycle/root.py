@@ -88,7 +88,7 @@ class NameLock:
         return self
 
     def say(self, doing: str) -> None:
-        """Tell refused commands what the holder is doing now (a `up` learns late if it creates or resumes)."""
+        """Tell refused commands what the holder is doing now (an `up` learns late whether it creates or resumes)."""
         assert self._fd is not None
         self.doing = doing
         os.ftruncate(self._fd, 0)
