@@ -7,9 +7,9 @@ The marker is what allows any command to delete sandbox files: never a ``config.
 anyone can write. A new sandbox commits with its ``config.json``, written last (until then
 ``.creating`` names the creator's pid, for whoever looks). A later `up` or `down` of that name can
 only get the lock once the creator is gone, so to it a marked directory without a config.json is
-the debris of a killed `up`, which it clears. The marker is created with SIGINT/SIGTERM blocked
-(they arrive right after, once the claim is recorded, so it is undone) and cleanup runs with them
-held off, so a second Ctrl-C cannot leave half a sandbox.
+the debris of a killed `up`, which it clears. The directory and the marker are made with
+SIGINT/SIGTERM deferred (they take effect right after, once it is recorded what to undo) and
+cleanup runs with them held off, so a second Ctrl-C cannot leave half a sandbox.
 """
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ class Creation:
             raise self._taken()
         if not self.dir.exists():
             self.dir.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileExistsError):  # another `up` made it just now: the marker decides
+            # another `up` made it just now: the marker decides
+            with signals_deferred(), contextlib.suppress(FileExistsError):
                 self.dir.mkdir(mode=PRIVATE)
                 self.made_dir = True
         if not self.dir.is_dir():
@@ -125,7 +126,7 @@ class Creation:
         self.made_dir = self.made_dir or self.in_root
         os.chmod(self.dir, PRIVATE)
         try:
-            with signals_blocked():  # a Ctrl-C lands after `claimed` is set, so discard() removes the marker
+            with signals_deferred():  # a Ctrl-C lands after `claimed` is set, so discard() removes the marker
                 fd = os.open(self.dir / OWNER, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
                 self.claimed = True
         except FileExistsError:
@@ -174,14 +175,31 @@ def _why(path: Path, error: OSError) -> str:
 
 
 @contextlib.contextmanager
-def signals_blocked() -> Iterator[None]:
-    """Block SIGINT/SIGTERM for a few system calls: they are delivered, and raise, right after."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+def signals_deferred() -> Iterator[None]:
+    """Run a step and its bookkeeping whole: SIGINT/SIGTERM arriving meanwhile take effect right after.
+
+    Python runs signal handlers in the main thread between bytecodes, whichever thread the kernel
+    delivered to (so blocking the signal in this thread would not do): the handlers are swapped for
+    ones that only note the signal, and the noted signals are handled once the originals are back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: noted.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s, handler in previous.items():
+            if s not in noted:
+                continue
+            if callable(handler):
+                handler(s, None)  # SIGINT's raises KeyboardInterrupt here
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(s)
 
 
 @contextlib.contextmanager
