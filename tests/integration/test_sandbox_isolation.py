@@ -8,6 +8,9 @@ the sandbox's, on its own loopback port, holding one key that no command may rea
 attempt is checked against all of them, whatever it was meant to reach.
 
 The module shares one sandbox (a control plane and a worker, namespace isolation, the default).
+The last tests start sandboxes of their own with an ``unshare`` that fails the way the real one
+does without privileges: `up` refuses (exit 2) unless ``--isolation=best-effort`` says the guard
+is only best effort.
 """
 
 from __future__ import annotations
@@ -119,6 +122,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upgrader]:
     u = Upgrader(tmp_path_factory.mktemp("isolation-home"))
     done = u.run("sandbox", "up", "iso", "--control-planes", "1", "--workers", "1", "-o", "json")
     assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["isolation"] == "namespace"
     try:
         yield u
     finally:
@@ -364,6 +368,39 @@ def test_exec_runs_nothing_when_the_node_cannot_be_isolated(cli: Upgrader, canar
     assert result.stderr == ("upgrader: sandbox node cp-1 is broken, nothing was run: unshare: unshare failed: "
                              "Operation not permitted\n")
     canaries.assert_untouched(result.stdout + result.stderr)
+
+
+def test_up_refuses_without_namespaces_unless_told_the_guard_is_best_effort(tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "unshare").write_text(FAILING_UNSHARE)
+    (fake / "unshare").chmod(0o755)
+    u = Upgrader(tmp_path / "home")
+    bad = u.run("sandbox", "up", "weak", "--isolation", "chroot")
+    assert (bad.returncode, bad.stderr) == (2, "error: --isolation 'chroot': use namespace (the default) or "
+                                                "best-effort\n")
+    refused = u.run("sandbox", "up", "weak", "--control-planes", "1", "--workers", "0", path_prefix=fake)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stdout == ""
+    [line] = refused.stderr.strip().splitlines()
+    assert "cannot be isolated in their own namespaces on this machine (unshare: unshare failed: Operation not " \
+           "permitted)" in line and "--isolation=best-effort" in line, line
+    assert not u.sandbox_dir("weak").exists()
+    assert "weak" not in u.run("cluster", "list").stdout
+    try:
+        started = u.run("sandbox", "up", "weak", "--control-planes", "1", "--workers", "0",
+                        "--isolation=best-effort", "-o", "json", path_prefix=fake)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert json.loads(started.stdout)["isolation"] == "best-effort"
+        assert json.loads((u.sandbox_dir("weak") / "config.json").read_text())["isolation"] == "best-effort"
+        done = u.run("sandbox", "exec", "weak", "cp-1", "--", "sh", "-c", "cat /etc/hostname; kubeadm version -o short",
+                     path_prefix=fake)
+        assert (done.returncode, done.stdout) == (0, "cp-1\nv1.30.6\n"), done.stderr
+        assert u.run("sandbox", "down", "weak", "--keep").returncode == 0
+        again = u.run("sandbox", "up", "weak", "--isolation", "namespace")  # a stopped sandbox resumes as it is
+        assert again.returncode == 2 and "--isolation namespace (it has best-effort)" in again.stderr
+    finally:
+        u.run("sandbox", "down", "weak")
 
 
 # --- the wrappers an isolated node gets -------------------------------------------------------------------

@@ -16,7 +16,8 @@ the sandbox), the machine's ``/usr`` (read-only), and, read-only, what the simul
 (see :mod:`.runtime`). And root in a mount namespace is not a security boundary: it keeps honest
 commands and mistakes on the node, not an attacker who means to leave it.
 
-``best-effort`` isolation, for machines without namespaces, is the path-rewriting guard of
+``best-effort`` isolation, for machines without namespaces (``sandbox up`` probes them and
+refuses without an explicit ``--isolation=best-effort``), is the path-rewriting guard of
 :mod:`.paths`: node paths in command lines are rewritten into the node root and the node's tools
 come first on PATH; paths built at run time, scripts, and PATH resets escape it.
 """
@@ -25,16 +26,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from upgrader.errors import UsageError
 from upgrader.ports import NodeLayout
 from upgrader.sandbox.node import wrappers
-from upgrader.sandbox.node.runtime import Mount, Runtime, config_mount, current
+from upgrader.sandbox.node.runtime import Mount, Runtime, RuntimeUnavailableError, config_mount, current
 
 NAMESPACE = "namespace"
 BEST_EFFORT = "best-effort"
+MODES = (NAMESPACE, BEST_EFFORT)
 NSINIT = Path(__file__).resolve().with_name("nsinit.py")
 UNSHARE_FLAGS = ("--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--propagation=private")
 # The node's own parts of /usr: what an upgrade or an operator may change there (writable on the node)
@@ -45,6 +50,64 @@ STAGE = ".node-root"  # in the sandbox directory: an empty directory where a nod
 # Debian's links of /usr's commands (/usr/bin/which -> /etc/alternatives/which -> /usr/bin/which.debianutils):
 # the one part of the machine's /etc a node sees, read-only, so the commands of its /usr resolve
 ALTERNATIVES = Mount("/etc/alternatives", "/etc/alternatives", is_dir=True)
+PROBE_TIMEOUT = 30.0
+
+
+class IsolationUnavailableError(UsageError):
+    """Node commands cannot run in their own namespaces on this machine."""
+
+
+def unavailable_reason() -> str | None:
+    """Why node commands cannot be isolated here, or None: it isolates a real command in a scratch node.
+
+    The probe goes the way every node command goes (``unshare`` from PATH, the overlay, the binds of
+    this interpreter, pivot_root, the capability drop), so what it accepts is what `exec` will do.
+    """
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return "unshare (util-linux) was not found on PATH"
+    try:
+        links = usr_links()
+        runtime = current()
+        with tempfile.TemporaryDirectory(prefix="upgrader-isolation-probe-") as tmp:
+            done = _probe(Path(tmp).resolve(), unshare=unshare, links=links, runtime=runtime)
+    except (RuntimeUnavailableError, OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        return lines[-1] if lines else f"{unshare} exited {done.returncode}"
+    return None
+
+
+def _probe(tmp: Path, *, unshare: str, links: dict[str, str], runtime: Runtime) -> subprocess.CompletedProcess[str]:
+    """The runtime's interpreter started in a scratch node's namespaces."""
+    root, stage = tmp / "node", tmp / "stage"
+    stage.mkdir()
+    (root / "root").mkdir(parents=True)
+    prepare(root, links=links, runtime=runtime, extra=())
+    env = {"PATH": "/usr/bin:/bin"} | ({"LD_LIBRARY_PATH": runtime.library_path} if runtime.library_path else {})
+    argv = Plan(node="probe", root=root, stage=stage, mounts=runtime.mounts).argv(
+        unshare, [runtime.python, "-I", "-S", "-c", "import os"])
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=PROBE_TIMEOUT,
+                          stdin=subprocess.DEVNULL, check=False)
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise UsageError(f"--isolation {mode!r}: use {NAMESPACE} (the default) or {BEST_EFFORT}")
+
+
+def require(mode: str) -> None:
+    """For `sandbox up`: refuse (exit 2) a namespace-isolated sandbox where namespaces do not work."""
+    check_mode(mode)
+    if mode == BEST_EFFORT:
+        return
+    reason = unavailable_reason()
+    if reason is not None:
+        raise IsolationUnavailableError(
+            f"sandbox nodes cannot be isolated in their own namespaces on this machine ({reason}); without "
+            f"that, commands run on a node could reach this machine's files and tools. Pass "
+            f"--isolation={BEST_EFFORT} to use the path-rewriting guard instead, which only catches mistakes")
 
 
 def usr_links() -> dict[str, str]:
