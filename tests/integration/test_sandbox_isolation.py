@@ -376,6 +376,13 @@ def test_up_refuses_without_namespaces_unless_told_the_guard_is_best_effort(tmp_
     (fake / "unshare").write_text(FAILING_UNSHARE)
     (fake / "unshare").chmod(0o755)
     u = Upgrader(tmp_path / "home")
+    try:  # whatever fails below, no sandbox outlives the test
+        _refused_then_best_effort(u, fake)
+    finally:
+        u.run("sandbox", "down", "weak")
+
+
+def _refused_then_best_effort(u: Upgrader, fake: Path) -> None:
     bad = u.run("sandbox", "up", "weak", "--isolation", "chroot")
     assert (bad.returncode, bad.stderr) == (2, "error: --isolation 'chroot': use namespace (the default) or "
                                                 "best-effort\n")
@@ -387,20 +394,17 @@ def test_up_refuses_without_namespaces_unless_told_the_guard_is_best_effort(tmp_
            "permitted)" in line and "--isolation=best-effort" in line, line
     assert not u.sandbox_dir("weak").exists()
     assert "weak" not in u.run("cluster", "list").stdout
-    try:
-        started = u.run("sandbox", "up", "weak", "--control-planes", "1", "--workers", "0",
-                        "--isolation=best-effort", "-o", "json", path_prefix=fake)
-        assert started.returncode == 0, started.stdout + started.stderr
-        assert json.loads(started.stdout)["isolation"] == "best-effort"
-        assert json.loads((u.sandbox_dir("weak") / "config.json").read_text())["isolation"] == "best-effort"
-        done = u.run("sandbox", "exec", "weak", "cp-1", "--", "sh", "-c", "cat /etc/hostname; kubeadm version -o short",
-                     path_prefix=fake)
-        assert (done.returncode, done.stdout) == (0, "cp-1\nv1.30.6\n"), done.stderr
-        assert u.run("sandbox", "down", "weak", "--keep").returncode == 0
-        again = u.run("sandbox", "up", "weak", "--isolation", "namespace")  # a stopped sandbox resumes as it is
-        assert again.returncode == 2 and "--isolation namespace (it has best-effort)" in again.stderr
-    finally:
-        u.run("sandbox", "down", "weak")
+    started = u.run("sandbox", "up", "weak", "--control-planes", "1", "--workers", "0",
+                    "--isolation=best-effort", "-o", "json", path_prefix=fake)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert json.loads(started.stdout)["isolation"] == "best-effort"
+    assert json.loads((u.sandbox_dir("weak") / "config.json").read_text())["isolation"] == "best-effort"
+    done = u.run("sandbox", "exec", "weak", "cp-1", "--", "sh", "-c", "cat /etc/hostname; kubeadm version -o short",
+                 path_prefix=fake)
+    assert (done.returncode, done.stdout) == (0, "cp-1\nv1.30.6\n"), done.stderr
+    assert u.run("sandbox", "down", "weak", "--keep").returncode == 0
+    again = u.run("sandbox", "up", "weak", "--isolation", "namespace")  # a stopped sandbox resumes as it is
+    assert again.returncode == 2 and "--isolation namespace (it has best-effort)" in again.stderr
 
 
 # --- the wrappers an isolated node gets -------------------------------------------------------------------
