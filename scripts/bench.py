@@ -6,6 +6,7 @@
   .venv/bin/python scripts/bench.py cli        only CLI start-up figures
 
   .venv/bin/python scripts/bench.py sandbox    only the sandbox figures
+  .venv/bin/python scripts/bench.py exec       per-command cost of `sandbox exec` on a 1+1 sandbox
   .venv/bin/python scripts/bench.py setup      fresh-clone set-up: the lock (uv) vs an unlocked pip install
                                                (not in "all": it downloads, and takes a few minutes)
 
@@ -19,6 +20,9 @@ Issue 6: `upgrader --version`, `--help` and `cluster list` through the installed
 each run in turn with a bare interpreter start (the floor they are judged against); and the
 set-up of a fresh clone from the lock (scripts/setup.sh, cold and warm uv cache) against the
 unlocked `pip install -e '.[postgres,dev]'` it replaced (cold and warm pip cache).
+Node isolation: what one command on a sandbox node costs, `upgrader sandbox exec NAME cp-1 -- true`
+end to end beside a bare interpreter start, and the node transport alone (SandboxTransport.run of
+`true`, in this process), which is what apply and runbooks pay per node command.
 """
 
 from __future__ import annotations
@@ -224,6 +228,37 @@ def bench_sandbox() -> None:
                 subprocess.run([*UPGRADER, "sandbox", "down", name], env=env, check=False, capture_output=True)
 
 
+def bench_exec() -> None:
+    from upgrader.sandbox import SandboxTransport
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = _cli_env(Path(tmp))
+        name = "benchexec"
+        argv = [*UPGRADER, "sandbox", "up", name, "--control-planes", "1", "--workers", "1", "-o", "json"]
+        try:
+            info = json.loads(subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout)
+            time.sleep(3)  # let start-up settle
+            exec_argv = [CONSOLE_SCRIPT, "sandbox", "exec", name, "cp-1", "--", "true"]
+            bare = [sys.executable, "-c", "pass"]
+
+            def run(cmd: list[str]) -> float:
+                start = time.perf_counter()
+                subprocess.run(cmd, env=env, check=True, capture_output=True)
+                return time.perf_counter() - start
+
+            run(exec_argv)  # warm the page cache
+            pairs = [(run(exec_argv), run(bare)) for _ in range(21)]
+            cmd, floor = [a for a, _ in pairs], [b for _, b in pairs]
+            row("upgrader sandbox exec NAME cp-1 -- true", cmd,
+                f"(bare python in turn: median {statistics.median(floor) * 1000:.1f} ms)")
+            node = SandboxTransport(Path(info["dir"]), "cp-1")
+            row("SandboxTransport.run(['true']) in process", timed(lambda: node.run(["true"], 30), 41))
+            row("SandboxTransport.run(['sh', '-c', 'kubeadm version -o short'])",
+                timed(lambda: node.run(["sh", "-c", "kubeadm version -o short"], 30), 11))
+        finally:
+            subprocess.run([*UPGRADER, "sandbox", "down", name], env=env, check=False, capture_output=True)
+
+
 if __name__ == "__main__":
     which = set(sys.argv[1:]) or {"planner", "cli", "sandbox"}
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
@@ -233,5 +268,7 @@ if __name__ == "__main__":
         bench_cli()
     if "sandbox" in which:
         bench_sandbox()
+    if "exec" in which:
+        bench_exec()
     if "setup" in which:
         bench_setup()

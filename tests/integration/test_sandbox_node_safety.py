@@ -6,6 +6,10 @@ does not simulate, the operator's HOME/KUBECONFIG/ETCDCTL_* environment, etcdctl
 and `sandbox exec` options after the node name. A real etcd member and a real API server (seeded with
 cp-1 and three workers) stand in for the sandbox's; a decoy "operator's cluster" and a decoy listener
 on the host's 127.0.0.1:2379 must never be contacted.
+
+Every node test runs on both isolation modes: ``namespace`` (the node's own mount namespace) and
+``best-effort`` (path rewriting, whose rules the first tests pin down as a pure function).
+test_sandbox_isolation.py tries the escapes that only the namespace stops.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import pytest
 from tests.integration.sandbox_helpers import REPO, etcd_cluster, needs_etcd, sandbox_api, write_kubeconfig
 from upgrader.errors import NodePathError
 from upgrader.sandbox.etcd.members import EtcdMember
+from upgrader.sandbox.node import isolation
 from upgrader.sandbox.node import provision as noderoot
 from upgrader.sandbox.node import wrappers as shims
 from upgrader.sandbox.node.paths import NodePaths
@@ -107,6 +112,7 @@ class Sandbox:
     dir: Path
     xdg: Path
     member: EtcdMember
+    isolation: str
 
     def run(self, node: str, *argv: str, timeout: float = 60) -> tuple[int, str, str]:
         r = SandboxTransport(self.dir, node).run(list(argv), timeout)
@@ -122,21 +128,21 @@ def members(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[EtcdMembe
         yield started
 
 
-@pytest.fixture
-def sandbox(members: list[EtcdMember], tmp_path: Path) -> Iterator[Sandbox]:
+@pytest.fixture(params=[isolation.NAMESPACE, isolation.BEST_EFFORT])
+def sandbox(members: list[EtcdMember], tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     with sandbox_api(members, tmp_path) as api:
         xdg = tmp_path / "xdg"
         port = urlsplit(api.url).port
         member_port = urlsplit(members[0].client_url).port
         assert port and member_port
         cfg = new_config(name="safe", sandbox_dir=xdg / "upgrader" / "sandboxes" / "safe", version="v1.30.6",
-                         control_planes=1, workers=1, lb_port=port)
+                         control_planes=1, workers=1, lb_port=port, isolation=request.param)
         cfg = dataclasses.replace(cfg, apiserver_ports={"cp-1": port}, etcd_client_ports={"cp-1": member_port})
         cfg.dir.mkdir(parents=True)
         cfg.save()
         for node in cfg.nodes:
             noderoot.create(cfg, node)
-        yield Sandbox(cfg.dir, xdg, members[0])
+        yield Sandbox(cfg.dir, xdg, members[0], request.param)
 
 
 class Decoy:
@@ -279,11 +285,20 @@ def test_node_tools_are_where_a_node_has_them_and_every_spelling_is_the_nodes(sa
     code, out, _ = sandbox.run("cp-1", "sh", "-c", "which kubeadm apt-get systemctl etcdctl kubectl dpkg service")
     assert out.split() == ["/usr/bin/kubeadm", "/usr/bin/apt-get", "/usr/bin/systemctl", "/usr/bin/etcdctl",
                            "/usr/bin/kubectl", "/usr/bin/dpkg", "/usr/sbin/service"]
+    # best effort maps all four spellings onto the node's tools; an isolated node is a Debian root: its
+    # /bin is /usr/bin, and /usr/sbin has no apt-mark or systemctl (nor has this machine's)
+    found = ("/bin", "/usr/bin", "/sbin", "/usr/sbin") if sandbox.isolation == isolation.BEST_EFFORT else (
+        "/bin", "/usr/bin")
     for spelling in ("/bin", "/usr/bin", "/sbin", "/usr/sbin"):
         code, out, err = sandbox.run("worker-1", f"{spelling}/apt-mark", "showhold")
-        assert (code, out.split()) == (0, HELD), (spelling, err)
-        code, out, err = sandbox.run("worker-1", "sh", "-c", f"{spelling}/systemctl is-active containerd")
-        assert (code, out) == (0, "active\n"), (spelling, err)  # the simulated systemd, not the host's
+        code2, out2, err2 = sandbox.run("worker-1", "sh", "-c", f"{spelling}/systemctl is-active containerd")
+        if spelling in found:
+            assert (code, out.split()) == (0, HELD), (spelling, err)
+            assert (code2, out2) == (0, "active\n"), (spelling, err2)  # the simulated systemd, not the host's
+        else:
+            assert not Path(spelling, "apt-mark").exists() and not Path(spelling, "systemctl").exists()
+            assert (code, out, err) == (127, "", f"{spelling}/apt-mark: command not found\n")
+            assert (code2, out2) == (127, "") and "not found" in err2
     code, out, _ = sandbox.run("worker-1", "sh", "-c", "$(which systemctl) is-active containerd && "
                                "/usr/bin/dpkg-query -W kubeadm")  # what `which` shows, typed back
     assert (code, out) == (0, "active\nkubeadm\t1.30.6-1.1\n")
@@ -323,8 +338,16 @@ def test_cheap_package_and_node_queries_are_simulated(sandbox: Sandbox) -> None:
 
 
 def test_a_lost_node_tool_comes_back_instead_of_the_hosts(sandbox: Sandbox) -> None:
-    assert sandbox.run("worker-1", "rm", "/usr/bin/apt-mark", "/usr/sbin/service")[0] == 0
-    assert not (sandbox.root("worker-1") / "usr/bin/apt-mark").exists()
+    tools = sandbox.root("worker-1") / "usr"
+    code, _, err = sandbox.run("worker-1", "rm", "/usr/bin/apt-mark", "/usr/sbin/service")
+    if sandbox.isolation == isolation.NAMESPACE:  # the node's /usr is read-only: only the host can lose one
+        assert code == 1 and "Read-only file system" in err
+        assert (tools / "bin/apt-mark").exists()
+        (tools / "bin/apt-mark").unlink()
+        (tools / "sbin/service").write_text("#!/bin/sh\nexec /usr/sbin/service.real \"$@\"\n")
+    else:
+        assert code == 0, err
+    assert not (tools / "bin/apt-mark").exists()
     code, out, err = sandbox.run("worker-1", "apt-mark", "showhold")
     assert (code, out.split()) == (0, HELD), err
     assert sandbox.run("worker-1", "service", "--status-all")[0] == 127

@@ -50,6 +50,9 @@ def up(
     kubelet_restart: str = typer.Option("1s", "--kubelet-restart", help="How long a restarted kubelet is NotReady."),
     wait: str = typer.Option("3m", "--wait", help="How long to wait for the sandbox to become healthy."),
     register: bool = typer.Option(True, "--register/--no-register", help="Register it in the ledger."),
+    isolation: str = typer.Option("namespace", "--isolation", help="How node commands are kept off this machine: "
+                                  "namespace (their own mount namespace) or best-effort (path rewriting, a guard "
+                                  "against mistakes only)."),
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Start a sandbox (or resume a stopped one as it is) and wait until it is healthy."""
@@ -69,20 +72,24 @@ def up(
         workers=workers if given("workers") else None, faults=list(faults or []), dir=directory, api_port=api_port,
         kubeadm_timeout=parse_duration(kubeadm_timeout) if given("kubeadm_timeout") else None,
         kubelet_restart=parse_duration(kubelet_restart) if given("kubelet_restart") else None,
-        wait=parse_duration(wait),
+        wait=parse_duration(wait), isolation=isolation if given("isolation") else None,
     )
     result = sandbox.up(ctx.obj, req, register=register)
     cfg = result.config
     if output is Output.JSON:
         emit_json({"name": cfg.name, "resumed": result.resumed, "dir": str(cfg.dir), "server": cfg.server,
                    "kubeconfig": str(result.kubeconfig), "version": result.version,
-                   "created_version": cfg.version, "nodes": cfg.nodes, "seconds": round(result.seconds, 2)})
+                   "created_version": cfg.version, "nodes": cfg.nodes, "isolation": cfg.isolation,
+                   "seconds": round(result.seconds, 2)})
         return
     verb = "resumed" if result.resumed else "up"
     typer.echo(f"sandbox {cfg.name} {verb} in {result.seconds:.1f}s: {len(cfg.control_planes)} control planes, "
                f"{len(cfg.workers)} workers at {result.version}")
     typer.echo(f"  API:        {cfg.server}\n  kubeconfig: {result.kubeconfig}\n"
                f"  try:        kubectl --kubeconfig {result.kubeconfig} get nodes -o wide")
+    if cfg.isolation != "namespace":
+        typer.echo(f"  isolation:  {cfg.isolation}: node commands run on this machine with their paths rewritten, "
+                   "which only guards against mistakes")
 
 
 @app.command("down")

@@ -1,4 +1,4 @@
-"""A sandbox's fixed facts (``config.json``): its name, directory, version, nodes and every port.
+"""A sandbox's fixed facts (``config.json``): its name, directory, version, nodes, every port, its isolation.
 
 ``config.json`` is written once by ``sandbox up`` and never changes while the sandbox exists: node
 names and every port are fixed at creation because etcd records its peer URLs in its data, so a
@@ -40,6 +40,9 @@ class SandboxConfig:
     etcd_client_ports: dict[str, int]
     etcd_peer_ports: dict[str, int]
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # how node commands are kept off the machine: "namespace" or "best-effort" (node/isolation.py);
+    # sandboxes made before there was a choice get the strict one
+    isolation: str = "namespace"
 
     @property
     def nodes(self) -> list[str]:
@@ -106,7 +109,8 @@ def free_ports(count: int) -> list[int]:
 
 
 def new_config(*, name: str, sandbox_dir: Path, version: str, control_planes: int, workers: int,
-               lb_port: int | None = None, timeouts: Timeouts | None = None) -> SandboxConfig:
+               lb_port: int | None = None, timeouts: Timeouts | None = None,
+               isolation: str = "namespace") -> SandboxConfig:
     """Names nodes cp-N and worker-N and gives every endpoint its own free loopback port."""
     cps = [f"cp-{i}" for i in range(1, control_planes + 1)]
     ports = iter(free_ports(3 * len(cps) + 1))
@@ -121,4 +125,5 @@ def new_config(*, name: str, sandbox_dir: Path, version: str, control_planes: in
         etcd_client_ports={n: next(ports) for n in cps},
         etcd_peer_ports={n: next(ports) for n in cps},
         timeouts=timeouts or Timeouts(),
+        isolation=isolation,
     )

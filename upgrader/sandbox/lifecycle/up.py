@@ -35,7 +35,7 @@ from upgrader.sandbox.lifecycle.preflight import check_faults, check_ports
 from upgrader.sandbox.lifecycle.registry import default_root, load, locate, remember
 from upgrader.sandbox.lifecycle.root import NameLock, private_dir
 from upgrader.sandbox.lifecycle.teardown import OWNER_ENV, stop_processes
-from upgrader.sandbox.node import provision
+from upgrader.sandbox.node import isolation, provision
 from upgrader.sandbox.node.manifests import apiserver_versions
 from upgrader.sandbox.sandbox_config import CONFIG, SandboxConfig, Timeouts, new_config
 from upgrader.sandbox.supervisor.state import SUPERVISOR, supervisor_pid
@@ -69,6 +69,7 @@ class UpRequest:
     kubeadm_timeout: float | None = None
     kubelet_restart: float | None = None
     wait: float = 180.0
+    isolation: str | None = None  # "namespace" (the default for a new sandbox) or "best-effort"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,8 @@ def _check_request(req: UpRequest) -> None:
         raise UsageError(f"--api-port {req.api_port} is not a TCP port (1-65535)")
     if req.version is not None:
         _version(req.version)
+    if req.isolation is not None:
+        isolation.check_mode(req.isolation)
 
 
 def _refuse_changes(req: UpRequest, cfg: SandboxConfig, versions: dict[str, Version]) -> None:
@@ -147,7 +150,8 @@ def _refuse_changes(req: UpRequest, cfg: SandboxConfig, versions: dict[str, Vers
             changes.append(f"--version {req.version} (it is at {now})")
     for flag, given, has in (("--control-planes", req.control_planes, len(cfg.control_planes)),
                              ("--workers", req.workers, len(cfg.workers)),
-                             ("--api-port", req.api_port, cfg.lb_port)):
+                             ("--api-port", req.api_port, cfg.lb_port),
+                             ("--isolation", req.isolation, cfg.isolation)):
         if given is not None and given != has:
             changes.append(f"{flag} {given} (it has {has})")
     for flag, seconds, has_seconds in (("--kubeadm-timeout", req.kubeadm_timeout, cfg.timeouts.kubeadm),
@@ -167,6 +171,7 @@ def _resume(req: UpRequest, existing: Path, register: Register | None) -> Sandbo
     cfg = load(existing, req.name)
     versions = apiserver_versions(cfg)
     _refuse_changes(req, cfg, versions)
+    isolation.require(cfg.isolation)
     saved = faultlib.load(cfg.dir)
     added = [faultlib.parse(f, nodes=cfg.nodes) for f in req.faults]
     check_faults(cfg, [*saved, *added], versions, saved=saved)
@@ -210,7 +215,8 @@ def _new_config(req: UpRequest) -> SandboxConfig:
     return new_config(
         name=req.name, sandbox_dir=Path(req.dir or default_root() / req.name).absolute(), version=str(version),
         control_planes=DEFAULT_CONTROL_PLANES if req.control_planes is None else req.control_planes,
-        workers=DEFAULT_WORKERS if req.workers is None else req.workers, lb_port=req.api_port, timeouts=timeouts)
+        workers=DEFAULT_WORKERS if req.workers is None else req.workers, lb_port=req.api_port, timeouts=timeouts,
+        isolation=req.isolation or isolation.NAMESPACE)
 
 
 def _create(req: UpRequest, register: Register | None) -> SandboxConfig:
@@ -218,6 +224,7 @@ def _create(req: UpRequest, register: Register | None) -> SandboxConfig:
     parsed = [faultlib.parse(f, nodes=cfg.nodes) for f in req.faults]
     check_faults(cfg, parsed, {cp: Version.parse(cfg.version) for cp in cfg.control_planes}, saved=[])
     check_ports(cfg)
+    isolation.require(cfg.isolation)
     creation = Creation(cfg.dir, in_root=req.dir is None)
     try:
         creation.claim(req.name)

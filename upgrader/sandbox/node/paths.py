@@ -1,6 +1,8 @@
-"""Which paths a sandbox node owns, and how its command lines are rewritten into its root directory.
+"""Best-effort isolation: which paths a sandbox node owns, and how its command lines are rewritten into its root.
 
-A sandbox node is a directory on the machine upgrader runs on (as root), not a chroot, so every
+Only for sandboxes started with ``--isolation=best-effort`` (machines without mount namespaces, see
+:mod:`.isolation`); a node isolated in its own namespace needs none of this, its ``/`` is its root.
+Here a node is a directory on the machine upgrader runs on (as root), not a chroot, so every
 absolute path in a command line is classified and, when it belongs to the node, prefixed with the
 node root. The decision (deliberate, see ARCHITECTURE.md "The sandbox cluster"):
 

@@ -20,7 +20,7 @@ from upgrader.domain.versions import Version
 from upgrader.files import atomic_write
 from upgrader.ports import NodeLayout
 from upgrader.sandbox import releases
-from upgrader.sandbox.node import machine, manifests, wrappers
+from upgrader.sandbox.node import isolation, machine, manifests, wrappers
 from upgrader.sandbox.sandbox_config import SandboxConfig
 
 CP_PKI = (
@@ -46,6 +46,7 @@ def create(cfg: SandboxConfig, node: str) -> NodeLayout:
     layout.host_path("/tmp").mkdir(parents=True, exist_ok=True)
     os.chmod(layout.host_path("/tmp"), 0o1777)
     layout.host_path("/etc/hostname").write_text(f"{node}\n")
+    write_os_files(layout, node)
     write_home(layout, control_plane=control_plane)
     write_tools(cfg, layout, node)
     return layout
@@ -139,6 +140,23 @@ def write_packages(layout: NodeLayout, version: Version) -> None:
     machine.save_kubelet_unit(layout, {"generation": 0, "wanted": "active", "unit_changed": False})
 
 
+OS_FILES = {
+    "/etc/passwd": "root:x:0:0:root:/root:/bin/bash\n",
+    "/etc/group": "root:x:0:\n",
+    "/etc/hosts": "127.0.0.1\tlocalhost\n127.0.1.1\t{node}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    "/etc/nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n",
+}
+
+
+def write_os_files(layout: NodeLayout, node: str) -> None:
+    """What a Debian root has in /etc that commands on the node look up (users, localhost); the machine's
+    own are never shown to a node."""
+    for path, text in OS_FILES.items():
+        target = layout.host_path(path)
+        if not target.exists():
+            target.write_text(text.format(node=node))
+
+
 def write_home(layout: NodeLayout, *, control_plane: bool) -> None:
     """root's home; on a control-plane node ``~/.kube/config`` is admin.conf, as after `kubeadm init`."""
     home = layout.host_path("/root")
@@ -150,5 +168,11 @@ def write_home(layout: NodeLayout, *, control_plane: bool) -> None:
 
 
 def write_tools(cfg: SandboxConfig, layout: NodeLayout, node: str) -> None:
-    """The node's commands where a real node has them: wrappers that run the simulated tool (or refuse)."""
-    wrappers.ensure(layout.root, sandbox_dir=cfg.dir, node=node)
+    """The node's commands where a real node has them: wrappers that run the simulated tool (or refuse).
+
+    An isolated node also gets its mount points (see :mod:`.isolation`); its transport checks them
+    again before every command."""
+    if cfg.isolation == isolation.NAMESPACE:
+        isolation.NodeNamespace(cfg.dir, node).prepare()
+    else:
+        wrappers.ensure(layout.root, wrappers.host_scripts(sandbox_dir=cfg.dir, node=node, root=layout.root))

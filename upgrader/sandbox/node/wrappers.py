@@ -1,14 +1,23 @@
 """The commands a sandbox node has, where they live in its root, and the wrapper scripts that run them.
 
 Every name here shadows the host's binary of that name on the node: the wrappers sit where a real
-node has the tool (``/usr/bin``, ``/usr/sbin``, first on the node's PATH), and the sandbox transport
-maps every absolute spelling (``/bin/X``, ``/sbin/X``, ``/usr/bin/X``, ``/usr/sbin/X``) onto them.
+node has the tool (``/usr/bin``, ``/usr/sbin``, first on the node's PATH). On a node isolated in its
+own namespaces (see :mod:`.isolation`) the node's ``usr`` is layered over the machine's ``/usr`` and
+``/bin``, ``/sbin`` are links into it, so every spelling (``/bin/X``, ``/sbin/X``, ``/usr/bin/X``,
+``/usr/sbin/X``) and every PATH finds the node's tool; a wrapper is also put in the other of
+``bin``/``sbin`` when the machine has the tool there. With best-effort isolation the node
+transport maps those spellings onto the wrappers instead (see :mod:`.paths`).
 So a command typed on a sandbox node never runs the host's package manager, init system, kubelet,
 container runtime or power switch, all of which would act on the machine upgrader runs on, as root.
 
 ``SIMULATED`` tools behave like the real ones for what the sandbox models (see :mod:`.tools`);
 ``REFUSED`` tools exist on a real node but have no safe simulation: they fail like an unsupported
 command, with a message on stderr and exit code 127, and never reach the host's binary.
+
+Two kinds of wrapper run the same tool: :func:`host_script` for best-effort nodes (machine paths:
+the node root, the sandbox directory, this interpreter) and :func:`node_script` for isolated
+nodes (the paths the node sees, see :mod:`.runtime`). Both bake in everything the tool needs, so
+``env -i`` in front of a tool changes nothing.
 
 This module only uses the standard library: the node transport imports it to know the tool paths.
 """
@@ -22,6 +31,7 @@ import tempfile
 from pathlib import Path
 
 import upgrader
+from upgrader.sandbox.node.runtime import SANDBOX_DIR, Runtime
 
 SIMULATED: dict[str, str] = {
     "kubeadm": "/usr/bin", "kubelet": "/usr/bin", "kubectl": "/usr/bin", "etcdctl": "/usr/bin",
@@ -59,7 +69,7 @@ def node_path_dirs() -> list[str]:
     return ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin"]
 
 
-def script(tool: str, *, sandbox_dir: Path, node: str, root: Path) -> str:
+def host_script(tool: str, *, sandbox_dir: Path, node: str, root: Path) -> str:
     """A small sh wrapper that runs the simulated tool with this node baked in, like a binary on PATH."""
     env = {
         "UPGRADER_SANDBOX_DIR": str(sandbox_dir),
@@ -79,15 +89,56 @@ def script(tool: str, *, sandbox_dir: Path, node: str, root: Path) -> str:
     )
 
 
-def ensure(root: Path, *, sandbox_dir: Path, node: str) -> None:
+def node_script(tool: str, *, node: str, runtime: Runtime) -> str:
+    """The wrapper of an isolated node: the same tool, run by the interpreter the node sees (its root is /)."""
+    env = {"UPGRADER_SANDBOX_DIR": SANDBOX_DIR, "UPGRADER_SANDBOX_NODE": node, "UPGRADER_SANDBOX_NODE_ROOT": "/",
+           "PYTHONPATH": ":".join(runtime.pythonpath)}
+    real = runtime.real_tool(tool)
+    if real:
+        env[f"UPGRADER_SANDBOX_REAL_{tool.upper()}"] = real
+    if runtime.library_path:  # a shared libpython; the tools drop this before they run anything
+        env["LD_LIBRARY_PATH"] = runtime.library_path
+    exports = "".join(f"{k}={shlex.quote(v)}; export {k}\n" for k, v in env.items())
+    kind = "simulated" if tool in SIMULATED else "refused (not simulated)"
+    return (
+        "#!/bin/sh\n"
+        f"# upgrader sandbox: {kind} {tool} on node {node}\n"
+        f"{exports}"
+        # -P: never import from the working directory; -S: nor from the interpreter's own site-packages
+        # (a pyenv's global packages), only from PYTHONPATH: upgrader and its environment's packages
+        f'exec {shlex.quote(runtime.python)} -P -S -m {TOOLS} {tool} "$@"\n'
+    )
+
+
+def host_scripts(*, sandbox_dir: Path, node: str, root: Path) -> dict[str, str]:
+    """Node path -> wrapper text, for a best-effort node."""
+    return {path: host_script(tool, sandbox_dir=sandbox_dir, node=node, root=root)
+            for tool, path in tool_paths().items()}
+
+
+def node_scripts(*, node: str, runtime: Runtime, host_usr: Path = Path("/usr")) -> dict[str, str]:
+    """Node path -> wrapper text, for an isolated node: in the tool's directory, and in the other of
+    bin/sbin too where the machine has the tool there (it would come first on root's PATH)."""
+    scripts: dict[str, str] = {}
+    for tool, path in tool_paths().items():
+        text = node_script(tool, node=node, runtime=runtime)
+        scripts[path] = text
+        for other in ("bin", "sbin"):
+            spelling = f"/usr/{other}/{tool}"
+            if spelling != path and os.path.lexists(host_usr / other / tool):
+                scripts[spelling] = text
+    return scripts
+
+
+def ensure(root: Path, scripts: dict[str, str]) -> None:
     """Write every wrapper that is missing or changed: a node never falls through to a host binary.
 
     Called before every command a sandbox node runs, so a wrapper deleted or overwritten on the node
-    (``rm /usr/bin/apt-get``) comes back instead of exposing the host's tool of that name.
+    (``rm /usr/bin/apt-get`` on a best-effort node, or from the host) comes back instead of exposing
+    the host's tool of that name.
     """
-    for tool, node_path in tool_paths().items():
+    for node_path, text in scripts.items():
         path = root / node_path.lstrip("/")
-        text = script(tool, sandbox_dir=sandbox_dir, node=node, root=root)
         try:
             if path.read_text() == text and os.access(path, os.X_OK):
                 continue

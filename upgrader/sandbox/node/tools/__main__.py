@@ -5,9 +5,11 @@ The registry is the package's simulated tools plus the guards for host tools (se
 can fall through to a host binary.
 """
 
+import os
 import sys
 
 from upgrader.sandbox.node import wrappers
+from upgrader.sandbox.node.runtime import RUNTIME
 from upgrader.sandbox.node.tools import Node, Tool, apt, dpkg, etcdctl, host_commands, kubectl, systemctl
 from upgrader.sandbox.node.tools.kubeadm import command as kubeadm
 
@@ -32,6 +34,8 @@ def registry() -> dict[str, Tool]:
 
 
 def run(argv: list[str]) -> int:
+    if os.environ.get("LD_LIBRARY_PATH", "").startswith(RUNTIME + "/"):
+        del os.environ["LD_LIBRARY_PATH"]  # it was only for this interpreter's libpython (node/runtime.py)
     known = registry()
     if not argv or argv[0] not in known:
         print(f"usage: python -m {wrappers.TOOLS} {{{','.join(sorted(known))}}} ARGS...", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""``etcdctl`` on a sandbox node: the real /usr/bin/etcdctl, only ever pointed at this sandbox's etcd.
+"""``etcdctl`` on a sandbox node: the real etcdctl, only ever pointed at this sandbox's etcd.
 
 As on a kubeadm node, the operator names the local member as ``127.0.0.1:2379`` (kubeadm's
 ``--endpoints=https://127.0.0.1:2379``, ``localhost:2379``, ``http://...``, ``ETCDCTL_ENDPOINTS``, or no
@@ -10,6 +10,10 @@ other endpoint is refused, so no command on a sandbox node reaches an etcd outsi
 A worker (or a control-plane node whose member is unknown) has no local member: its etcdctl runs
 the real etcdctl against a loopback port where nothing listens, and shows that port as
 127.0.0.1:2379, so the operator gets etcdctl's own "connection refused" failure.
+
+On an isolated node the real binary is where the node's wrapper says (``UPGRADER_SANDBOX_REAL_ETCDCTL``,
+on no PATH of the node: its ``/usr/bin/etcdctl`` is this tool); on a best-effort node it is the
+machine's /usr/bin/etcdctl.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from upgrader.sandbox.node import manifests
@@ -32,6 +37,7 @@ REFUSED_COMMANDS = ("make-mirror",)  # writes into another etcd cluster
 DROPPED_ENV = ("ETCDCTL_ENDPOINTS", "ETCDCTL_CACERT", "ETCDCTL_CERT", "ETCDCTL_KEY", "ETCDCTL_DISCOVERY_SRV",
                "ETCDCTL_DISCOVERY_SRV_NAME", "ETCDCTL_INSECURE_SKIP_TLS_VERIFY", "ETCDCTL_INSECURE_TRANSPORT")
 REAL = "/usr/bin/etcdctl"
+REAL_ENV = "UPGRADER_SANDBOX_REAL_ETCDCTL"
 LOCAL_PORT = 2379
 NO_MEMBER = "no-local-member"
 
@@ -141,7 +147,10 @@ def local_endpoint(node: Node) -> str | None:
     return members(node)[0]
 
 
-def real_binary() -> str:
+def real_binary(node: Node) -> str | None:
+    if node.layout.root == Path("/"):  # an isolated node: its /usr/bin/etcdctl is this tool
+        real = os.environ.get(REAL_ENV)
+        return real if real and os.path.isfile(real) else None
     if os.path.exists(REAL):
         return REAL
     return shutil.which("etcdctl", path="/usr/local/bin:/usr/bin:/bin") or REAL
@@ -165,8 +174,11 @@ def main(node: Node, args: list[str]) -> int:
         node.warn(f"Error: endpoint {e} is not an etcd member of this sandbox (its members: {known}); "
                   "a sandbox node never reaches an etcd outside its sandbox")
         return 1
-    env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV} | {"ETCDCTL_API": "3"}
-    binary = real_binary()
+    env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV and k != REAL_ENV} | {"ETCDCTL_API": "3"}
+    binary = real_binary(node)
+    if binary is None:
+        node.warn("etcdctl: command not found")
+        return 127
     if NO_MEMBER not in mapped:
         os.execve(binary, [binary, f"--endpoints={','.join(dict.fromkeys(mapped))}", *rest], env)
     return _without_local_member(node, binary, mapped, rest, env)

@@ -5,6 +5,8 @@ finds what a real node has: ``/root/.kube/config`` on a control-plane node (a co
 as operators make after ``kubeadm init``), nothing on a worker. Where kubectl would fall back to its
 built-in default (``localhost:8080``, which on this machine could be anything), this wrapper fails
 the way kubectl does when nothing listens there, so plain kubectl on a worker reaches no cluster.
+
+On an isolated node the real binary is where the node's wrapper says (``UPGRADER_SANDBOX_REAL_KUBECTL``).
 """
 
 from __future__ import annotations
@@ -20,8 +22,14 @@ CLIENT_ONLY = {"config", "completion", "help", "kustomize", "plugin", "options"}
 REFUSED = "The connection to the server localhost:8080 was refused - did you specify the right host or port?"
 
 
+REAL_ENV = "UPGRADER_SANDBOX_REAL_KUBECTL"
+
+
 def host_kubectl(node: Node) -> str | None:
     """The host's kubectl, from the PATH entries outside the node (never this wrapper)."""
+    if node.layout.root == Path("/"):  # an isolated node: its /usr/bin/kubectl is this tool
+        real = os.environ.pop(REAL_ENV, None)
+        return real if real and Path(real).is_file() else None
     nodes = node.layout.root.resolve().parent  # no node's wrapper, this one or another's
     host_path = os.environ.get("UPGRADER_SANDBOX_HOST_PATH") or "/usr/local/bin:/usr/bin:/bin"
     dirs = [d for d in host_path.split(os.pathsep) if d.startswith("/") and not Path(d).resolve().is_relative_to(nodes)]
