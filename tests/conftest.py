@@ -38,7 +38,7 @@ class PostgresServer:
         return psycopg.connect(host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True)
 
 
-def _postgres_bindir() -> Path:
+def postgres_bindir() -> Path:
     """Prefer the distribution's PostgreSQL 15 (what scripts/test.sh installs), else the newest."""
     candidates = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "pg_ctl").is_file()]
     candidates.sort(
@@ -106,7 +106,7 @@ def _stop(bindir: Path, datadir: Path) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    bindir = _postgres_bindir()
+    bindir = postgres_bindir()
     # Not under pytest's basetemp: that is 0700 root-owned, and the server runs as postgres.
     tmp = Path(tempfile.mkdtemp(prefix="upgrader-pg-"))
     datadir, sockets = tmp / "data", tmp / "sockets"

@@ -4,7 +4,9 @@ Every long-running part of upgrader (the sandbox supervisor today, the apply eng
 :func:`configure` once at start-up and logs events in past tense with bound context
 (``log.info("member_started", member="cp-1")``). Records from the standard ``logging`` module
 (libraries, older modules) go through the same renderer, so a log file has one format.
-Never log kubeconfigs, tokens or snapshot contents.
+Never log kubeconfigs, tokens or snapshot contents; in case one slips through, every string in an
+event (its message, its values, a formatted traceback) is redacted just before it is rendered
+(upgrader.domain.redaction says what a secret looks like).
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ from typing import TextIO
 
 import structlog
 
+from upgrader.domain.redaction import redact_value
+
 _SHARED: list[structlog.types.Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
+
+
+def redact_event(_logger: object, _method: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
+    """A structlog processor: the event with every secret in its strings hidden."""
+    return {key: redact_value(value) for key, value in event_dict.items()}
 
 
 def configure(*, stream: TextIO | None = None, level: int = logging.INFO, json: bool | None = None) -> None:
@@ -41,8 +50,10 @@ def configure(*, stream: TextIO | None = None, level: int = logging.INFO, json: 
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(out)
+    # Tracebacks are formatted before redaction, so that a secret in an exception's text is hidden too.
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(foreign_pre_chain=_SHARED, processors=[
-        structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]))
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.format_exc_info,
+        redact_event, renderer]))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from upgrader import errors
 from upgrader.ledger.db import resolve_url
+from upgrader.ledger.failures import masked
 
 
 def test_flag_beats_environment() -> None:
@@ -79,3 +81,22 @@ def test_unparseable_url_does_not_echo_the_password() -> None:
     with pytest.raises(errors.DatabaseError) as caught:
         resolve_url("postgresql://ops:s3cret@db:notaport/ledger", {})
     assert "s3cret" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://ops@db:notaport/ledger?password=s3cret",
+        "host=db user=ops password=s3cret dbname=ledger",
+        "dbname=ledger password='s3 cret'",
+    ],
+)
+def test_bad_urls_never_echo_a_password_in_any_form(url: str) -> None:
+    with pytest.raises(errors.DatabaseError) as caught:
+        resolve_url(url, {})
+    assert "s3" not in caught.value.message and "***" in caught.value.message
+
+
+def test_a_password_in_the_query_is_masked_where_the_ledger_is_named() -> None:
+    url = make_url("postgresql+psycopg://ops@db/ledger?sslmode=require&password=s3cret")
+    assert masked(url) == "postgresql+psycopg://ops@db/ledger?password=***&sslmode=require"  # sorted by SQLAlchemy

@@ -45,3 +45,31 @@ def test_below_the_level_nothing_is_written():
     logs.configure(stream=out, level=logging.WARNING)
     logs.get_logger("upgrader.test").info("step_started")
     assert out.getvalue() == ""
+
+
+def test_secrets_in_messages_values_and_tracebacks_are_hidden():
+    out = io.StringIO()
+    logs.configure(stream=out)
+    log = logs.get_logger("upgrader.test")
+    log.info("ledger_opened", url="postgresql://ops:hunter2@db/ledger", tried=["token=hunter2"])
+    try:
+        raise RuntimeError("connect to host=db password=hunter2 failed")
+    except RuntimeError:
+        log.exception("ledger_failed")
+        logging.getLogger("upgrader.legacy").exception("retrying %s", "postgresql://ops@db/x?password=hunter2")
+    first, second, third = (json.loads(line) for line in out.getvalue().splitlines())
+    assert "hunter2" not in out.getvalue()
+    assert (first["url"], first["tried"]) == ("postgresql://ops:***@db/ledger", ["token=***"])
+    assert "password=*** failed" in second["exception"]
+    assert third["event"] == "retrying postgresql://ops@db/x?password=***" and "RuntimeError" in third["exception"]
+
+
+def test_a_terminal_never_sees_a_secret_either():
+    out = io.StringIO()
+    logs.configure(stream=out, json=False)
+    log = logs.get_logger("upgrader.test")
+    try:
+        raise RuntimeError("Authorization: Bearer eyJhbGciOi.hunter2")
+    except RuntimeError:
+        log.exception("request_failed", url="https://admin:hunter2@10.0.0.1:6443")
+    assert "hunter2" not in out.getvalue() and "Bearer ***" in out.getvalue()

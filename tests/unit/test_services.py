@@ -167,3 +167,23 @@ def test_wiring_builds_the_transport_the_ledger_names(prod, tmp_path):
     assert isinstance(prod.app.transport(sandboxed, "cp-1"), SandboxTransport)
     with pytest.raises(errors.UsageError, match="unknown node transport kind 'telnet'"):
         prod.app.transport(dataclasses.replace(record, transport={"kind": "telnet"}), "cp-1")
+
+
+def test_the_audit_trail_keeps_command_lines_and_event_data_without_their_secrets(world, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["upgrader", "--db", "postgresql://ops:hunter2@db/ledger", "cluster", "add",
+                                     "prod", "--kubeconfig", str(world.kubeconfig)])
+    world.app = dataclasses.replace(world.app, actor=Actor.current())
+    clusters.register_cluster(world.app, name="prod", kubeconfig=world.kubeconfig, context=None)
+    # An actor built by hand (a future caller) is redacted by the recorder all the same.
+    world.app = dataclasses.replace(world.app, actor=Actor(user="alice", host="ops-1", command_line=(
+        "upgrader --token hunter2 cluster skip prod v1.31.13 --reason 'see https://ops:hunter2@wiki/x'")))
+    clusters.skip_version(world.app, cluster="prod", version="v1.31.13", reason="see https://ops:hunter2@wiki/x")
+    with world.ledger.unit_of_work() as uow:
+        events = uow.repo.list_events()
+        shown = uow.repo.get_cluster("prod")
+    assert [e.command_line for e in events] == [
+        f"upgrader --db 'postgresql://ops:***@db/ledger' cluster add prod --kubeconfig {world.kubeconfig}",
+        "upgrader --token '***' cluster skip prod v1.31.13 --reason 'see https://ops:***@wiki/x'",
+    ]
+    assert events[1].data == {"version": "v1.31.13", "reason": "see https://ops:***@wiki/x"}
+    assert shown.skips[0].reason == "see https://ops:***@wiki/x"

@@ -7,6 +7,7 @@ Heavy imports (the kubernetes client, SQLAlchemy) stay out of this module so tha
 from __future__ import annotations
 
 import gc
+import io
 import sys
 import threading
 from typing import Optional
@@ -15,6 +16,7 @@ import typer
 
 from upgrader import __version__
 from upgrader.cli import cluster, db, plan, plans, sandbox
+from upgrader.domain.redaction import redact
 from upgrader.errors import UpgraderError
 from upgrader.services.wiring import AppContext
 
@@ -84,29 +86,40 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(argv: list[str] | None) -> int:
-    """Run one command; the exit code for its outcome. The only place errors become exit codes."""
+    """Run one command; the exit code for its outcome. The only place errors become exit codes, and
+    the only place they are printed: every message goes out with its secrets hidden."""
     command = typer.main.get_command(app)
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         code = command.main(args=argv, prog_name="upgrader", standalone_mode=False)
     except UpgraderError as e:
-        typer.echo(f"error: {e.message}", err=True)
+        _error(f"error: {e.message}")
         return e.exit_code
     except (typer.Abort, KeyboardInterrupt):  # Ctrl-C, or EOF at a prompt as typer reports it
         typer.echo("interrupted", err=True)
         return 130
     except typer.TyperException as e:
         # typer's public base of every parsing error (unknown option or command, missing argument,
-        # bad value): each carries its exit code (2 for usage) and shows itself with the usage text.
+        # bad value): each carries its exit code (2 for usage) and shows itself with the usage text,
+        # which may quote the bad value.
         show = getattr(e, "show", None)
         if callable(show):
-            show()
+            shown = io.StringIO()
+            show(file=shown)
+            _error(shown.getvalue().rstrip("\n"))
         else:
-            typer.echo(f"Error: {e.format_message()}", err=True)
+            _error(f"Error: {e.format_message()}")
         return e.exit_code
     except Exception as e:  # a bug: short message, traceback only when asked
         if debug:
-            raise
-        typer.echo(f"error: unexpected {e.__class__.__name__}: {e} (rerun with --debug for a traceback)", err=True)
+            import traceback
+
+            _error(traceback.format_exc().rstrip("\n"))
+        else:
+            _error(f"error: unexpected {e.__class__.__name__}: {e} (rerun with --debug for a traceback)")
         return 1
     return code if isinstance(code, int) else 0
+
+
+def _error(text: str) -> None:
+    typer.echo(redact(text), err=True)

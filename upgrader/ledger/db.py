@@ -12,6 +12,7 @@ Guarantees:
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import sessionmaker
 
 from upgrader import __version__, errors
+from upgrader.domain.redaction import redact_argument
 from upgrader.ledger.failures import database_errors, masked
 from upgrader.ledger.uow import SqlUnitOfWork
 from upgrader.shipped import shipped_dir
@@ -45,6 +47,9 @@ _SCHEMES = {
     "postgresql": "postgresql+psycopg",
     "postgresql+psycopg": "postgresql+psycopg",
 }
+
+# libpq's `host=db user=ops password=...`: not something SQLAlchemy takes, and not a file name to create.
+_CONNINFO = re.compile(r"^\s*(host|hostaddr|port|dbname|user|password|service)\s*=", re.IGNORECASE)
 
 Clock = Callable[[], datetime]
 
@@ -69,11 +74,16 @@ def _default_sqlite_path(environ: Mapping[str, str]) -> str:
 
 def _normalise(value: str) -> URL:
     if "://" not in value:  # a plain path names a SQLite file
+        if _CONNINFO.match(value):
+            raise errors.DatabaseError(
+                f"not a database URL or file path: {redact_argument(value)} (a key=value connection string); "
+                "use postgresql://USER@HOST/DB (the password in ~/.pgpass or PGPASSWORD)"
+            )
         return URL.create("sqlite", database=str(Path(value).expanduser().resolve()))
     try:
         url = make_url(value)
     except (sa.exc.ArgumentError, ValueError) as e:
-        raise errors.DatabaseError(f"not a database URL: {_mask_text(value)}") from e
+        raise errors.DatabaseError(f"not a database URL: {redact_argument(value)}") from e
     driver = _SCHEMES.get(url.drivername)
     if driver is None:
         raise errors.DatabaseError(
@@ -82,12 +92,6 @@ def _normalise(value: str) -> URL:
     if driver == "sqlite" and url.database in (None, "", ":memory:"):
         raise errors.DatabaseError("the ledger must be a SQLite file, not an in-memory database")
     return url.set(drivername=driver)
-
-
-def _mask_text(value: str) -> str:
-    scheme, _, rest = value.partition("://")
-    creds, at, host = rest.rpartition("@")
-    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if at and ":" in creds else value
 
 
 class Ledger:

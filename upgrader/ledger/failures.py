@@ -15,10 +15,13 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
 from upgrader import errors
+from upgrader.domain.redaction import REDACTED, redact
 
 
 def masked(url: URL) -> str:
-    return url.render_as_string(hide_password=True)
+    """The URL to show: no password, neither the user's (``ops:***@``) nor one in the query
+    (``?password=***``), which SQLAlchemy's own masking leaves in clear."""
+    return redact(url.render_as_string(hide_password=True))
 
 
 def describe(exc: BaseException, url: URL) -> str:
@@ -26,9 +29,10 @@ def describe(exc: BaseException, url: URL) -> str:
     orig = getattr(exc, "orig", None) or exc
     lines = [line.strip() for line in str(orig).strip().splitlines() if line.strip()]
     detail = lines[0] if lines else type(orig).__name__
-    if url.password:
-        detail = detail.replace(str(url.password), "***")
-    return f"ledger database {masked(url)}: {detail}"
+    for password in (url.password, url.query.get("password")):
+        if password and isinstance(password, str):
+            detail = detail.replace(password, REDACTED)
+    return f"ledger database {masked(url)}: {redact(detail)}"
 
 
 @contextmanager

@@ -1,9 +1,14 @@
-"""The audit trail: every use case that changes the ledger appends an event in the same transaction."""
+"""The audit trail: every use case that changes the ledger appends an event in the same transaction.
+
+No secret reaches it: the command line and the event's text are redacted here, whoever built the
+actor (upgrader.domain.redaction says what a secret looks like).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from upgrader.domain.redaction import redact_command_line, redact_value
 from upgrader.ports import UnitOfWork
 from upgrader.services.wiring import AppContext
 
@@ -15,7 +20,8 @@ def record_event(
         kind=kind,
         actor=app.actor.user,
         host=app.actor.host,
-        command_line=app.actor.command_line,
+        command_line=redact_command_line(app.actor.command_line),
         cluster=cluster,
-        data=data,
+        data=cast("dict[str, Any] | None", redact_value(data)),
     )
+

@@ -10,6 +10,7 @@ from typing import Any
 from upgrader.cluster.kubeconfig import validate_kubeconfig
 from upgrader.domain.names import validate_name
 from upgrader.domain.records import ClusterRecord
+from upgrader.domain.redaction import redact
 from upgrader.domain.text import excerpt
 from upgrader.domain.versions import Version
 from upgrader.errors import UsageError
@@ -64,7 +65,8 @@ def skip_version(app: AppContext, *, cluster: str, version: str, reason: str) ->
     """Skip a version (or re-word the reason of one already skipped, which the result says)."""
     validate_name(cluster)
     parsed = Version.parse(version)
-    reason = _one_line_reason(reason)
+    # The reason is shared prose (`cluster show`, the audit trail): a credential pasted into it stays out.
+    reason = redact(_one_line_reason(reason))
     with app.unit_of_work() as uow:
         before = {s.version: s.reason for s in uow.repo.get_cluster(cluster).skips}.get(str(parsed))
         uow.repo.add_skip(cluster=cluster, version=str(parsed), reason=reason, actor=app.actor.user)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from upgrader.domain.records import ClusterRecord
+from upgrader.domain.redaction import redact_argv
 from upgrader.domain.text import excerpt
 from upgrader.errors import UsageError
 from upgrader.ports import Clock, ClusterApi, NodeLayout, NodeTransport, UnitOfWork
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who did something, for the audit trail."""
+    """Who did something, for the audit trail. The command line is kept with its secrets hidden
+    (``--db postgresql://ops:***@db/ledger``): every event in the shared ledger carries it."""
 
     user: str
     host: str
@@ -44,7 +46,8 @@ class Actor:
             user = getpass.getuser()
         except (KeyError, OSError):
             user = str(os.getuid())
-        return cls(user=user, host=socket.gethostname(), command_line=shlex.join(["upgrader", *sys.argv[1:]]))
+        command_line = shlex.join(["upgrader", *redact_argv(sys.argv[1:])])
+        return cls(user=user, host=socket.gethostname(), command_line=command_line)
 
 
 class SystemClock:
