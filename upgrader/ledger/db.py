@@ -1,9 +1,10 @@
 """Where the ledger lives, how to connect to it, and keeping its schema at the migrations' head.
 
 Guarantees:
-- SQLite (the default, one operator): the file and its directory (0700) are created on first use
-  and migrated to head automatically; concurrent first uses are serialised by SQLite's write lock
-  (every transaction is ``BEGIN IMMEDIATE``), so two processes never migrate at once.
+- SQLite (the default, one operator): the file (0600, and so its -wal and -shm) and its directory
+  (0700) are created on first use and migrated to head automatically; concurrent first uses are
+  serialised by SQLite's write lock (every transaction is ``BEGIN IMMEDIATE``), so two processes
+  never migrate at once.
 - PostgreSQL (teams, fleets): never migrated implicitly, because other hosts may run an older
   upgrader; a schema that is not at head is a ``SchemaMismatchError`` saying what to do.
 - An unusable database is a one-line ``DatabaseError`` (exit 2) with the password masked.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import stat
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -254,7 +256,7 @@ def _check_foreign_keys(conn: Connection, url: URL) -> None:
 def _create_engine(url: URL, *, foreign_keys: bool = True) -> Engine:
     if url.get_backend_name() != "sqlite":
         return sa.create_engine(url, connect_args={"connect_timeout": 10, "application_name": "upgrader"})
-    _make_parent_dir(url)
+    _make_private_file(url)
     engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -295,9 +297,39 @@ def _enable_wal(cursor: Any) -> None:
             cursor.execute("PRAGMA journal_mode = WAL")
 
 
-def _make_parent_dir(url: URL) -> None:
-    parent = Path(url.database or "").expanduser().parent
+def _make_private_file(url: URL) -> None:
+    """The ledger file exists, readable by its owner only, before SQLite first opens it.
+
+    SQLite creates a missing file with 0644 (less the umask), and its -wal and -shm with the mode
+    of the database file: creating the file 0600 here (O_EXCL, so a racing first use simply finds
+    it) makes all three private from the first write, whatever the directory or umask. A file we
+    own that others may read (0644 from an older upgrader) is tightened to 0600 with its -wal and
+    -shm; a group-only mode (0640, 0660) is a deliberate choice and is left alone.
+    """
+    path = Path(url.database or "").expanduser()
+    parent = path.parent
     try:
         parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as e:
         raise errors.DatabaseError(f"cannot create the ledger directory {parent}: {e.strerror}") from e
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        _tighten(path)
+    except OSError:
+        return  # SQLite reports it, with the same one-line error as before
+    else:
+        try:
+            os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask took away
+        finally:
+            os.close(fd)
+
+
+def _tighten(path: Path) -> None:
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            st = each.stat()
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o007:
+                each.chmod(0o600)
+        except OSError:
+            continue  # absent (no -wal yet), or not ours to change
