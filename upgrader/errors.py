@@ -84,6 +84,12 @@ class RunLockedError(UpgraderError):
     exit_code = 7
 
 
+class LedgerBusyError(UpgraderError):
+    """The ledger stayed busy: another process held its write lock for longer than upgrader waits."""
+
+    exit_code = 7
+
+
 class IntegrityError(UpgraderError):
     """Integrity check failed."""
 

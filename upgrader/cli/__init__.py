@@ -18,7 +18,7 @@ from upgrader import __version__
 from upgrader.cli import cluster, db, plan, plans, sandbox
 from upgrader.domain.redaction import redact
 from upgrader.errors import UpgraderError
-from upgrader.services.wiring import AppContext
+from upgrader.services.wiring import DEFAULT_BUSY_TIMEOUT, AppContext
 
 app = typer.Typer(
     name="upgrader",
@@ -44,6 +44,15 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+MAX_BUSY_TIMEOUT = 86_400.0  # a day: longer is a mistake, not a wait
+
+
+def _finite(value: float) -> float:
+    if value != value:  # NaN passes click's range check
+        raise typer.BadParameter("not a number of seconds")
+    return value
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -51,10 +60,16 @@ def _root(
         None, "--db", help="Ledger database URL or SQLite file path. Default: $UPGRADER_DB, "
         "else SQLite at $XDG_DATA_HOME/upgrader/ledger.db.", metavar="URL",
     ),
+    busy_timeout: float = typer.Option(
+        DEFAULT_BUSY_TIMEOUT, "--busy-timeout", envvar="UPGRADER_BUSY_TIMEOUT", min=0, max=MAX_BUSY_TIMEOUT,
+        callback=_finite, metavar="SECONDS", show_default=False,
+        help="How long to wait for a ledger another process is writing, then exit 7 "
+        f"(default {DEFAULT_BUSY_TIMEOUT:g}).",
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for unexpected errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    ctx.obj = AppContext(db=db_url, debug=debug)
+    ctx.obj = AppContext(db=db_url, debug=debug, busy_timeout=busy_timeout)
     ctx.call_on_close(ctx.obj.close)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import stat
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -28,6 +27,8 @@ from sqlalchemy.orm import sessionmaker
 
 from upgrader import __version__, errors
 from upgrader.domain.redaction import redact_argument
+from upgrader.ledger import busy
+from upgrader.ledger.busy import DEFAULT_BUSY_TIMEOUT
 from upgrader.ledger.failures import database_errors, masked
 from upgrader.ledger.uow import SqlUnitOfWork
 from upgrader.shipped import shipped_dir
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 SCHEMA_HEAD = "0001"
 
 MIGRATIONS_DIR = shipped_dir("migrations")
-BUSY_TIMEOUT_MS = 10_000
 _PG_MIGRATION_LOCK = 0x75_70_67_72  # "upgr": pg_advisory_xact_lock key serialising `db upgrade`s
 _SCHEMES = {
     "sqlite": "sqlite",
@@ -124,16 +124,19 @@ class Ledger:
         return f"Ledger(url={masked(self.url)!r})"
 
 
-def open_ledger(url: str, *, clock: Clock = _utcnow) -> Ledger:
-    """Connect and make sure the schema is at head (migrating a SQLite file, refusing otherwise)."""
+def open_ledger(url: str, *, clock: Clock = _utcnow, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Ledger:
+    """Connect and make sure the schema is at head (migrating a SQLite file, refusing otherwise).
+
+    Every transaction waits up to ``busy_timeout`` seconds for another process's lock, then fails
+    with ``LedgerBusyError`` (see upgrader.ledger.busy)."""
     parsed = _normalise(url)
-    engine = _create_engine(parsed)
+    engine = _create_engine(parsed, busy_timeout=busy_timeout)
     try:
         with database_errors(parsed):
             heads = _heads(engine)
             if heads != (SCHEMA_HEAD,) and heads != (head(),):
                 if parsed.get_backend_name() == "sqlite" and all(map(_is_known, heads)):
-                    _run_alembic(parsed, lambda cfg: _command().upgrade(cfg, "head"))
+                    _run_alembic(parsed, lambda cfg: _command().upgrade(cfg, "head"), busy_timeout=busy_timeout)
                 else:
                     raise _mismatch(parsed, heads)
     except BaseException:
@@ -151,10 +154,10 @@ def head() -> str:
     return rev
 
 
-def current(url: str) -> str | None:
+def current(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> str | None:
     """The revision the database is at (None when it has never been migrated)."""
     parsed = _normalise(url)
-    engine = _create_engine(parsed)
+    engine = _create_engine(parsed, busy_timeout=busy_timeout)
     try:
         with database_errors(parsed):
             heads = _heads(engine)
@@ -163,19 +166,19 @@ def current(url: str) -> str | None:
     return ",".join(heads) or None
 
 
-def check(url: str) -> bool:
+def check(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> bool:
     """True when the database is exactly at head (what `upgrader db check` reports)."""
-    return current(url) == head()
+    return current(url, busy_timeout=busy_timeout) == head()
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "head", *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
     parsed = _normalise(url)
-    _run_alembic(parsed, lambda cfg: _command().upgrade(cfg, revision))
+    _run_alembic(parsed, lambda cfg: _command().upgrade(cfg, revision), busy_timeout=busy_timeout)
 
 
-def downgrade(url: str, revision: str) -> None:
+def downgrade(url: str, revision: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
     parsed = _normalise(url)
-    _run_alembic(parsed, lambda cfg: _command().downgrade(cfg, revision))
+    _run_alembic(parsed, lambda cfg: _command().downgrade(cfg, revision), busy_timeout=busy_timeout)
 
 
 def _mismatch(url: URL, heads: tuple[str, ...]) -> errors.SchemaMismatchError:
@@ -224,16 +227,20 @@ def _config(connection: Connection | None = None) -> Config:
 
 
 def _heads(engine: Engine) -> tuple[str, ...]:
-    """The revisions recorded in alembic_version, read directly: importing alembic costs start-up time."""
+    """The revisions recorded in alembic_version, read directly: importing alembic costs start-up time.
+
+    A read-only transaction (on SQLite, deferred: it never waits for a writer); a migration that
+    follows takes the write lock and re-reads the revision inside it."""
     with engine.connect() as conn:
+        conn.execution_options(**{_BEGIN: "DEFERRED"})
         if not sa.inspect(conn).has_table("alembic_version"):
             return ()
         return tuple(sorted(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()))
 
 
-def _run_alembic(url: URL, action: Callable[[Config], None]) -> None:
+def _run_alembic(url: URL, action: Callable[[Config], None], *, busy_timeout: float) -> None:
     """Run one alembic command in a single transaction that excludes every other migrator."""
-    engine = _create_engine(url, foreign_keys=False)
+    engine = _create_engine(url, busy_timeout=busy_timeout, foreign_keys=False)
     try:
         with database_errors(url), engine.begin() as conn:
             if url.get_backend_name() == "postgresql":
@@ -253,48 +260,44 @@ def _check_foreign_keys(conn: Connection, url: URL) -> None:
         raise errors.DatabaseError(f"migration of {masked(url)} left dangling foreign keys: {broken[:3]}")
 
 
-def _create_engine(url: URL, *, foreign_keys: bool = True) -> Engine:
+_BEGIN = "upgrader_sqlite_begin"  # execution option: how a SQLite transaction begins (default IMMEDIATE)
+
+
+def _create_engine(url: URL, *, busy_timeout: float, foreign_keys: bool = True) -> Engine:
+    where = masked(url)
     if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url, connect_args={"connect_timeout": 10, "application_name": "upgrader"})
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 10, "application_name": "upgrader"})
+
+        @event.listens_for(engine, "begin")
+        def _on_pg_begin(conn: Connection) -> None:
+            busy.postgres_lock_timeout(conn.connection.driver_connection, timeout=busy_timeout)
+
+        return engine
     _make_private_file(url)
-    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    slice_ms = round(min(busy.SQLITE_SLICE, busy_timeout) * 1000)
+    engine = sa.create_engine(url, connect_args={"timeout": slice_ms / 1000})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sa.PoolProxiedConnection, _record: object) -> None:
         dbapi_conn.isolation_level = None  # type: ignore[attr-defined]  # we emit BEGIN ourselves
         cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        _enable_wal(cursor)
+        cursor.execute(f"PRAGMA busy_timeout = {slice_ms}")
+        # WAL lets readers work while a run writes. Switching a fresh file to WAL needs an
+        # exclusive lock for which SQLite does not call the busy handler, so concurrent first uses
+        # retry it like a busy BEGIN.
+        busy.retry_sqlite(lambda: cursor.execute("PRAGMA journal_mode = WAL"), timeout=busy_timeout, where=where)
         cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # Take the write lock up front: a deferred transaction that reads and then writes gets
-        # SQLITE_BUSY at once (no busy wait) when another writer got in between.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # SQLITE_BUSY at once (no busy wait) when another writer got in between. Reads that will
+        # never write may say DEFERRED (execution option), and then never wait for a writer.
+        mode = conn.get_execution_options().get(_BEGIN, "IMMEDIATE")
+        busy.sqlite_begin(conn.connection.driver_connection, f"BEGIN {mode}", timeout=busy_timeout, where=where)
 
     return engine
-
-
-def _enable_wal(cursor: Any) -> None:
-    """WAL lets readers work while a run writes. Switching a fresh file to WAL needs an exclusive
-    lock for which SQLite does not call the busy handler, so concurrent first uses retry here
-    (every 20 ms, for as long as the busy timeout). tenacity is imported only then: start-up."""
-    try:
-        cursor.execute("PRAGMA journal_mode = WAL")
-        return
-    except sqlite3.OperationalError as e:
-        if "locked" not in str(e):
-            raise
-    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
-
-    retrying = Retrying(retry=retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError)
-                                                 and "locked" in str(e)),
-                        stop=stop_after_delay(BUSY_TIMEOUT_MS / 1000), wait=wait_fixed(0.02), reraise=True)
-    for attempt in retrying:
-        with attempt:
-            cursor.execute("PRAGMA journal_mode = WAL")
 
 
 def _make_private_file(url: URL) -> None:

@@ -2,11 +2,13 @@
 
 Leaving the ``with`` block without ``commit()`` (normally or by an exception) rolls back, so a
 half-done use case never leaves half its rows behind. Database failures escaping the block are
-translated into ``errors.DatabaseError`` here, at the boundary.
+translated here, at the boundary: ``errors.LedgerBusyError`` (exit 7) when another process's lock
+was in the way for longer than the busy timeout, ``errors.DatabaseError`` (exit 2) otherwise.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
@@ -16,7 +18,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from upgrader import errors
-from upgrader.ledger.failures import database_errors, describe
+from upgrader.ledger.failures import database_errors, translate
 from upgrader.ledger.repository import SqlRepository
 
 
@@ -28,8 +30,10 @@ class SqlUnitOfWork:
         self._url = url
         self._clock = clock
         self._session: Session | None = None
+        self._started = 0.0
 
     def __enter__(self) -> SqlUnitOfWork:
+        self._started = time.monotonic()
         self._session = self._sessions()
         self.repo = SqlRepository(self._session, clock=self._clock)
         return self
@@ -51,7 +55,7 @@ class SqlUnitOfWork:
             finally:
                 session.close()
         if isinstance(exc, sa_exc.DBAPIError) and not isinstance(exc, sa_exc.IntegrityError):
-            raise errors.DatabaseError(describe(exc, self._url)) from exc
+            raise translate(exc, self._url, waited=time.monotonic() - self._started) from exc
 
     def commit(self) -> None:
         with database_errors(self._url):

@@ -23,13 +23,13 @@ class SchemaState:
 def schema_state(app: AppContext) -> SchemaState:
     from upgrader.ledger import db
 
-    return SchemaState(current=db.current(_url(app)), head=db.head())
+    return SchemaState(current=db.current(_url(app), busy_timeout=app.busy_timeout), head=db.head())
 
 
 def upgrade_schema(app: AppContext) -> SchemaState:
     from upgrader.ledger import db
 
-    db.upgrade(_url(app))
+    db.upgrade(_url(app), busy_timeout=app.busy_timeout)
     return schema_state(app)
 
 

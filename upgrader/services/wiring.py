@@ -25,6 +25,7 @@ from upgrader.domain.records import ClusterRecord
 from upgrader.domain.redaction import redact_argv
 from upgrader.domain.text import excerpt
 from upgrader.errors import UsageError
+from upgrader.ledger.busy import DEFAULT_BUSY_TIMEOUT
 from upgrader.ports import Clock, ClusterApi, NodeLayout, NodeTransport, UnitOfWork
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class AppContext:
 
     db: str | None = None
     debug: bool = False
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT  # seconds a transaction waits for another process's lock
     actor: Actor = field(default_factory=Actor.current)
     clock: Clock = field(default_factory=SystemClock)
     unit_of_work_factory: Callable[[], UnitOfWork] | None = None
@@ -89,7 +91,7 @@ class AppContext:
         if self._ledger is None:
             from upgrader.ledger.db import open_ledger, resolve_url
 
-            self._ledger = open_ledger(resolve_url(self.db, os.environ))
+            self._ledger = open_ledger(resolve_url(self.db, os.environ), busy_timeout=self.busy_timeout)
         return self._ledger
 
     def cluster_api(self, cluster: ClusterRecord) -> ClusterApi:
