@@ -20,6 +20,7 @@ from upgrader.domain.records import (
     ClusterRecord,
     EventRecord,
     LockRecord,
+    NewObservation,
     ObservationRecord,
     ObservationSource,
     PlanRecord,
@@ -109,10 +110,13 @@ class InMemoryRepository:
         mine = [o for o in self._s.observations if o.cluster == cluster]
         return max(mine, key=lambda o: (o.observed_at, o.id)) if mine else None
 
-    def save_plan(self, *, cluster: str, observation_id: int | None, created_by: str, target: str,
+    def save_plan(self, *, cluster: str, observation: NewObservation | None, created_by: str, target: str,
                   strategy: Mapping[str, Any], skipped_versions: Sequence[str], source_fingerprint: str | None,
                   document: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> PlanId:
         self.get_cluster(cluster)
+        observation_id = None if observation is None else self.record_observation(
+            cluster=cluster, observed_at=observation.observed_at, fingerprint=observation.fingerprint,
+            source=observation.source, inventory=observation.inventory)
         pid = PlanId(self._s.new_id("plan"))
         self._s.plans[pid] = PlanRecord(
             id=pid, cluster=cluster, created_at=self._clock(), created_by=created_by, target=target,

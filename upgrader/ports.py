@@ -28,6 +28,7 @@ from upgrader.domain.records import (
     ClusterRecord,
     EventRecord,
     LockRecord,
+    NewObservation,
     ObservationRecord,
     PlanRecord,
     SkipRecord,
@@ -138,9 +139,11 @@ class Repository(Protocol):
 
     def latest_observation(self, cluster: str) -> ObservationRecord | None: ...
 
-    def save_plan(self, *, cluster: str, observation_id: int | None, created_by: str, target: str,
+    def save_plan(self, *, cluster: str, observation: NewObservation | None, created_by: str, target: str,
                   strategy: Mapping[str, Any], skipped_versions: Sequence[str], source_fingerprint: str | None,
-                  document: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> PlanId: ...
+                  document: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> PlanId:
+        """The plan, and the observation it was made from (recorded with it), in one write."""
+        ...
 
     def get_plan(self, plan_id: int) -> PlanRecord:
         """The plan; PlanNotFoundError (exit 2) when there is none with that id."""

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from upgrader import errors
-from upgrader.domain.records import ObservationSource
+from upgrader.domain.records import NewObservation, ObservationSource
 from upgrader.fakes import InMemoryLedger
 from upgrader.ledger import db
 
@@ -173,12 +173,11 @@ def test_observation_and_plan_round_trip(ledger: db.Ledger) -> None:
         },
     ]
     with ledger.unit_of_work() as uow:
-        obs = uow.repo.record_observation(
-            cluster="prod", observed_at=T0, fingerprint="a" * 64, source="live", inventory=inventory
-        )
         plan_id = uow.repo.save_plan(
             cluster="prod",
-            observation_id=obs,
+            observation=NewObservation(
+                observed_at=T0, fingerprint="a" * 64, source=ObservationSource.LIVE, inventory=inventory
+            ),
             created_by="alice",
             target="v1.32.0",
             strategy={"workers": "skip-level", "batch": 2},
@@ -187,18 +186,20 @@ def test_observation_and_plan_round_trip(ledger: db.Ledger) -> None:
             document={"steps": 3, "risks": ["drain"]},
             steps=steps,
         )
+        in_the_same_transaction = uow.repo.get_plan(plan_id)
         uow.commit()
     with ledger.unit_of_work() as uow:
         plan = uow.repo.get_plan(plan_id)
         latest = uow.repo.latest_observation("prod")
+    assert in_the_same_transaction == plan and plan.observation_id is not None
     assert latest is not None
     assert (latest.id, latest.observed_at, latest.source, latest.inventory) == (
-        obs,
+        plan.observation_id,
         T0,
         ObservationSource.LIVE,
         inventory,
     )
-    assert plan.cluster == "prod" and plan.observation_id == obs
+    assert plan.cluster == "prod"
     assert plan.target == "v1.32.0" and plan.created_by == "alice"
     assert plan.strategy == {"workers": "skip-level", "batch": 2}
     assert list(plan.skipped_versions) == ["v1.31.5"]
@@ -215,7 +216,7 @@ def test_plans_are_listed_per_cluster_and_missing_ones_are_usage_errors(ledger: 
         ids = [
             uow.repo.save_plan(
                 cluster=name,
-                observation_id=None,
+                observation=None,
                 created_by="a",
                 target="v1.32.0",
                 strategy={},
@@ -272,7 +273,7 @@ def test_removing_a_cluster_keeps_its_audit_trail(sql_ledger: db.Ledger) -> None
         uow.repo.add_skip(cluster="prod", version="v1.31.2", reason="bad", actor="a")
         uow.repo.save_plan(
             cluster="prod",
-            observation_id=None,
+            observation=None,
             created_by="a",
             target="v1.32.0",
             strategy={},

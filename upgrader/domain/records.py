@@ -55,6 +55,16 @@ class ObservationRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class NewObservation:
+    """An inventory to record together with the plan made from it."""
+
+    observed_at: datetime
+    fingerprint: str
+    source: ObservationSource
+    inventory: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class PlanStepRecord:
     n: int
     action: str

@@ -30,6 +30,7 @@ from upgrader.domain.redaction import redact_argument
 from upgrader.ledger import busy
 from upgrader.ledger.busy import DEFAULT_BUSY_TIMEOUT
 from upgrader.ledger.failures import database_errors, masked
+from upgrader.ledger.models import json_serializer
 from upgrader.ledger.uow import SqlUnitOfWork
 from upgrader.shipped import shipped_dir
 
@@ -266,7 +267,8 @@ _BEGIN = "upgrader_sqlite_begin"  # execution option: how a SQLite transaction b
 def _create_engine(url: URL, *, busy_timeout: float, foreign_keys: bool = True) -> Engine:
     where = masked(url)
     if url.get_backend_name() != "sqlite":
-        engine = sa.create_engine(url, connect_args={"connect_timeout": 10, "application_name": "upgrader"})
+        engine = sa.create_engine(url, json_serializer=json_serializer,
+                                  connect_args={"connect_timeout": 10, "application_name": "upgrader"})
 
         @event.listens_for(engine, "begin")
         def _on_pg_begin(conn: Connection) -> None:
@@ -275,7 +277,7 @@ def _create_engine(url: URL, *, busy_timeout: float, foreign_keys: bool = True) 
         return engine
     _make_private_file(url)
     slice_ms = round(min(busy.SQLITE_SLICE, busy_timeout) * 1000)
-    engine = sa.create_engine(url, connect_args={"timeout": slice_ms / 1000})
+    engine = sa.create_engine(url, json_serializer=json_serializer, connect_args={"timeout": slice_ms / 1000})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sa.PoolProxiedConnection, _record: object) -> None:

@@ -13,6 +13,7 @@ exactly this metadata (tests compare them). Design decisions:
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,6 +70,22 @@ _NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 def _json() -> sa.JSON:
     # none_as_null: a Python None is SQL NULL, so "no transport configured" is queryable as IS NULL.
     return sa.JSON(none_as_null=True)
+
+
+class EncodedJson(str):
+    """JSON text encoded ahead of time, stored as it is: a large plan is encoded before its write
+    transaction begins, not while it holds SQLite's write lock (see SqlRepository.save_plan)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, value: Any) -> EncodedJson:
+        return cls(json.dumps(value))
+
+
+def json_serializer(value: Any) -> str:
+    """The engines' JSON encoder: ``json.dumps``, which EncodedJson values have already been through."""
+    return value if isinstance(value, EncodedJson) else json.dumps(value)
 
 
 def _in(column: str, values: type[Any]) -> str:

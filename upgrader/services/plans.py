@@ -13,6 +13,7 @@ from upgrader.domain.inventory import Inventory, inventory_to_dict, parse_invent
 from upgrader.domain.names import validate_name
 from upgrader.domain.planning import plan_upgrade
 from upgrader.domain.plans import Plan, Strategy, WorkerStrategy
+from upgrader.domain.records import NewObservation, ObservationSource
 from upgrader.domain.replay import replay
 from upgrader.domain.text import excerpt
 from upgrader.domain.versions import Version, parse_target
@@ -68,17 +69,17 @@ def make_plan(app: AppContext, request: PlanRequest) -> PlanResult:
 
 
 def _record_plan(app: AppContext, inventory: Inventory, plan: Plan, document: dict[str, Any], *, source: str) -> int:
+    """One short write transaction, after all the work: other runs on the ledger wait for it alone."""
+    observation = NewObservation(
+        observed_at=inventory.observed_at,
+        fingerprint=inventory.fingerprint,
+        source=ObservationSource(source),
+        inventory=inventory_to_dict(inventory),
+    )
     with app.unit_of_work() as uow:
-        observation = uow.repo.record_observation(
-            cluster=plan.cluster,
-            observed_at=inventory.observed_at,
-            fingerprint=inventory.fingerprint,
-            source=source,
-            inventory=inventory_to_dict(inventory),
-        )
         plan_id = uow.repo.save_plan(
             cluster=plan.cluster,
-            observation_id=observation,
+            observation=observation,
             created_by=app.actor.user,
             target=str(plan.target),
             strategy=document["strategy"],
