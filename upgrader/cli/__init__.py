@@ -16,7 +16,6 @@ import typer
 
 from upgrader import __version__
 from upgrader.cli import cluster, db, plan, plans, sandbox
-from upgrader.domain.redaction import redact
 from upgrader.errors import UpgraderError
 from upgrader.services.wiring import DEFAULT_BUSY_TIMEOUT, AppContext
 
@@ -137,4 +136,6 @@ def _run(argv: list[str] | None) -> int:
 
 
 def _error(text: str) -> None:
+    from upgrader.domain.redaction import redact  # here: --help and --version never need it
+
     typer.echo(redact(text), err=True)

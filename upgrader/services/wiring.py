@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from upgrader.domain.records import ClusterRecord
-from upgrader.domain.redaction import redact_argv
 from upgrader.domain.text import excerpt
 from upgrader.errors import UsageError
 from upgrader.ledger.busy import DEFAULT_BUSY_TIMEOUT
@@ -47,6 +46,8 @@ class Actor:
             user = getpass.getuser()
         except (KeyError, OSError):
             user = str(os.getuid())
+        from upgrader.domain.redaction import redact_argv  # here: --help and --version never need it
+
         command_line = shlex.join(["upgrader", *redact_argv(sys.argv[1:])])
         return cls(user=user, host=socket.gethostname(), command_line=command_line)
 
