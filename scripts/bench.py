@@ -9,6 +9,10 @@
   .venv/bin/python scripts/bench.py exec       per-command cost of `sandbox exec` on a 1+1 sandbox
   .venv/bin/python scripts/bench.py setup      fresh-clone set-up: the lock (uv) vs an unlocked pip install
                                                (not in "all": it downloads, and takes a few minutes)
+  .venv/bin/python scripts/bench.py busy [--baseline REV|DIR]
+                                               20 concurrent `plan` runs on one SQLite ledger, beside the
+                                               same runs by an older tree (a git revision or a checkout);
+                                               not in "all": ~10 GB of memory and a few minutes
 
 Issue 2: planning v1.24 -> the newest minor for a 5,000-node inventory (pure planner, replay check,
 and the whole `upgrader plan` command with its ledger write), and the wall time of
@@ -23,12 +27,17 @@ unlocked `pip install -e '.[postgres,dev]'` it replaced (cold and warm pip cache
 Node isolation: what one command on a sandbox node costs, `upgrader sandbox exec NAME cp-1 -- true`
 end to end beside a bare interpreter start, and the node transport alone (SandboxTransport.run of
 `true`, in this process), which is what apply and runbooks pay per node command.
+Issue 8: twenty `upgrader plan` processes started at once, each planning a 10,000-node inventory
+into one SQLite ledger: how many succeed, their exit codes, the plans actually stored, the wall
+time and each run's latency (start to exit, p50 and max); with --baseline, the same runs by an
+older tree first (its code from `git archive REV`, or a checkout DIR), on the same inventory.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -100,14 +109,14 @@ def _cli_env(tmp: Path) -> dict[str, str]:
     return {**os.environ, "UPGRADER_DB": str(tmp / "ledger.db"), "XDG_DATA_HOME": str(tmp)}
 
 
-def _register(env: dict[str, str], tmp: Path, name: str) -> None:
+def _register(env: dict[str, str], tmp: Path, name: str, *, cwd: Path | None = None) -> None:
     kubeconfig = tmp / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
         "contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\nusers: [{name: u, user: {}}]\n"
     )
     subprocess.run([*UPGRADER, "cluster", "add", name, "--kubeconfig", str(kubeconfig)], env=env, check=True,
-                   capture_output=True)
+                   capture_output=True, cwd=cwd)
 
 
 def bench_cli() -> None:
@@ -157,6 +166,71 @@ def bench_setup() -> None:
             seconds = _timed_shell(["sh", "-c", f"python3 -m venv {venv} && {venv}/bin/pip install -q "
                                     "--disable-pip-version-check -e '.[postgres,dev]'"], cwd=clone, env=pip_env)
             print(f"{'baseline: unlocked pip install -e (' + label + ' cache)':<58} {seconds:8.1f} s")
+
+
+BUSY_RUNS = 20
+BUSY_NODES = 10_000
+
+
+def bench_busy(baseline: str | None) -> None:
+    catalog = load_catalog(None)
+    newest = catalog.newest_minor
+    assert newest is not None
+    inv = big_inventory(BUSY_NODES - 3)
+    steps = len(plan_upgrade(inv, newest, catalog, strategy=Strategy(max_unavailable=50)).steps)
+    print(f"busy: {BUSY_RUNS} concurrent `upgrader plan` runs, {BUSY_NODES} nodes each (v1.24.17 -> {newest}, "
+          f"{steps} steps), one SQLite ledger")
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "inventory.json"
+        state.write_text(json.dumps(inventory_to_dict(inv)))
+        trees = [(f"baseline {baseline}", _checkout(baseline, Path(tmp) / "baseline"))] if baseline else []
+        trees.append(("this tree", ROOT))
+        for label, tree in trees:
+            _busy_round(label, tree, state, str(newest), Path(tmp) / label.replace(" ", "-"))
+
+
+def _checkout(revision: str, into: Path) -> Path:
+    """A directory holding the old tree: given as one, or unpacked from `git archive REV`."""
+    if Path(revision).is_dir():
+        return Path(revision).resolve()
+    into.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def _busy_round(label: str, tree: Path, state: Path, target: str, work: Path) -> None:
+    work.mkdir()
+    # The tree's own package first on the path (cwd for -m, and PYTHONPATH), this venv's libraries.
+    env = {**_cli_env(work), "PYTHONPATH": str(tree)}
+    _register(env, work, "fleet", cwd=tree)
+    argv = [*UPGRADER, "plan", "fleet", "--to", target, "--state", str(state), "--max-unavailable", "50"]
+    errors = [work / f"run-{i}.err" for i in range(BUSY_RUNS)]
+    start = time.perf_counter()
+    runs = []
+    for err in errors:
+        with err.open("w") as stderr:
+            runs.append(subprocess.Popen(argv, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=stderr))
+    ended: dict[int, float] = {}
+    while len(ended) < len(runs):
+        for i, run in enumerate(runs):
+            if i not in ended and run.poll() is not None:
+                ended[i] = time.perf_counter() - start
+        time.sleep(0.02)
+    wall = time.perf_counter() - start
+    codes = [run.returncode for run in runs]
+    with sqlite3.connect(work / "ledger.db") as conn:
+        stored = conn.execute("SELECT count(*) FROM plans").fetchone()[0]
+    conn.close()
+    latencies = sorted(ended.values())
+    tally = ", ".join(f"{code}: {codes.count(code)}" for code in sorted(set(codes)))
+    per_plan = f"{wall / stored:5.1f} s" if stored else "    -"
+    print(f"  {label:<20} ok {codes.count(0):>2}/{len(codes)}  exit codes {{{tally}}}  plans stored {stored:>2}  "
+          f"wall {wall:5.1f} s ({per_plan} per stored plan)  per run p50 {statistics.median(latencies):5.1f} s  "
+          f"max {latencies[-1]:5.1f} s")
+    failed = {err.read_text().strip().splitlines()[-1] for err, code in zip(errors, codes, strict=True) if code}
+    for line in sorted(failed):
+        print(f"    {line}")
 
 
 def _rss_kib(pid: int) -> int:
@@ -260,7 +334,13 @@ def bench_exec() -> None:
 
 
 if __name__ == "__main__":
-    which = set(sys.argv[1:]) or {"planner", "cli", "sandbox"}
+    args = sys.argv[1:]
+    baseline = None
+    if "--baseline" in args:
+        at = args.index("--baseline")
+        baseline = args[at + 1]
+        del args[at : at + 2]
+    which = set(args) or {"planner", "cli", "sandbox"}
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
     if "planner" in which:
         bench_planner()
@@ -272,3 +352,5 @@ if __name__ == "__main__":
         bench_exec()
     if "setup" in which:
         bench_setup()
+    if "busy" in which:
+        bench_busy(baseline)
