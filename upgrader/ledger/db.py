@@ -3,11 +3,13 @@
 Guarantees:
 - SQLite (the default, one operator): the file (0600, and so its -wal and -shm) and its directory
   (0700) are created on first use and migrated to head automatically; concurrent first uses are
-  serialised by SQLite's write lock (every transaction is ``BEGIN IMMEDIATE``), so two processes
+  serialised by SQLite's write lock (every transaction but the read-only schema check is
+  ``BEGIN IMMEDIATE``, and a migration re-reads the revision under that lock), so two processes
   never migrate at once.
 - PostgreSQL (teams, fleets): never migrated implicitly, because other hosts may run an older
   upgrader; a schema that is not at head is a ``SchemaMismatchError`` saying what to do.
-- An unusable database is a one-line ``DatabaseError`` (exit 2) with the password masked.
+- An unusable database is a one-line ``DatabaseError`` (exit 2) with the password masked; one that
+  stays busy past the busy timeout is a ``LedgerBusyError`` (exit 7; upgrader.ledger.busy).
 """
 
 from __future__ import annotations
