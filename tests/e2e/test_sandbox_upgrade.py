@@ -117,7 +117,10 @@ def test_manual_upgrade_from_v1_30_to_v1_31(cli: Cli) -> None:
         assert images == want, lagging
         return True
 
-    eventually(mirror_pods_at_the_new_versions, timeout=30)
+    try:
+        eventually(mirror_pods_at_the_new_versions, timeout=30)
+    except AssertionError as e:
+        raise AssertionError(f"{e}{cli.diagnostics('upg')}") from None
     config = json.loads(cli.kubectl(kc, "get", "cm", "-n", "kube-system", "kubeadm-config", "-o", "json").stdout)
     cluster_config = yaml.safe_load(config["data"]["ClusterConfiguration"])
     assert cluster_config["kubernetesVersion"] == "v1.31.4"

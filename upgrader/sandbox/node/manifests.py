@@ -200,21 +200,29 @@ def write_all(cfg: SandboxConfig, node: str, version: Version, manifests_dir: Pa
 
 def load(path: Path) -> dict[str, Any] | None:
     """The pod in a manifest file, or None when it is missing or unparseable (the kubelet skips it)."""
-    try:
-        pod = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    if isinstance(pod, dict) and pod.get("spec", {}).get("containers"):
-        return cast(dict[str, Any], pod)
-    return None
+    return read(path)[0]
 
 
 def content_hash(path: Path) -> str:
     """The mirror pod's kubernetes.io/config.hash: changes whenever the manifest does."""
+    return read(path)[1]
+
+
+def read(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """(the pod, its config hash) from one read of the file: kubeadm may replace the manifest between
+    two reads, and a pod paired with the other content's hash would never be noticed as changed."""
     try:
-        return hashlib.md5(path.read_bytes()).hexdigest()
+        data = path.read_bytes()
     except OSError:
-        return ""
+        return None, ""
+    digest = hashlib.md5(data).hexdigest()
+    try:
+        pod = yaml.safe_load(data)
+    except yaml.YAMLError:
+        return None, digest
+    if isinstance(pod, dict) and pod.get("spec", {}).get("containers"):
+        return cast(dict[str, Any], pod), digest
+    return None, digest
 
 
 def container(pod: dict[str, Any]) -> dict[str, Any]:

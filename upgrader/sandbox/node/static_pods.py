@@ -60,14 +60,13 @@ class StaticPodRunner:
         active = faults.load(self.sandbox_dir)
         for component in manifests.COMPONENTS:
             path = self.layout.manifests_dir / f"{component}.yaml"
-            pod = manifests.load(path)
+            pod, digest = manifests.read(path)  # one read: the file may be replaced at any moment
             current = self.pods.get(component)
             if pod is None:
                 if current is not None:
                     self._stop(current)
                     del self.pods[component]
                 continue
-            digest = manifests.content_hash(path)
             held = self._held(component, pod, active)
             if current is not None and current.hash != digest and not held:
                 self._stop(current)
