@@ -303,34 +303,39 @@ def bench_sandbox() -> None:
 
 
 def bench_exec() -> None:
+    """One node command, isolated in namespaces (the default) beside the best-effort path rewriting
+    (what every sandbox did before), each on its own 1+1 sandbox, in the same run."""
     from upgrader.sandbox import SandboxTransport
 
-    with tempfile.TemporaryDirectory() as tmp:
-        env = _cli_env(Path(tmp))
-        name = "benchexec"
-        argv = [*UPGRADER, "sandbox", "up", name, "--control-planes", "1", "--workers", "1", "-o", "json"]
-        try:
-            info = json.loads(subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout)
-            time.sleep(3)  # let start-up settle
-            exec_argv = [CONSOLE_SCRIPT, "sandbox", "exec", name, "cp-1", "--", "true"]
-            bare = [sys.executable, "-c", "pass"]
+    for mode in ("namespace", "best-effort"):
+        with tempfile.TemporaryDirectory() as tmp:
+            env = _cli_env(Path(tmp))
+            name = "benchexec"
+            argv = [*UPGRADER, "sandbox", "up", name, "--control-planes", "1", "--workers", "1",
+                    "--isolation", mode, "-o", "json"]
+            try:
+                info = json.loads(subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout)
+                time.sleep(3)  # let start-up settle
+                print(f"  isolation={mode}")
+                exec_argv = [CONSOLE_SCRIPT, "sandbox", "exec", name, "cp-1", "--", "true"]
+                bare = [sys.executable, "-c", "pass"]
 
-            def run(cmd: list[str]) -> float:
-                start = time.perf_counter()
-                subprocess.run(cmd, env=env, check=True, capture_output=True)
-                return time.perf_counter() - start
+                def run(cmd: list[str], env: dict[str, str] = env) -> float:
+                    start = time.perf_counter()
+                    subprocess.run(cmd, env=env, check=True, capture_output=True)
+                    return time.perf_counter() - start
 
-            run(exec_argv)  # warm the page cache
-            pairs = [(run(exec_argv), run(bare)) for _ in range(21)]
-            cmd, floor = [a for a, _ in pairs], [b for _, b in pairs]
-            row("upgrader sandbox exec NAME cp-1 -- true", cmd,
-                f"(bare python in turn: median {statistics.median(floor) * 1000:.1f} ms)")
-            node = SandboxTransport(Path(info["dir"]), "cp-1")
-            row("SandboxTransport.run(['true']) in process", timed(lambda: node.run(["true"], 30), 41))
-            row("SandboxTransport.run(['sh', '-c', 'kubeadm version -o short'])",
-                timed(lambda: node.run(["sh", "-c", "kubeadm version -o short"], 30), 11))
-        finally:
-            subprocess.run([*UPGRADER, "sandbox", "down", name], env=env, check=False, capture_output=True)
+                run(exec_argv)  # warm the page cache
+                pairs = [(run(exec_argv), run(bare)) for _ in range(21)]
+                cmd, floor = [a for a, _ in pairs], [b for _, b in pairs]
+                row("upgrader sandbox exec NAME cp-1 -- true", cmd,
+                    f"(bare python in turn: median {statistics.median(floor) * 1000:.1f} ms)")
+                node = SandboxTransport(Path(info["dir"]), "cp-1")
+                row("SandboxTransport.run(['true']) in process", timed(lambda node=node: node.run(["true"], 30), 41))
+                row("SandboxTransport.run(['sh', '-c', 'kubeadm version -o short'])",
+                    timed(lambda node=node: node.run(["sh", "-c", "kubeadm version -o short"], 30), 11))
+            finally:
+                subprocess.run([*UPGRADER, "sandbox", "down", name], env=env, check=False, capture_output=True)
 
 
 if __name__ == "__main__":
