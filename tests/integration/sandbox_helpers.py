@@ -291,3 +291,23 @@ class FakeKubeApi:
                 return self._send(body)
 
         return Handler
+
+
+def sandbox_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m upgrader ARGS`` with its sandboxes under ``home`` and its ledger beside it."""
+    env = {**os.environ, "XDG_DATA_HOME": str(home), "UPGRADER_DB": str(home.parent / "ledger.db"),
+           "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "upgrader", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=60, check=False)
+
+
+def assert_up_refused(home: Path, args: tuple[str, ...], says: str) -> None:
+    """`sandbox up demo ARGS` exits 2 with one line saying ``says``, and leaves no file, registry or ledger."""
+    done = sandbox_cli(home, "sandbox", "up", "demo", *args)
+    assert done.returncode == 2, (args, done.returncode, done.stderr)
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
+    assert says in done.stderr, done.stderr
+    assert done.stdout == ""
+    root = home / "upgrader" / "sandboxes"
+    assert not (root / "demo").exists() and not (root / "registry.json").exists()
+    assert not (home.parent / "ledger.db").exists(), "a refused `up` must not register anything"

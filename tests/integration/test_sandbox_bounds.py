@@ -7,14 +7,13 @@ sandbox, no registry entry and no ledger row behind.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.integration.sandbox_helpers import needs_etcd
+from tests.integration.sandbox_helpers import assert_up_refused, needs_etcd
 from upgrader.sandbox.lifecycle.up import MAX_CONTROL_PLANES, MAX_WORKERS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,22 +25,6 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_DATA_HOME": str(home), "UPGRADER_DB": str(home.parent / "ledger.db"),
-           "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "upgrader", *args], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=60, check=False)
-
-
-def _refused(home: Path, args: tuple[str, ...], says: str) -> None:
-    done = _cli(home, "sandbox", "up", "demo", *args)
-    assert done.returncode == 2, (args, done.returncode, done.stderr)
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
-    assert says in done.stderr, done.stderr
-    assert done.stdout == ""
-    root = home / "upgrader" / "sandboxes"
-    assert not (root / "demo").exists() and not (root / "registry.json").exists()
-    assert not (home.parent / "ledger.db").exists(), "a refused `up` must not register anything"
 
 
 @pytest.mark.parametrize(("args", "says"), [
@@ -52,7 +35,7 @@ def _refused(home: Path, args: tuple[str, ...], says: str) -> None:
     (("--workers", "-1"), f"--workers must be 0 or more (at most {MAX_WORKERS})"),
 ])
 def test_node_counts_beyond_the_bounds_exit_2(home: Path, args: tuple[str, ...], says: str) -> None:
-    _refused(home, args, says)
+    assert_up_refused(home, args, says)
 
 
 def test_help_documents_the_bounds() -> None:

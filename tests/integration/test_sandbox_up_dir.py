@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.sandbox_helpers import needs_etcd
+from tests.integration.sandbox_helpers import assert_up_refused, needs_etcd, sandbox_cli
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = needs_etcd
@@ -28,22 +26,6 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_DATA_HOME": str(home), "UPGRADER_DB": str(home.parent / "ledger.db"),
-           "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "upgrader", *args], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=60, check=False)
-
-
-def _refused(home: Path, args: tuple[str, ...], says: str) -> None:
-    done = _cli(home, "sandbox", "up", "demo", *args)
-    assert done.returncode == 2, (args, done.returncode, done.stderr)
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
-    assert says in done.stderr, done.stderr
-    assert done.stdout == ""
-    root = home / "upgrader" / "sandboxes"
-    assert not (root / "demo").exists() and not (root / "registry.json").exists()
-    assert not (home.parent / "ledger.db").exists(), "a refused `up` must not register anything"
 
 
 @contextlib.contextmanager
@@ -62,13 +44,14 @@ def immutable(path: Path) -> Iterator[Path]:
 def test_a_dir_that_cannot_hold_a_sandbox_exits_2(home: Path, tmp_path: Path) -> None:
     a_file = tmp_path / "a-file"
     a_file.write_text("not a directory")
-    _refused(home, ("--dir", str(a_file)), f"{a_file} is not a directory")
-    _refused(home, ("--dir", str(a_file / "sub")), f"{a_file} is not a directory")
-    _refused(home, ("--dir", "/proc/upgrader-sandbox"), "cannot create sandbox demo in /proc/upgrader-sandbox")
+    assert_up_refused(home, ("--dir", str(a_file)), f"{a_file} is not a directory")
+    assert_up_refused(home, ("--dir", str(a_file / "sub")), f"{a_file} is not a directory")
+    assert_up_refused(home, ("--dir", "/proc/upgrader-sandbox"), "cannot create sandbox demo in /proc/upgrader-sandbox")
     assert a_file.read_text() == "not a directory"
     with immutable(tmp_path / "locked") as locked:
-        _refused(home, ("--dir", str(locked)), f"cannot create sandbox demo in {locked}: Operation not permitted")
-        _refused(home, ("--dir", str(locked / "sub")), "Operation not permitted")
+        assert_up_refused(home, ("--dir", str(locked)),
+                          f"cannot create sandbox demo in {locked}: Operation not permitted")
+        assert_up_refused(home, ("--dir", str(locked / "sub")), "Operation not permitted")
         assert list(locked.iterdir()) == []
 
 
@@ -76,8 +59,8 @@ def test_a_sandboxes_root_that_cannot_be_made_exits_2(tmp_path: Path) -> None:
     """XDG_DATA_HOME under a file: the root, its locks and the registry cannot exist."""
     a_file = tmp_path / "a-file"
     a_file.write_text("")
-    done = _cli(a_file / "home", "sandbox", "up", "demo")
+    done = sandbox_cli(a_file / "home", "sandbox", "up", "demo")
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "cannot use" in done.stderr and "for sandboxes" in done.stderr, done.stderr
-    listed = _cli(a_file / "home", "sandbox", "list", "-o", "json")
+    listed = sandbox_cli(a_file / "home", "sandbox", "list", "-o", "json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stderr
