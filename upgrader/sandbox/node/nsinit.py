@@ -41,14 +41,18 @@ MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MNT_DETACH = 0x2
 PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
 # glibc has no pivot_root(); its syscall number per architecture (asm-generic ones share 41)
 PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41, "loongarch64": 41, "ppc64le": 203,
               "ppc64": 203, "s390x": 217, "i686": 217, "i386": 217, "armv7l": 218}
 # Capabilities that act on the kernel or devices rather than on files: with them a command could
 # undo the mounts, reach disks, load modules, change the clock, reboot, reconfigure the network
-# or make node files undeletable for `sandbox down`.
+# or make node files undeletable for `sandbox down`. CAP_DAC_READ_SEARCH is the one open_by_handle_at
+# needs, which opens any file of a mounted filesystem by its inode number, past every mount (root
+# keeps reading its own files through CAP_DAC_OVERRIDE).
 DROPPED_CAPS = {
-    "CAP_LINUX_IMMUTABLE": 9, "CAP_NET_ADMIN": 12, "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17,
+    "CAP_DAC_READ_SEARCH": 2, "CAP_LINUX_IMMUTABLE": 9, "CAP_NET_ADMIN": 12, "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17,
     "CAP_SYS_PTRACE": 19, "CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_TIME": 25,
     "CAP_MKNOD": 27, "CAP_AUDIT_CONTROL": 30, "CAP_MAC_OVERRIDE": 32, "CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34,
     "CAP_WAKE_ALARM": 35, "CAP_BLOCK_SUSPEND": 36, "CAP_PERFMON": 38, "CAP_BPF": 39,
@@ -178,6 +182,13 @@ def restrict(hostname: str, last_cap: int) -> None:
     for cap in DROPPED_CAPS.values():
         if cap <= last_cap:
             _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"dropping capability {cap}")
+    # Inheritable and ambient capabilities pass execve whatever the bounding set says: none at all.
+    _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clearing ambient capabilities")
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # two of {effective, permitted, inheritable}
+    _check(_libc.capget(header, data), "capget")
+    data[2] = data[5] = 0
+    _check(_libc.capset(header, data), "clearing inheritable capabilities")
 
 
 def main(args: list[str]) -> int:
