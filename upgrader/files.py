@@ -1,7 +1,7 @@
 """Writing files so that no reader, and no crash, ever sees half of one.
 
 Used by the node transports, the sandbox's state files and anything else that replaces a file
-other processes read.
+other processes read. (Reading files someone else controls: :mod:`upgrader.inputs`.)
 """
 
 from __future__ import annotations
@@ -23,3 +23,4 @@ def atomic_write(target: Path, data: bytes, mode: int = 0o644) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+

@@ -1,4 +1,7 @@
-"""Reading the files an operator points upgrader at, within bounds.
+"""Reading files someone else controls, within bounds: an operator's inputs, a sandbox node's files.
+
+:func:`read_regular` reads only a regular file, never more than a limit, and never hangs on a
+FIFO; the sandbox reads its nodes' files (which a node command may have made anything) with it.
 
 ``--kubeconfig``, ``--state`` and ``--catalog`` name files that are read whole and parsed. A path
 can name anything: ``/dev/zero`` (endless), a FIFO (a read that never returns), a directory, a
@@ -28,6 +31,41 @@ MiB = 1024 * 1024
 CAPS: dict[str, int] = {"kubeconfig": 16 * MiB, "inventory": 64 * MiB, "catalog": 4 * MiB}
 
 
+class NotRegularFileError(OSError):
+    """The path names a FIFO, a device, a directory or a socket; ``mode`` says which."""
+
+    def __init__(self, path: Path, mode: int) -> None:
+        super().__init__(f"{path}: not a regular file")
+        self.mode = mode
+
+
+class FileTooLargeError(OSError):
+    """The file is larger than the reader's limit; ``size`` is what it had (at least)."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        super().__init__(f"{path}: {size} bytes is too large")
+        self.size = size
+
+
+def read_regular(path: Path, *, limit: int, nofollow: bool = False) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes. ``nofollow`` refuses a final symlink
+    (ELOOP). Raises OSError: FileNotFoundError, NotRegularFileError, FileTooLargeError, or another."""
+    # O_NONBLOCK: opening a FIFO with no writer returns at once instead of hanging; the regular-file
+    # check then refuses it. O_NOCTTY: a terminal device never becomes our controlling tty.
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (os.O_NOFOLLOW if nofollow else 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFileError(path, info.st_mode)
+        if info.st_size > limit:
+            raise FileTooLargeError(path, info.st_size)
+        data = f.read(limit + 1)  # a file growing while it is read is still bounded
+    if len(data) > limit:
+        raise FileTooLargeError(path, len(data))
+    return data
+
+
 def read_text(path: Path, *, kind: str, error: type[UsageError] = UsageError) -> str:
     """The file's text (UTF-8), or ``error`` with a one-line reason (not found, not a regular file,
     over the cap of ``kind``, unreadable, not UTF-8)."""
@@ -39,28 +77,16 @@ def read_text(path: Path, *, kind: str, error: type[UsageError] = UsageError) ->
 
 
 def _read_bounded(path: Path, *, kind: str, cap: int, error: type[UsageError]) -> bytes:
-    # O_NONBLOCK: opening a FIFO with no writer returns at once instead of hanging; the regular-file
-    # check below then refuses it. O_NOCTTY: a terminal device never becomes our controlling tty.
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        return read_regular(path, limit=cap)
     except FileNotFoundError as e:
         raise error(f"{kind} {path}: no such file") from e
+    except NotRegularFileError as e:
+        raise error(f"{kind} {path}: not a regular file ({_kind_of(e.mode)})") from e
+    except FileTooLargeError as e:
+        raise error(f"{kind} {path}: {_size(e.size)} is over the {_size(cap)} limit for a {kind}") from e
     except OSError as e:
-        raise error(f"{kind} {path}: cannot open it ({e.strerror})") from e
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_size > cap:
-        os.close(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise error(f"{kind} {path}: not a regular file ({_kind_of(info.st_mode)})")
-        raise error(f"{kind} {path}: {_size(info.st_size)} is over the {_size(cap)} limit for a {kind}")
-    with os.fdopen(fd, "rb") as f:
-        try:
-            data = f.read(cap + 1)  # a file growing while it is read is still bounded
-        except OSError as e:
-            raise error(f"{kind} {path}: cannot read it ({e.strerror})") from e
-    if len(data) > cap:
-        raise error(f"{kind} {path}: over the {_size(cap)} limit for a {kind}")
-    return data
+        raise error(f"{kind} {path}: cannot read it ({e.strerror})") from e
 
 
 def _kind_of(mode: int) -> str:

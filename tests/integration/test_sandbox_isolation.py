@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.sandbox_helpers import REPO, etcd_cluster, needs_etcd
+from tests.integration.sandbox_helpers import REPO, etcd_cluster, kubectl_binary, needs_etcd
 from upgrader.sandbox.node import wrappers
 from upgrader.sandbox.node.nsinit import DROPPED_CAPS
 from upgrader.sandbox.node.runtime import Runtime
@@ -259,6 +259,50 @@ def test_no_file_is_opened_by_its_handle_past_the_mounts(cli: Upgrader, canaries
     """open_by_handle_at reaches any inode of a filesystem (the machine's /, by inode 2): it is refused."""
     done = attempt(cli, canaries, "cp-1", "python3", "-c", OPEN_BY_HANDLE)
     assert "open_by_handle_at Operation not permitted" in done.stdout, done.stdout + done.stderr
+
+
+def _mirror_images(cli: Upgrader) -> dict[str, str]:
+    kubeconfig = cli.sandbox_dir("iso") / "kubeconfig"
+    done = subprocess.run([kubectl_binary(), "--kubeconfig", str(kubeconfig), "get", "pods", "-n", "kube-system",
+                           "-l", "tier=control-plane", "-o", "json"], capture_output=True, text=True, timeout=60,
+                          check=True)
+    return {p["metadata"]["name"]: p["spec"]["containers"][0]["image"] for p in json.loads(done.stdout)["items"]}
+
+
+def _eventually(check, timeout: float = 30):  # type: ignore[no-untyped-def]
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"not within {timeout}s: {last!r}")
+
+
+def test_the_machine_side_never_follows_a_node_link_or_blocks_on_a_node_fifo(
+        cli: Upgrader, canaries: Canaries, tmp_path: Path) -> None:
+    """The supervisor's kubelet reads node manifests from the machine's side: a manifest turned into a
+    link to a machine file is not read (it counts as missing), and one turned into a FIFO does not
+    block the kubelet, which picks the real files up again once they are back."""
+    host_manifest = tmp_path / "host-scheduler.yaml"
+    host_manifest.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: kube-scheduler, namespace: kube-system}\n"
+                             "spec: {containers: [{name: kube-scheduler, image: 'example.invalid/from-host:v0'}]}\n")
+    before = _mirror_images(cli)
+    m = "/etc/kubernetes/manifests"
+    broken = attempt(cli, canaries, "cp-1", "sh", "-c",
+                     f"mv {m}/kube-scheduler.yaml /root/s.bak && ln -s {host_manifest} {m}/kube-scheduler.yaml && "
+                     f"mv {m}/kube-controller-manager.yaml /root/c.bak && mkfifo {m}/kube-controller-manager.yaml")
+    assert broken.returncode == 0, broken.stderr
+    try:
+        gone = _eventually(lambda: (lambda now: now if "kube-scheduler-cp-1" not in now
+                                    and "kube-controller-manager-cp-1" not in now else None)(_mirror_images(cli)))
+        assert "from-host" not in json.dumps(gone)
+    finally:
+        restored = attempt(cli, canaries, "cp-1", "sh", "-c",
+                           f"rm -f {m}/kube-scheduler.yaml {m}/kube-controller-manager.yaml && "
+                           f"mv /root/s.bak {m}/kube-scheduler.yaml && mv /root/c.bak {m}/kube-controller-manager.yaml")
+        assert restored.returncode == 0, restored.stderr
+    _eventually(lambda: _mirror_images(cli) == before)
 
 
 def test_a_link_on_the_node_never_moves_a_mount_point_onto_the_machine(cli: Upgrader, canaries: Canaries) -> None:

@@ -12,7 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 
+from upgrader.errors import NodePathError
 from upgrader.files import atomic_write
+from upgrader.inputs import read_regular
 from upgrader.ports import NodeLayout
 
 PACKAGES = "/var/lib/dpkg-sim/packages.json"
@@ -22,12 +24,13 @@ KUBELET_UNIT = "/var/lib/systemd-sim/kubelet.json"  # what systemctl asked for
 KUBELET_STATUS = "/run/kubelet-sim/status.json"  # what the running kubelet reports
 CERTS = "/etc/kubernetes/pki/.sandbox-certs.json"
 K8S_PACKAGES = ("kubeadm", "kubelet", "kubectl")
+MAX_STATE = 4 * 1024 * 1024  # the simulated machine's state files are a few KB
 
 
 def _read(layout: NodeLayout, path: str, default: dict[str, Any]) -> dict[str, Any]:
     try:
-        return cast(dict[str, Any], json.loads(layout.host_path(path).read_text()))
-    except (OSError, ValueError):
+        return cast(dict[str, Any], json.loads(read_regular(layout.host_path(path), limit=MAX_STATE)))
+    except (OSError, ValueError, NodePathError):  # a FIFO, a device, a huge file, a link out: missing
         return default
 
 
@@ -94,8 +97,8 @@ def save_certs(layout: NodeLayout, data: dict[str, Any]) -> None:
 
 def read_text(layout: NodeLayout, path: str) -> str:
     try:
-        return layout.host_path(path).read_text()
-    except OSError:
+        return read_regular(layout.host_path(path), limit=MAX_STATE).decode(errors="replace")
+    except (OSError, NodePathError):
         return ""
 
 

@@ -15,12 +15,15 @@ from typing import Any, cast
 import yaml
 
 from upgrader.domain.versions import Version
-from upgrader.errors import InvalidVersionError
+from upgrader.errors import InvalidVersionError, NodePathError
+from upgrader.inputs import read_regular
+from upgrader.ports import NodeLayout
 from upgrader.sandbox import releases
 from upgrader.sandbox.sandbox_config import SandboxConfig
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 PKI = "/etc/kubernetes/pki"
+MAX_MANIFEST = 1024 * 1024  # a static pod manifest is a few KB
 
 
 def _probe(path: str, port: int, *, failure_threshold: int, initial_delay: int | None = 10) -> dict[str, Any]:
@@ -210,9 +213,14 @@ def content_hash(path: Path) -> str:
 
 def read(path: Path) -> tuple[dict[str, Any] | None, str]:
     """(the pod, its config hash) from one read of the file: kubeadm may replace the manifest between
-    two reads, and a pod paired with the other content's hash would never be noticed as changed."""
+    two reads, and a pod paired with the other content's hash would never be noticed as changed.
+
+    The supervisor reads node files from the machine's side, so a manifest that is a link (the node
+    may point it anywhere, ``/dev/zero`` included), not a regular file, or over :data:`MAX_MANIFEST`
+    counts as missing, as a file the kubelet cannot parse does.
+    """
     try:
-        data = path.read_bytes()
+        data = read_regular(path, limit=MAX_MANIFEST, nofollow=True)
     except OSError:
         return None, ""
     digest = hashlib.md5(data).hexdigest()
@@ -220,9 +228,19 @@ def read(path: Path) -> tuple[dict[str, Any] | None, str]:
         pod = yaml.safe_load(data)
     except yaml.YAMLError:
         return None, digest
-    if isinstance(pod, dict) and pod.get("spec", {}).get("containers"):
+    if isinstance(pod, dict) and isinstance(pod.get("spec"), dict) and pod["spec"].get("containers"):
         return cast(dict[str, Any], pod), digest
     return None, digest
+
+
+def read_node_manifest(layout: NodeLayout, component: str) -> tuple[dict[str, Any] | None, str]:
+    """A node's static pod manifest, through its layout: a path that leads out of the node (its
+    /etc/kubernetes made a link to the machine's /etc) counts as missing."""
+    try:
+        path = layout.host_path(f"/etc/kubernetes/manifests/{component}.yaml")
+    except NodePathError:
+        return None, ""
+    return read(path)
 
 
 def container(pod: dict[str, Any]) -> dict[str, Any]:
@@ -260,9 +278,9 @@ def apiserver_versions(cfg: SandboxConfig) -> dict[str, Version]:
     or will run when started); nodes whose manifest is missing or unreadable are left out."""
     out: dict[str, Version] = {}
     for node in cfg.control_planes:
-        path = cfg.node_root(node) / "etc/kubernetes/manifests/kube-apiserver.yaml"
         try:
-            out[node] = Version.parse(image_tag(load(path) or {}))
+            out[node] = Version.parse(image_tag(read_node_manifest(NodeLayout(cfg.node_root(node)),
+                                                                   "kube-apiserver")[0] or {}))
         except (OSError, ValueError, KeyError, IndexError, TypeError, InvalidVersionError):
             continue
     return out

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import upgrader
+from upgrader import logs
 from upgrader.domain.versions import Version
-from upgrader.errors import InvalidVersionError
+from upgrader.errors import InvalidVersionError, NodePathError
 from upgrader.ports import NodeLayout
 from upgrader.sandbox import faults, processes
 from upgrader.sandbox.etcd.health import probe
@@ -30,6 +31,7 @@ from upgrader.sandbox.node import manifests
 # Manifest flags passed to etcd as they are (TLS flags are not: the sandbox speaks plain http).
 ETCD_OPTIONS = ("listen-client-urls", "listen-peer-urls", "snapshot-count")
 MAX_BACKOFF = 10.0
+log = logs.get_logger(__name__)
 
 
 @dataclass
@@ -59,8 +61,7 @@ class StaticPodRunner:
         """One reconcile pass: manifests on disk -> running pods."""
         active = faults.load(self.sandbox_dir)
         for component in manifests.COMPONENTS:
-            path = self.layout.manifests_dir / f"{component}.yaml"
-            pod, digest = manifests.read(path)  # one read: the file may be replaced at any moment
+            pod, digest = manifests.read_node_manifest(self.layout, component)  # one read: kubeadm may replace it
             current = self.pods.get(component)
             if pod is None:
                 if current is not None:
@@ -95,7 +96,13 @@ class StaticPodRunner:
             sp.restarts += 1
             processes.stop(sp.pid)
         sp.next_try = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2 ** min(sp.restarts, 5))
-        sp.pid, sp.marker = (self._start_etcd(sp) if sp.component == "etcd" else self._start_apiserver(sp, active))
+        try:
+            sp.pid, sp.marker = (self._start_etcd(sp) if sp.component == "etcd"
+                                 else self._start_apiserver(sp, active))
+        except (OSError, NodePathError) as e:  # like a container that cannot start: retried with back-off
+            sp.pid, sp.restarts = None, sp.restarts + 1
+            log.warning("static_pod_start_failed", node=self.node, component=sp.component, error=str(e))
+            return
         sp.started = time.time()
 
     def _start_etcd(self, sp: StaticPod) -> tuple[int, str]:
@@ -106,6 +113,7 @@ class StaticPodRunner:
         """
         flags = {k: v.replace("https://", "http://") for k, v in manifests.flags(sp.pod).items()}
         data_dir = self.layout.host_path(manifests.host_path_for(sp.pod, flags.get("data-dir", "/var/lib/etcd")))
+        _refuse_links(data_dir)
         member = EtcdMember(flags.get("name", self.node), flags.get("advertise-client-urls", "").split(",")[0],
                                  flags.get("initial-advertise-peer-urls", "").split(",")[0], data_dir)
         peers = flags.get("initial-cluster", f"{member.name}={member.peer_url}")
@@ -144,6 +152,15 @@ class StaticPodRunner:
 
     def pids(self) -> dict[str, dict[str, Any]]:
         return {c: {"pid": sp.pid, "marker": sp.marker} for c, sp in self.pods.items() if sp.pid}
+
+
+def _refuse_links(data_dir: Path) -> None:
+    """etcd runs on the machine, as root: a link a node command left in its data dir would make it
+    read or write a file of the machine. Such a data dir is not used."""
+    for parent, dirs, files in os.walk(data_dir):
+        for name in (*dirs, *files):
+            if os.path.islink(os.path.join(parent, name)):
+                raise OSError(f"{os.path.join(parent, name)} is a symbolic link: etcd is not started on it")
 
 
 def _version(tag: str) -> Version | None:
