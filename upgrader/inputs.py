@@ -54,12 +54,13 @@ def read_regular(path: Path, *, limit: int, nofollow: bool = False) -> bytes:
     # check then refuses it. O_NOCTTY: a terminal device never becomes our controlling tty.
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (os.O_NOFOLLOW if nofollow else 0)
     fd = os.open(path, flags)
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)  # before fdopen, which refuses a directory with an error of its own
         if not stat.S_ISREG(info.st_mode):
             raise NotRegularFileError(path, info.st_mode)
-        if info.st_size > limit:
-            raise FileTooLargeError(path, info.st_size)
+        raise FileTooLargeError(path, info.st_size)
+    with os.fdopen(fd, "rb") as f:
         data = f.read(limit + 1)  # a file growing while it is read is still bounded
     if len(data) > limit:
         raise FileTooLargeError(path, len(data))
