@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from typing import TextIO, cast
 
 import structlog
 
@@ -29,7 +29,7 @@ _SHARED: list[structlog.types.Processor] = [
 
 def redact_event(_logger: object, _method: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
     """A structlog processor: the event with every secret in its strings hidden."""
-    return {key: redact_value(value) for key, value in event_dict.items()}
+    return cast(structlog.types.EventDict, redact_value(dict(event_dict)))  # keys too: password="x" is hidden
 
 
 def configure(*, stream: TextIO | None = None, level: int = logging.INFO, json: bool | None = None) -> None:

@@ -97,6 +97,8 @@ def test_a_password_in_a_reason_is_nowhere_in_a_sqlite_ledger(cli, kubeconfig):
         (f"postgresql://ops@127.0.0.1:1/ledger?password={SECRET}", "ledger database postgresql+psycopg://ops@"),
         (f"postgresql://ops@db:notaport/ledger?password={SECRET}", "not a database URL"),
         (f"host=127.0.0.1 user=ops password={SECRET} dbname=ledger", "key=value connection string"),
+        # an '@' in the password: the driver would take its tail for the host name, and print it
+        (f"postgresql://ops:x@{SECRET}@127.0.0.1:1/ledger", "percent-encode an '@'"),
     ],
 )
 def test_bad_database_urls_never_echo_the_password(cli, db, message):

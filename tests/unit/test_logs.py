@@ -64,6 +64,14 @@ def test_secrets_in_messages_values_and_tracebacks_are_hidden():
     assert third["event"] == "retrying postgresql://ops@db/x?password=***" and "RuntimeError" in third["exception"]
 
 
+def test_a_field_named_as_a_secret_is_hidden_whatever_its_value():
+    out = io.StringIO()
+    logs.configure(stream=out)
+    logs.get_logger("upgrader.test").info("connected", password="hunter2", api_token="hunter2", user="ops")
+    line = json.loads(out.getvalue())
+    assert (line["password"], line["api_token"], line["user"]) == ("***", "***", "ops")
+
+
 def test_a_terminal_never_sees_a_secret_either():
     out = io.StringIO()
     logs.configure(stream=out, json=False)

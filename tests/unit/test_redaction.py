@@ -6,6 +6,7 @@ argument and inside free text, plus a table of the forms people actually type.
 
 from __future__ import annotations
 
+import json
 import shlex
 from urllib.parse import quote
 
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from upgrader.domain.redaction import REDACTED, redact, redact_argv, redact_command_line
+from upgrader.domain.redaction import REDACTED, redact, redact_argv, redact_command_line, redact_value
 
 # Any characters an argument can hold (not NUL; no lone surrogates, which UTF-8 cannot carry).
 ARGUMENT_SECRETS = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
@@ -79,6 +80,10 @@ TEXT_FORMS = {
     "access key": (lambda s: f"AWS_SECRET_ACCESS_KEY={s}", "AWS_SECRET_ACCESS_KEY=***"),
     "token=": (lambda s: f"token={s}", "token=***"),
     "--token X": (lambda s: f"--token {s}", "--token ***"),
+    "yaml password": (lambda s: f"password: {s}", "password: ***"),
+    # what sticks to the closing quote goes with it
+    "json password": (lambda s: f'{{"user": "ops", "password": {json.dumps(s)}}}', '{"user": "ops", "password": ***'),
+    "quoted environment": (lambda s: f'PGPASSWORD={json.dumps(s)}', "PGPASSWORD=***"),
 }
 
 
@@ -150,3 +155,11 @@ def test_redacting_twice_changes_nothing_more(text: str) -> None:
 def test_what_the_audit_trail_records(typed: list[str], recorded: str) -> None:
     assert shlex.join(["upgrader", *redact_argv(typed)]) == recorded
     assert "hunter" not in recorded
+
+
+@given(secret=WORD_SECRETS)
+def test_a_value_under_a_secret_key_is_hidden_whatever_it_is(secret: str) -> None:
+    data = {"cluster": "prod", "password": secret, "api_token": [secret], "nested": {"PGPASSWORD": {"x": secret}}}
+    hidden = redact_value(data)
+    assert hidden == {"cluster": "prod", "password": REDACTED, "api_token": REDACTED,
+                      "nested": {"PGPASSWORD": REDACTED}}

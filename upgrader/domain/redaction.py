@@ -49,7 +49,9 @@ class Secret:
 def url_password() -> Secret:
     """``scheme://user:PASSWORD@host``, any scheme. The password runs to the last ``@`` of the URL
     (SQLAlchemy stops at the first, so an ``@`` in a password never shows half of it)."""
-    head = r"\b[a-z][a-z0-9+.\-]*://[^\s:/?#@]*:"
+    # The scheme starts where no scheme character precedes it (not at \b): otherwise a long run of
+    # scheme characters with no "://" is retried from each of its letters, quadratic in its length.
+    head = r"(?<![a-z0-9+.\-])[a-z][a-z0-9+.\-]*://[^\s:/?#@]*:"
     return Secret("url-password", head + r"(?P<secret>\S*)@", in_argument=head + r"(?P<secret>.*)@",
                   flags=re.IGNORECASE | re.DOTALL)
 
@@ -60,9 +62,10 @@ def keyword(key: str) -> Secret:
     (``PGPASSWORD=X``). ``key`` is a regex, matched without regard to case."""
     in_query = r"(?P<query>)(?<=[?&])"  # an empty group, so the value's shape can depend on it
     elsewhere = r"(?<![\w?&])"
-    # A quoted libpq value may hold spaces; whatever sticks to its closing quote goes with it.
-    value = r"(?(query)[^&#\s]*|(?:'(?:[^'\\]|\\.)*'\S*|\S*))"
-    pattern = rf"(?:{in_query}|{elsewhere})(?:{key})\s*=\s*(?P<secret>{value})"
+    # A quoted value (libpq's 'x y', JSON's "x y") may hold spaces; whatever sticks to its closing
+    # quote goes with it. Outside a query the key may be quoted and followed by ':' (JSON, YAML).
+    value = r"(?(query)[^&#\s]*|(?:'(?:[^'\\]|\\.)*'\S*|\"(?:[^\"\\]|\\.)*\"\S*|\S*))"
+    pattern = rf"(?:{in_query}(?:{key})\s*=|{elsewhere}\"?(?:{key})\"?\s*[=:])\s*(?P<secret>{value})"
     return Secret(f"keyword {key}", pattern)
 
 
@@ -85,12 +88,15 @@ def bearer() -> Secret:
 
 
 # What counts as a secret, one form per row. Adding a kind of secret is adding a row.
+# The names of secret-holding keys, in KEY=X, "KEY": X, KEY: X and as a mapping's key.
+_KEYS = (r"\w*pass(?:word|wd)", r"\w*token", r"\w*secret", r"\w*(?:_|api)key")
+SECRET_KEYS = "|".join(f"(?:{k})" for k in (*_KEYS, "authorization"))
 SECRETS: tuple[Secret, ...] = (
     url_password(),  # postgresql://ops:PASSWORD@db/ledger, any scheme
-    keyword(r"\w*pass(?:word|wd)"),  # ?password=X&.., libpq password=X, PGPASSWORD=X
-    keyword(r"\w*token"),  # token=X, access_token=X, GITHUB_TOKEN=X
-    keyword(r"\w*secret"),  # secret=X, client_secret=X
-    keyword(r"\w*(?:_|api)key"),  # api_key=X, apikey=X, AWS_SECRET_ACCESS_KEY=X
+    keyword(_KEYS[0]),  # ?password=X&.., libpq password=X, PGPASSWORD=X, "password": "X"
+    keyword(_KEYS[1]),  # token=X, access_token=X, GITHUB_TOKEN=X
+    keyword(_KEYS[2]),  # secret=X, client_secret=X
+    keyword(_KEYS[3]),  # api_key=X, apikey=X, AWS_SECRET_ACCESS_KEY=X
     option("--password"),  # --password X, --password=X
     option("--token"),  # --token X, --token=X
     bearer(),  # Authorization: Bearer X
@@ -110,11 +116,17 @@ def redact_value(value: object) -> object:
     """A JSON-like value (an event's data, a log event) with every string in it redacted."""
     if isinstance(value, str):
         return redact(value)
-    if isinstance(value, dict):
-        return {key: redact_value(item) for key, item in value.items()}
+    if isinstance(value, dict):  # {"password": "x"}: the key says the value is a secret, whatever it is
+        return {key: REDACTED if _secret_key(key) else redact_value(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [redact_value(item) for item in value]
     return value
+
+
+def _secret_key(key: object) -> bool:
+    """Whether a mapping key (an event's data, a log line's field) names a secret, as the
+    :data:`SECRETS` keywords do: ``password``, ``PGPASSWORD``, ``token``, ``client_secret``, ``api_key``."""
+    return isinstance(key, str) and re.fullmatch(SECRET_KEYS, key, re.IGNORECASE) is not None
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:

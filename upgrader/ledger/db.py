@@ -85,6 +85,10 @@ def _normalise(value: str) -> URL:
                 "use postgresql://USER@HOST/DB (the password in ~/.pgpass or PGPASSWORD)"
             )
         return URL.create("sqlite", database=str(Path(value).expanduser().resolve()))
+    authority = value.split("://", 1)[1].split("/", 1)[0]
+    if authority.count("@") > 1:  # the driver would take part of the password for the host, and print it
+        raise errors.DatabaseError(f"the database URL {redact_argument(value)} has more than one '@' before its "
+                                   "host: percent-encode an '@' in the user or password as %40")
     try:
         url = make_url(value)
     except (sa.exc.ArgumentError, ValueError) as e:
