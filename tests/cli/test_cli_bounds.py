@@ -85,3 +85,18 @@ def test_a_huge_cluster_name_is_cut_short_in_the_message(cli, kubeconfig):
     r = cli("cluster", "add", "p" * 100_000, "--kubeconfig", str(kubeconfig))
     assert r.code == 2 and "invalid cluster name" in r.err and "(100000 characters)" in r.err
     assert len(r.err) < 400
+
+
+@pytest.mark.parametrize(("what", "text"), [
+    ("an integer of 5000 digits", "x: " + "9" * 5000 + "\n"),
+    ("20000 open brackets", "[" * 20000 + "\n"),
+    ("an impossible date", "x: 2001-13-45\n"),
+])
+def test_a_kubeconfig_that_breaks_the_yaml_parser_is_bad_input(cli, what, text):
+    r = cli("cluster", "add", "prod", "--kubeconfig", str(cli.write("kc", text)))
+    assert (r.code, "not valid YAML" in r.err, r.err.count("\n")) == (2, True, 1), (what, r)
+
+
+def test_an_inventory_with_a_5000_digit_integer_is_bad_input(prod):
+    r = prod("plan", "prod", "--to", "v1.31", "--state", str(prod.write("inv.json", '{"cluster": ' + "9" * 5000 + "}")))
+    assert r.code == 2 and r.err.startswith("error: inventory ") and r.err.count("\n") == 1, r

@@ -56,6 +56,11 @@ def test_run_returns_exit_code_and_output_and_never_raises_for_a_failing_command
     assert (failed.exit_code, failed.stderr, failed.ok) == (3, "failed on purpose\n", False)
 
 
+def test_local_output_that_is_not_utf8_comes_back_replaced_not_raised(tmp_path):
+    done = LocalTransport(NodeLayout(tmp_path)).run(["printf", "ok \\377\\n"], timeout=10)
+    assert (done.exit_code, done.stdout) == (0, "ok \ufffd\n")
+
+
 def test_an_unknown_program_is_exit_127_like_a_shell(transport):
     missing = transport.run(["no-such-tool-here"], timeout=10)
     assert missing.exit_code == 127 and "not found" in missing.stderr

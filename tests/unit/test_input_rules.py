@@ -43,3 +43,13 @@ def test_an_excerpt_shows_the_start_and_the_length():
     assert excerpt("a\nb") == "'a\\nb'"
     assert excerpt(b"\x00" * 100).endswith("... (100 bytes)")
     assert len(excerpt(list(range(10_000)))) < 100
+
+
+@pytest.mark.parametrize("text", ["999999999h", "169h", "604801"])
+def test_a_duration_over_a_week_is_refused(text):
+    with pytest.raises(UsageError, match="over a week"):
+        parse_duration(text)
+
+
+def test_a_week_is_the_longest_duration():
+    assert parse_duration("168h") == 7 * 24 * 3600

@@ -18,12 +18,18 @@ app = typer.Typer(help="A local kubeadm-like rehearsal cluster on real etcd.", n
 _DURATION = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,6})?)(ms|s|m|h)?", re.ASCII)
 
 
+MAX_DURATION = 7 * 24 * 3600.0  # a week: longer waits are typos, and overflow timers
+
+
 def parse_duration(text: str) -> float:
     """5s, 2m, 300 (seconds), 500ms -> seconds."""
     m = _DURATION.fullmatch(text.strip())
     if not m:
         raise UsageError(f"invalid duration {excerpt(text)}: expected e.g. 30s, 5m or 500ms")
-    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+    seconds = float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+    if seconds > MAX_DURATION:
+        raise UsageError(f"duration {excerpt(text)} is over a week: give at most 168h")
+    return seconds
 
 
 def version_text(row: dict[str, Any]) -> str:

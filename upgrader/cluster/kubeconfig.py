@@ -21,7 +21,7 @@ def validate_kubeconfig(path: Path, context: str | None) -> tuple[Path, str]:
     text = read_text(resolved, kind="kubeconfig", error=KubeconfigError)
     try:
         doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, ValueError, RecursionError) as e:  # a bad date, a 5000-digit int, "[" x 20000
         raise KubeconfigError(f"kubeconfig {path}: not valid YAML") from e
     if not isinstance(doc, dict) or doc.get("kind", "Config") != "Config":
         raise KubeconfigError(f"kubeconfig {path}: not a kubeconfig (expected kind: Config)")

@@ -35,6 +35,7 @@ class LocalTransport:
                 argv,
                 capture_output=True,
                 text=True,
+                errors="replace",  # a node command may print any bytes
                 timeout=timeout,
                 env=self._env,
                 cwd=self._cwd,
@@ -44,7 +45,7 @@ class LocalTransport:
         except FileNotFoundError:
             return CommandResult(127, "", f"{argv[0]}: command not found\n")
         except subprocess.TimeoutExpired as e:
-            out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
             return CommandResult(124, out, f"timed out after {timeout:g}s: {argv[0]}\n")
         return CommandResult(done.returncode, done.stdout, done.stderr)
 

@@ -139,4 +139,6 @@ def _load_inventory(request: PlanRequest) -> Inventory:
         raise InvalidInventoryError(f"inventory {request.state}: not JSON (line {e.lineno}: {e.msg})") from e
     except RecursionError as e:
         raise InvalidInventoryError(f"inventory {request.state}: nested too deeply to be an inventory") from e
+    except ValueError as e:  # an integer of thousands of digits
+        raise InvalidInventoryError(f"inventory {request.state}: not an inventory ({excerpt(str(e))})") from e
     return parse_inventory(doc)
