@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 from tests.e2e.conftest import Cli, eventually
@@ -38,6 +39,18 @@ def test_a_killed_supervisor_leaves_an_orphaned_sandbox_that_down_reaps(cli: Cli
     assert not any(processes.alive(pid) for pid in started.values())
     status = cli.status("orphan")
     assert (status["status"], status["orphans"]) == ("stopped", []), status
+
+    # Someone's process that merely names a node's file is not the sandbox's: not listed, not stopped.
+    watcher = subprocess.Popen(["tail", "-f", str(Path(info["dir"]) / "nodes" / "cp-1" / "etc" / "hostname")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        status = cli.status("orphan")
+        assert (status["status"], status["orphans"]) == ("stopped", []), status
+        cli.run("sandbox", "down", "orphan", "--keep")
+        assert watcher.poll() is None, "down stopped a process that was not the sandbox's"
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=10)
 
     cli.run("sandbox", "down", "orphan")
     gone = cli.run("sandbox", "status", "orphan", "-o", "json", check=False)

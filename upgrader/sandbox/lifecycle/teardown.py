@@ -2,7 +2,8 @@
 
 The supervisor stops its own children; whatever outlived it (a crashed or killed supervisor) is found
 from state.json's recorded pids and, as a last resort, by the owner marker in a process's
-environment (``UPGRADER_SANDBOX_OWNER=<sandbox dir>``) or the sandbox's node dirs in its command line.
+environment (``UPGRADER_SANDBOX_OWNER=<sandbox dir>``) or, for a node command's namespace, the
+isolation entry point and a node root of this sandbox in its command line.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.sandbox import processes
+from upgrader.sandbox.node.isolation import NSINIT
 from upgrader.sandbox.supervisor.state import read_state, supervisor_pid
 
 OWNER_ENV = "UPGRADER_SANDBOX_OWNER"  # set for the supervisor, so inherited by all it starts
@@ -28,9 +30,15 @@ def _strays(sandbox_dir: Path) -> list[int]:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if marker in environ.split(b"\0") or str(sandbox_dir / "nodes") in processes.cmdline(int(entry.name)):
+        if marker in environ.split(b"\0") or _node_command(processes.cmdline(int(entry.name)), sandbox_dir):
             found.append(int(entry.name))
     return found
+
+
+def _node_command(cmdline: str, sandbox_dir: Path) -> bool:
+    """A node command's namespace (``unshare ... nsinit.py NODE <sandbox>/nodes/NODE ...``): ours. Any
+    other process that merely names a node's file (someone's ``tail -f``) is not."""
+    return NSINIT.name in cmdline and f" {sandbox_dir / 'nodes'}/" in cmdline
 
 
 def orphans(sandbox_dir: Path) -> list[dict[str, Any]]:
