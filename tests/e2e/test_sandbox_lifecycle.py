@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import REPO, Cli, eventually
 
 
@@ -31,12 +33,13 @@ def _ours(home: Path) -> list[str]:
     return out
 
 
-def test_interrupted_up_leaves_nothing_running(cli: Cli) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_up_leaves_nothing_running(cli: Cli, sig: int) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "upgrader", "sandbox", "up", "halfway", "--workers", "1"],
                             env=cli.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     state = cli.home / "upgrader" / "sandboxes" / "halfway" / "state.json"
     eventually(lambda: state.exists() and json.loads(state.read_text()).get("processes"), timeout=30, every=0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert not state.parent.exists()

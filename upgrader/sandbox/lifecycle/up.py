@@ -11,10 +11,13 @@ belongs to this sandbox.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,9 +97,27 @@ def up(req: UpRequest, *, register: Register | None = None) -> UpResult:
     _check_request(req)
     # Before any file or ledger row: without etcd the supervisor could only retry until `up` timed out.
     require_programs("etcd", "etcdctl")
-    with NameLock(req.name, doing="created or started") as lock:
+    with _terminate_as_interrupt(), NameLock(req.name, doing="created or started") as lock:
         cfg, resumed = _create_or_resume(req, register, lock)
     return UpResult(cfg, resumed=resumed, seconds=time.monotonic() - started, version=api_version(cfg))
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`timeout`, `kill`, a CI runner giving up) cleans up as Ctrl-C does: the default action
+    would end the process mid-creation, leaving a half-made, running sandbox behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _create_or_resume(req: UpRequest, register: Register | None, lock: NameLock) -> tuple[SandboxConfig, bool]:
