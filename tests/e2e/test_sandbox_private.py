@@ -19,7 +19,8 @@ def test_sandbox_directories_are_private(cli: Cli, tmp_path: Path) -> None:
     sandbox_dir = Path(info["dir"])
     root = cli.home / "upgrader" / "sandboxes"
     assert sandbox_dir.parent == root
-    for d in (root, sandbox_dir, sandbox_dir / "nodes", sandbox_dir / "nodes" / "cp-1",
+    # $XDG_DATA_HOME/upgrader is made by the first command to need it, and also holds the ledger
+    for d in (root.parent, root, sandbox_dir, sandbox_dir / "nodes", sandbox_dir / "nodes" / "cp-1",
               sandbox_dir / "nodes" / "worker-1", sandbox_dir / "nodes" / "cp-1" / "var" / "lib" / "etcd"):
         assert _mode(d) == 0o700, (d, oct(_mode(d)))
     for f in (sandbox_dir / "kubeconfig", sandbox_dir / ".upgrader-sandbox", root / "registry.json",

@@ -35,8 +35,15 @@ def default_root() -> Path:
 
 
 def private_dir(path: Path) -> Path:
-    """Make ``path`` (and missing parents) a directory only its owner can enter: 0700, whatever the umask."""
-    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE)
+    """Make ``path`` a directory only its owner can enter: 0700, whatever the umask. Missing parents
+    are made 0700 too (``$XDG_DATA_HOME/upgrader`` also holds the ledger); existing ones are left."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by a racing command: then it is theirs
+            directory.mkdir(mode=PRIVATE)
+            os.chmod(directory, PRIVATE)
+    if not path.is_dir():
+        path.mkdir()  # raises what mkdir says about a file in the way
     os.chmod(path, PRIVATE)
     return path
 
