@@ -136,3 +136,14 @@ def test_down_deletes_only_a_directory_up_made(home: Path) -> None:
     assert kept.returncode == 0, kept.stderr
     assert _intact(placed)
 
+
+
+@pytest.mark.parametrize("registry", ["null", '{"demo": 5}', "[1, 2]", '{"../x": "/tmp"}', '{"demo": "relative/dir"}',
+                                      "not json", '{"demo": null}'])
+def test_a_damaged_registry_never_makes_a_command_fail(home: Path, registry: str) -> None:
+    (_root(home) / "registry.json").write_text(registry)
+    listed = _cli(home, "sandbox", "list", "-o", "json")
+    assert (listed.returncode, json.loads(listed.stdout or "null")) == (0, []), listed.stderr
+    _refused(_cli(home, "sandbox", "status", "demo"), says="no sandbox named 'demo'")
+    gone = _cli(home, "sandbox", "down", "demo")
+    assert gone.returncode == 0 and "Traceback" not in gone.stderr, gone.stderr

@@ -16,6 +16,7 @@ from upgrader.domain.names import validate_name
 from upgrader.domain.text import excerpt
 from upgrader.errors import UsageError
 from upgrader.files import atomic_write
+from upgrader.inputs import read_regular
 from upgrader.sandbox.lifecycle.errors import SandboxNotFoundError
 from upgrader.sandbox.lifecycle.root import LOCKS, default_root, ensure_root, flocked
 from upgrader.sandbox.sandbox_config import CONFIG, SandboxConfig
@@ -23,15 +24,32 @@ from upgrader.sandbox.sandbox_config import CONFIG, SandboxConfig
 __all__ = ["default_root", "known", "load", "locate", "remember", "require"]
 
 
+MAX_REGISTRY = 4 * 1024 * 1024  # a line per sandbox
+
+
 def _registry() -> Path:
     return default_root() / "registry.json"
 
 
 def known() -> dict[str, str]:
+    """NAME -> directory; entries that are not a valid name and an absolute path are left out (a
+    registry edited by hand, or damaged, never makes a command fail or reach elsewhere)."""
     try:
-        return dict(json.loads(_registry().read_text()))
+        data = json.loads(read_regular(_registry(), limit=MAX_REGISTRY))
     except (OSError, ValueError):
         return {}
+    if not isinstance(data, dict):
+        return {}
+    return {name: where for name, where in data.items()
+            if isinstance(where, str) and where.startswith("/") and "\0" not in where and _valid(name)}
+
+
+def _valid(name: object) -> bool:
+    try:
+        validate_name(name, what="sandbox")  # type: ignore[arg-type]  # it checks the type too
+    except UsageError:
+        return False
+    return True
 
 
 def remember(name: str, sandbox_dir: Path | None) -> None:
