@@ -32,6 +32,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from upgrader.domain.text import excerpt
 from upgrader.errors import UsageError
 from upgrader.ports import NodeLayout
 from upgrader.sandbox.node import wrappers
@@ -94,7 +95,7 @@ def _probe(tmp: Path, *, unshare: str, links: dict[str, str], runtime: Runtime) 
 
 def check_mode(mode: str) -> None:
     if mode not in MODES:
-        raise UsageError(f"--isolation {mode!r}: use {NAMESPACE} (the default) or {BEST_EFFORT}")
+        raise UsageError(f"--isolation {excerpt(mode)}: use {NAMESPACE} (the default) or {BEST_EFFORT}")
 
 
 def require(mode: str) -> None:

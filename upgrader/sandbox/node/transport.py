@@ -61,7 +61,7 @@ class SandboxTransport:
         self.isolation = _isolation(self.sandbox_dir)
         self.paths = NodePaths(self.root, wrappers.tool_paths())
         self._namespace: isolation.NodeNamespace | None = None
-        if self.isolation == isolation.NAMESPACE:
+        if self.isolation != isolation.BEST_EFFORT:  # only an explicit best-effort goes without namespaces
             self._namespace = isolation.NodeNamespace(self.sandbox_dir, node)
             self._local = LocalTransport(self.layout, env=self.node_environment(), cwd=self.sandbox_dir)
         else:
