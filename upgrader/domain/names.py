@@ -24,9 +24,14 @@ _NODE = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", re.ASCII)
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?", re.ASCII)
 
 
+def is_name(name: object) -> bool:
+    """Whether ``name`` is a valid cluster or sandbox name."""
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None and not name.endswith("-")
+
+
 def validate_name(name: str, *, what: str = "cluster") -> str:
     """A cluster or sandbox name (``what`` says which, for the message)."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith("-"):
+    if not is_name(name):
         raise InvalidNameError(
             f"invalid {what} name {excerpt(name)}: use lowercase letters, digits and '-', "
             "1 to 63 characters, starting with a letter"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from upgrader.domain.names import validate_name
+from upgrader.domain.names import is_name, validate_name
 from upgrader.domain.text import excerpt
 from upgrader.errors import UsageError
 from upgrader.files import atomic_write
@@ -41,15 +41,7 @@ def known() -> dict[str, str]:
     if not isinstance(data, dict):
         return {}
     return {name: where for name, where in data.items()
-            if isinstance(where, str) and where.startswith("/") and "\0" not in where and _valid(name)}
-
-
-def _valid(name: object) -> bool:
-    try:
-        validate_name(name, what="sandbox")  # type: ignore[arg-type]  # it checks the type too
-    except UsageError:
-        return False
-    return True
+            if isinstance(where, str) and where.startswith("/") and "\0" not in where and is_name(name)}
 
 
 def remember(name: str, sandbox_dir: Path | None) -> None:
