@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -35,10 +36,8 @@ def _count(db: Path, table: str) -> int:
 
 
 @contextmanager
-def _sqlite_write_lock(db: Path, *, release_after: float | None = None) -> Iterator[None]:
-    """Another writer on the ledger file, until the block ends (or ``release_after`` seconds)."""
-    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
-    conn.execute("BEGIN IMMEDIATE")
+def _held(conn: Any, *, release_after: float | None) -> Iterator[None]:
+    """Keep ``conn``'s open transaction (and its locks) until the block ends, or ``release_after`` seconds."""
     timer = threading.Timer(release_after, conn.rollback) if release_after is not None else None
     if timer is not None:
         timer.start()
@@ -49,6 +48,15 @@ def _sqlite_write_lock(db: Path, *, release_after: float | None = None) -> Itera
             timer.join()
         conn.rollback()
         conn.close()
+
+
+@contextmanager
+def _sqlite_write_lock(db: Path, *, release_after: float | None = None) -> Iterator[None]:
+    """Another writer on the ledger file, until the block ends (or ``release_after`` seconds)."""
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    conn.execute("BEGIN IMMEDIATE")
+    with _held(conn, release_after=release_after):
+        yield
 
 
 @pytest.fixture
@@ -150,16 +158,8 @@ def _postgres_table_lock(url: str, table: str, *, release_after: float | None = 
     conninfo = url.replace("postgresql+psycopg://", "postgresql://")
     conn = psycopg.connect(conninfo)
     conn.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
-    timer = threading.Timer(release_after, conn.rollback) if release_after is not None else None
-    if timer is not None:
-        timer.start()
-    try:
+    with _held(conn, release_after=release_after):
         yield
-    finally:
-        if timer is not None:
-            timer.join()
-        conn.rollback()
-        conn.close()
 
 
 @pytest.fixture

@@ -10,20 +10,18 @@ another directory) are refused too: deleting needs the marker `up` writes when i
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.integration.sandbox_helpers import sandbox_cli
 from upgrader.errors import InvalidNameError
 from upgrader.sandbox.lifecycle.registry import locate
 from upgrader.sandbox.lifecycle.root import NameLock
 from upgrader.services import sandbox as service
 from upgrader.services.wiring import AppContext
 
-REPO = Path(__file__).resolve().parents[2]
 ABSOLUTE = "<absolute>"  # replaced by a path in the test's tmp dir
 CRAFTED = ["../x", "..", "a/b", "../../..", ABSOLUTE, "x\n", "x/../y", ".hidden", ""]
 
@@ -53,13 +51,6 @@ def _decoy(path: Path, name: str) -> Path:
 
 def _intact(path: Path) -> bool:
     return (path / "precious").read_text() == "keep me" and (path / "config.json").exists()
-
-
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_DATA_HOME": str(home), "UPGRADER_DB": str(home.parent / "ledger.db"),
-           "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "upgrader", *args], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=60, check=False)
 
 
 def _refused(done: subprocess.CompletedProcess[str], *, says: str) -> None:
@@ -107,7 +98,7 @@ def test_crafted_names_on_the_command_line(home: Path, name: str) -> None:
     decoy = _decoy((_root(home) / name).resolve(), name)
     for args in (("down", name), ("down", name, "--keep"), ("status", name), ("fault", name, "--clear"),
                  ("exec", name, "cp-1", "--", "true")):
-        _refused(_cli(home, "sandbox", *args), says="invalid sandbox name")
+        _refused(sandbox_cli(home, "sandbox", *args), says="invalid sandbox name")
         assert _intact(decoy), args
 
 
@@ -125,14 +116,14 @@ def test_down_deletes_only_a_directory_up_made(home: Path) -> None:
     (liar / "config.json").write_text(json.dumps({**cfg, "dir": str(elsewhere)}))
 
     for name, where in (("victim", placed), ("elsewhere", outside)):
-        _refused(_cli(home, "sandbox", "down", name), says="was not made by `upgrader sandbox up`")
+        _refused(sandbox_cli(home, "sandbox", "down", name), says="was not made by `upgrader sandbox up`")
         assert _intact(where), name
-    _refused(_cli(home, "sandbox", "down", "liar"), says="holds no sandbox 'liar'")
+    _refused(sandbox_cli(home, "sandbox", "down", "liar"), says="holds no sandbox 'liar'")
     assert (elsewhere / "precious").exists() and _intact(liar)
-    _refused(_cli(home, "sandbox", "status", "liar"), says="holds no sandbox 'liar'")
+    _refused(sandbox_cli(home, "sandbox", "status", "liar"), says="holds no sandbox 'liar'")
 
     # --keep deletes nothing, so it may stop the processes of a sandbox made before the marker existed
-    kept = _cli(home, "sandbox", "down", "victim", "--keep")
+    kept = sandbox_cli(home, "sandbox", "down", "victim", "--keep")
     assert kept.returncode == 0, kept.stderr
     assert _intact(placed)
 
@@ -142,8 +133,8 @@ def test_down_deletes_only_a_directory_up_made(home: Path) -> None:
                                       "not json", '{"demo": null}'])
 def test_a_damaged_registry_never_makes_a_command_fail(home: Path, registry: str) -> None:
     (_root(home) / "registry.json").write_text(registry)
-    listed = _cli(home, "sandbox", "list", "-o", "json")
+    listed = sandbox_cli(home, "sandbox", "list", "-o", "json")
     assert (listed.returncode, json.loads(listed.stdout or "null")) == (0, []), listed.stderr
-    _refused(_cli(home, "sandbox", "status", "demo"), says="no sandbox named 'demo'")
-    gone = _cli(home, "sandbox", "down", "demo")
+    _refused(sandbox_cli(home, "sandbox", "status", "demo"), says="no sandbox named 'demo'")
+    gone = sandbox_cli(home, "sandbox", "down", "demo")
     assert gone.returncode == 0 and "Traceback" not in gone.stderr, gone.stderr
