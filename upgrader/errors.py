@@ -112,6 +112,22 @@ class MissingProgramError(UsageError):
     """An outside program upgrader needs is not installed."""
 
 
+class HostKeyError(UsageError):
+    """The node's SSH host key is unknown or has changed; refused (see --accept-new-host-keys)."""
+
+
+class EtcdToolError(UsageError):
+    """The etcd client tools on this host are missing or too old for the cluster's etcd."""
+
+
+class SnapshotStoreError(UsageError):
+    """The snapshot store cannot take the snapshot (not writable, or full); nothing was recorded."""
+
+
+class SnapshotNotFoundError(UsageError):
+    """No snapshot with that id in the ledger."""
+
+
 class TransportError(UpgraderError):
     """The node could not be reached or the file operation failed."""
 

@@ -199,20 +199,79 @@ class ClusterApi(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SnapshotStatus:
-    """What the etcd tool says of a snapshot file (compare hash and revision, never totalKey)."""
+    """What the etcd tool says of a snapshot file (compare hash and revision, never totalKey across
+    tool versions). ``version`` is the etcd storage version etcdutl 3.6 reports, else None."""
 
     hash: int
     revision: int
     total_keys: int
     total_size: int
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdTls:
+    """Client TLS files for etcd, as local paths (a private 0700 temp dir; never logged). kubeadm's are
+    /etc/kubernetes/pki/etcd/ca.crt and healthcheck-client.crt/.key (or apiserver-etcd-client)."""
+
+    cacert: Path
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdMember:
+    """One etcd member as ``member list`` and ``endpoint status/health`` see it.
+
+    ``id`` is the member id in hex. The status fields are None when the member did not answer;
+    ``error`` then says why (one line)."""
+
+    id: str
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    healthy: bool | None = None
+    leader: bool | None = None
+    db_size: int | None = None
+    revision: int | None = None
+    version: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdToolInfo:
+    """What the etcd client tools on this host can do, found by probing their output (DOMAIN.md:
+    etcd 3.6's etcdctl prints help and exits 0 for ``snapshot status``), never by version."""
+
+    etcdctl_version: str | None
+    etcdutl_version: str | None
+    status_tool: str | None  # "etcdutl" or "etcdctl": who can read a snapshot's status
+    restore_tool: str | None  # "etcdutl" or "etcdctl"
+    bump_revision: bool  # restore has --bump-revision/--mark-compacted
 
 
 class EtcdTool(Protocol):
-    """etcdctl/etcdutl on a node, capability-probed (DOMAIN.md: probe by output, not by exit code)."""
+    """etcdctl/etcdutl on the orchestrator's host (or on a node), capability-probed."""
 
-    def save(self, *, endpoint: str, path: str) -> SnapshotStatus: ...
+    def probe(self) -> EtcdToolInfo: ...
 
-    def status(self, path: str) -> SnapshotStatus: ...
+    def require(self, etcd_version: str | None) -> EtcdToolInfo:
+        """The probe, or EtcdToolError (exit 2) naming the tool needed when etcdctl is missing or
+        older than the cluster's etcd minor (``etcd_version`` such as "3.5.16"; None skips that check)."""
+        ...
+
+    def members(self, endpoints: Sequence[str], tls: EtcdTls | None, timeout: float = 10.0) -> list[EtcdMember]:
+        """``member list`` from the first endpoint that answers, each member's ``endpoint status``
+        and ``endpoint health`` merged in; ClusterUnreachableError when no endpoint answers."""
+        ...
+
+    def save(self, *, endpoint: str, tls: EtcdTls | None, path: Path, timeout: float = 300.0) -> None:
+        """``snapshot save`` from exactly this endpoint to ``path`` (created 0600)."""
+        ...
+
+    def status(self, path: Path) -> SnapshotStatus:
+        """The snapshot's own status and integrity (IntegrityError, exit 8, when it is corrupt)."""
+        ...
 
     def restore(self, *, path: str, name: str, data_dir: str, initial_cluster: str, token: str,
                 peer_url: str) -> None: ...

@@ -25,7 +25,7 @@ from upgrader.domain.records import ClusterRecord
 from upgrader.domain.text import excerpt
 from upgrader.errors import UsageError
 from upgrader.ledger.busy import DEFAULT_BUSY_TIMEOUT
-from upgrader.ports import Clock, ClusterApi, NodeLayout, NodeTransport, UnitOfWork
+from upgrader.ports import Clock, ClusterApi, EtcdTool, NodeLayout, NodeTransport, SnapshotStore, UnitOfWork
 
 if TYPE_CHECKING:
     from upgrader.ledger.db import Ledger
@@ -80,6 +80,11 @@ class AppContext:
     clock: Clock = field(default_factory=SystemClock)
     unit_of_work_factory: Callable[[], UnitOfWork] | None = None
     cluster_api_factory: Callable[[ClusterRecord], ClusterApi] | None = None
+    transport_factory: Callable[[ClusterRecord, str], NodeTransport] | None = None
+    etcd_tool_factory: Callable[[], EtcdTool] | None = None
+    snapshot_store_factory: Callable[[Path], SnapshotStore] | None = None
+    accept_new_host_keys: bool = False  # SSH: trust a node's first key (an explicit opt-in, recorded as an event)
+    snapshot_dir: Path | None = None  # where snapshot files go (--store > UPGRADER_SNAPSHOT_DIR > the data dir)
     _ledger: Ledger | None = None
 
     def unit_of_work(self) -> UnitOfWork:
@@ -105,6 +110,8 @@ class AppContext:
     def transport(self, cluster: ClusterRecord, node: str) -> NodeTransport:
         """How to reach ``node``: what the ledger keeps for its cluster (`sandbox up` registers
         ``{"kind": "sandbox", "dir": ...}``; ``{"kind": "local", "root": "/"}`` is this machine)."""
+        if self.transport_factory is not None:
+            return self.transport_factory(cluster, node)
         settings = dict(cluster.transport or {})
         kind = settings.get("kind", "local")
         if kind == "sandbox":
@@ -114,6 +121,23 @@ class AppContext:
 
             return LocalTransport(NodeLayout(Path(str(settings.get("root", "/")))))
         raise UsageError(f"cluster {cluster.name}: unknown node transport kind {excerpt(kind)} (known: local, sandbox)")
+
+    def etcd_tool(self) -> EtcdTool:
+        """The etcd client tools on this host (etcdctl, etcdutl), capability-probed."""
+        if self.etcd_tool_factory is not None:
+            return self.etcd_tool_factory()
+        from upgrader.etcd.tool import EtcdctlTool
+
+        return EtcdctlTool()
+
+    def snapshot_store(self, directory: Path | None = None) -> SnapshotStore:
+        """The snapshot store at ``directory`` (default: ``snapshot_dir``, else the data dir's snapshots/)."""
+        chosen = directory or self.snapshot_dir or default_snapshot_dir()
+        if self.snapshot_store_factory is not None:
+            return self.snapshot_store_factory(chosen)
+        from upgrader.etcd.store import DirectorySnapshotStore
+
+        return DirectorySnapshotStore(chosen)
 
     def sandbox_transport(self, directory: Path, node: str) -> NodeTransport:
         """A sandbox node, reached as ssh reaches a real one (also for sandboxes not in the ledger)."""
@@ -125,3 +149,12 @@ class AppContext:
         if self._ledger is not None:
             self._ledger.engine.dispose()
             self._ledger = None
+
+
+def default_snapshot_dir() -> Path:
+    """``$UPGRADER_SNAPSHOT_DIR``, else ``$XDG_DATA_HOME/upgrader/snapshots`` (~/.local/share/...)."""
+    explicit = os.environ.get("UPGRADER_SNAPSHOT_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "upgrader" / "snapshots"
