@@ -29,9 +29,12 @@ from upgrader.domain.records import (
     EventRecord,
     LockRecord,
     NewObservation,
+    NewSnapshot,
     ObservationRecord,
     PlanRecord,
     SkipRecord,
+    SnapshotId,
+    SnapshotRecord,
 )
 from upgrader.domain.runs import EventId, FencingToken, ObservationId, PlanId
 from upgrader.errors import NodePathError
@@ -169,6 +172,28 @@ class Repository(Protocol):
 
     def get_lock(self, cluster: str) -> LockRecord | None: ...
 
+    def add_snapshot(self, snapshot: NewSnapshot) -> SnapshotRecord:
+        """Record a snapshot whose files are stored and verified (``complete``, not pinned)."""
+        ...
+
+    def get_snapshot(self, snapshot_id: int) -> SnapshotRecord:
+        """The snapshot (also a deleted one); SnapshotNotFoundError (exit 2) when there is none with that id."""
+        ...
+
+    def list_snapshots(self, cluster: str | None = None, *, include_deleted: bool = False) -> list[SnapshotRecord]:
+        """Oldest first (created_at, then id)."""
+        ...
+
+    def set_snapshot_pinned(self, snapshot_id: int, pinned: bool) -> SnapshotRecord: ...
+
+    def mark_snapshot_deleted(self, snapshot_id: int) -> SnapshotRecord:
+        """Its files are gone: status ``deleted``, ``deleted_at`` now; the row stays for the audit trail."""
+        ...
+
+    def snapshots_in_use(self, cluster: str) -> set[SnapshotId]:
+        """Ids of the cluster's snapshots that a run not yet in a final status refers to."""
+        ...
+
 
 class UnitOfWork(Protocol):
     """One transaction around a use case: leaving the ``with`` block without ``commit()`` rolls back."""
@@ -279,17 +304,58 @@ class EtcdTool(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class StoredSnapshot:
+    """A file in the snapshot store (the etcd file or an artefact), as it was written."""
+
     path: Path
     size: int
     sha256: str
 
 
 class SnapshotStore(Protocol):
-    """Where snapshot files live beside the orchestrator: mode 0600, checksummed, never logged."""
+    """Where snapshot files live beside the orchestrator: mode 0600 in 0700 directories, checksummed,
+    never logged. One directory per snapshot under ``ROOT/CLUSTER/``; the etcd file is written under a
+    temp name (:meth:`partial_path`) and renamed by :meth:`finish` only once it is verified. Every
+    failure to write (not writable, disk full) is a SnapshotStoreError (exit 2) with the temp files gone.
+    """
 
-    def put(self, *, cluster: str, source: Path) -> StoredSnapshot: ...
+    @property
+    def root(self) -> Path: ...
 
-    def verify(self, snapshot: StoredSnapshot) -> bool: ...
+    def prepare(self, *, cluster: str, name: str) -> Path:
+        """A new, empty snapshot directory (0700), after checking the store is writable."""
+        ...
+
+    def partial_path(self, directory: Path) -> Path:
+        """The temp name the etcd tool writes to, inside ``directory``."""
+        ...
+
+    def finish(self, partial: Path) -> StoredSnapshot:
+        """sha256 and size of a verified partial file, made 0600, synced, renamed to its final name."""
+        ...
+
+    def put_file(self, directory: Path, name: str, data: bytes) -> StoredSnapshot:
+        """An artefact file (0600), written atomically."""
+        ...
+
+    def check(self, stored: StoredSnapshot) -> str | None:
+        """None when the file is there with its size and sha256; else what is wrong, in one line."""
+        ...
+
+    def discard(self, directory: Path) -> None:
+        """Remove a snapshot directory and everything in it (a failed create, or a prune)."""
+        ...
+
+    def free_bytes(self) -> int:
+        """Bytes free for an unprivileged writer where the store is (or would be created)."""
+        ...
+
+    def put(self, *, cluster: str, source: Path) -> StoredSnapshot:
+        """Copy an existing etcd snapshot file into a new snapshot directory (prepare + finish)."""
+        ...
+
+    def verify(self, snapshot: StoredSnapshot) -> bool:
+        """``check(snapshot) is None``."""
+        ...
 
 
 class Clock(Protocol):

@@ -41,14 +41,14 @@ def _stamp(url: str, revision: str) -> None:
         engine.dispose()
 
 
-def test_head_is_the_initial_revision() -> None:
-    assert db.head() == "0001"
+def test_head_is_the_snapshots_revision() -> None:
+    assert db.head() == "0002"
 
 
 def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert db.current(db_url) is None
     db.upgrade(db_url)
-    assert db.current(db_url) == "0001"
+    assert db.current(db_url) == "0002"
     assert db.check(db_url)
     assert set(Base.metadata.tables) | {"alembic_version"} == _tables(db_url)
 
@@ -58,12 +58,37 @@ def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert _tables(db_url) <= {"alembic_version"}
 
     db.upgrade(db_url)
-    assert db.current(db_url) == "0001"
+    assert db.current(db_url) == "0002"
 
 
 def test_migrated_schema_matches_the_models(db_url: str) -> None:
     db.upgrade(db_url)
     assert _schema_diff(db_url) == []
+
+
+def test_snapshots_revision_keeps_rows_and_goes_back(db_url: str) -> None:
+    """0001 -> 0002 on a ledger holding a snapshot row: the row survives with the new defaults;
+    and back to 0001 and up again leaves the schema equal to the models."""
+    db.upgrade(db_url, "0001")
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO clusters (name, kubeconfig, created_by, created_at, updated_at) "
+                "VALUES ('prod', '/k', 'a', '2026-12-01 00:00:00', '2026-12-01 00:00:00')"))
+            conn.execute(sa.text(
+                "INSERT INTO snapshots (cluster_id, created_at, files, etcd_status, source_member, versions, "
+                "artefacts, known_good, pinned) SELECT id, '2026-12-01 00:00:00', '[]', '{}', 'cp-1', '{}', "
+                "'[]', false, false FROM clusters"))
+        db.upgrade(db_url)
+        with engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT status, external, created_by, size FROM snapshots")).one()
+        assert (row.status, bool(row.external), row.created_by, row.size) == ("complete", False, "", 0)
+        db.downgrade(db_url, "0001")
+        db.upgrade(db_url)
+        assert _schema_diff(db_url) == []
+    finally:
+        engine.dispose()
 
 
 def test_sqlite_is_migrated_on_first_use(sqlite_url: str) -> None:
@@ -100,7 +125,7 @@ def test_postgres_behind_names_both_revisions(postgres_url: str) -> None:
     db.downgrade(postgres_url, "base")
     with pytest.raises(errors.SchemaMismatchError) as caught:
         db.open_ledger(postgres_url)
-    assert "needs 0001" in caught.value.message
+    assert "needs 0002" in caught.value.message
     assert caught.value.exit_code == 2
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NewType
 
 from upgrader.domain.runs import EventId, FencingToken, ObservationId, PlanId, RunId
 
@@ -112,3 +112,81 @@ class LockRecord:
     fencing_token: FencingToken
     acquired_at: datetime
     expires_at: datetime
+
+
+SnapshotId = NewType("SnapshotId", int)
+
+
+class SnapshotStatus(StrEnum):
+    """A recorded snapshot is ``complete`` (its files verified when it was stored); ``deleted`` once
+    pruned: the row stays for the audit trail, the files are gone."""
+
+    COMPLETE = "complete"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotArtefact:
+    """A control-plane file captured with a snapshot: where it was on the node, where it is stored."""
+
+    node: str
+    kind: str  # manifest, kubelet-config, kubelet-flags, packages, repo-config, kubeadm-config
+    node_path: str  # on the node ("/etc/kubernetes/manifests/etcd.yaml"), or "configmap:kube-system/..."
+    stored_path: str
+    sha256: str
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node": self.node, "kind": self.kind, "node_path": self.node_path,
+                "stored_path": self.stored_path, "sha256": self.sha256, "size": self.size}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> SnapshotArtefact:
+        return cls(node=str(doc["node"]), kind=str(doc["kind"]), node_path=str(doc["node_path"]),
+                   stored_path=str(doc["stored_path"]), sha256=str(doc["sha256"]), size=int(doc["size"]))
+
+
+@dataclass(frozen=True, slots=True)
+class NewSnapshot:
+    """A snapshot to record: its files are stored and verified already."""
+
+    cluster: str
+    created_at: datetime
+    created_by: str
+    label: str | None
+    path: str
+    size: int
+    sha256: str
+    etcd_status: Mapping[str, Any]  # hash, revision, total_keys, total_size, version, etcd_version
+    etcd_cluster_id: str | None
+    source_member: str
+    external: bool
+    versions: Mapping[str, Any]
+    artefacts: tuple[SnapshotArtefact, ...]
+    known_good: bool
+    known_good_reason: str | None
+    run_id: RunId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRecord:
+    id: SnapshotId
+    cluster: str
+    created_at: datetime
+    created_by: str
+    label: str | None
+    path: str
+    size: int
+    sha256: str
+    etcd_status: Mapping[str, Any]
+    etcd_cluster_id: str | None
+    source_member: str
+    external: bool
+    versions: Mapping[str, Any]
+    artefacts: tuple[SnapshotArtefact, ...]
+    known_good: bool
+    known_good_reason: str | None
+    pinned: bool
+    status: SnapshotStatus
+    deleted_at: datetime | None
+    run_id: RunId | None

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from upgrader.domain.records import ObservationSource
+from upgrader.domain.records import ObservationSource, SnapshotStatus
 from upgrader.domain.runs import RunStatus, StepStatus
 
 NAMING_CONVENTION = {
@@ -217,21 +217,41 @@ class RunStep(Base):
 
 
 class Snapshot(Base):
+    """A verified etcd snapshot and the control-plane artefacts taken with it.
+
+    A row is written only once its file is stored and verified (never half-recorded); deleting a
+    snapshot (prune) removes its files and keeps the row as ``deleted`` for the audit trail.
+    ``etcd_status`` is the tool's view of the file: hash, revision, total_keys, total_size,
+    version, and the etcd server version of the member it came from.
+    """
+
     __tablename__ = "snapshots"
-    __table_args__ = (_NEVER_REUSE_IDS,)
+    __table_args__ = (
+        sa.CheckConstraint(_in("status", SnapshotStatus), name="status"),
+        sa.Index(None, "cluster_id", "created_at"),
+        _NEVER_REUSE_IDS,
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     cluster_id: Mapped[int] = mapped_column(sa.ForeignKey("clusters.id", ondelete="CASCADE"), index=True)
     run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id", ondelete="SET NULL"))
     created_at: Mapped[datetime]
-    files: Mapped[list[Any]]  # [{"path", "size", "sha256"}]
+    created_by: Mapped[str] = mapped_column(sa.String(ACTOR), server_default="")
+    label: Mapped[str | None] = mapped_column(sa.String(NAME))
+    path: Mapped[str] = mapped_column(sa.Text, server_default="")  # the etcd file in the snapshot store
+    size: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    sha256: Mapped[str] = mapped_column(sa.String(TOKEN), server_default="")
     etcd_status: Mapped[dict[str, Any]]
+    etcd_cluster_id: Mapped[str | None] = mapped_column(sa.String(32))  # hex, from member list
     source_member: Mapped[str] = mapped_column(sa.String(NODE))
+    external: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     versions: Mapped[dict[str, Any]]
-    artefacts: Mapped[dict[str, Any]]
+    artefacts: Mapped[list[Any]]  # [{"node", "kind", "node_path", "stored_path", "sha256", "size"}]
     known_good: Mapped[bool] = mapped_column(default=False)
     known_good_reason: Mapped[str | None] = mapped_column(sa.Text)
     pinned: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(sa.String(16), server_default=SnapshotStatus.COMPLETE.value)
+    deleted_at: Mapped[datetime | None]
 
 
 class Event(Base):

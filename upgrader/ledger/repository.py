@@ -24,11 +24,14 @@ from upgrader.domain.records import (
     NewObservation,
     ObservationRecord,
     ObservationSource,
+    NewSnapshot,
     PlanRecord,
     SkipRecord,
+    SnapshotId,
+    SnapshotRecord,
 )
 from upgrader.domain.runs import EventId, FencingToken, ObservationId, PlanId
-from upgrader.ledger import locks, rows
+from upgrader.ledger import locks, rows, snapshots
 from upgrader.ledger.models import (
     Cluster,
     ClusterLock,
@@ -276,6 +279,27 @@ class SqlRepository:
 
     def get_lock(self, cluster: str) -> LockRecord | None:
         return locks.get(self._session, cluster)
+
+    # snapshots ----------------------------------------------------------------------------
+
+    def add_snapshot(self, snapshot: NewSnapshot) -> SnapshotRecord:
+        return snapshots.add(self._session, snapshot, cluster_id=self._cluster_row(snapshot.cluster).id)
+
+    def get_snapshot(self, snapshot_id: int) -> SnapshotRecord:
+        return snapshots.get(self._session, snapshot_id)
+
+    def list_snapshots(self, cluster: str | None = None, *, include_deleted: bool = False) -> list[SnapshotRecord]:
+        cluster_id = None if cluster is None else self._cluster_row(cluster).id
+        return snapshots.list_(self._session, cluster_id=cluster_id, include_deleted=include_deleted)
+
+    def set_snapshot_pinned(self, snapshot_id: int, pinned: bool) -> SnapshotRecord:
+        return snapshots.set_pinned(self._session, snapshot_id, pinned)
+
+    def mark_snapshot_deleted(self, snapshot_id: int) -> SnapshotRecord:
+        return snapshots.mark_deleted(self._session, snapshot_id, self._clock())
+
+    def snapshots_in_use(self, cluster: str) -> set[SnapshotId]:
+        return snapshots.in_use(self._session, cluster_id=self._cluster_row(cluster).id)
 
     # helpers ------------------------------------------------------------------------------
 
