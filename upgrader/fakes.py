@@ -24,10 +24,14 @@ from upgrader.domain.records import (
     ObservationRecord,
     ObservationSource,
     PlanRecord,
+    NewSnapshot,
     PlanStepRecord,
     SkipRecord,
+    SnapshotId,
+    SnapshotRecord,
+    SnapshotStatus,
 )
-from upgrader.domain.runs import EventId, FencingToken, ObservationId, PlanId, RunId
+from upgrader.domain.runs import FINAL_RUN_STATUSES, EventId, FencingToken, ObservationId, PlanId, RunId, RunStatus
 from upgrader.ports import CommandResult
 
 
@@ -38,6 +42,8 @@ class _State:
     plans: dict[int, PlanRecord] = field(default_factory=dict)
     events: list[EventRecord] = field(default_factory=list)
     locks: dict[str, LockRecord] = field(default_factory=dict)
+    snapshots: dict[int, SnapshotRecord] = field(default_factory=dict)
+    run_statuses: dict[int, RunStatus] = field(default_factory=dict)  # runs are not in this port yet
     next_id: dict[str, int] = field(default_factory=dict)
 
     def new_id(self, kind: str) -> int:
@@ -78,6 +84,7 @@ class InMemoryRepository:
         self._s.locks.pop(name, None)
         self._s.observations = [o for o in self._s.observations if o.cluster != name]
         self._s.plans = {k: p for k, p in self._s.plans.items() if p.cluster != name}
+        self._s.snapshots = {k: v for k, v in self._s.snapshots.items() if v.cluster != name}
 
     # skipped versions
     def add_skip(self, *, cluster: str, version: str, reason: str, actor: str) -> SkipRecord:
@@ -186,6 +193,46 @@ class InMemoryRepository:
     def get_lock(self, cluster: str) -> LockRecord | None:
         return self._s.locks.get(cluster)
 
+    # snapshots
+    def add_snapshot(self, snapshot: NewSnapshot) -> SnapshotRecord:
+        self.get_cluster(snapshot.cluster)
+        sid = SnapshotId(self._s.new_id("snapshot"))
+        fields = {f: getattr(snapshot, f) for f in NewSnapshot.__dataclass_fields__}
+        fields["etcd_status"] = copy.deepcopy(dict(snapshot.etcd_status))
+        fields["versions"] = copy.deepcopy(dict(snapshot.versions))
+        record = SnapshotRecord(id=sid, pinned=False, status=SnapshotStatus.COMPLETE, deleted_at=None, **fields)
+        self._s.snapshots[sid] = record
+        return record
+
+    def get_snapshot(self, snapshot_id: int) -> SnapshotRecord:
+        try:
+            return self._s.snapshots[snapshot_id]
+        except KeyError:
+            raise errors.SnapshotNotFoundError(
+                f"no snapshot with id {snapshot_id} (see `upgrader snapshot list`)") from None
+
+    def list_snapshots(self, cluster: str | None = None, *, include_deleted: bool = False) -> list[SnapshotRecord]:
+        if cluster is not None:
+            self.get_cluster(cluster)
+        found = [s for s in self._s.snapshots.values() if (cluster is None or s.cluster == cluster)
+                 and (include_deleted or s.status is not SnapshotStatus.DELETED)]
+        return sorted(found, key=lambda s: (s.created_at, s.id))
+
+    def set_snapshot_pinned(self, snapshot_id: int, pinned: bool) -> SnapshotRecord:
+        record = replace(self.get_snapshot(snapshot_id), pinned=pinned)
+        self._s.snapshots[snapshot_id] = record
+        return record
+
+    def mark_snapshot_deleted(self, snapshot_id: int) -> SnapshotRecord:
+        record = replace(self.get_snapshot(snapshot_id), status=SnapshotStatus.DELETED, deleted_at=self._clock())
+        self._s.snapshots[snapshot_id] = record
+        return record
+
+    def snapshots_in_use(self, cluster: str) -> set[SnapshotId]:
+        self.get_cluster(cluster)
+        return {s.id for s in self._s.snapshots.values() if s.cluster == cluster and s.run_id is not None
+                and self._s.run_statuses.get(s.run_id, RunStatus.SUCCEEDED) not in FINAL_RUN_STATUSES}
+
 
 class InMemoryLedger:
     """The whole ledger in memory; ``unit_of_work()`` hands out transactions over it."""
@@ -196,6 +243,10 @@ class InMemoryLedger:
 
     def unit_of_work(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self)
+
+    def set_run_status(self, run_id: int, status: RunStatus) -> None:
+        """Stand in for the runs the engine will record: which snapshots an unfinished run holds."""
+        self._state.run_statuses[run_id] = status
 
 
 class InMemoryUnitOfWork:

@@ -1,4 +1,4 @@
-"""Snapshots as `upgrader snapshot` records them: label, who, the stored file, the etcd cluster,
+"""Snapshots as `upgrader snapshot` records them: label, who, the stored file,
 external etcd, status (complete/deleted) and when it was deleted.
 
 Revision ID: 0002
@@ -31,7 +31,6 @@ def upgrade() -> None:
         batch.add_column(sa.Column("path", sa.Text(), server_default="", nullable=False))
         batch.add_column(sa.Column("size", sa.BigInteger(), server_default="0", nullable=False))
         batch.add_column(sa.Column("sha256", sa.String(length=64), server_default="", nullable=False))
-        batch.add_column(sa.Column("etcd_cluster_id", sa.String(length=32), nullable=True))
         batch.add_column(sa.Column("external", sa.Boolean(), server_default=sa.false(), nullable=False))
         batch.add_column(sa.Column("status", sa.String(length=16), server_default="complete", nullable=False))
         batch.add_column(sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
@@ -43,7 +42,6 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_snapshots_cluster_id_created_at"), table_name="snapshots")
     with op.batch_alter_table("snapshots") as batch:
         batch.drop_constraint(op.f("ck_snapshots_status"), type_="check")
-        for column in ("deleted_at", "status", "external", "etcd_cluster_id", "sha256", "size", "path", "label",
-                       "created_by"):
+        for column in ("deleted_at", "status", "external", "sha256", "size", "path", "label", "created_by"):
             batch.drop_column(column)
         batch.add_column(sa.Column("files", sa.JSON(), server_default="[]", nullable=False))

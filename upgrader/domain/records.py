@@ -157,8 +157,8 @@ class NewSnapshot:
     path: str
     size: int
     sha256: str
-    etcd_status: Mapping[str, Any]  # hash, revision, total_keys, total_size, version, etcd_version
-    etcd_cluster_id: str | None
+    # hash, revision, total_keys, total_size, version (the tool's), etcd_version (the member's), member_ids
+    etcd_status: Mapping[str, Any]
     source_member: str
     external: bool
     versions: Mapping[str, Any]
@@ -179,7 +179,6 @@ class SnapshotRecord:
     size: int
     sha256: str
     etcd_status: Mapping[str, Any]
-    etcd_cluster_id: str | None
     source_member: str
     external: bool
     versions: Mapping[str, Any]

@@ -242,7 +242,6 @@ class Snapshot(Base):
     size: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
     sha256: Mapped[str] = mapped_column(sa.String(TOKEN), server_default="")
     etcd_status: Mapped[dict[str, Any]]
-    etcd_cluster_id: Mapped[str | None] = mapped_column(sa.String(32))  # hex, from member list
     source_member: Mapped[str] = mapped_column(sa.String(NODE))
     external: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     versions: Mapped[dict[str, Any]]
