@@ -8,10 +8,13 @@ same transaction semantics. They are not mocks: they keep state and enforce the 
 from __future__ import annotations
 
 import copy
+import hashlib
+import os
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Self
 
@@ -21,18 +24,18 @@ from upgrader.domain.records import (
     EventRecord,
     LockRecord,
     NewObservation,
+    NewSnapshot,
     ObservationRecord,
     ObservationSource,
     PlanRecord,
-    NewSnapshot,
     PlanStepRecord,
     SkipRecord,
     SnapshotId,
     SnapshotRecord,
-    SnapshotStatus,
+    SnapshotState,
 )
 from upgrader.domain.runs import FINAL_RUN_STATUSES, EventId, FencingToken, ObservationId, PlanId, RunId, RunStatus
-from upgrader.ports import CommandResult
+from upgrader.ports import CommandResult, EtcdMember, EtcdTls, EtcdToolInfo, SnapshotStatus
 
 
 @dataclass
@@ -200,7 +203,7 @@ class InMemoryRepository:
         fields = {f: getattr(snapshot, f) for f in NewSnapshot.__dataclass_fields__}
         fields["etcd_status"] = copy.deepcopy(dict(snapshot.etcd_status))
         fields["versions"] = copy.deepcopy(dict(snapshot.versions))
-        record = SnapshotRecord(id=sid, pinned=False, status=SnapshotStatus.COMPLETE, deleted_at=None, **fields)
+        record = SnapshotRecord(id=sid, pinned=False, status=SnapshotState.COMPLETE, deleted_at=None, **fields)
         self._s.snapshots[sid] = record
         return record
 
@@ -215,7 +218,7 @@ class InMemoryRepository:
         if cluster is not None:
             self.get_cluster(cluster)
         found = [s for s in self._s.snapshots.values() if (cluster is None or s.cluster == cluster)
-                 and (include_deleted or s.status is not SnapshotStatus.DELETED)]
+                 and (include_deleted or s.status is not SnapshotState.DELETED)]
         return sorted(found, key=lambda s: (s.created_at, s.id))
 
     def set_snapshot_pinned(self, snapshot_id: int, pinned: bool) -> SnapshotRecord:
@@ -224,7 +227,7 @@ class InMemoryRepository:
         return record
 
     def mark_snapshot_deleted(self, snapshot_id: int) -> SnapshotRecord:
-        record = replace(self.get_snapshot(snapshot_id), status=SnapshotStatus.DELETED, deleted_at=self._clock())
+        record = replace(self.get_snapshot(snapshot_id), status=SnapshotState.DELETED, deleted_at=self._clock())
         self._s.snapshots[snapshot_id] = record
         return record
 
@@ -282,10 +285,18 @@ class InMemoryUnitOfWork:
 class FakeClusterApi:
     """A cluster API that answers with a fixed inventory document, or as unreachable."""
 
-    def __init__(self, inventory: Mapping[str, Any] | None = None, *, unreachable: str | None = None) -> None:
+    def __init__(self, inventory: Mapping[str, Any] | None = None, *, unreachable: str | None = None,
+                 config_maps: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self._inventory = copy.deepcopy(dict(inventory)) if inventory is not None else None
         self._unreachable = unreachable
+        self.config_maps = {k: dict(v) for k, v in (config_maps or {}).items()}  # "namespace/name" -> data
         self.calls = 0
+
+    def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        if self._unreachable is not None:
+            raise errors.ClusterUnreachableError(self._unreachable)
+        found = self.config_maps.get(f"{namespace}/{name}")
+        return dict(found) if found is not None else None
 
     def observe_inventory(self) -> dict[str, Any]:
         self.calls += 1
@@ -367,3 +378,86 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
         self._mono += seconds
+
+
+class FakeEtcdTool:
+    """The EtcdTool port over an imaginary etcd cluster: members as given, snapshots as files.
+
+    ``save`` writes a deterministic file shaped like a real one (a body padded to 512-byte sectors,
+    then the SHA-256 trailer), 0600, holding ``payload``; ``status`` checks the trailer (IntegrityError,
+    exit 8, when it does not match) and reads the revision back. ``corrupt(path)`` flips one byte.
+    ``tool_version`` older than the cluster's etcd minor makes ``require`` refuse, as the real one does.
+    """
+
+    def __init__(self, *, members: Sequence[EtcdMember] | None = None, tool_version: str = "3.5.16",
+                 revision: int = 4242, payload: bytes = b"", unreachable: str | None = None) -> None:
+        self.etcd_members = list(members) if members is not None else [
+            EtcdMember(id=f"{i:016x}", name=f"cp-{i}", peer_urls=(f"https://10.0.0.{i}:2380",),
+                       client_urls=(f"https://10.0.0.{i}:2379",), healthy=True, leader=i == 1,
+                       db_size=20480, revision=revision, version="3.5.16") for i in (1, 2, 3)]
+        self.tool_version = tool_version
+        self.revision = revision
+        self.payload = payload
+        self.unreachable = unreachable
+        self.saved: list[tuple[str, Path]] = []
+        self.restored: list[dict[str, str]] = []
+
+    def probe(self) -> EtcdToolInfo:
+        return EtcdToolInfo(etcdctl_version=self.tool_version, etcdutl_version=None, status_tool="etcdctl",
+                            restore_tool="etcdctl", bump_revision=False)
+
+    def require(self, etcd_version: str | None) -> EtcdToolInfo:
+        if etcd_version is not None and _minor(self.tool_version) < _minor(etcd_version):
+            need = ".".join(etcd_version.split(".")[:2])
+            raise errors.EtcdToolError(f"etcdctl {self.tool_version} is older than the cluster's etcd "
+                                       f"{etcd_version}: install etcdctl {need} or newer")
+        return self.probe()
+
+    def members(self, endpoints: Sequence[str], tls: EtcdTls | None, timeout: float = 10.0) -> list[EtcdMember]:
+        if self.unreachable is not None:
+            raise errors.ClusterUnreachableError(self.unreachable)
+        return list(self.etcd_members)
+
+    def save(self, *, endpoint: str, tls: EtcdTls | None, path: Path, timeout: float = 300.0) -> None:
+        if self.unreachable is not None:
+            raise errors.ClusterUnreachableError(f"snapshot save from {endpoint} failed: {self.unreachable}")
+        body = f"fake-etcd-snapshot revision={self.revision}\n".encode() + self.payload
+        body += b"\0" * (-len(body) % 512)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(body + hashlib.sha256(body).digest())
+        except OSError as e:
+            raise errors.SnapshotStoreError(f"cannot write the snapshot to {path}: {e.strerror}") from e
+        self.saved.append((endpoint, path))
+
+    def status(self, path: Path) -> SnapshotStatus:
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise errors.IntegrityError(f"snapshot {path}: {e.strerror}") from e
+        body, trailer = data[:-32], data[-32:]
+        if len(data) < 32 or hashlib.sha256(body).digest() != trailer:
+            raise errors.IntegrityError(f"snapshot {path}: its SHA-256 trailer does not match its contents")
+        first = body.split(b"\n", 1)[0].decode(errors="replace")
+        revision = int(first.rsplit("=", 1)[1]) if first.startswith("fake-etcd-snapshot revision=") else 0
+        return SnapshotStatus(hash=zlib.crc32(body), revision=revision, total_keys=body.count(b"\n"),
+                              total_size=len(data))
+
+    def restore(self, *, path: str, name: str, data_dir: str, initial_cluster: str, token: str,
+                peer_url: str) -> None:
+        self.restored.append({"path": path, "name": name, "data_dir": data_dir})
+
+    @staticmethod
+    def corrupt(path: Path, offset: int = 10) -> None:
+        """Flip one byte of a file, as a bad disk would."""
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            byte = f.read(1)
+            f.seek(offset)
+            f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def _minor(version: str) -> tuple[int, int]:
+    parts = version.lstrip("v").split(".")
+    return int(parts[0]), int(parts[1])

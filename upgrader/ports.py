@@ -221,6 +221,11 @@ class ClusterApi(Protocol):
         (what ``plan --state`` takes); ClusterUnreachableError when the API cannot be reached."""
         ...
 
+    def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data (None when there is no such ConfigMap); ClusterUnreachableError as above.
+        The snapshot use case keeps kubeadm-config with every snapshot."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotStatus:

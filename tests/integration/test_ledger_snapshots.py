@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from tests.integration.test_ledger_repository import T0, StepClock, _add
 from upgrader import errors
-from upgrader.domain.records import NewSnapshot, SnapshotArtefact, SnapshotStatus
+from upgrader.domain.records import NewSnapshot, SnapshotArtefact, SnapshotState
 from upgrader.domain.runs import RunId, RunStatus
 from upgrader.fakes import InMemoryLedger
 from upgrader.ledger import db
@@ -64,7 +64,7 @@ def test_snapshot_round_trip(ledger: Any) -> None:
     assert got.artefacts == (ARTEFACT,)
     assert (got.known_good, got.known_good_reason, got.pinned, got.external) == (
         True, "healthy before and after", False, False)
-    assert got.status is SnapshotStatus.COMPLETE and got.deleted_at is None and got.run_id is None
+    assert got.status is SnapshotState.COMPLETE and got.deleted_at is None and got.run_id is None
 
 
 def test_snapshots_list_oldest_first_per_cluster_and_missing_is_not_found(ledger: Any) -> None:
@@ -100,11 +100,11 @@ def test_pin_unpin_and_delete_keep_the_row(ledger: Any) -> None:
         assert uow.repo.set_snapshot_pinned(sid, False).pinned is False
         deleted = uow.repo.mark_snapshot_deleted(sid)
         uow.commit()
-    assert deleted.status is SnapshotStatus.DELETED and deleted.deleted_at is not None and deleted.deleted_at > T0
+    assert deleted.status is SnapshotState.DELETED and deleted.deleted_at is not None and deleted.deleted_at > T0
     with ledger.unit_of_work() as uow:
         assert uow.repo.list_snapshots("prod") == []
         assert [s.id for s in uow.repo.list_snapshots("prod", include_deleted=True)] == [sid]
-        assert uow.repo.get_snapshot(sid).status is SnapshotStatus.DELETED
+        assert uow.repo.get_snapshot(sid).status is SnapshotState.DELETED
         with pytest.raises(errors.SnapshotNotFoundError):
             uow.repo.set_snapshot_pinned(404, True)
         with pytest.raises(errors.SnapshotNotFoundError):

@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from upgrader import __version__
-from upgrader.cli import cluster, db, plan, plans, sandbox
+from upgrader.cli import cluster, db, plan, plans, sandbox, snapshot
 from upgrader.errors import UpgraderError
 from upgrader.services.wiring import DEFAULT_BUSY_TIMEOUT, AppContext
 
@@ -33,6 +33,7 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(db.app, name="db")
 app.add_typer(plans.app, name="plans")
 app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(snapshot.app, name="snapshot")
 app.command("plan")(plan.plan_command)
 app.command("inventory")(plan.inventory_command)
 

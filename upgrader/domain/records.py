@@ -117,7 +117,7 @@ class LockRecord:
 SnapshotId = NewType("SnapshotId", int)
 
 
-class SnapshotStatus(StrEnum):
+class SnapshotState(StrEnum):
     """A recorded snapshot is ``complete`` (its files verified when it was stored); ``deleted`` once
     pruned: the row stays for the audit trail, the files are gone."""
 
@@ -186,6 +186,6 @@ class SnapshotRecord:
     known_good: bool
     known_good_reason: str | None
     pinned: bool
-    status: SnapshotStatus
+    status: SnapshotState
     deleted_at: datetime | None
     run_id: RunId | None

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from upgrader.domain.records import ObservationSource, SnapshotStatus
+from upgrader.domain.records import ObservationSource, SnapshotState
 from upgrader.domain.runs import RunStatus, StepStatus
 
 NAMING_CONVENTION = {
@@ -227,7 +227,7 @@ class Snapshot(Base):
 
     __tablename__ = "snapshots"
     __table_args__ = (
-        sa.CheckConstraint(_in("status", SnapshotStatus), name="status"),
+        sa.CheckConstraint(_in("status", SnapshotState), name="status"),
         sa.Index(None, "cluster_id", "created_at"),
         _NEVER_REUSE_IDS,
     )
@@ -249,7 +249,7 @@ class Snapshot(Base):
     known_good: Mapped[bool] = mapped_column(default=False)
     known_good_reason: Mapped[str | None] = mapped_column(sa.Text)
     pinned: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[str] = mapped_column(sa.String(16), server_default=SnapshotStatus.COMPLETE.value)
+    status: Mapped[str] = mapped_column(sa.String(16), server_default=SnapshotState.COMPLETE.value)
     deleted_at: Mapped[datetime | None]
 
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from upgrader import errors
-from upgrader.domain.records import NewSnapshot, SnapshotArtefact, SnapshotId, SnapshotRecord, SnapshotStatus
+from upgrader.domain.records import NewSnapshot, SnapshotArtefact, SnapshotId, SnapshotRecord, SnapshotState
 from upgrader.domain.runs import FINAL_RUN_STATUSES, RunId
 from upgrader.ledger.models import Cluster, Run, Snapshot
 
@@ -36,7 +36,7 @@ def add(session: Session, snapshot: NewSnapshot, *, cluster_id: int) -> Snapshot
         known_good=snapshot.known_good,
         known_good_reason=snapshot.known_good_reason,
         pinned=False,
-        status=SnapshotStatus.COMPLETE.value,
+        status=SnapshotState.COMPLETE.value,
         deleted_at=None,
     )
     session.add(row)
@@ -60,7 +60,7 @@ def list_(session: Session, *, cluster_id: int | None, include_deleted: bool) ->
     if cluster_id is not None:
         query = query.where(Snapshot.cluster_id == cluster_id)
     if not include_deleted:
-        query = query.where(Snapshot.status != SnapshotStatus.DELETED.value)
+        query = query.where(Snapshot.status != SnapshotState.DELETED.value)
     return [record(row, cluster=name) for row, name in session.execute(query)]
 
 
@@ -75,7 +75,7 @@ def set_pinned(session: Session, snapshot_id: int, pinned: bool) -> SnapshotReco
 def mark_deleted(session: Session, snapshot_id: int, at: datetime) -> SnapshotRecord:
     get(session, snapshot_id)
     session.execute(sa.update(Snapshot).where(Snapshot.id == snapshot_id)
-                    .values(status=SnapshotStatus.DELETED.value, deleted_at=at)
+                    .values(status=SnapshotState.DELETED.value, deleted_at=at)
                     .execution_options(synchronize_session=False))
     session.expire_all()
     return get(session, snapshot_id)
@@ -106,7 +106,7 @@ def record(row: Snapshot, *, cluster: str) -> SnapshotRecord:
         known_good=row.known_good,
         known_good_reason=row.known_good_reason,
         pinned=row.pinned,
-        status=SnapshotStatus(row.status),
+        status=SnapshotState(row.status),
         deleted_at=row.deleted_at,
         run_id=RunId(row.run_id) if row.run_id is not None else None,
     )

@@ -15,11 +15,12 @@ import shlex
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from upgrader.domain.records import ClusterRecord
 from upgrader.domain.text import excerpt
@@ -29,6 +30,7 @@ from upgrader.ports import Clock, ClusterApi, EtcdTool, NodeLayout, NodeTranspor
 
 if TYPE_CHECKING:
     from upgrader.ledger.db import Ledger
+    from upgrader.services.etcd_access import EtcdSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,9 @@ class AppContext:
     transport_factory: Callable[[ClusterRecord, str], NodeTransport] | None = None
     etcd_tool_factory: Callable[[], EtcdTool] | None = None
     snapshot_store_factory: Callable[[Path], SnapshotStore] | None = None
+    # Replaces etcd access as a whole (tests): etcd_session() yields what this opens, when set.
+    etcd_session_factory: Callable[[ClusterRecord, Mapping[str, Any] | None],
+                                   AbstractContextManager[EtcdSession]] | None = None
     accept_new_host_keys: bool = False  # SSH: trust a node's first key (an explicit opt-in, recorded as an event)
     snapshot_dir: Path | None = None  # where snapshot files go (--store > UPGRADER_SNAPSHOT_DIR > the data dir)
     _ledger: Ledger | None = None

@@ -1,0 +1,168 @@
+"""`snapshot verify` and `snapshot prune`: is a recorded snapshot still what was recorded, and which
+snapshots a retention policy lets go.
+
+verify checks, and reports every problem at once (IntegrityError, exit 8): the etcd file's size and
+sha256, the snapshot's own integrity as the etcd tool sees it (its checksum trailer; hash and
+revision equal to what was recorded), and each artefact's sha256. With ``--cluster`` it also
+refuses a snapshot of another cluster: another name in the ledger, or, when that cluster's etcd
+answers, a member list sharing no member with the one recorded at create time (member ids stay
+the same across a restore with the same peer URLs; a different etcd cluster has others).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from upgrader.domain.names import validate_name
+from upgrader.domain.records import SnapshotRecord, SnapshotState
+from upgrader.domain.snapshots import Candidate, RetentionDecision, RetentionPolicy, decide, kubeadm_backups_to_remove
+from upgrader.errors import ClusterUnreachableError, IntegrityError, UpgraderError, UsageError
+from upgrader.ports import StoredSnapshot
+from upgrader.services.audit import record_event
+from upgrader.services.etcd_access import etcd_session
+from upgrader.services.wiring import AppContext
+
+KUBEADM_TMP = "/etc/kubernetes/tmp"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    record: SnapshotRecord
+    checked: tuple[str, ...]  # what was checked and found right
+    membership: str  # "same members", "not checked: ..."
+
+
+def verify_snapshot(app: AppContext, *, snapshot_id: int, cluster: str | None = None) -> VerifyResult:
+    with app.unit_of_work() as uow:
+        record = uow.repo.get_snapshot(snapshot_id)
+        cluster_record = uow.repo.get_cluster(validate_name(cluster)) if cluster is not None else None
+    if cluster is not None and record.cluster != cluster:
+        raise IntegrityError(f"snapshot {snapshot_id} is a snapshot of cluster {record.cluster}, not of {cluster}: "
+                             "refused")
+    if record.status is SnapshotState.DELETED:
+        raise IntegrityError(f"snapshot {snapshot_id} was deleted by prune at "
+                             f"{record.deleted_at:%Y-%m-%dT%H:%M:%SZ}; its files are gone")
+    problems: list[str] = []
+    checked: list[str] = []
+    store = app.snapshot_store(_store_root(record))
+    wrong = store.check(StoredSnapshot(Path(record.path), record.size, record.sha256))
+    if wrong is None:
+        checked.append(f"etcd file sha256 {record.sha256}")
+        problems += _own_integrity(app, record, checked)
+    else:
+        problems.append(f"etcd file: {wrong}")
+    for artefact in record.artefacts:
+        wrong = store.check(StoredSnapshot(Path(artefact.stored_path), artefact.size, artefact.sha256))
+        if wrong is None:
+            checked.append(f"{artefact.node} {artefact.node_path}")
+        else:
+            problems.append(f"artefact {artefact.node} {artefact.node_path}: {wrong}")
+    membership = "not checked (give --cluster to compare with the live etcd)"
+    if cluster_record is not None:
+        membership = _compare_members(app, record, cluster_record)
+    if problems:
+        raise IntegrityError(f"snapshot {snapshot_id} failed verification: " + "; ".join(problems))
+    return VerifyResult(record, tuple(checked), membership)
+
+
+def _own_integrity(app: AppContext, record: SnapshotRecord, checked: list[str]) -> list[str]:
+    try:
+        status = app.etcd_tool().status(Path(record.path))
+    except IntegrityError as e:
+        return [f"etcd file: {e.message}"]
+    problems = []
+    for key, value in (("hash", status.hash), ("revision", status.revision)):
+        if record.etcd_status.get(key) != value:
+            problems.append(f"etcd {key} is {value}, {record.etcd_status.get(key)} was recorded")
+    if not problems:
+        checked.append(f"etcd status hash {status.hash} revision {status.revision}")
+    return problems
+
+
+def _compare_members(app: AppContext, record: SnapshotRecord, cluster: Any) -> str:
+    recorded = set(record.etcd_status.get("member_ids") or [])
+    try:
+        with etcd_session(app, cluster) as session:
+            live = {m.id for m in session.members()}
+    except (ClusterUnreachableError, UpgraderError) as e:
+        return f"not checked: the etcd of {cluster.name} did not answer ({e.message})"
+    if recorded and live and recorded.isdisjoint(live):
+        raise IntegrityError(f"snapshot {record.id} was taken from etcd members {', '.join(sorted(recorded))}; "
+                             f"cluster {cluster.name}'s etcd has members {', '.join(sorted(live))}: a snapshot of "
+                             "another cluster, refused")
+    return "same members" if recorded & live else "not checked: no member ids recorded"
+
+
+def _store_root(record: SnapshotRecord) -> Path:
+    """The store a snapshot was taken into: ROOT/CLUSTER/SNAPSHOT/etcd.db."""
+    return Path(record.path).parent.parent.parent
+
+
+@dataclass
+class PruneResult:
+    decision: RetentionDecision
+    deleted: list[SnapshotRecord] = field(default_factory=list)
+    would_delete: list[SnapshotRecord] = field(default_factory=list)
+    kubeadm_backups: dict[str, list[str]] = field(default_factory=dict)  # node -> removed (or would be)
+
+
+def prune_snapshots(app: AppContext, *, cluster: str, policy: RetentionPolicy, dry_run: bool = False,
+                    kubeadm_backups: bool = False) -> PruneResult:
+    validate_name(cluster)
+    if policy.empty and not kubeadm_backups:
+        raise UsageError("give a retention policy: --keep-last, --keep-daily and/or --keep-weekly "
+                         "(an empty policy would delete every unprotected snapshot)")
+    with app.unit_of_work() as uow:
+        cluster_record = uow.repo.get_cluster(cluster)
+        snapshots = uow.repo.list_snapshots(cluster)
+        in_use = uow.repo.snapshots_in_use(cluster)
+    by_id: dict[int, SnapshotRecord] = {s.id: s for s in snapshots}
+    decision = (RetentionDecision(keep={s.id: ("no-policy",) for s in snapshots}) if policy.empty else
+                decide([Candidate(s.id, s.created_at, s.known_good, s.pinned, s.id in in_use) for s in snapshots],
+                       policy))
+    result = PruneResult(decision)
+    for snapshot_id in decision.delete:
+        snapshot = by_id[snapshot_id]
+        if dry_run:
+            result.would_delete.append(snapshot)
+            continue
+        app.snapshot_store(_store_root(snapshot)).discard(Path(snapshot.path).parent)
+        with app.unit_of_work() as uow:
+            deleted = uow.repo.mark_snapshot_deleted(snapshot_id)
+            record_event(app, uow, "snapshot-deleted", cluster=cluster,
+                         data={"snapshot": snapshot_id, "path": snapshot.path, "policy": _policy_dict(policy)})
+            uow.commit()
+        result.deleted.append(deleted)
+    if kubeadm_backups:
+        result.kubeadm_backups = _prune_kubeadm_backups(app, cluster_record, dry_run=dry_run)
+    return result
+
+
+def _policy_dict(policy: RetentionPolicy) -> dict[str, int]:
+    return {"keep_last": policy.keep_last, "keep_daily": policy.keep_daily, "keep_weekly": policy.keep_weekly}
+
+
+def _prune_kubeadm_backups(app: AppContext, cluster: Any, *, dry_run: bool) -> dict[str, list[str]]:
+    """On each control-plane node, all but the newest of kubeadm's etcd and manifest backups."""
+    inventory = app.cluster_api(cluster).observe_inventory()
+    removed: dict[str, list[str]] = {}
+    for node in sorted(str(n["name"]) for n in inventory.get("nodes", []) if n.get("control_plane")):
+        transport = app.transport(cluster, node)
+        listing = transport.run(["ls", "-1", KUBEADM_TMP], 30.0)
+        if not listing.ok:
+            removed[node] = []
+            continue
+        doomed = kubeadm_backups_to_remove(listing.stdout.split())
+        removed[node] = doomed
+        if dry_run or not doomed:
+            continue
+        done = transport.run(["rm", "-rf", "--", *(f"{KUBEADM_TMP}/{name}" for name in doomed)], 120.0)
+        if not done.ok:
+            raise UpgraderError(f"{node}: removing kubeadm backups failed: {done.stderr.strip()[-200:]}")
+        with app.unit_of_work() as uow:
+            record_event(app, uow, "kubeadm-backups-pruned", cluster=cluster.name,
+                         data={"node": node, "removed": doomed})
+            uow.commit()
+    return removed
