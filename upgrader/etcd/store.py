@@ -50,7 +50,7 @@ def _why(e: OSError) -> str:
         return "it is on a read-only file system"
     if e.errno in (errno.EACCES, errno.EPERM):
         return "permission denied"
-    if e.errno == errno.ENOTDIR:
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
         return "a file is in the way of its directory"
     return e.strerror or e.__class__.__name__
 
