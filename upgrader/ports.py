@@ -221,9 +221,9 @@ class ClusterApi(Protocol):
         (what ``plan --state`` takes); ClusterUnreachableError when the API cannot be reached."""
         ...
 
-    def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
-        """A ConfigMap's data (None when there is no such ConfigMap); ClusterUnreachableError as above.
-        The snapshot use case keeps kubeadm-config with every snapshot."""
+    def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data (kube-system/kubeadm-config holds the ClusterConfiguration), None when there is
+        no such ConfigMap; ClusterUnreachableError when the API cannot be reached."""
         ...
 
 

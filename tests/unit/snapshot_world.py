@@ -81,8 +81,8 @@ class SnapshotWorld:
         live = inventory(cp("cp-1", "v1.30.6"), cp("cp-2", "v1.30.6"), cp("cp-3", "v1.30.6"),
                          worker("w-1", "v1.30.6"))
         self.inventory = inventory_to_dict(live)
-        self.api = FakeClusterApi(self.inventory, config_maps={
-            "kube-system/kubeadm-config": {"ClusterConfiguration": CLUSTER_CONFIGURATION}})
+        self.api = FakeClusterApi(self.inventory, configmaps={
+            ("kube-system", "kubeadm-config"): {"ClusterConfiguration": CLUSTER_CONFIGURATION}})
         self.etcd = FakeEtcdTool(payload=f"/registry/secrets/default/db-password {SECRET}\n".encode())
         self.external_session = False
         self.nodes: dict[str, FakeTransport] = {}

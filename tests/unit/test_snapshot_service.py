@@ -167,7 +167,7 @@ def test_a_bad_label_is_refused_before_anything_is_read(world: SnapshotWorld) ->
 
 
 def test_external_etcd_is_recorded_as_external(world: SnapshotWorld) -> None:
-    world.api.config_maps["kube-system/kubeadm-config"] = {"ClusterConfiguration": EXTERNAL_ETCD}
+    world.api.configmaps[("kube-system", "kubeadm-config")] = {"ClusterConfiguration": EXTERNAL_ETCD}
     record = snapshots.create_snapshot(world.app, cluster="prod").record
     assert record.external is True and record.versions["kubernetes_version"] == "v1.30.6"
 

@@ -85,14 +85,14 @@ class KubeClusterApi:
         return observe_inventory(cluster=self._cluster, kubeconfig=self._kubeconfig, context=self._context,
                                  timeout=self._timeout)
 
-    def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
-        return read_config_map(kubeconfig=self._kubeconfig, context=self._context, cluster=self._cluster,
-                               namespace=namespace, name=name, timeout=self._timeout)
+    def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
+        return get_configmap(kubeconfig=self._kubeconfig, context=self._context, namespace=namespace, name=name,
+                             timeout=self._timeout)
 
 
-def read_config_map(*, kubeconfig: str, context: str | None, cluster: str, namespace: str, name: str,
-                    timeout: float = 15.0) -> dict[str, str] | None:
-    """A ConfigMap's data, or None when it does not exist (404)."""
+def get_configmap(*, kubeconfig: str, context: str | None, namespace: str, name: str,
+                  timeout: float = 15.0) -> dict[str, str] | None:
+    """The ConfigMap's data; None when the API says it does not exist (404)."""
     from kubernetes import client, config
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
@@ -106,10 +106,9 @@ def read_config_map(*, kubeconfig: str, context: str | None, cluster: str, names
     except ApiException as e:
         if e.status == 404:
             return None
-        raise ClusterUnreachableError(f"cluster {cluster}: the API answered {e.status} {e.reason}") from e
+        raise ClusterUnreachableError(f"configmap {namespace}/{name}: the API answered {e.status} {e.reason}") from e
     except (HTTPError, OSError) as e:
-        raise ClusterUnreachableError(f"cluster {cluster}: cannot reach the API at {api_client.configuration.host}"
-                                      ) from e
+        raise ClusterUnreachableError(f"cannot reach the API at {api_client.configuration.host}") from e
     finally:
         api_client.close()
-    return dict(found.data or {})
+    return {str(k): str(v) for k, v in (found.data or {}).items()}

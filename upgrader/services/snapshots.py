@@ -49,7 +49,7 @@ def create_snapshot(app: AppContext, *, cluster: str, label: str | None = None,
         record = uow.repo.get_cluster(cluster)
     api = app.cluster_api(record)
     inventory = api.observe_inventory()  # an unreachable API stops here: nothing written yet
-    kubeadm_config = api.read_config_map("kube-system", "kubeadm-config")
+    kubeadm_config = api.get_configmap("kube-system", "kubeadm-config")
     store = app.snapshot_store(store_dir)
     with etcd_session(app, record, inventory) as session:
         members = session.members()
