@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import stat
+import subprocess
+import sys
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +32,16 @@ def _put_secret(cli: Cli, name: str) -> None:
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as answer:
         answer.read()
+
+
+def _create_on_private_tmpfs(cli: Cli, name: str, mount: Path, options: str) -> subprocess.CompletedProcess[str]:
+    """`snapshot create --store` onto a tmpfs mounted in a private mount namespace (nothing leaks to the host)."""
+    mount.mkdir()
+    shell = 'mount -t tmpfs -o "$1" upgrader-e2e "$2" && shift 2 && exec "$@"'
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", shell, "sh", options,
+                           str(mount), sys.executable, "-m", "upgrader", "snapshot", "create", name, "--store",
+                           str(mount / "store")], capture_output=True, text=True, env=cli.env, timeout=240,
+                          check=False)
 
 
 def _modes(root: Path) -> set[tuple[str, int]]:
@@ -59,6 +71,15 @@ def test_create_verify_refuse_a_flipped_byte_and_prune(cli: Cli, tmp_path: Path)
         assert SECRET not in text and pem not in text and "PRIVATE KEY" not in text
     ledger = (cli.home / "ledger.db").read_bytes()
     assert SECRET.encode() not in ledger and pem.encode() not in ledger
+
+    # a store too small for the database, and a read-only one: one line, exit 2, nothing recorded
+    for i, (options, message) in enumerate((("size=256k", "bytes free; the etcd database of"),
+                                            ("size=2m,ro", "it is on a read-only file system"))):
+        refused_store = _create_on_private_tmpfs(cli, name, tmp_path / f"mnt-{i}", options)
+        assert refused_store.returncode == 2 and message in refused_store.stderr, refused_store.stderr
+        assert refused_store.stderr.count("\n") == 1 and "Traceback" not in refused_store.stderr
+        assert list((tmp_path / f"mnt-{i}").iterdir()) == []
+    assert [s["id"] for s in json.loads(cli.run("snapshot", "list", "-o", "json").stdout)] == [doc["id"]]
 
     sid = str(doc["id"])
     assert cli.run("snapshot", "verify", sid, "--cluster", name).returncode == 0
