@@ -104,6 +104,16 @@ def test_create_verify_refuse_a_flipped_byte_and_prune(cli: Cli, tmp_path: Path)
     listed = json.loads(cli.run("snapshot", "list", name, "-o", "json").stdout)
     assert [s["id"] for s in listed] == [more[0], more[2]]
 
+    # kubeadm's own backups on a node: the newest of each kind stays
+    backups = ["kubeadm-backup-etcd-2026-11-01-10-00-00", "kubeadm-backup-etcd-2026-11-20-10-00-00",
+               "kubeadm-backup-manifests-2026-11-01-10-00-00", "kubeadm-backup-manifests-2026-11-20-10-00-00"]
+    cli.exec(name, "cp-2", "mkdir", "-p", *(f"/etc/kubernetes/tmp/{b}/member" for b in backups))
+    cleaned = json.loads(cli.run("snapshot", "prune", name, "--keep-last", "5", "--kubeadm-backups", "-o",
+                                 "json").stdout)
+    assert cleaned["kubeadm_backups"]["cp-2"] == [backups[0], backups[2]] and cleaned["deleted"] == []
+    left = cli.exec(name, "cp-2", "ls", "/etc/kubernetes/tmp").stdout.split()
+    assert left == [backups[1], backups[3]]
+
 
 def test_prune_keeps_what_the_policy_says_on_dated_snapshots(cli: Cli, tmp_path: Path) -> None:
     """Snapshots spread over three weeks, inserted through the repository with chosen times."""
