@@ -46,8 +46,10 @@ tmpfs              1000 0 1000 0% /mnt/a dir with spaces
 METRICS = """\
 # HELP apiserver_requested_deprecated_apis [STABLE] Gauge of deprecated APIs that have been requested
 # TYPE apiserver_requested_deprecated_apis gauge
-apiserver_requested_deprecated_apis{group="flowcontrol.apiserver.k8s.io",removed_release="1.32",resource="flowschemas",subresource="",version="v1beta3"} 1
-apiserver_requested_deprecated_apis{group="policy",removed_release="1.25",resource="podsecuritypolicies",subresource="",version="v1beta1"} 0
+apiserver_requested_deprecated_apis{group="flowcontrol.apiserver.k8s.io",removed_release="1.32",\
+resource="flowschemas",subresource="",version="v1beta3"} 1
+apiserver_requested_deprecated_apis{group="policy",removed_release="1.25",\
+resource="podsecuritypolicies",subresource="",version="v1beta1"} 0
 apiserver_requested_deprecated_apis{group="batch",resource="cronjobs",subresource="",version="v1beta1"} 1
 apiserver_request_total{code="200"} 5
 """
@@ -174,7 +176,8 @@ def test_pdb_blocks_a_drain_exactly_by_the_rule(replicas: int, allowed: int | No
     pods.append(_pod("web", {"app": "web"}))
     blocks = drain_budgets.pdb_blocks(_pdb(spec, allowed), pods) is not None
     guarded = 0 if other_ns else replicas
-    keeps_its_only_pod = guarded == 1 and spec in ({"minAvailable": 1}, {"minAvailable": "100%"}, {"maxUnavailable": 0})
+    keeps_its_only_pod = guarded == 1 and spec in (
+        {"minAvailable": 1}, {"minAvailable": "100%"}, {"maxUnavailable": 0})
     assert blocks == (guarded > 0 and (allowed == 0 or keeps_its_only_pod))
 
 
@@ -203,7 +206,8 @@ def test_match_expressions() -> None:
 
 def test_foreign_cordons_are_those_without_upgraders_annotation() -> None:
     nodes = [{"metadata": {"name": "w-1"}, "spec": {"unschedulable": True}},
-             {"metadata": {"name": "w-2", "annotations": {CORDON_ANNOTATION: "run-7"}}, "spec": {"unschedulable": True}},
+             {"metadata": {"name": "w-2", "annotations": {CORDON_ANNOTATION: "run-7"}},
+              "spec": {"unschedulable": True}},
              {"metadata": {"name": "w-3"}, "spec": {}}]
     check = preflight.cordoned_nodes(nodes)
     assert check.status is Status.FAILED and check.severity is Severity.WARNING and not check.blocks

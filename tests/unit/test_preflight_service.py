@@ -43,7 +43,8 @@ class World:
         self.api = api or FakeClusterApi(inventory_to_dict(LIVE))
         self.node = FakeTransport(handlers={
             "df": _ok(DF), "stat": _ok("4096\n"), "ls": _ok("kubeadm-backup-etcd-2026\n"),
-            "kubeadm": lambda argv: CommandResult(0, CERTS if argv[1] == "certs" else "[config/images] Pulled x\n", "")})
+            "kubeadm": lambda argv: CommandResult(0, CERTS if argv[1] == "certs" else "[config/images] Pulled x\n",
+                                                  "")})
         self.app = AppContext(actor=Actor(user="alice", host="ops-1", command_line="upgrader preflight"),
                               clock=FakeClock(), unit_of_work_factory=self.ledger.unit_of_work,
                               cluster_api_factory=lambda record: self.api,
@@ -60,8 +61,8 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    w = World(tmp_path, etcd=[EtcdMember(id="1", name="cp-1", peer_urls=(), client_urls=(), healthy=True, leader=True,
-                                         db_size=4096)])
+    member = EtcdMember(id="1", name="cp-1", peer_urls=(), client_urls=(), healthy=True, leader=True, db_size=4096)
+    w = World(tmp_path, etcd=[member])
 
     @contextmanager
     def session(app: Any, cluster: Any, inventory_doc: Any = None) -> Iterator[EtcdSession]:
@@ -121,7 +122,7 @@ def test_a_blocking_failure_and_its_override(world: World) -> None:
 
 
 def test_bad_overrides_are_refused_before_anything_is_read(world: World) -> None:
-    with pytest.raises(errors.UsageError, match="no check named 'nope'.*checks: api-ready"):
+    with pytest.raises(errors.UsageError, match=r"no check named 'nope'.*checks: api-ready"):
         run_preflight(world.app, PreflightRequest("prod", "v1.31", ignore=("nope",), reason="x"))
     with pytest.raises(errors.UsageError, match="--ignore needs --reason"):
         run_preflight(world.app, PreflightRequest("prod", "v1.31", ignore=("etcd",)))
