@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -55,6 +56,19 @@ def test_preflight_on_a_healthy_sandbox_then_with_faults(cli: Cli) -> None:
     assert code == 4 and removed["reason"] == "RemovedApisRequested"
     assert "flowschemas.flowcontrol.apiserver.k8s.io/v1beta3 (removed in v1.32)" in removed["message"]
     assert _checks(_preflight(cli, "pf1", "--to", "v1.31")[1])["removed-apis"]["status"] == "passed"
+
+    # certificates issued 355 days ago (a year's lifetime: 10 days left), and kubeadm backups piling up
+    issued = time.time() - 355 * 86400
+    cli.exec("pf1", "cp-1", "sh", "-c", f"printf '%s' '{{\"issued\": {issued}, \"ca_issued\": {issued}}}' "
+             "> /etc/kubernetes/pki/.sandbox-certs.json && for i in 1 2 3 4; do "
+             "mkdir -p /etc/kubernetes/tmp/kubeadm-backup-manifests-2026-01-0$i-10-00-00; done")
+    code, report = _preflight(cli, "pf1", "--to", "v1.31", "--ignore", "etcd", "--reason", "etcd checked by hand")
+    certs, backups = _checks(report)["certificates"], _checks(report)["kubeadm-backups"]
+    assert code == 4 and certs["reason"] == "CertificatesExpiring" and "apiserver" in certs["details"]["certificates"]
+    assert "on cp-1, within 30 days" in certs["message"]
+    assert (backups["status"], backups["severity"], backups["details"]["nodes"]) == ("failed", "warning", {"cp-1": 4})
+    cli.exec("pf1", "cp-1", "kubeadm", "certs", "renew", "all")
+    assert _checks(_preflight(cli, "pf1", "--to", "v1.31")[1])["certificates"]["status"] == "passed"
 
     # drain blocked: a single replica pinned to worker-1 under minAvailable: 1
     cli.run("sandbox", "fault", "pf1", "drain-blocked:worker-1")
