@@ -243,3 +243,21 @@ def test_overrides_turn_only_failed_checks_into_ignored() -> None:
     assert [c.status for c in after] == [Status.IGNORED, Status.PASSED]
     assert not preflight.refused(after) and preflight.refused(checks)
     assert preflight.unknown_checks(["etcd", "nope"]) == ["nope"]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+label_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)
+
+
+@given(group=label_text, version=label_text.filter(bool), resource=label_text.filter(bool), sub=label_text,
+       removed=st.sampled_from(["", "1.25", "1.32"]), value=st.sampled_from(["1", "2", "1e0", "0", "NaN"]))
+def test_a_deprecated_api_series_round_trips_through_the_text_format(group: str, version: str, resource: str,
+                                                                     sub: str, removed: str, value: str) -> None:
+    labels = {"group": group, "removed_release": removed, "resource": resource, "subresource": sub, "version": version}
+    body = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+    found = parse_deprecated_requests(f"apiserver_requested_deprecated_apis{{{body}}} {value}\n")
+    counted = value not in ("0", "NaN")
+    assert found == ([DeprecatedApiRequest(group, version, resource, sub, removed)] if counted else [])

@@ -99,10 +99,10 @@ def kubeadm_backups(ls_output: str) -> list[str]:
 def parse_deprecated_requests(text: str) -> list[DeprecatedApiRequest]:
     """The ``apiserver_requested_deprecated_apis`` series with a non-zero value (one per API requested)."""
     found: dict[tuple[str, str, str, str], DeprecatedApiRequest] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):  # the text format's only line break (a label value may hold \r or U+2028)
         if not line.startswith(DEPRECATED_METRIC):
             continue
-        m = _METRIC.fullmatch(line.strip())
+        m = _METRIC.fullmatch(line.rstrip("\r"))
         if not m or m.group("name") != DEPRECATED_METRIC:
             continue
         try:
