@@ -196,6 +196,26 @@ class ClusterApi(Protocol):
         (what ``plan --state`` takes); ClusterUnreachableError when the API cannot be reached."""
         ...
 
+    # Reads for preflight and health gates: JSON as the API returns it (camelCase), every call
+    # raising ClusterUnreachableError when the API cannot be reached.
+    def readyz(self) -> tuple[int, str]:
+        """``GET /readyz?verbose``: the status code and the body (200 is ready; 500 names the failing checks)."""
+        ...
+
+    def list_nodes(self) -> list[dict[str, Any]]: ...
+
+    def list_pods(self) -> list[dict[str, Any]]:
+        """Every pod in every namespace."""
+        ...
+
+    def list_pdbs(self) -> list[dict[str, Any]]:
+        """Every policy/v1 PodDisruptionBudget, with its status."""
+        ...
+
+    def metrics(self) -> str:
+        """``GET /metrics`` of the apiserver that answers, in the Prometheus text format."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotStatus:

@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from upgrader import __version__
-from upgrader.cli import cluster, db, plan, plans, sandbox
+from upgrader.cli import cluster, db, plan, plans, preflight, sandbox
 from upgrader.errors import UpgraderError
 from upgrader.services.wiring import DEFAULT_BUSY_TIMEOUT, AppContext
 
@@ -35,6 +35,7 @@ app.add_typer(plans.app, name="plans")
 app.add_typer(sandbox.app, name="sandbox")
 app.command("plan")(plan.plan_command)
 app.command("inventory")(plan.inventory_command)
+app.command("preflight")(preflight.preflight_command)
 
 
 def _version(value: bool) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from upgrader.cluster.health import HealthReads
 from upgrader.errors import ClusterUnreachableError
 
 _COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
@@ -75,7 +76,7 @@ def _node(node: Any, components: dict[str, str]) -> dict[str, Any]:
     return doc
 
 
-class KubeClusterApi:
+class KubeClusterApi(HealthReads):
     """The ClusterApi port on the official kubernetes client, for one registered cluster."""
 
     def __init__(self, *, cluster: str, kubeconfig: str, context: str | None, timeout: float = 15.0) -> None:
