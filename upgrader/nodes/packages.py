@@ -84,9 +84,8 @@ def _read(transport: NodeTransport, path: str, timeout: float) -> str | None:
 
 
 def _apt_repo(transport: NodeTransport, timeout: float) -> Repo | None:
+    # exit 1: nothing matched; 2: a path was missing (silenced by -s), the others still searched
     found = _run(transport, ["grep", "-rlsE", "--", _MENTION, *APT_SOURCES], timeout)
-    if found.exit_code not in (0, 1):  # 1: nothing matched; 2: an error (no such directory is silenced by -s)
-        return None
     for path in sorted({p.strip() for p in found.stdout.splitlines() if p.strip().startswith("/")})[:MAX_FILES]:
         if not (path.endswith((".list", ".sources")) or path == "/etc/apt/sources.list"):
             continue  # apt reads only these
