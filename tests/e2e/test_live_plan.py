@@ -41,6 +41,14 @@ def test_live_inventory_and_plan_follow_the_cluster_through_a_half_done_upgrade(
     plain = json.loads(cli.run("inventory", "plain", "-o", "json").stdout)
     assert {n["packages"]["status"] for n in plain["nodes"]} == {"not_observed"}
     assert [n["internal_ip"] for n in plain["nodes"]] == [n["internal_ip"] for n in inv["nodes"]]
+
+    # a node that cannot be reached is recorded on that node; the inventory is still whole
+    cli.run("sandbox", "fault", "live", "node-unreachable:worker-1")
+    cut = {n["name"]: n["packages"] for n in json.loads(cli.run("inventory", "live", "-o", "json").stdout)["nodes"]}
+    cli.run("sandbox", "fault", "live", "node-unreachable:worker-1", "--clear")
+    assert cut["worker-1"]["status"] == "transport_error" and "No route to host" in cut["worker-1"]["error"]
+    assert cut["worker-2"]["status"] == "observed"
+    assert cli.exec("live", "cp-1", "dnf", "--version", check=False).returncode == 127  # a Debian node: apt only
     assert not [s for s in plan["steps"] if s["action"] == "uncordon" and s["node"] == "worker-2"]
 
     # An operator (or a crashed run) upgrades the first control-plane node only.
