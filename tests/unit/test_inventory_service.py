@@ -201,3 +201,16 @@ def test_external_etcd_and_odd_configurations():
     assert "not YAML" in cluster_configuration("a: [\n")["error"]
     assert "not a mapping" in cluster_configuration("- a\n")["error"]
     assert "kubernetes_version" in cluster_configuration("kubernetesVersion: latest\n")["error"]
+
+
+def test_the_table_shows_the_new_columns_members_and_fingerprint(live):
+    from upgrader.cli.plan import render_inventory
+
+    inv = service.observe(live.app, cluster="prod", members=lambda: list(MEMBERS))
+    text = render_inventory(inv)
+    header = text.splitlines()[0].split()
+    assert header[-4:] == ["INTERNAL-IP", "RUNTIME", "PACKAGES", "TAINTS"]
+    assert "not observed" in text and "ETCD MEMBER" in text and "leader" in text
+    assert text.endswith(f"fingerprint: {inv.fingerprint}")
+    failed = service.observe(live.app, cluster="prod", members=lambda: (_ for _ in ()).throw(OSError("refused")))
+    assert "etcd: refused" in render_inventory(failed)
