@@ -193,7 +193,9 @@ class ClusterApi(Protocol):
 
     def observe_inventory(self) -> dict[str, Any]:
         """The nodes' and control-plane components' versions, as an inventory document
-        (what ``plan --state`` takes); ClusterUnreachableError when the API cannot be reached."""
+        (what ``plan --state`` takes); ClusterUnreachableError when the API cannot be reached.
+        It may carry the API's observed facts too (taints, internal_ip, os_image, container_runtime,
+        kernel per node; kubeadm_config), never the ones from nodes or etcd."""
         ...
 
     # Reads for preflight and health gates: JSON as the API returns it (camelCase), every call
