@@ -231,9 +231,11 @@ class InMemoryUnitOfWork:
 class FakeClusterApi:
     """A cluster API that answers with a fixed inventory document, or as unreachable."""
 
-    def __init__(self, inventory: Mapping[str, Any] | None = None, *, unreachable: str | None = None) -> None:
+    def __init__(self, inventory: Mapping[str, Any] | None = None, *, unreachable: str | None = None,
+                 configmaps: Mapping[tuple[str, str], Mapping[str, str]] | None = None) -> None:
         self._inventory = copy.deepcopy(dict(inventory)) if inventory is not None else None
         self._unreachable = unreachable
+        self.configmaps = {key: dict(data) for key, data in (configmaps or {}).items()}  # (namespace, name) -> data
         self.calls = 0
 
     def observe_inventory(self) -> dict[str, Any]:
@@ -241,6 +243,12 @@ class FakeClusterApi:
         if self._unreachable is not None or self._inventory is None:
             raise errors.ClusterUnreachableError(self._unreachable or "cluster unreachable")
         return copy.deepcopy(self._inventory)
+
+    def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
+        if self._unreachable is not None:
+            raise errors.ClusterUnreachableError(self._unreachable)
+        data = self.configmaps.get((namespace, name))
+        return dict(data) if data is not None else None
 
 
 class FakeTransport:

@@ -196,6 +196,11 @@ class ClusterApi(Protocol):
         (what ``plan --state`` takes); ClusterUnreachableError when the API cannot be reached."""
         ...
 
+    def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data (kube-system/kubeadm-config holds the ClusterConfiguration), None when there is
+        no such ConfigMap; ClusterUnreachableError when the API cannot be reached."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotStatus:

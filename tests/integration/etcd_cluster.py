@@ -175,7 +175,7 @@ def _host_argv(command: list[str], root: Path) -> list[str]:
     for arg in command[1:]:
         flag, _, value = arg.partition("=")
         argv.append(f"{flag}={root}{value}" if value.startswith("/") else arg)
-    return argv + ["--logger=zap", "--log-outputs=stderr"]
+    return [*argv, "--logger=zap", "--log-outputs=stderr"]
 
 
 def build_cluster(base: Path) -> TlsEtcdCluster:

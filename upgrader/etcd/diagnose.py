@@ -55,7 +55,8 @@ def diagnose(endpoint: str, tls: EtcdTls | None, timeout: float = 2.0) -> str | 
             context = ssl.create_default_context(cafile=str(tls.cacert))
             context.load_cert_chain(str(tls.cert), str(tls.key))
         except (OSError, ssl.SSLError) as e:
-            return f"the client certificate files cannot be used ({type(e).__name__}: {getattr(e, 'reason', None) or e.strerror})"
+            why = getattr(e, "reason", None) or e.strerror
+            return f"the client certificate files cannot be used ({type(e).__name__}: {why})"
         try:
             with context.wrap_socket(raw, server_hostname=address[0]) as conn:
                 conn.sendall(b"GET /health HTTP/1.1\r\nHost: etcd\r\nConnection: close\r\n\r\n")

@@ -138,7 +138,9 @@ def parse_endpoint_status(text: str) -> list[EndpointStatus]:
         status = entry.get("Status") if isinstance(entry, dict) else None
         if not isinstance(status, dict):
             continue
-        header = status.get("header") if isinstance(status.get("header"), dict) else {}
+        header = status.get("header")
+        if not isinstance(header, dict):
+            header = {}
         member, leader = header.get("member_id"), status.get("leader")
         found.append(EndpointStatus(
             endpoint=str(entry.get("Endpoint") or ""),

@@ -192,10 +192,10 @@ class EtcdctlTool:
             return {}
 
     def save(self, *, endpoint: str, tls: EtcdTls | None, path: Path, timeout: float = 300.0) -> None:
-        part = path.with_name(path.name + ".part")  # etcdctl's own temp name, removed on failure
         done = self._run([*self._client([endpoint], tls, timeout), "snapshot", "save", str(path)], timeout + 10)
         if not done.ok:
-            part.unlink(missing_ok=True)
+            if self._local:  # etcdctl's own temp name, which a killed etcdctl leaves behind
+                path.with_name(path.name + ".part").unlink(missing_ok=True)
             text = (done.stdout + "\n" + done.stderr).lower()
             last = parsing.last_line(done.stderr or done.stdout)
             if any(marker in text for marker in _STORE):
@@ -204,6 +204,8 @@ class EtcdctlTool:
             if reason is not None:
                 raise ClusterUnreachableError(f"snapshot save from {endpoint} failed: {reason}")
             raise _failure(endpoint, done, f"snapshot save from {endpoint} failed")
+        if not self._local:
+            return
         try:
             os.chmod(path, 0o600)
         except OSError as e:
