@@ -23,7 +23,7 @@ from upgrader.etcd.tool import EtcdctlTool, host_runner
 from upgrader.ports import CommandResult
 from upgrader.sandbox.sandbox_config import free_ports
 
-pytestmark = pytest.mark.usefixtures("etcd_installed")
+pytestmark = [pytest.mark.etcd, pytest.mark.usefixtures("etcd_installed")]
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,6 @@ from urllib.parse import urlsplit
 import yaml
 
 from upgrader.domain.records import ClusterRecord
-from upgrader.domain.text import excerpt
 from upgrader.errors import ClusterUnreachableError, TransportError, UpgraderError, UsageError
 from upgrader.ports import EtcdMember, EtcdTls, EtcdTool, NodeTransport
 
@@ -169,6 +168,11 @@ def advertised_client_urls(manifest: bytes) -> list[str]:
     raise ValueError("no --advertise-client-urls in the etcd container's command")
 
 
+def _cut(text: str, limit: int = 160) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
 def _split_urls(value: str) -> list[str]:
     return [u.strip() for u in value.split(",") if u.strip()]
 
@@ -180,8 +184,11 @@ def _local_endpoints(transports: Mapping[str, NodeTransport]) -> tuple[list[str]
     for node, transport in transports.items():
         try:
             urls = advertised_client_urls(transport.read_file(MANIFEST))
-        except (TransportError, ValueError) as e:
-            failures.append(f"{node}: {MANIFEST}: {excerpt(str(e), 120)}")
+        except TransportError as e:
+            failures.append(f"{node}: {_cut(e.message)}")
+            continue
+        except ValueError as e:
+            failures.append(f"{node}: {MANIFEST}: {_cut(str(e))}")
             continue
         url = urls[0] if urls else None
         if url and url not in node_of:
@@ -209,7 +216,7 @@ def _fetch_tls(transports: Mapping[str, NodeTransport], candidates: list[tuple[s
             try:
                 blobs = [transport.read_file(p) for p in (ca, cert, key)]
             except UpgraderError as e:
-                tried.append(f"{node}: {excerpt(e.message, 120)}")
+                tried.append(f"{node}: {_cut(e.message)}")
                 continue
             if any(len(b) > CERT_LIMIT or not b for b in blobs):
                 tried.append(f"{node}: {cert}: empty or too large")
