@@ -74,6 +74,7 @@ def test_a_stacked_etcd_is_found_through_the_static_pods_with_kubeadms_client_ce
         assert session.tls.key.read_bytes() == (pki / "healthcheck-client.key").read_bytes()
         members = session.members()
         assert sorted(m.name for m in members) == ["cp-1", "cp-2", "cp-3"] and all(m.healthy for m in members)
+        assert session.require(members).etcdctl_version == "3.4.23"  # the members say 3.4.23
     assert not tmp.exists()
     assert api.calls == 1  # the inventory came from the API when none was given
 
@@ -197,6 +198,8 @@ def test_a_sandbox_session_reaches_its_etcd_without_tls(sandbox: tuple[AppContex
         members = session.members()
         assert sorted(m.name for m in members) == ["cp-1", "cp-2"]
         assert all(m.healthy for m in members) and sum(bool(m.leader) for m in members) == 1
+        # its manifests name etcd 3.5 images, but the members are this host's etcd 3.4: the tools fit them
+        assert {m.version for m in members} == {"3.4.23"} and session.require(members).status_tool == "etcdctl"
         session.tool.save(endpoint=session.endpoints[0], tls=None, path=tmp_path / "s.db")
         assert session.tool.status(tmp_path / "s.db").total_keys > 0
 

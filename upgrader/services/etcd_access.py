@@ -33,7 +33,7 @@ import yaml
 
 from upgrader.domain.records import ClusterRecord
 from upgrader.errors import ClusterUnreachableError, TransportError, UpgraderError, UsageError
-from upgrader.ports import EtcdMember, EtcdTls, EtcdTool, NodeTransport
+from upgrader.ports import EtcdMember, EtcdTls, EtcdTool, EtcdToolInfo, NodeTransport
 
 if TYPE_CHECKING:
     from upgrader.services.wiring import AppContext
@@ -58,6 +58,17 @@ class EtcdSession:
 
     def members(self, timeout: float = 10.0) -> list[EtcdMember]:
         return self.tool.members(self.endpoints, self.tls, timeout)
+
+    def require(self, members: list[EtcdMember] | None = None, timeout: float = 10.0) -> EtcdToolInfo:
+        """The tool's probe, refused (EtcdToolError, exit 2) when it is older than the newest etcd the
+        members themselves report. The servers' own word, not an image tag: the sandbox's manifests name
+        etcd 3.5 images while its members are the host's etcd 3.4."""
+        from upgrader.etcd.parsing import major_minor
+
+        seen = [m.version for m in (members if members is not None else self.members(timeout)) if m.version]
+        known = [v for v in seen if major_minor(v) is not None]
+        newest = max(known, key=lambda v: major_minor(v) or (0, 0)) if known else None
+        return self.tool.require(newest)
 
 
 @contextmanager
