@@ -187,9 +187,12 @@ class EtcdctlTool:
         done = self._run([*self._client(endpoints, tls, request), "endpoint", "health", "-w", "json"],
                          timeout + request * len(endpoints))
         try:
-            return parsing.parse_endpoint_health(done.stdout) if done.stdout.strip() else {}
+            found = parsing.parse_endpoint_health(done.stdout) if done.stdout.strip() else {}
         except ValueError:
-            return {}
+            found = {}
+        if not found:  # no JSON to read: etcdctl exits 0 only when every endpoint is healthy
+            found = {e: (done.ok, None if done.ok else _why(done)) for e in endpoints}
+        return found
 
     def save(self, *, endpoint: str, tls: EtcdTls | None, path: Path, timeout: float = 300.0) -> None:
         done = self._run([*self._client([endpoint], tls, timeout), "snapshot", "save", str(path)], timeout + 10)
