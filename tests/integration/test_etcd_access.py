@@ -99,6 +99,29 @@ def test_the_apiserver_etcd_client_cert_is_the_fallback_and_the_dir_goes_on_erro
     assert not tmp.exists()
 
 
+def test_no_certificate_or_key_material_in_errors_or_logs(tls_etcd: TlsEtcdCluster, tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture,
+                                                          capfd: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "cp-1"
+    shutil.copytree(tls_etcd.members[0].root / "etc", root / "etc")
+    pki = root / "etc/kubernetes/pki/etcd"
+    for suffix in ("crt", "key"):  # a stranger's client certificate where kubeadm's should be
+        shutil.copy(tls_etcd.rogue_tls.cert if suffix == "crt" else tls_etcd.rogue_tls.key,
+                    pki / f"healthcheck-client.{suffix}")
+    app, _ = _app({"cp-1": LocalTransport(NodeLayout(root))},
+                  inventory={"nodes": [{"name": "cp-1", "control_plane": True}]})
+    caplog.set_level("DEBUG")
+    with pytest.raises(ClusterUnreachableError) as e, etcd_session(app, CLUSTER) as session:
+        session.members(timeout=3)
+    out, err = capfd.readouterr()
+    said = "\n".join([e.value.message, caplog.text, out, err])
+    assert "TLS refused" in e.value.message
+    secrets = [p.read_text() for p in (pki / "healthcheck-client.key", pki / "healthcheck-client.crt", pki / "ca.crt")]
+    for secret in secrets:
+        body = "".join(secret.splitlines()[1:-1])
+        assert "BEGIN" not in said and body[:40] not in said and body[-40:] not in said
+
+
 def test_external_etcd_from_kubeadm_config(tls_etcd: TlsEtcdCluster) -> None:
     config = yaml.safe_dump({
         "apiVersion": "kubeadm.k8s.io/v1beta3", "kind": "ClusterConfiguration",
