@@ -232,15 +232,17 @@ class FakeClusterApi:
     """A cluster API that answers with a fixed inventory document, or as unreachable.
 
     The preflight reads answer what was given: ``nodes`` (API JSON; derived from the inventory when
-    not given), ``pods``, ``pdbs``, ``readyz`` (status, body) and ``metrics`` (Prometheus text).
+    not given), ``pods``, ``pdbs``, ``readyz`` (status, body) and ``metrics`` (Prometheus text);
+    ``configmaps`` maps (namespace, name) to a ConfigMap's data.
     """
 
     def __init__(self, inventory: Mapping[str, Any] | None = None, *, unreachable: str | None = None,
                  nodes: Sequence[Mapping[str, Any]] | None = None, pods: Sequence[Mapping[str, Any]] = (),
                  pdbs: Sequence[Mapping[str, Any]] = (), readyz: tuple[int, str] = (200, "readyz check passed\n"),
-                 metrics: str = "") -> None:
+                 metrics: str = "", configmaps: Mapping[tuple[str, str], Mapping[str, str]] | None = None) -> None:
         self._inventory = copy.deepcopy(dict(inventory)) if inventory is not None else None
         self._unreachable = unreachable
+        self.configmaps = {key: dict(data) for key, data in (configmaps or {}).items()}  # (namespace, name) -> data
         self.calls = 0
         self.nodes = [copy.deepcopy(dict(n)) for n in nodes] if nodes is not None else _api_nodes(self._inventory)
         self.pods = [copy.deepcopy(dict(p)) for p in pods]
@@ -277,6 +279,12 @@ class FakeClusterApi:
     def metrics(self) -> str:
         self._reach()
         return self.metrics_text
+
+    def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
+        if self._unreachable is not None:
+            raise errors.ClusterUnreachableError(self._unreachable)
+        data = self.configmaps.get((namespace, name))
+        return dict(data) if data is not None else None
 
 
 def _api_nodes(inventory: Mapping[str, Any] | None) -> list[dict[str, Any]]:

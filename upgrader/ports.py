@@ -218,6 +218,11 @@ class ClusterApi(Protocol):
         """``GET /metrics`` of the apiserver that answers, in the Prometheus text format."""
         ...
 
+    def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data (kube-system/kubeadm-config holds the ClusterConfiguration), None when there is
+        no such ConfigMap; ClusterUnreachableError when the API cannot be reached."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotStatus:

@@ -143,3 +143,31 @@ class KubeClusterApi(HealthReads):
     def observe_inventory(self) -> dict[str, Any]:
         return observe_inventory(cluster=self._cluster, kubeconfig=self._kubeconfig, context=self._context,
                                  timeout=self._timeout)
+
+    def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
+        return get_configmap(kubeconfig=self._kubeconfig, context=self._context, namespace=namespace, name=name,
+                             timeout=self._timeout)
+
+
+def get_configmap(*, kubeconfig: str, context: str | None, namespace: str, name: str,
+                  timeout: float = 15.0) -> dict[str, str] | None:
+    """The ConfigMap's data; None when the API says it does not exist (404)."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+    except Exception as e:  # the client raises ConfigException, OSError, yaml errors...
+        raise ClusterUnreachableError(f"kubeconfig {kubeconfig}: {e}") from e
+    try:
+        found = client.CoreV1Api(api_client).read_namespaced_config_map(name, namespace, _request_timeout=timeout)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise ClusterUnreachableError(f"configmap {namespace}/{name}: the API answered {e.status} {e.reason}") from e
+    except (HTTPError, OSError) as e:
+        raise ClusterUnreachableError(f"cannot reach the API at {api_client.configuration.host}") from e
+    finally:
+        api_client.close()
+    return {str(k): str(v) for k, v in (found.data or {}).items()}
