@@ -120,6 +120,10 @@ class EtcdToolError(UsageError):
     """The etcd client tools on this host are missing or too old for the cluster's etcd."""
 
 
+class EtcdCommandError(UpgraderError):
+    """An etcd client tool failed in a way upgrader does not recognise (its last line says how)."""
+
+
 class SnapshotStoreError(UsageError):
     """The snapshot store cannot take the snapshot (not writable, or full); nothing was recorded."""
 

@@ -218,7 +218,29 @@ class ClusterApi(Protocol):
 
     def observe_inventory(self) -> dict[str, Any]:
         """The nodes' and control-plane components' versions, as an inventory document
-        (what ``plan --state`` takes); ClusterUnreachableError when the API cannot be reached."""
+        (what ``plan --state`` takes); ClusterUnreachableError when the API cannot be reached.
+        It may carry the API's observed facts too (taints, internal_ip, os_image, container_runtime,
+        kernel per node; kubeadm_config), never the ones from nodes or etcd."""
+        ...
+
+    # Reads for preflight and health gates: JSON as the API returns it (camelCase), every call
+    # raising ClusterUnreachableError when the API cannot be reached.
+    def readyz(self) -> tuple[int, str]:
+        """``GET /readyz?verbose``: the status code and the body (200 is ready; 500 names the failing checks)."""
+        ...
+
+    def list_nodes(self) -> list[dict[str, Any]]: ...
+
+    def list_pods(self) -> list[dict[str, Any]]:
+        """Every pod in every namespace."""
+        ...
+
+    def list_pdbs(self) -> list[dict[str, Any]]:
+        """Every policy/v1 PodDisruptionBudget, with its status."""
+        ...
+
+    def metrics(self) -> str:
+        """``GET /metrics`` of the apiserver that answers, in the Prometheus text format."""
         ...
 
     def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:

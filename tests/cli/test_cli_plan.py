@@ -215,3 +215,23 @@ def test_plans_list_and_show_read_back_what_plan_printed(prod):
     assert prod("plans", "show", "2", "-o", "json").json() == as_json
     missing = prod("plans", "show", "99")
     assert missing.code == 2 and "no plan with id 99" in missing.err
+
+
+def test_plan_state_takes_an_extended_inventory_and_names_a_malformed_fact(prod):
+    facts = {"internal_ip": "10.0.0.10", "os_image": "Debian GNU/Linux 12 (bookworm)",
+             "container_runtime": "containerd://1.7.24", "kernel": "6.1.0-28-amd64",
+             "taints": [{"key": "node-role.kubernetes.io/control-plane", "value": "", "effect": "NoSchedule"}],
+             "packages": {"status": "observed", "manager": "apt",
+                          "repo": {"url": "https://pkgs.k8s.io/core:/stable:/v1.29/deb/", "minor": "v1.29",
+                                   "file": "/etc/apt/sources.list.d/kubernetes.list"}}}
+    doc = inventory_doc(node("cp-1", "v1.29.10", cp=True, **facts),
+                        node("w-1", "v1.29.10", packages={"status": "transport_error", "error": "ssh: timeout"}))
+    doc |= {"fingerprint": "0" * 64, "etcd": {"error": "etcd access is not available in this build"},
+            "kubeadm_config": {"kubernetes_version": "v1.29.10", "etcd": {"mode": "local"},
+                               "image_repository": "registry.k8s.io", "control_plane_endpoint": "10.0.0.5:6443"}}
+    r = prod("plan", "prod", "--to", "v1.30", "--state", str(prod.write("inv.json", doc)), "-o", "json")
+    assert r.code == 0, r.err
+    assert r.json()["source"]["fingerprint"] != "0" * 64  # recomputed from the document, never taken from it
+    doc["nodes"][0]["taints"][0]["effect"] = "Sometimes"
+    r = prod("plan", "prod", "--to", "v1.30", "--state", str(prod.write("bad.json", doc)))
+    assert r.code == 2 and "nodes[0].taints[0].effect" in r.err and r.err.count("\n") == 1, r.err

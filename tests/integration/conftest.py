@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration.etcd_cluster import tls_etcd  # noqa: F401  (a session's TLS etcd, shared by the etcd tests)
 from tests.integration.sandbox_helpers import etcd_cluster, sandbox_api
 
 

@@ -115,3 +115,27 @@ def test_an_unreachable_cluster_is_cluster_unreachable_error(make: Callable[[Pat
     with pytest.raises(errors.ClusterUnreachableError) as caught:
         make(tmp_path).observe_inventory()
     assert caught.value.exit_code == 2
+
+
+@pytest.mark.etcd
+def test_kube_cluster_api_health_reads_answer_api_json_like_the_fake(api, tmp_path):
+    real = _kube_api(api)
+    status, body = real.readyz()
+    assert status == 200 and body.endswith("readyz check passed\n") and "[+]etcd ok" in body
+    nodes, pods, pdbs = real.list_nodes(), real.list_pods(), real.list_pdbs()
+    assert nodes and all("nodeInfo" in n["status"] and "conditions" in n["status"] for n in nodes)  # camelCase JSON
+    assert {p["metadata"]["namespace"] for p in pods} >= {"demo"}
+    assert [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in pdbs] == [("demo", "web")]
+    assert "disruptionsAllowed" in pdbs[0]["status"]
+    assert "# TYPE apiserver_requested_deprecated_apis gauge" in real.metrics()
+    fake = FakeClusterApi({"cluster": "c", "nodes": []}, pods=pods, pdbs=pdbs, metrics="m")
+    assert (fake.list_pods(), fake.list_pdbs(), fake.metrics(), fake.readyz()[0]) == (pods, pdbs, "m", 200)
+
+
+@pytest.mark.parametrize("make", [_kube_unreachable, lambda tmp: FakeClusterApi(unreachable="no route")])
+def test_every_health_read_of_an_unreachable_cluster_is_cluster_unreachable_error(make, tmp_path):
+    cluster_api = make(tmp_path)
+    for read in (cluster_api.readyz, cluster_api.list_nodes, cluster_api.list_pods, cluster_api.list_pdbs,
+                 cluster_api.metrics):
+        with pytest.raises(errors.ClusterUnreachableError):
+            read()

@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from upgrader import __version__
-from upgrader.cli import cluster, db, plan, plans, sandbox, snapshot
+from upgrader.cli import cluster, db, plan, plans, preflight, sandbox, snapshot
 from upgrader.errors import UpgraderError
 from upgrader.services.wiring import DEFAULT_BUSY_TIMEOUT, AppContext
 
@@ -36,6 +36,7 @@ app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(snapshot.app, name="snapshot")
 app.command("plan")(plan.plan_command)
 app.command("inventory")(plan.inventory_command)
+app.command("preflight")(preflight.preflight_command)
 
 
 def _version(value: bool) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Optional
 import typer
 
 from upgrader.cli.output import OUTPUT_OPTION, Output, emit_json
+from upgrader.domain.inventory import Inventory, Node
 from upgrader.domain.plans import Action, HopKind, Plan, Step, WorkerStrategy
 
 _UNDO = {
@@ -135,23 +136,69 @@ def inventory_command(
     cluster: str = typer.Argument(..., help="A cluster registered with `upgrader cluster add`."),
     output: Output = OUTPUT_OPTION,
 ) -> None:
-    """Observe the live cluster: per node, kubelet and control-plane component versions, readiness, cordon.
+    """Observe the live cluster and record the observation in the ledger.
+
+    Per node: kubelet and control-plane component versions, readiness, cordon, taints, InternalIP,
+    OS image, kernel, container runtime and, through the node transport when the cluster has one,
+    the package manager and Kubernetes package repository (else "not observed"). Per cluster:
+    kubeadm's ClusterConfiguration, etcd's members and the observation's fingerprint. A node or an
+    etcd that cannot be reached is recorded as such; only an unreachable API fails the command.
 
     `-o json` prints the document `upgrader plan --state` takes, for review or an offline plan.
+
+    Exit codes: 0 observed, 2 bad input or an unreachable API.
     """
     from upgrader.domain.inventory import inventory_to_dict
-    from upgrader.services import plans
+    from upgrader.services import inventory as inventory_service
 
-    inventory = plans.observe(ctx.obj, cluster=cluster)
+    inventory = inventory_service.observe_and_record(ctx.obj, cluster=cluster)
     if output is Output.JSON:
         emit_json(inventory_to_dict(inventory))
         return
+    typer.echo(render_inventory(inventory))
+
+
+def render_inventory(inventory: Inventory) -> str:
+    from upgrader.cli.output import table
+
     rows = []
     for n in inventory.nodes:
         c = n.components
         rows.append((n.name, "control-plane" if n.control_plane else "worker", n.kubelet,
                      c.apiserver if c else None, c.etcd if c else None,
-                     "Ready" if n.ready else "NotReady", "cordoned" if n.unschedulable else ""))
-    from upgrader.cli.output import table
+                     "Ready" if n.ready else "NotReady", "cordoned" if n.unschedulable else "",
+                     n.internal_ip, _runtime(n.container_runtime), _repo(n),
+                     ",".join(f"{t.key}:{t.effect}" for t in n.taints or ()) or None))
+    lines = [table(["node", "role", "kubelet", "apiserver", "etcd", "status", "", "internal-ip", "runtime",
+                    "packages", "taints"], rows)]
+    k = inventory.kubeadm_config
+    if k is not None:
+        lines.append("")
+        lines.append(f"kubeadm-config: {k.error}" if k.error else (
+            f"kubeadm-config: {k.kubernetes_version}, etcd {k.etcd}"
+            + (f" ({', '.join(k.etcd_endpoints)})" if k.etcd_endpoints else "")
+            + f", images from {k.image_repository or '-'}, control-plane endpoint {k.control_plane_endpoint or '-'}"))
+    if inventory.etcd is not None:
+        lines.append(f"etcd: {inventory.etcd.error}" if inventory.etcd.error else "")
+        if not inventory.etcd.error:
+            lines[-1:] = [table(["etcd member", "id", "client urls", "leader", "db size", "revision"], [
+                (m.name or "(unstarted)", m.id, ",".join(m.client_urls),
+                 "leader" if m.leader else ("" if m.leader is not None else None),
+                 m.db_size, m.revision) for m in inventory.etcd.members or ()])]
+    lines.append("")
+    lines.append(f"fingerprint: {inventory.fingerprint}")
+    return "\n".join(lines)
 
-    typer.echo(table(["node", "role", "kubelet", "apiserver", "etcd", "status", ""], rows))
+
+def _runtime(runtime: str | None) -> str | None:
+    return runtime.replace("://", " ") if runtime else None
+
+
+def _repo(n: Node) -> str | None:
+    p = n.packages
+    if p is None:
+        return None
+    if p.status != "observed":
+        return p.status.replace("_", " ")
+    where = (p.repo.minor or p.repo.url) if p.repo else "no k8s repo"
+    return f"{p.manager or 'unknown'} {where}"

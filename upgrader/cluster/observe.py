@@ -2,8 +2,10 @@
 
 What a kubeadm cluster tells about its versions: each Node's kubelet version, readiness and
 cordon, and the control-plane mirror pods in kube-system (label ``tier=control-plane``), whose
-image tags are the versions the static pod manifests run. The kubernetes client is imported here
-only, so commands that never talk to a cluster start fast.
+image tags are the versions the static pod manifests run. Also each Node's taints, InternalIP,
+OS image, kernel and container runtime, and kubeadm's ClusterConfiguration (the ``kubeadm-config``
+ConfigMap; a cluster without one gets ``kubeadm_config: {"error": ...}``, never a failed inventory).
+The kubernetes client is imported here only, so commands that never talk to a cluster start fast.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from upgrader.errors import ClusterUnreachableError
+from upgrader.cluster.health import HealthReads
+from upgrader.domain.inventory_facts import kubeadm_config_to_dict, parse_kubeadm_config
+from upgrader.domain.text import excerpt
+from upgrader.errors import ClusterUnreachableError, InvalidInventoryError
 
 _COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
 _CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
@@ -32,6 +37,7 @@ def observe_inventory(*, cluster: str, kubeconfig: str, context: str | None, tim
         nodes: list[Any] = core.list_node(_request_timeout=timeout).items
         pods: list[Any] = core.list_namespaced_pod("kube-system", label_selector="tier=control-plane",
                                         _request_timeout=timeout).items
+        kubeadm_config = _kubeadm_config(core, timeout)
     except ApiException as e:
         raise ClusterUnreachableError(f"cluster {cluster}: the API answered {e.status} {e.reason}") from e
     except (HTTPError, OSError) as e:
@@ -44,7 +50,51 @@ def observe_inventory(*, cluster: str, kubeconfig: str, context: str | None, tim
         "cluster": cluster,
         "observed_at": datetime.now(UTC).isoformat(),
         "nodes": [_node(n, images.get(n.metadata.name, {})) for n in sorted(nodes, key=lambda n: n.metadata.name)],
+        "kubeadm_config": kubeadm_config,
     }
+
+
+def _kubeadm_config(core: Any, timeout: float) -> dict[str, Any]:
+    """kube-system/kubeadm-config's ClusterConfiguration, in the inventory's terms, or why not."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        cm = core.read_namespaced_config_map("kubeadm-config", "kube-system", _request_timeout=timeout)
+    except ApiException as e:
+        if e.status == 404:
+            return {"error": "no ConfigMap kube-system/kubeadm-config (not a kubeadm cluster?)"}
+        if e.status in (401, 403):
+            return {"error": f"ConfigMap kube-system/kubeadm-config: the API answered {e.status} {e.reason}"}
+        raise
+    return cluster_configuration((cm.data or {}).get("ClusterConfiguration"))
+
+
+def cluster_configuration(text: object) -> dict[str, Any]:
+    """The fields planning needs from a ClusterConfiguration YAML document, or ``{"error": ...}``."""
+    import yaml
+
+    where = "ConfigMap kube-system/kubeadm-config"
+    if not isinstance(text, str) or not text.strip():
+        return {"error": f"{where} has no ClusterConfiguration"}
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        return {"error": f"{where}: ClusterConfiguration is not YAML ({excerpt(str(e).splitlines()[0])})"}
+    if not isinstance(doc, dict):
+        return {"error": f"{where}: ClusterConfiguration is not a mapping"}
+    etcd = doc.get("etcd")
+    external = etcd.get("external") if isinstance(etcd, dict) else None
+    raw = {
+        "kubernetes_version": doc.get("kubernetesVersion"),
+        "etcd": {"mode": "external", "endpoints": external.get("endpoints") or []} if isinstance(external, dict)
+        else {"mode": "local"},
+        "image_repository": doc.get("imageRepository") or None,
+        "control_plane_endpoint": doc.get("controlPlaneEndpoint") or None,
+    }
+    try:
+        return kubeadm_config_to_dict(parse_kubeadm_config(raw))
+    except InvalidInventoryError as e:
+        return {"error": f"{where}: ClusterConfiguration {e.message}"}
 
 
 def _component_images(pods: list[Any]) -> dict[str, dict[str, str]]:
@@ -72,10 +122,19 @@ def _node(node: Any, components: dict[str, str]) -> dict[str, Any]:
     }
     if control_plane:
         doc["components"] = {name: components.get(name, "") for name in _COMPONENTS}
+    doc["taints"] = [{"key": t.key, "value": t.value or "", "effect": t.effect} for t in node.spec.taints or []]
+    internal = [a.address for a in node.status.addresses or [] if a.type == "InternalIP"]
+    if internal:
+        doc["internal_ip"] = internal[0]
+    info = node.status.node_info
+    for key, value in (("os_image", info.os_image), ("container_runtime", info.container_runtime_version),
+                       ("kernel", info.kernel_version)):
+        if value:
+            doc[key] = value
     return doc
 
 
-class KubeClusterApi:
+class KubeClusterApi(HealthReads):
     """The ClusterApi port on the official kubernetes client, for one registered cluster."""
 
     def __init__(self, *, cluster: str, kubeconfig: str, context: str | None, timeout: float = 15.0) -> None:

@@ -15,15 +15,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from upgrader.domain import inventory_facts as facts
+from upgrader.domain.inventory_facts import EtcdState, KubeadmConfig, PackageState, Taint
+from upgrader.domain.inventory_fields import boolean as _bool
+from upgrader.domain.inventory_fields import mapping as _mapping
+from upgrader.domain.inventory_fields import no_unknown as _no_unknown
+from upgrader.domain.inventory_fields import optional_string
+from upgrader.domain.inventory_fields import string as _string
+from upgrader.domain.inventory_fields import version as _version
 from upgrader.domain.names import is_node_name
 from upgrader.domain.text import excerpt
 from upgrader.domain.versions import Version
-from upgrader.errors import InvalidInventoryError, InvalidVersionError
+from upgrader.errors import InvalidInventoryError
 
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
 _ETCD_VERSION = re.compile(r"v?[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,4}(-[0-9]{1,3})?", re.ASCII)
-_NODE_FIELDS = {"name", "control_plane", "kubelet", "ready", "unschedulable", "components", "kubeadm"}
-_DOC_FIELDS = {"cluster", "observed_at", "nodes"}
+_NODE_FIELDS = {"name", "control_plane", "kubelet", "ready", "unschedulable", "components", "kubeadm",
+                "taints", "internal_ip", "os_image", "container_runtime", "kernel", "packages"}
+_DOC_FIELDS = {"cluster", "observed_at", "nodes", "fingerprint", "kubeadm_config", "etcd"}
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +58,13 @@ class Node:
     unschedulable: bool
     components: ControlPlaneComponents | None = None
     kubeadm: Version | None = None
+    # Observed facts; None where the document does not say (older inventories, hand-written files).
+    taints: tuple[Taint, ...] | None = None
+    internal_ip: str | None = None
+    os_image: str | None = None
+    container_runtime: str | None = None
+    kernel: str | None = None
+    packages: PackageState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +72,8 @@ class Inventory:
     cluster: str
     observed_at: datetime
     nodes: tuple[Node, ...]
+    kubeadm_config: KubeadmConfig | None = None
+    etcd: EtcdState | None = None
 
     @property
     def control_planes(self) -> tuple[Node, ...]:
@@ -66,13 +85,25 @@ class Inventory:
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the observed versions and roles, not the moment they were seen."""
-        doc = inventory_to_dict(self)
-        doc.pop("observed_at")
+        """Identifies what the cluster runs, not the moment it was seen nor what moves on its own.
+
+        It hashes the document without ``observed_at``, and of the observed facts only what planning
+        depends on (see :func:`inventory_facts.stable_view`): etcd's membership and versions but not its
+        db size, revision, leader or health; whether a node or etcd was observed, not an error's text.
+        An inventory without the observed facts keeps the fingerprint it had before they existed.
+        """
+        doc = facts.stable_view(_document(self))
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def inventory_to_dict(inv: Inventory) -> dict[str, Any]:
+    """The JSON document (what ``plan --state`` takes), with its fingerprint."""
+    doc = _document(inv)
+    doc["fingerprint"] = inv.fingerprint
+    return doc
+
+
+def _document(inv: Inventory) -> dict[str, Any]:
     nodes = []
     for n in inv.nodes:
         node: dict[str, Any] = {
@@ -91,8 +122,20 @@ def inventory_to_dict(inv: Inventory) -> dict[str, Any]:
             }
         if n.kubeadm:
             node["kubeadm"] = str(n.kubeadm)
+        if n.taints is not None:
+            node["taints"] = [facts.taint_to_dict(t) for t in n.taints]
+        for key in ("internal_ip", "os_image", "container_runtime", "kernel"):
+            if getattr(n, key) is not None:
+                node[key] = getattr(n, key)
+        if n.packages is not None:
+            node["packages"] = facts.packages_to_dict(n.packages)
         nodes.append(node)
-    return {"cluster": inv.cluster, "observed_at": inv.observed_at.isoformat(), "nodes": nodes}
+    doc: dict[str, Any] = {"cluster": inv.cluster, "observed_at": inv.observed_at.isoformat(), "nodes": nodes}
+    if inv.kubeadm_config is not None:
+        doc["kubeadm_config"] = facts.kubeadm_config_to_dict(inv.kubeadm_config)
+    if inv.etcd is not None:
+        doc["etcd"] = facts.etcd_to_dict(inv.etcd)
+    return doc
 
 
 def parse_inventory(doc: object) -> Inventory:
@@ -112,7 +155,14 @@ def parse_inventory(doc: object) -> Inventory:
         seen.add(node.name)
     if not any(n.control_plane for n in nodes):
         raise InvalidInventoryError("nodes: no control-plane node (a kubeadm cluster has at least one)")
-    return Inventory(cluster=cluster, observed_at=observed_at, nodes=nodes)
+    fingerprint = obj.get("fingerprint")
+    if fingerprint is not None and (not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint)):
+        # only its shape is checked: a hand-edited what-if file is still a valid input, and gets its own
+        raise InvalidInventoryError(f"fingerprint: expected 64 hex digits, got {excerpt(fingerprint)}")
+    raw_config = obj.get("kubeadm_config")
+    kubeadm_config = facts.parse_kubeadm_config(raw_config) if raw_config is not None else None
+    etcd = facts.parse_etcd(obj["etcd"]) if obj.get("etcd") is not None else None
+    return Inventory(cluster=cluster, observed_at=observed_at, nodes=nodes, kubeadm_config=kubeadm_config, etcd=etcd)
 
 
 def _node(raw: object, where: str) -> Node:
@@ -136,6 +186,13 @@ def _node(raw: object, where: str) -> Node:
         unschedulable=_bool(obj, "unschedulable", f"{where}.unschedulable"),
         components=components,
         kubeadm=kubeadm,
+        taints=facts.parse_taints(obj["taints"], f"{where}.taints") if obj.get("taints") is not None else None,
+        internal_ip=facts.parse_ip(obj["internal_ip"], f"{where}.internal_ip")
+        if obj.get("internal_ip") is not None else None,
+        os_image=optional_string(obj, "os_image", f"{where}.os_image", limit=256),
+        container_runtime=optional_string(obj, "container_runtime", f"{where}.container_runtime", limit=256),
+        kernel=optional_string(obj, "kernel", f"{where}.kernel", limit=256),
+        packages=None if obj.get("packages") is None else facts.parse_packages(obj["packages"], f"{where}.packages"),
     )
 
 
@@ -151,41 +208,6 @@ def _components(raw: object, where: str) -> ControlPlaneComponents:
         scheduler=_version(obj.get("kube-scheduler"), f"{where}.kube-scheduler"),
         etcd=etcd,
     )
-
-
-def _mapping(raw: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(raw, dict):
-        raise InvalidInventoryError(f"{where}: expected an object, got {type(raw).__name__}")
-    return raw
-
-
-def _no_unknown(obj: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
-    unknown = sorted(set(obj) - allowed)
-    if unknown:
-        raise InvalidInventoryError(f"{prefix}{unknown[0]}: unknown field")
-
-
-def _string(obj: Mapping[str, Any], key: str, where: str) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInventoryError(f"{where}: expected a non-empty string, got {excerpt(value)}")
-    return value
-
-
-def _bool(obj: Mapping[str, Any], key: str, where: str) -> bool:
-    value = obj.get(key)
-    if not isinstance(value, bool):
-        raise InvalidInventoryError(f"{where}: expected true or false, got {excerpt(value)}")
-    return value
-
-
-def _version(raw: object, where: str) -> Version:
-    if not isinstance(raw, str):
-        raise InvalidInventoryError(f"{where}: expected a version string such as v1.30.6, got {excerpt(raw)}")
-    try:
-        return Version.parse(raw)
-    except InvalidVersionError as e:
-        raise InvalidInventoryError(f"{where}: {e}") from e
 
 
 def _timestamp(obj: Mapping[str, Any], key: str) -> datetime:

@@ -120,14 +120,11 @@ def load_catalog(path: Path | None) -> Catalog:
 
 
 def observe(app: AppContext, *, cluster: str) -> Inventory:
-    """Read the live cluster's versions through its API; the document is validated like a file."""
-    with app.unit_of_work() as uow:
-        record = uow.repo.get_cluster(cluster)
-    doc = app.cluster_api(record).observe_inventory()
-    try:
-        return parse_inventory(doc)
-    except InvalidInventoryError as e:
-        raise InvalidInventoryError(f"observed inventory of {cluster}: {e.message}") from e
+    """The live inventory (API, nodes, etcd), as `upgrader inventory` sees it: a plan's source fingerprint
+    is then comparable with any later observation of the cluster."""
+    from upgrader.services import inventory
+
+    return inventory.observe(app, cluster=cluster)
 
 
 def _load_inventory(request: PlanRequest) -> Inventory:

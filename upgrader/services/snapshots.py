@@ -55,7 +55,7 @@ def create_snapshot(app: AppContext, *, cluster: str, label: str | None = None,
         members = session.members()
         before = HealthReport(tuple(control_plane_checks(inventory) + etcd_checks(members)))
         member = choose_member(members)
-        session.tool.require(_newest_version(members))
+        session.require(members)  # EtcdToolError (exit 2) when the tool is older than the members' etcd
         _check_room(store, member)
         created_at = app.clock.now()
         name = f"{created_at:%Y%m%dT%H%M%SZ}-{label or 'snapshot'}-{secrets.token_hex(3)}"
@@ -127,11 +127,6 @@ def endpoint_of(session: EtcdSession, member: EtcdMember) -> str:
     if len(session.endpoints) == 1 or not member.client_urls:
         return session.endpoints[0]
     return member.client_urls[0]
-
-
-def _newest_version(members: list[EtcdMember]) -> str | None:
-    versions = [m.version for m in members if m.version]
-    return max(versions, key=lambda v: tuple(int(p) for p in v.split(".")[:3] if p.isdigit())) if versions else None
 
 
 def _check_room(store: SnapshotStore, member: EtcdMember) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from upgrader.sandbox.apiserver import discovery, errors, handlers, health, negotiation, routing, watch
+from upgrader.sandbox.apiserver import discovery, errors, handlers, health, metrics, negotiation, routing, watch
 from upgrader.sandbox.apiserver.errors import ApiError
 from upgrader.sandbox.apiserver.selectors import field_matcher, label_matcher
 from upgrader.sandbox.apiserver.storage import Store
@@ -56,6 +56,7 @@ class _HTTPServer(ThreadingHTTPServer):
         self.store = Store(EtcdKV(config.etcd_endpoints), prefix=config.etcd_prefix)
         self.unready = config.unready
         self.version = health.version_info(config.git_version, emulated_minor=config.emulated_minor)
+        self.deprecated = metrics.DeprecatedRequests(config.git_version)
         # open client connections: a stopped server must also drop keep-alive connections and watches,
         # or a pooled client would still be answered by a server that is supposed to be gone
         self.connections: set[socket.socket] = set()
@@ -139,6 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(200, self.server.version)
         if head in ("healthz", "livez", "readyz") and len(segments) <= 2:
             return self._health(head, query, segments[1] if len(segments) == 2 else None)
+        if segments == ["metrics"]:
+            return self._send(200, self.server.deprecated.text().encode(), "text/plain; version=0.0.4; charset=utf-8")
         accept = self.headers.get("Accept", "")
         if segments in (["api"], ["apis"]):
             return self._discovery_root(head, accept)
@@ -150,6 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
         if gv is None:
             raise errors.path_not_found()
         group, version, rest = gv
+        self.server.deprecated.note(group, version, rest)
         if not rest:
             doc = discovery.resource_list(group, version)
             if doc is None:

@@ -41,7 +41,8 @@ SIMULATED: dict[str, str] = {
 }
 REFUSED: dict[str, str] = {
     # package managers, init system and services, power
-    "aptitude": "/usr/bin", "apt-key": "/usr/bin", "snap": "/usr/bin", "dpkg-reconfigure": "/usr/sbin",
+    "aptitude": "/usr/bin", "apt-key": "/usr/bin", "dnf": "/usr/bin", "yum": "/usr/bin", "rpm": "/usr/bin",
+    "snap": "/usr/bin", "dpkg-reconfigure": "/usr/sbin",
     "journalctl": "/usr/bin", "systemd-run": "/usr/bin", "loginctl": "/usr/bin", "hostnamectl": "/usr/bin",
     "timedatectl": "/usr/bin", "service": "/usr/sbin", "invoke-rc.d": "/usr/sbin", "update-rc.d": "/usr/sbin",
     "reboot": "/usr/sbin", "shutdown": "/usr/sbin", "halt": "/usr/sbin", "poweroff": "/usr/sbin",

@@ -33,7 +33,13 @@ def available(layout: NodeLayout) -> list[str]:
     return [v.deb for v in releases.patches(Minor.parse(minor))] if minor else []
 
 
+VERSION = "apt 2.6.1 (amd64)"  # Debian 12's
+
+
 def apt_get(node: Node, args: list[str]) -> int:
+    if args in (["--version"], ["-v"]):  # what tools probe to find which package manager a node has
+        node.say(f"{VERSION}\nSupported modules:\n*Ver: Standard .deb\n*Pkg:  Debian dpkg interface (Priority 30)")
+        return 0
     opts = {a for a in args if a.startswith("-")}
     words = [a for a in args if not a.startswith("-")]
     if not words:

@@ -18,6 +18,9 @@ from upgrader.sandbox.node.tools import Node, apt
 HINTS = {
     "apt-key": "the pkgs.k8s.io key is in /etc/apt/keyrings",
     "aptitude": "use apt-get",
+    "dnf": "a Debian node: use apt-get",
+    "yum": "a Debian node: use apt-get",
+    "rpm": "a Debian node: use dpkg",
     "snap": "use apt-get",
     "dpkg-reconfigure": "use apt-get",
     "journalctl": "see `systemctl status kubelet`",

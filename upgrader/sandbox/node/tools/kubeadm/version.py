@@ -48,5 +48,10 @@ def images(node: Node, args: list[str], *, pull: bool) -> int:
                   "execute with --v=5 or higher")
         return 1
     for image in releases.images(target):
+        if pull and not releases.is_released(target):  # the registry has no such tag
+            node.warn(f'failed to pull image "{image}": output: level=fatal msg="pulling image: rpc error: code = '
+                      f'NotFound desc = failed to pull and unpack image \\"{image}\\": {image}: not found"\n, error: '
+                      "exit status 1\nTo see the stack trace of this error execute with --v=5 or higher")
+            return 1
         node.say(f"[config/images] Pulled {image}" if pull else image)
     return 0

@@ -1,0 +1,103 @@
+"""The cluster reads preflight and health gates need, on the official kubernetes client.
+
+Each returns the JSON the API returned (camelCase, as ``kubectl get -o json`` shows it), not the
+client's models, so the pure rules read real API documents. ``/readyz`` and ``/metrics`` are not in
+the generated client: they go through ``ApiClient.call_api`` with the kubeconfig's credentials.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from upgrader.errors import ClusterUnreachableError
+
+T = TypeVar("T")
+MAX_METRICS = 64 * 1024 * 1024  # an apiserver's /metrics is a few MB; more is not an apiserver
+
+
+class HealthReads:
+    """Mixed into KubeClusterApi: needs ``_cluster``, ``_kubeconfig``, ``_context`` and ``_timeout``."""
+
+    _cluster: str
+    _kubeconfig: str
+    _context: str | None
+    _timeout: float
+
+    @contextmanager
+    def _api_client(self) -> Iterator[Any]:
+        from kubernetes import config
+
+        try:
+            api_client = config.new_client_from_config(config_file=self._kubeconfig, context=self._context)
+        except Exception as e:  # ConfigException, OSError, yaml errors...
+            raise ClusterUnreachableError(f"kubeconfig {self._kubeconfig}: {e}") from e
+        try:
+            yield api_client
+        finally:
+            api_client.close()
+
+    def _call(self, read: Callable[[Any], T]) -> T:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        with self._api_client() as api_client:
+            try:
+                return read(api_client)
+            except ApiException as e:
+                raise ClusterUnreachableError(f"cluster {self._cluster}: the API answered {e.status} {e.reason}") from e
+            except (HTTPError, OSError) as e:
+                host = api_client.configuration.host
+                raise ClusterUnreachableError(f"cluster {self._cluster}: cannot reach the API at {host}") from e
+
+    def _list(self, path: str) -> list[dict[str, Any]]:
+        def read(api_client: Any) -> list[dict[str, Any]]:
+            status, text = _raw_get(api_client, path, self._timeout)
+            if status != 200:
+                raise ClusterUnreachableError(f"cluster {self._cluster}: GET {path} answered {status}")
+            doc = json.loads(text)
+            items = doc.get("items") if isinstance(doc, dict) else None
+            return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+        return self._call(read)
+
+    def readyz(self) -> tuple[int, str]:
+        return self._call(lambda api_client: _raw_get(api_client, "/readyz", self._timeout, query=[("verbose", "")]))
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        return self._list("/api/v1/nodes")
+
+    def list_pods(self) -> list[dict[str, Any]]:
+        return self._list("/api/v1/pods")
+
+    def list_pdbs(self) -> list[dict[str, Any]]:
+        return self._list("/apis/policy/v1/poddisruptionbudgets")
+
+    def metrics(self) -> str:
+        def read(api_client: Any) -> str:
+            status, text = _raw_get(api_client, "/metrics", self._timeout, accept="text/plain")
+            if status != 200:
+                raise ClusterUnreachableError(f"cluster {self._cluster}: GET /metrics answered {status}")
+            return text
+
+        return self._call(read)
+
+
+def _raw_get(api_client: Any, path: str, timeout: float, *, query: list[tuple[str, str]] | None = None,
+             accept: str = "application/json") -> tuple[int, str]:
+    """The status and body of ``GET path`` with the kubeconfig's credentials (any status: the caller decides)."""
+    from kubernetes.client.exceptions import ApiException
+
+    method, url, headers, _, _ = api_client.param_serialize(
+        "GET", path, query_params=query or [], header_params={"Accept": accept}, auth_settings=["BearerToken"])
+    try:
+        response = api_client.call_api(method, url, header_params=headers, _request_timeout=timeout)
+    except ApiException as e:  # some client versions raise for a non-2xx answer
+        body = e.body.decode(errors="replace") if isinstance(e.body, bytes) else str(e.body or "")
+        return int(e.status or 0), body
+    data = response.read() or b""
+    if len(data) > MAX_METRICS:
+        raise ClusterUnreachableError(f"{path} answered {len(data)} bytes, more than an apiserver sends")
+    return int(response.status), bytes(data).decode(errors="replace")
