@@ -82,7 +82,9 @@ def test_create_verify_refuse_a_flipped_byte_and_prune(cli: Cli, tmp_path: Path)
     assert [s["id"] for s in json.loads(cli.run("snapshot", "list", "-o", "json").stdout)] == [doc["id"]]
 
     sid = str(doc["id"])
-    assert cli.run("snapshot", "verify", sid, "--cluster", name).returncode == 0
+    verified = json.loads(cli.run("snapshot", "verify", sid, "--cluster", name, "-o", "json").stdout)
+    assert verified["ok"] is True and verified["membership"] == "same members"
+    assert len(verified["checked"]) == 2 + len(doc["artefacts"])
     data = bytearray(etcd_file.read_bytes())
     data[len(data) // 2] ^= 0x01
     etcd_file.write_bytes(bytes(data))
