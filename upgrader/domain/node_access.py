@@ -19,6 +19,7 @@ batch mode, our own multiplexing) or run a local command.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ FIELDS = ("user", "port", "identity", "jump", "options", "known_hosts")  # clust
 NODE_FIELDS = ("address", "user", "port", "identity", "jump", "options")  # what a node may override
 
 _USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}", re.ASCII)
-_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:%-]{0,252}", re.ASCII)  # a name, IPv4 or IPv6 literal
+_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}", re.ASCII)  # a host name or an IPv4 address
 _JUMP_HOP = re.compile(r"(?:ssh://)?(?:[A-Za-z_][A-Za-z0-9_.-]{0,63}@)?(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}"
                        r"|\[[0-9A-Fa-f:.%]+\])(?::[0-9]{1,5})?", re.ASCII)
 _OPTION_KEY = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}", re.ASCII)
@@ -89,10 +90,16 @@ def validate_user(user: str) -> str:
 def validate_address(address: str) -> str:
     """A host name, an IPv4 or an IPv6 address (no brackets, no user@, no port)."""
     _plain(address, "node address")
-    if not _HOST.fullmatch(address):
-        raise UsageError(f"invalid node address {excerpt(address)}: a host name or an IP address, "
-                         "without spaces, user@ or :port")
-    return address
+    if ":" in address:  # only an IPv6 address has one (a port is --ssh-port)
+        try:
+            ipaddress.IPv6Address(address)
+            return address
+        except ValueError:
+            pass
+    elif _HOST.fullmatch(address):
+        return address
+    raise UsageError(f"invalid node address {excerpt(address)}: a host name or an IP address, "
+                     "without spaces, user@ or :port")
 
 
 def validate_port(port: object) -> int:
