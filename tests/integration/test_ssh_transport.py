@@ -216,3 +216,26 @@ def test_forward_reaches_a_port_as_the_node_sees_it(node):
     node.close()
     with pytest.raises(OSError):
         socket.create_connection((host, local), timeout=2).close()
+
+
+def test_a_transport_left_open_is_closed_when_the_interpreter_exits(sshd_server):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from upgrader.domain.node_access import SshTarget\n"
+        "from upgrader.nodes.ssh import SshTransport\n"
+        "t = SshTransport(SshTarget(address='127.0.0.1', address_from='set', user='root', port=int(sys.argv[1]),"
+        " identity=sys.argv[2], known_hosts=sys.argv[3]), node='cp-1')\n"
+        "assert t.run(['true'], 30).ok\n"
+        "print(t.master_pid(), t.control_path.parent, flush=True)\n"  # and exit without close()
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(sshd_server.port), str(sshd_server.user_key),
+                           str(sshd_server.known_hosts())], capture_output=True, text=True, timeout=60, check=True)
+    pid, directory = done.stdout.split()
+    assert not Path(directory).exists()
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists()

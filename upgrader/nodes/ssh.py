@@ -84,7 +84,8 @@ class SshTransport:
         argv = [self._ssh, "-o", "BatchMode=yes",
                 "-o", f"StrictHostKeyChecking={'accept-new' if self.accept_new_host_keys else 'yes'}",
                 "-o", f"ConnectTimeout={self.connect_timeout}", "-o", "ServerAliveInterval=15",
-                "-o", "ServerAliveCountMax=3", "-o", f"ControlMaster={master}",
+                "-o", "ServerAliveCountMax=3", "-o", "LogLevel=INFO", "-o", "RemoteCommand=none",
+                "-o", f"ControlMaster={master}",
                 "-o", f"ControlPath={self._dir / 'm'}", "-o", f"ControlPersist={PERSIST_SECONDS}"]
         if t.known_hosts:
             argv += ["-o", f"UserKnownHostsFile={t.known_hosts}"]
