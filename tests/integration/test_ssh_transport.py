@@ -239,3 +239,13 @@ def test_a_transport_left_open_is_closed_when_the_interpreter_exits(sshd_server)
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{pid}").exists()
+
+
+def test_threads_sharing_a_node_share_one_connection(sshd_server, node):
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = sshd_server.logins()
+    with ThreadPoolExecutor(8) as pool:
+        outputs = list(pool.map(lambda i: node.run(["echo", str(i)], 30).stdout, range(40)))
+    assert outputs == [f"{i}\n" for i in range(40)]
+    assert sshd_server.logins() - before == 1

@@ -29,7 +29,7 @@ import signal
 import socket
 import subprocess
 import tempfile
-import weakref
+import threading
 from pathlib import Path
 
 from upgrader import programs
@@ -39,7 +39,7 @@ from upgrader.ports import CommandResult
 
 PERSIST_SECONDS = 300  # an idle master exits after this long (one orphaned by a killed process too)
 FILE_TIMEOUT = 120.0  # seconds for a read_file or write_file
-_OPEN: weakref.WeakSet[SshTransport] = weakref.WeakSet()
+_OPEN: set[SshTransport] = set()  # held until closed: one dropped unclosed is still closed at exit
 
 # write_file's remote half: a constant script; the path, a random suffix and the mode are its
 # arguments ($1 $2 $3), never part of it. The temp file sits beside the target so mv is a rename.
@@ -69,6 +69,7 @@ class SshTransport:
         self.added_host_keys: list[str] = []  # ssh's "Permanently added ..." lines (accept-new)
         self._ssh = program or programs.require("ssh")["ssh"]
         self._dir: Path | None = None
+        self._lock = threading.Lock()  # one master, however many threads use the node
         self._login: str | None = None
         self.forwards: list[tuple[int, str, int]] = []  # (local port, remote host, remote port)
 
@@ -103,6 +104,10 @@ class SshTransport:
 
     def connect(self) -> None:
         """Start the master if it is not running; HostKeyError, NodeAuthError or NodeUnreachableError."""
+        with self._lock:
+            self._connect()
+
+    def _connect(self) -> None:
         path = self._private_dir() / "m"
         if path.exists():
             if self.alive():
