@@ -112,6 +112,20 @@ def test_updates_merge_unset_and_refuse_sandboxes():
         update_ssh(doc, node=None, changes={"address": "10.0.0.1"})  # an address is per node
 
 
+@given(st.sampled_from(["user", "port", "jump", "identity"]), st.sampled_from([None, "cp-1"]))
+def test_unsetting_a_field_removes_exactly_that_field_and_nothing_else(field, node):
+    value = {"user": "ops", "port": 2222, "jump": "bastion", "identity": "/k/id"}[field]
+    before = update_ssh(SETTINGS, node=None, changes={})
+    changed = update_ssh(before, node=node, changes={field: value})
+    assert changed != before or (node is None and before.get(field) == value)
+    restored = update_ssh(changed, node=node, changes={}, unset=(field,))
+    expected = dict(before) if node is not None else {k: v for k, v in before.items() if k != field}
+    if node is not None:
+        own = {k: v for k, v in before["nodes"]["cp-1"].items() if k != field}
+        expected["nodes"] = {**before["nodes"], "cp-1": own}
+    assert restored == expected
+
+
 def test_stored_settings_are_checked_again_when_read():
     for bad in ({"kind": "telnet"}, {"kind": "ssh", "user": "-x"}, {"kind": "ssh", "colour": "red"},
                 {"kind": "ssh", "options": {"ProxyCommand": "sh"}}, {"kind": "ssh", "nodes": {"Bad Node": {}}},

@@ -114,9 +114,16 @@ def exec_on_node(app: AppContext, *, cluster: str, node: str, argv: list[str], t
         return transport.run(argv, timeout)
     finally:
         if app.accept_new_host_keys:
-            target = getattr(transport, "target", None)
-            with app.unit_of_work() as uow:
-                record_event(app, uow, "host-key-opt-in", cluster=cluster, data={
-                    "node": node, "address": getattr(target, "address", None),
-                    "added": list(getattr(transport, "added_host_keys", []))})
-                uow.commit()
+            record_host_key_opt_in(app, cluster=cluster, node=node, transport=transport)
+
+
+def record_host_key_opt_in(app: AppContext, *, cluster: str, node: str, transport: object) -> None:
+    """The audit event of an ``--accept-new-host-keys`` use: who, which node and address, and the
+    keys ssh added (none when the key was known already). Every use case that takes the flag calls
+    it once per node it reached, succeeded or not."""
+    target = getattr(transport, "target", None)
+    with app.unit_of_work() as uow:
+        record_event(app, uow, "host-key-opt-in", cluster=cluster, data={
+            "node": node, "address": getattr(target, "address", None),
+            "added": list(getattr(transport, "added_host_keys", []))})
+        uow.commit()
