@@ -189,10 +189,23 @@ def test_a_lost_master_is_reconnected(sshd_server, node):
     import os
     import signal
 
-    node.run(["true"], 30)
-    os.kill(node.master_pid(), signal.SIGTERM)  # the master this test's transport started
-    time.sleep(0.3)
-    assert node.run(["echo", "back"], 30).stdout == "back\n"
+    for sig in (signal.SIGTERM, signal.SIGKILL):  # SIGKILL leaves its socket behind, stale
+        node.run(["true"], 30)
+        pid = node.master_pid()
+        os.kill(pid, sig)  # the master this test's transport started
+        deadline = time.monotonic() + 5
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert node.run(["echo", "back"], 30).stdout == "back\n"
+        assert node.master_pid() not in (None, pid)
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie waiting for a parent that is not us counts as exited)."""
+    try:
+        return "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
 
 
 def test_forward_reaches_a_port_as_the_node_sees_it(node):

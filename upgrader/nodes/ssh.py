@@ -102,15 +102,18 @@ class SshTransport:
             argv += ["-o", f"{key}={value}"]
         return argv
 
-    def connect(self) -> None:
-        """Start the master if it is not running; HostKeyError, NodeAuthError or NodeUnreachableError."""
-        with self._lock:
-            self._connect()
+    def connect(self, *, check: bool = False) -> None:
+        """Start the master if it is not running; HostKeyError, NodeAuthError or NodeUnreachableError.
 
-    def _connect(self) -> None:
+        Without ``check`` an existing socket is trusted (a command over a master that died starts a
+        new one by itself: ControlMaster=auto); with it, the master is asked (``ssh -O check``)."""
+        with self._lock:
+            self._connect(check)
+
+    def _connect(self, check: bool) -> None:
         path = self._private_dir() / "m"
         if path.exists():
-            if self.alive():
+            if not check or self.alive():
                 return
             path.unlink(missing_ok=True)  # a stale socket of a master that died
         # With ControlPersist and -N, ssh goes to the background once logged in (its stdio to
@@ -195,7 +198,7 @@ class SshTransport:
         returns the local (host, port) to connect to. It lasts until :meth:`close`."""
         validate_address(remote_host)
         validate_port(remote_port)
-        self.connect()
+        self.connect(check=True)  # -O forward needs a live master
         shown = f"[{remote_host}]" if ":" in remote_host else remote_host
         last = b""
         for _ in range(3):  # a free port found here may be taken before ssh binds it
