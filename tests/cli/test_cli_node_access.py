@@ -109,6 +109,11 @@ def test_node_exec_runs_through_a_local_transport_and_passes_the_exit_code(cli, 
     missing = cli("node", "exec", "nope", "cp-1", "--", "true")
     assert missing.code == 2 and "no cluster named 'nope'" in missing.err
     assert "nodes via:   this machine" in cli("cluster", "show", "here").out
+    mixed = cli("cluster", "add", "other", "--kubeconfig", str(kubeconfig), "--transport", "local", "--ssh-user", "x")
+    assert mixed.code == 2 and "--transport ssh" in mixed.err
+    assert cli("cluster", "set", "here", "--transport", "ssh").code == 0
+    assert cli("cluster", "show", "here", "-o", "json").json()["transport"] == {"kind": "ssh"}
+    assert cli("cluster", "set", "here", "--transport", "telnet").code == 2
 
 
 def test_node_exec_on_an_unreachable_node_exits_2_saying_so(cli, kubeconfig):
