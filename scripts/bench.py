@@ -7,6 +7,8 @@
 
   .venv/bin/python scripts/bench.py sandbox    only the sandbox figures
   .venv/bin/python scripts/bench.py exec       per-command cost of `sandbox exec` on a 1+1 sandbox
+  .venv/bin/python scripts/bench.py ssh        100 commands over one SSH connection vs 100 bare ssh, on a
+                                               throwaway loopback sshd (needs /usr/sbin/sshd; root)
   .venv/bin/python scripts/bench.py setup      fresh-clone set-up: the lock (uv) vs an unlocked pip install
                                                (not in "all": it downloads, and takes a few minutes)
   .venv/bin/python scripts/bench.py busy [--baseline REV|DIR]
@@ -27,6 +29,11 @@ unlocked `pip install -e '.[postgres,dev]'` it replaced (cold and warm pip cache
 Node isolation: what one command on a sandbox node costs, `upgrader sandbox exec NAME cp-1 -- true`
 end to end beside a bare interpreter start, and the node transport alone (SandboxTransport.run of
 `true`, in this process), which is what apply and runbooks pay per node command.
+Issue 9: 100 `true` commands on one node over a real sshd on loopback: SshTransport.run over one
+multiplexed connection (what `node exec`, apply and runbooks pay per command inside one process),
+beside 100 bare `ssh -o ControlMaster=no ... true` (a new connection each), 100 bare ssh clients
+over one already open master (the floor of multiplexing), and 100 `upgrader node exec` processes
+(each a connection of its own: upgrader's master lives as long as the process).
 Issue 8: twenty `upgrader plan` processes started at once, each planning a 10,000-node inventory
 into one SQLite ledger: how many succeed, their exit codes, the plans actually stored, the wall
 time and each run's latency (start to exit, p50 and max); with --baseline, the same runs by an
@@ -338,6 +345,66 @@ def bench_exec() -> None:
                 subprocess.run([*UPGRADER, "sandbox", "down", name], env=env, check=False, capture_output=True)
 
 
+def bench_ssh(n: int = 100) -> None:
+    """n commands on one node, four ways, in the same run against the same sshd."""
+    from tests.integration.sshd import sshd
+    from upgrader.domain.node_access import SshTarget
+    from upgrader.nodes.ssh import SshTransport
+
+    with tempfile.TemporaryDirectory() as tmp, sshd(Path(tmp) / "sshd") as server:
+        known = server.known_hosts()
+        common = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
+                  "-l", "root", "-p", str(server.port), "-i", str(server.user_key)]
+
+        def each(argv: list[str], env: dict[str, str] | None = None) -> float:
+            start = time.perf_counter()
+            subprocess.run(argv, check=True, capture_output=True, env=env)
+            return time.perf_counter() - start
+
+        before = server.logins()
+        target = SshTarget(address="127.0.0.1", address_from="set", user="root", port=server.port,
+                           identity=str(server.user_key), known_hosts=str(known))
+        start = time.perf_counter()
+        with SshTransport(target, node="cp-1") as node:
+            first = timed(lambda: node.run(["true"], 30), 1)
+            rest = timed(lambda: node.run(["true"], 30), n - 1)
+        in_process = time.perf_counter() - start
+        logins = server.logins() - before
+        bare = [each(["ssh", *common, "-o", "ControlMaster=no", "-o", "ControlPath=none", "127.0.0.1", "true"])
+                for _ in range(n)]
+        control = Path(tmp) / "cm"
+        subprocess.run(["ssh", *common, "-o", "ControlMaster=yes", "-o", f"ControlPath={control}", "-o",
+                        "ControlPersist=60", "-N", "127.0.0.1"], check=True, capture_output=True)
+        try:
+            muxed = [each(["ssh", *common, "-o", f"ControlPath={control}", "127.0.0.1", "true"]) for _ in range(n)]
+        finally:
+            subprocess.run(["ssh", *common, "-o", f"ControlPath={control}", "-O", "exit", "127.0.0.1"],
+                           check=False, capture_output=True)
+        env = _cli_env(Path(tmp))
+        kubeconfig = Path(tmp) / "kubeconfig"
+        _register(env, Path(tmp), "bench")
+        for args in (["cluster", "set", "bench", "--ssh-user", "root", "--ssh-port", str(server.port),
+                      "--ssh-identity", str(server.user_key), "--ssh-known-hosts", str(known)],
+                     ["cluster", "node-address", "bench", "cp-1", "127.0.0.1"]):
+            subprocess.run([CONSOLE_SCRIPT, *args], env=env, check=True, capture_output=True)
+        assert kubeconfig.exists()
+        cli = [each([CONSOLE_SCRIPT, "node", "exec", "bench", "cp-1", "--", "true"], env) for _ in range(n)]
+
+        total_in, total_bare, total_mux, total_cli = in_process, sum(bare), sum(muxed), sum(cli)
+        print(f"ssh: {n} x `true` on one node, loopback sshd (OpenSSH), in the same run")
+        row("SshTransport.run(['true']), first (opens the connection)", first)
+        row(f"SshTransport.run(['true']), next {n - 1} over that connection", rest)
+        row("bare ssh, a new connection each (ControlMaster=no)", bare)
+        row("bare ssh client over one open master (ControlPath)", muxed)
+        row("`upgrader node exec bench cp-1 -- true` (a process each)", cli)
+        print(f"  totals for {n}: SshTransport {total_in:.2f} s ({logins} SSH login{'s' if logins != 1 else ''}); "
+              f"bare ssh {total_bare:.2f} s ({n} logins); bare ssh over a master {total_mux:.2f} s; "
+              f"node exec processes {total_cli:.2f} s")
+        print(f"  ratios: bare ssh / SshTransport = {total_bare / total_in:.1f}x; "
+              f"SshTransport / bare-over-master = {total_in / total_mux:.2f}x; "
+              f"node exec processes / bare ssh = {total_cli / total_bare:.2f}x")
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     baseline = None
@@ -355,6 +422,8 @@ if __name__ == "__main__":
         bench_sandbox()
     if "exec" in which:
         bench_exec()
+    if "ssh" in which:
+        bench_ssh()
     if "setup" in which:
         bench_setup()
     if "busy" in which:

@@ -137,7 +137,18 @@ class TransportError(UpgraderError):
 
 
 class NodeUnreachableError(TransportError):
-    """The node is unreachable."""
+    """The node is unreachable (no connection, or it was lost): no command ran, or its outcome is unknown.
+
+    Exit 2 like an unreachable API (ClusterUnreachableError): the operator fixes an address, a route
+    or the node, then runs the command again."""
+
+    exit_code = 2
+
+
+class NodeAuthError(TransportError):
+    """The node refused our ssh login (wrong user or key)."""
+
+    exit_code = 2
 
 
 class NodePathError(TransportError):

@@ -81,6 +81,11 @@ class InMemoryRepository:
     def list_clusters(self) -> list[ClusterRecord]:
         return [self._s.clusters[n] for n in sorted(self._s.clusters)]
 
+    def set_cluster_transport(self, name: str, transport: Mapping[str, Any] | None) -> ClusterRecord:
+        record = replace(self.get_cluster(name), transport=copy.deepcopy(dict(transport)) if transport else None)
+        self._s.clusters[name] = record
+        return record
+
     def remove_cluster(self, name: str) -> None:
         self.get_cluster(name)
         del self._s.clusters[name]

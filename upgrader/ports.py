@@ -119,6 +119,16 @@ class NodeTransport(Protocol):
         ...
 
 
+class PortForwarder(Protocol):
+    """A transport that can also tunnel a TCP port (SshTransport): how the etcd tools reach a member's
+    client port that is not reachable directly. Check with ``hasattr(transport, "forward")``."""
+
+    def forward(self, remote_host: str, remote_port: int) -> tuple[str, int]:
+        """A local (host, port) that reaches ``remote_host:remote_port`` as the node sees it, until
+        the transport closes."""
+        ...
+
+
 class Repository(Protocol):
     """The ledger's records, read and written inside one :class:`UnitOfWork`."""
 
@@ -130,6 +140,10 @@ class Repository(Protocol):
         ...
 
     def list_clusters(self) -> list[ClusterRecord]: ...
+
+    def set_cluster_transport(self, name: str, transport: Mapping[str, Any] | None) -> ClusterRecord:
+        """Replace how the cluster's nodes are reached (upgrader.domain.node_access); None clears it."""
+        ...
 
     def remove_cluster(self, name: str) -> None: ...
 

@@ -21,3 +21,17 @@ def api(members, tmp_path):
     with sandbox_api(members, tmp_path) as sandbox:
         sandbox.reconcile()
         yield sandbox
+
+
+@pytest.fixture(scope="module")
+def sshd_server(tmp_path_factory):
+    """A real OpenSSH server for the module (tests/integration/sshd.py); every SSH master the tests
+    left open is closed before it stops."""
+    from tests.integration.sshd import sshd
+    from upgrader.nodes.ssh import close_all
+
+    with sshd(tmp_path_factory.mktemp("sshd")) as server:
+        try:
+            yield server
+        finally:
+            close_all()

@@ -75,6 +75,25 @@ def test_cluster_round_trip(ledger: db.Ledger) -> None:
     assert names == ["dev", "prod"]
 
 
+def test_cluster_transport_settings_are_replaced_rolled_back_and_cleared(ledger: db.Ledger) -> None:
+    _add(ledger, "prod", transport={"kind": "ssh", "user": "ops"})
+    ssh = {"kind": "ssh", "user": "admin", "port": 2222, "options": {"ServerAliveInterval": "10"},
+           "nodes": {"cp-1": {"address": "10.0.0.11", "user": "root"}}}
+    with ledger.unit_of_work() as uow:
+        assert uow.repo.set_cluster_transport("prod", ssh).transport == ssh
+        uow.commit()
+    with ledger.unit_of_work() as uow:
+        uow.repo.set_cluster_transport("prod", {"kind": "local"})  # not committed: rolled back
+    with ledger.unit_of_work() as uow:
+        assert uow.repo.get_cluster("prod").transport == ssh
+        assert uow.repo.set_cluster_transport("prod", None).transport is None
+        uow.commit()
+    with ledger.unit_of_work() as uow:
+        assert uow.repo.get_cluster("prod").transport is None
+        with pytest.raises(errors.ClusterNotFoundError):
+            uow.repo.set_cluster_transport("nope", ssh)
+
+
 def test_cluster_without_transport_stores_sql_null(sql_ledger: db.Ledger) -> None:
     _add(sql_ledger, "dev")
     with sql_ledger.engine.connect() as conn:

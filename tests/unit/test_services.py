@@ -158,10 +158,14 @@ def test_unregister_keeps_the_audit_trail(prod):
 
 def test_wiring_builds_the_transport_the_ledger_names(prod, tmp_path):
     from upgrader.nodes.local import LocalTransport
+    from upgrader.nodes.ssh import SshTransport
     from upgrader.sandbox import SandboxTransport
 
     record = clusters.show_cluster(prod.app, name="prod")
-    local = prod.app.transport(record, "cp-1")
+    ssh = prod.app.transport(record, "cp-1")  # a registered cluster's nodes are reached over ssh by default
+    assert isinstance(ssh, SshTransport) and ssh.target.address == "cp-1" and ssh.target.address_from == "name"
+    assert prod.app.transport(record, "cp-1") is ssh  # one connection per node
+    local = prod.app.transport(dataclasses.replace(record, transport={"kind": "local"}), "cp-1")
     assert isinstance(local, LocalTransport) and str(local.layout.root) == "/"
     sandboxed = dataclasses.replace(record, transport={"kind": "sandbox", "dir": str(tmp_path)})
     assert isinstance(prod.app.transport(sandboxed, "cp-1"), SandboxTransport)

@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from upgrader import __version__
-from upgrader.cli import cluster, db, plan, plans, preflight, sandbox, snapshot
+from upgrader.cli import cluster, db, node, plan, plans, preflight, sandbox, snapshot
 from upgrader.errors import UpgraderError
 from upgrader.services.wiring import DEFAULT_BUSY_TIMEOUT, AppContext
 
@@ -31,6 +31,7 @@ app = typer.Typer(
 )
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(db.app, name="db")
+app.add_typer(node.app, name="node")
 app.add_typer(plans.app, name="plans")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(snapshot.app, name="snapshot")

@@ -7,9 +7,21 @@ from typing import Any, Optional
 
 import typer
 
+from upgrader.cli.node import (
+    SSH_IDENTITY,
+    SSH_JUMP,
+    SSH_KNOWN_HOSTS,
+    SSH_OPTION,
+    SSH_PORT,
+    SSH_USER,
+    TRANSPORT,
+    render_access,
+    ssh_changes,
+)
 from upgrader.cli.output import OUTPUT_OPTION, Output, emit_json, table
 
-app = typer.Typer(help="Register clusters and the versions they must never be upgraded to.", no_args_is_help=True)
+app = typer.Typer(help="Register clusters, how their nodes are reached, and the versions they must never be "
+                  "upgraded to.", no_args_is_help=True)
 
 
 def _record_dict(record: Any) -> dict[str, Any]:
@@ -32,12 +44,26 @@ def add(
     name: str = typer.Argument(..., help="A name for the cluster: lowercase letters, digits, '-'."),
     kubeconfig: Path = typer.Option(..., "--kubeconfig", help="Kubeconfig that reaches the cluster's API."),
     context: Optional[str] = typer.Option(None, "--context", help="Context to use (default: current-context)."),  # noqa: UP045
+    transport: Optional[str] = TRANSPORT,  # noqa: UP045
+    ssh_user: Optional[str] = SSH_USER,  # noqa: UP045
+    ssh_port: Optional[int] = SSH_PORT,  # noqa: UP045
+    ssh_identity: Optional[str] = SSH_IDENTITY,  # noqa: UP045
+    ssh_jump: Optional[str] = SSH_JUMP,  # noqa: UP045
+    ssh_option: Optional[list[str]] = SSH_OPTION,  # noqa: UP045
+    ssh_known_hosts: Optional[str] = SSH_KNOWN_HOSTS,  # noqa: UP045
     output: Output = OUTPUT_OPTION,
 ) -> None:
-    """Register a cluster. The file and context are checked; the cluster need not be reachable."""
-    from upgrader.services import clusters
+    """Register a cluster. The file and context are checked; the cluster need not be reachable.
 
-    record = clusters.register_cluster(ctx.obj, name=name, kubeconfig=kubeconfig, context=context)
+    Its nodes are reached over ssh (your ssh config applies; host keys are checked strictly) at
+    their InternalIP, unless `cluster node-address` says otherwise; `cluster set` changes it."""
+    from upgrader.services import clusters, nodes
+
+    changes = ssh_changes(user=ssh_user, port=ssh_port, identity=ssh_identity, jump=ssh_jump, options=ssh_option,
+                          known_hosts=ssh_known_hosts)
+    settings = nodes.transport_settings(transport, changes)
+    record = clusters.register_cluster(ctx.obj, name=name, kubeconfig=kubeconfig, context=context,
+                                       transport=settings)
     if output is Output.JSON:
         emit_json(_record_dict(record))
     else:
@@ -63,21 +89,87 @@ def list_(ctx: typer.Context, output: Output = OUTPUT_OPTION) -> None:
 @app.command("show")
 def show(ctx: typer.Context, name: str, output: Output = OUTPUT_OPTION) -> None:
     """Show a cluster and its skip list."""
-    from upgrader.services import clusters
+    from upgrader.services import clusters, nodes
 
     record = clusters.show_cluster(ctx.obj, name=name)
+    access = nodes.node_access(ctx.obj, record)
     if output is Output.JSON:
-        emit_json(_record_dict(record))
+        emit_json(_record_dict(record) | {"node_access": access.as_dict()})
         return
     doc = _record_dict(record)
     for key in ("name", "kubeconfig", "context", "created_at"):
         typer.echo(f"{key + ':':12} {doc[key]}")
+    for line in render_access(access):
+        typer.echo(line)
     if record.skips:
         typer.echo("skipped versions:")
         typer.echo(table(["version", "reason", "by", "at"], [(s.version, s.reason, s.created_by, s.created_at)
                                                           for s in record.skips]))
     else:
         typer.echo("skipped versions: none")
+
+
+@app.command("set")
+def set_(
+    ctx: typer.Context,
+    name: str,
+    node: Optional[str] = typer.Option(None, "--node", help="Change only this node's settings (an override)."),  # noqa: UP045
+    transport: Optional[str] = TRANSPORT,  # noqa: UP045
+    ssh_user: Optional[str] = SSH_USER,  # noqa: UP045
+    ssh_port: Optional[int] = SSH_PORT,  # noqa: UP045
+    ssh_identity: Optional[str] = SSH_IDENTITY,  # noqa: UP045
+    ssh_jump: Optional[str] = SSH_JUMP,  # noqa: UP045
+    ssh_option: Optional[list[str]] = SSH_OPTION,  # noqa: UP045
+    ssh_known_hosts: Optional[str] = SSH_KNOWN_HOSTS,  # noqa: UP045
+    unset: Optional[list[str]] = typer.Option(  # noqa: UP045
+        None, "--unset", metavar="FIELD",
+        help="Forget a setting, repeatable: user, port, identity, jump, options, known_hosts; with --node also "
+        "address, or node (all of the node's overrides)."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Change how the cluster's nodes are reached (recorded as an event).
+
+    `upgrader cluster set prod --ssh-user ops --ssh-jump bastion.example.com`;
+    `upgrader cluster set prod --node cp-1 --ssh-port 2222`; `upgrader cluster set prod --unset jump`."""
+    from upgrader.services import nodes
+
+    if ssh_known_hosts is not None and node is not None:
+        raise typer.BadParameter("--ssh-known-hosts is set for the whole cluster, not per node")
+    changes = ssh_changes(user=ssh_user, port=ssh_port, identity=ssh_identity, jump=ssh_jump, options=ssh_option,
+                          known_hosts=ssh_known_hosts)
+    record = nodes.configure(ctx.obj, cluster=name, node=node, kind=transport, changes=changes,
+                             unset=tuple(unset or ()))
+    _show_access(ctx, record, output)
+
+
+@app.command("node-address")
+def node_address(
+    ctx: typer.Context,
+    name: str,
+    node: str = typer.Argument(..., help="The node, as the cluster names it."),
+    address: Optional[str] = typer.Argument(None, help="Host name or IP to reach it at (ssh)."),  # noqa: UP045
+    clear: bool = typer.Option(False, "--clear", help="Forget the address: use the node's InternalIP again."),
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Reach NODE at ADDRESS instead of its InternalIP (from the latest inventory) or its name."""
+    from upgrader.services import nodes
+
+    if (address is None) == (not clear):
+        raise typer.BadParameter("give an ADDRESS, or --clear to forget the one set")
+    record = nodes.set_node_address(ctx.obj, cluster=name, node=node, address=None if clear else address)
+    _show_access(ctx, record, output)
+
+
+def _show_access(ctx: typer.Context, record: Any, output: Output) -> None:
+    from upgrader.services import nodes
+
+    access = nodes.node_access(ctx.obj, record)
+    if output is Output.JSON:
+        emit_json(_record_dict(record) | {"node_access": access.as_dict()})
+        return
+    typer.echo(f"cluster {record.name}: node access updated")
+    for line in render_access(access):
+        typer.echo(line)
 
 
 @app.command("remove")

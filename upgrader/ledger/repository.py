@@ -86,6 +86,14 @@ class SqlRepository:
         query = sa.select(Cluster).options(selectinload(Cluster.skips)).order_by(Cluster.name)
         return [rows.cluster(row) for row in self._session.scalars(query)]
 
+    def set_cluster_transport(self, name: str, transport: Mapping[str, Any] | None) -> ClusterRecord:
+        """Replace the cluster's node transport settings (None: none set)."""
+        row = self._cluster_row(name)
+        row.transport = dict(transport) if transport is not None else None
+        row.updated_at = self._clock()
+        self._session.flush()
+        return rows.cluster(row)
+
     def remove_cluster(self, name: str) -> None:
         """Delete the cluster and all it owns; its events stay (they name it by value)."""
         cluster_id = self._cluster_row(name).id

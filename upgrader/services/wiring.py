@@ -3,7 +3,7 @@
 The CLI makes one :class:`AppContext` per invocation (settings: flag > UPGRADER_* environment
 variable > default) and hands it to the services, which ask it for ports, never for adapters:
 ``unit_of_work()`` (the SQL ledger), ``cluster_api(cluster)`` (the official kubernetes client),
-``transport(cluster, node)`` (sandbox or local; ssh next) and ``clock``. Unit tests build an
+``transport(cluster, node)`` (ssh, sandbox or local) and ``clock``. Unit tests build an
 AppContext from ``upgrader.fakes`` instead, and the same use cases run in milliseconds.
 """
 
@@ -91,6 +91,7 @@ class AppContext:
     accept_new_host_keys: bool = False  # SSH: trust a node's first key (an explicit opt-in, recorded as an event)
     snapshot_dir: Path | None = None  # where snapshot files go (--store > UPGRADER_SNAPSHOT_DIR > the data dir)
     _ledger: Ledger | None = None
+    _transports: dict[tuple[str, str], NodeTransport] = field(default_factory=dict)
 
     def unit_of_work(self) -> UnitOfWork:
         if self.unit_of_work_factory is not None:
@@ -112,20 +113,51 @@ class AppContext:
 
         return KubeClusterApi(cluster=cluster.name, kubeconfig=cluster.kubeconfig, context=cluster.context)
 
-    def transport(self, cluster: ClusterRecord, node: str) -> NodeTransport:
-        """How to reach ``node``: what the ledger keeps for its cluster (`sandbox up` registers
-        ``{"kind": "sandbox", "dir": ...}``; ``{"kind": "local", "root": "/"}`` is this machine)."""
+    def transport(self, cluster: ClusterRecord, node: str,
+                  inventory: Mapping[str, Any] | None = None) -> NodeTransport:
+        """How to reach ``node``: what the ledger keeps for its cluster (upgrader.domain.node_access).
+        ``{"kind": "sandbox", "dir": ...}`` (`sandbox up` registers it), ``{"kind": "local"}`` (this
+        machine) or SSH, the default: one multiplexed connection per node, kept until :meth:`close`.
+
+        An SSH node's address is the one set for it, else its InternalIP in ``inventory`` (when
+        given) or in the latest stored observation, else its name. Reading the observation opens a
+        unit of work: a caller inside one passes ``inventory`` (or sets the address)."""
         if self.transport_factory is not None:
             return self.transport_factory(cluster, node)
         settings = dict(cluster.transport or {})
-        kind = settings.get("kind", "local")
+        kind = settings.get("kind", "ssh")
         if kind == "sandbox":
             return self.sandbox_transport(Path(str(settings["dir"])), node)
         if kind == "local":
             from upgrader.nodes.local import LocalTransport
 
             return LocalTransport(NodeLayout(Path(str(settings.get("root", "/")))))
-        raise UsageError(f"cluster {cluster.name}: unknown node transport kind {excerpt(kind)} (known: local, sandbox)")
+        if kind != "ssh":
+            raise UsageError(f"cluster {cluster.name}: unknown node transport kind {excerpt(kind)} "
+                             "(known: ssh, local, sandbox)")
+        cached = self._transports.get((cluster.name, node))
+        if cached is not None:
+            return cached
+        from upgrader.domain.node_access import ssh_target
+        from upgrader.nodes.ssh import SshTransport
+
+        own = (settings.get("nodes") or {}).get(node) or {}
+        ip = None if "address" in own else self._internal_ip(cluster.name, node, inventory)
+        transport = SshTransport(ssh_target(settings, node, ip), node=node,
+                                 accept_new_host_keys=self.accept_new_host_keys)
+        self._transports[(cluster.name, node)] = transport
+        return transport
+
+    def _internal_ip(self, cluster: str, node: str, inventory: Mapping[str, Any] | None) -> str | None:
+        if inventory is None:
+            with self.unit_of_work() as uow:
+                latest = uow.repo.latest_observation(cluster)
+            inventory = latest.inventory if latest is not None else {}
+        for entry in inventory.get("nodes") or ():
+            if isinstance(entry, Mapping) and entry.get("name") == node:
+                ip = entry.get("internal_ip")
+                return ip if isinstance(ip, str) and ip else None
+        return None
 
     def etcd_tool(self) -> EtcdTool:
         """The etcd client tools on this host (etcdctl, etcdutl), capability-probed."""
@@ -151,6 +183,11 @@ class AppContext:
         return SandboxTransport(directory, node)
 
     def close(self) -> None:
+        for transport in self._transports.values():
+            close = getattr(transport, "close", None)
+            if close is not None:
+                close()
+        self._transports.clear()
         if self._ledger is not None:
             self._ledger.engine.dispose()
             self._ledger = None

@@ -1,0 +1,313 @@
+"""SshTransport: node commands and files over the system OpenSSH client, one connection per node.
+
+- One multiplexed connection per transport (per node): a master (``ControlMaster``) whose socket
+  lives in a private 0700 temp dir with a short path; every command, read and write goes over it.
+  :meth:`SshTransport.close` stops it (``ssh -O exit``) and removes the dir; transports still open
+  when the interpreter exits are closed then. A master left by a killed process exits on its own
+  after :data:`PERSIST_SECONDS` without clients; one that died is reconnected on the next command.
+- Host keys are checked strictly (``StrictHostKeyChecking=yes``, the user's known_hosts or the
+  cluster's file): an unknown or a changed key is a :class:`HostKeyError` (exit 2). With
+  ``accept_new_host_keys`` a first key is trusted (``accept-new``); a changed key is still refused.
+- ``BatchMode=yes``: ssh never prompts. A node that cannot be reached is a
+  :class:`NodeUnreachableError`, never a failed command: a remote exit code, even 255, is a result.
+- The remote command is ``shlex.join(argv)`` (POSIX sh quoting, for the login shell on the node),
+  behind ``sudo -n --`` when the login user is not root. Nothing else is built from input.
+- The user's own ssh config (~/.ssh/config, agents) applies; our options come first on the command
+  line, so they win. A jump host (``-J``) is checked by the user's ssh config for that host
+  (OpenSSH passes no ``-o`` option on to the jump hop).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+from upgrader import programs
+from upgrader.domain.node_access import SshTarget, validate_address, validate_port, validate_transport
+from upgrader.errors import HostKeyError, NodeAuthError, NodeUnreachableError, TransportError, UpgraderError
+from upgrader.ports import CommandResult
+
+PERSIST_SECONDS = 300  # an idle master exits after this long (one orphaned by a killed process too)
+FILE_TIMEOUT = 120.0  # seconds for a read_file or write_file
+_OPEN: set[SshTransport] = set()  # held until closed: one dropped unclosed is still closed at exit
+
+# write_file's remote half: a constant script; the path, a random suffix and the mode are its
+# arguments ($1 $2 $3), never part of it. The temp file sits beside the target so mv is a rename.
+_WRITE = ('umask 077; tmp="$1.upgrader-tmp-$2"; '
+          'if cat > "$tmp" && chmod -- "$3" "$tmp" && mv -f -T -- "$tmp" "$1"; then exit 0; fi; '
+          'rm -f -- "$tmp"; exit 1')
+
+
+def _short_tmp() -> str:
+    """A temp base short enough for a Unix socket path (~104 bytes, with ssh's random suffix)."""
+    base = tempfile.gettempdir()
+    return base if len(base) <= 40 else "/tmp"
+
+
+class SshTransport:
+    """The NodeTransport port over /usr/bin/ssh, for one node (``target`` says how to reach it)."""
+
+    def __init__(self, target: SshTarget, *, node: str, accept_new_host_keys: bool = False,
+                 connect_timeout: float = 10.0, program: str | None = None) -> None:
+        validate_transport({"kind": "ssh", **{k: v for k, v in target.as_dict().items()
+                                              if k not in ("address", "address_from")}})
+        validate_address(target.address)
+        self.target = target
+        self.node = node
+        self.accept_new_host_keys = accept_new_host_keys
+        self.connect_timeout = max(1, int(connect_timeout))
+        self.added_host_keys: list[str] = []  # ssh's "Permanently added ..." lines (accept-new)
+        self._ssh = program or programs.require("ssh")["ssh"]
+        self._dir: Path | None = None
+        self._lock = threading.Lock()  # one master, however many threads use the node
+        self._login: str | None = None
+        self.forwards: list[tuple[int, str, int]] = []  # (local port, remote host, remote port)
+
+    # the connection ---------------------------------------------------------------------------
+
+    @property
+    def control_path(self) -> Path | None:
+        return None if self._dir is None else self._dir / "m"
+
+    def _base(self, master: str = "auto") -> list[str]:
+        t = self.target
+        assert self._dir is not None
+        argv = [self._ssh, "-o", "BatchMode=yes",
+                "-o", f"StrictHostKeyChecking={'accept-new' if self.accept_new_host_keys else 'yes'}",
+                "-o", f"ConnectTimeout={self.connect_timeout}", "-o", "ServerAliveInterval=15",
+                "-o", "ServerAliveCountMax=3", "-o", "LogLevel=INFO", "-o", "RemoteCommand=none",
+                "-o", f"ControlMaster={master}",
+                "-o", f"ControlPath={self._dir / 'm'}", "-o", f"ControlPersist={PERSIST_SECONDS}"]
+        if t.known_hosts:
+            argv += ["-o", f"UserKnownHostsFile={t.known_hosts}"]
+        if t.user:
+            argv += ["-l", t.user]
+        if t.port:
+            argv += ["-p", str(t.port)]
+        if t.identity:
+            argv += ["-i", t.identity]
+        if t.jump:
+            argv += ["-J", t.jump]
+        for key, value in t.options.items():
+            argv += ["-o", f"{key}={value}"]
+        return argv
+
+    def connect(self, *, check: bool = False) -> None:
+        """Start the master if it is not running; HostKeyError, NodeAuthError or NodeUnreachableError.
+
+        Without ``check`` an existing socket is trusted (a command over a master that died starts a
+        new one by itself: ControlMaster=auto); with it, the master is asked (``ssh -O check``)."""
+        with self._lock:
+            self._connect(check)
+
+    def _connect(self, check: bool) -> None:
+        path = self._private_dir() / "m"
+        if path.exists():
+            if not check or self.alive():
+                return
+            path.unlink(missing_ok=True)  # a stale socket of a master that died
+        # With ControlPersist and -N, ssh goes to the background once logged in (its stdio to
+        # /dev/null), so this returns as soon as the connection is up, or with ssh's error.
+        code, _, err = self._call([*self._base("yes"), "-N", "--", self.target.address], None,
+                                  self.connect_timeout * 3 + 5)
+        self.added_host_keys += [line for line in err.decode(errors="replace").splitlines()
+                                 if line.startswith("Warning: Permanently added")]
+        if code is None:
+            raise NodeUnreachableError(f"node {self.node} ({self._where()}) is unreachable: no answer to ssh "
+                                       f"within {self.connect_timeout * 3 + 5}s")
+        if code != 0 or not path.exists():
+            raise self._failure(err)
+
+    def _private_dir(self) -> Path:
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="upg-ssh-", dir=_short_tmp()))  # 0700
+            _OPEN.add(self)
+        return self._dir
+
+    def alive(self) -> bool:
+        if self._dir is None or not (self._dir / "m").exists():
+            return False
+        code, _, _ = self._call([*self._base(), "-O", "check", "--", self.target.address], None, 10)
+        return code == 0
+
+    def master_pid(self) -> int | None:
+        """The master's pid, as ``ssh -O check`` reports it (None when no master runs)."""
+        if self._dir is None:
+            return None
+        code, _, err = self._call([*self._base(), "-O", "check", "--", self.target.address], None, 10)
+        text = err.decode(errors="replace")
+        if code != 0 or "pid=" not in text:
+            return None
+        return int(text.split("pid=", 1)[1].split(")", 1)[0])
+
+    def close(self) -> None:
+        """Stop the master (its forwards go with it) and remove the private dir. Idempotent."""
+        if self._dir is None:
+            return
+        if (self._dir / "m").exists():
+            self._call([*self._base(), "-O", "exit", "--", self.target.address], None, 10)
+        shutil.rmtree(self._dir, ignore_errors=True)
+        self._dir = None
+        self.forwards.clear()
+        _OPEN.discard(self)
+
+    def __enter__(self) -> SshTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # the port ---------------------------------------------------------------------------------
+
+    def run(self, argv: list[str], timeout: float) -> CommandResult:
+        if not argv:
+            raise ValueError("run needs a command")
+        code, out, err = self._remote(argv, None, timeout)
+        stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+        if code is None:
+            return CommandResult(124, stdout, stderr + f"timed out after {timeout:g}s: {argv[0]}\n")
+        return CommandResult(code, stdout, stderr)
+
+    def read_file(self, path: str) -> bytes:
+        _check_path(path)
+        code, out, err = self._remote(["cat", "--", path], None, FILE_TIMEOUT)
+        if code != 0:
+            raise TransportError(f"cannot read {path} on node {self.node}: {_why(err, code)}")
+        return out
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Atomic: written to ``PATH.upgrader-tmp-RANDOM`` beside it, chmod'ed, then renamed onto PATH."""
+        _check_path(path)
+        argv = ["sh", "-c", _WRITE, "sh", path, secrets.token_hex(8), f"{mode & 0o7777:04o}"]
+        code, _, err = self._remote(argv, bytes(data), FILE_TIMEOUT)
+        if code != 0:
+            raise TransportError(f"cannot write {path} on node {self.node}: {_why(err, code)}")
+
+    def forward(self, remote_host: str, remote_port: int) -> tuple[str, int]:
+        """A local port forward over the master to ``remote_host:remote_port`` as the node sees it;
+        returns the local (host, port) to connect to. It lasts until :meth:`close`."""
+        validate_address(remote_host)
+        validate_port(remote_port)
+        self.connect(check=True)  # -O forward needs a live master
+        shown = f"[{remote_host}]" if ":" in remote_host else remote_host
+        last = b""
+        for _ in range(3):  # a free port found here may be taken before ssh binds it
+            local = _free_port()
+            spec = f"127.0.0.1:{local}:{shown}:{remote_port}"
+            code, _, last = self._call([*self._base(), "-O", "forward", "-L", spec, "--", self.target.address],
+                                       None, 15)
+            if code == 0:
+                self.forwards.append((local, remote_host, remote_port))
+                return "127.0.0.1", local
+        raise TransportError(f"cannot forward a port to {remote_host}:{remote_port} through node {self.node}: "
+                             f"{_why(last, 255)}")
+
+    # helpers ----------------------------------------------------------------------------------
+
+    def login_user(self) -> str:
+        """Who we log in as: the configured user, else what ssh's own config says (``ssh -G``)."""
+        if self._login is None:
+            self._login = self.target.user or ""
+            if not self._login:
+                self._private_dir()
+                _, out, _ = self._call([*self._base(), "-G", "--", self.target.address], None, 10)
+                for line in out.decode(errors="replace").splitlines():
+                    if line.startswith("user "):
+                        self._login = line.split(" ", 1)[1].strip()
+        return self._login
+
+    def remote_command(self, argv: list[str]) -> str:
+        """The string ssh sends: argv quoted for a POSIX shell, behind ``sudo -n`` unless we are root."""
+        return shlex.join(argv if self.login_user() == "root" else ["sudo", "-n", "--", *argv])
+
+    def _remote(self, argv: list[str], data: bytes | None, timeout: float) -> tuple[int | None, bytes, bytes]:
+        self.connect()
+        command = self.remote_command(argv)
+        code, out, err = self._call([*self._base(), "-T", "--", self.target.address, command], data, timeout)
+        if code == 255 and not self.alive():  # ssh's own failure, not the command's exit code
+            raise self._failure(err)
+        return code, out, err
+
+    def _call(self, argv: list[str], data: bytes | None, timeout: float) -> tuple[int | None, bytes, bytes]:
+        """Run a local ssh; (None, out, err) when it timed out (it is killed, with its process group)."""
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            out, err = proc.communicate(data, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # our own ssh (and a ProxyJump child); never a master
+            proc.wait()
+            # A multiplexing client hands its stdio to the master, which keeps the pipes until the
+            # remote command ends: take what has arrived, and stop reading.
+            try:
+                out, err = proc.communicate(timeout=0.5)
+            except subprocess.TimeoutExpired as e:
+                out, err = e.output or b"", e.stderr or b""
+                for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
+            return None, out or b"", err or b""
+        return proc.returncode, out, err
+
+    def _where(self) -> str:
+        t = self.target
+        return t.address if not t.port or t.port == 22 else f"{t.address} port {t.port}"
+
+    def _failure(self, err: bytes) -> UpgraderError:
+        text = err.decode(errors="replace")
+        host = self.target.address if not self.target.port or self.target.port == 22 else \
+            f"[{self.target.address}]:{self.target.port}"
+        if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
+            return HostKeyError(
+                f"the SSH host key of node {self.node} ({self._where()}) has CHANGED since it was recorded in "
+                f"known_hosts: refused, this may be a man-in-the-middle (if the node was reinstalled, check its "
+                f"new key and remove the old one with `ssh-keygen -R '{host}'`)")
+        if "Host key verification failed" in text or "host key is known" in text:
+            return HostKeyError(
+                f"the SSH host key of node {self.node} ({self._where()}) is not known: refused (add its key to "
+                f"known_hosts after checking its fingerprint, or pass --accept-new-host-keys to trust the first "
+                f"key seen)")
+        if "Permission denied" in text or "Too many authentication failures" in text:
+            return NodeAuthError(f"ssh login to node {self.node} ({self._where()}) refused: {_why(err, 255)} "
+                                 "(check --ssh-user and --ssh-identity)")
+        return NodeUnreachableError(f"node {self.node} ({self._where()}) is unreachable: {_why(err, 255)}")
+
+
+def _why(err: bytes, code: int | None) -> str:
+    lines = [ln.strip() for ln in err.decode(errors="replace").replace("\r", "").splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("@")]
+    if code is None:
+        return "timed out"
+    if not lines:
+        return f"exit code {code}"
+    return "".join(c if c.isprintable() else "?" for c in lines[-1][:200])
+
+
+def _check_path(path: str) -> None:
+    if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in "\x00\n\r"):
+        raise ValueError(f"node paths are absolute, one line: {path!r}")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@atexit.register
+def close_all() -> None:
+    """Close every transport still open (at interpreter exit, and for tests)."""
+    for transport in list(_OPEN):
+        with contextlib.suppress(Exception):
+            transport.close()
