@@ -118,12 +118,13 @@ def test_create_verify_refuse_a_flipped_byte_and_prune(cli: Cli, tmp_path: Path)
 
 
 def test_prune_keeps_what_the_policy_says_on_dated_snapshots(cli: Cli, tmp_path: Path) -> None:
-    """Snapshots spread over three weeks, inserted through the repository with chosen times."""
+    """Snapshots spread over three weeks, inserted through the repository with chosen times; then
+    expired credentials refused by inventory, preflight and snapshot create (exit 2, nothing recorded)."""
     from upgrader.domain.records import NewSnapshot
     from upgrader.ledger import db
 
     name = "dated"
-    cli.up(name, "--control-planes", "1", "--workers", "0")
+    info = cli.up(name, "--control-planes", "1", "--workers", "0")
     monday = datetime(2026, 11, 2, 6, tzinfo=UTC)
     times = [monday + timedelta(days=d, hours=h) for d in (0, 1, 8, 15, 16) for h in (0, 5)]
     with db.open_ledger(str(cli.home / "ledger.db")) as ledger, ledger.unit_of_work() as uow:
@@ -144,3 +145,21 @@ def test_prune_keeps_what_the_policy_says_on_dated_snapshots(cli: Cli, tmp_path:
     again = json.loads(cli.run("snapshot", "prune", name, "--keep-daily", "2", "--keep-weekly", "3", "-o",
                                "json").stdout)
     assert again["deleted"] == []
+
+    # expired credentials: the same cluster through a kubeconfig whose token the API no longer accepts
+    stale_config = tmp_path / "stale.conf"
+    stale_config.write_text(Path(info["kubeconfig"]).read_text().replace("token: sandbox-kubernetes-admin",
+                                                                         "token: expired-3f9a0c"))
+    assert "expired-3f9a0c" in stale_config.read_text()
+    kubectl = cli.kubectl(str(stale_config), "get", "nodes", check=False)
+    assert kubectl.returncode == 1 and "Unauthorized" in kubectl.stderr  # the API really refuses it
+    cli.run("cluster", "add", "stale", "--kubeconfig", str(stale_config))
+    stale_store = tmp_path / "stale-store"
+    for argv in (("inventory", "stale"), ("preflight", "stale", "--to", "v1.31"),
+                 ("snapshot", "create", "stale", "--store", str(stale_store))):
+        refused_credentials = cli.run(*argv, check=False)
+        assert refused_credentials.returncode == 2, (argv, refused_credentials.stderr)
+        assert "401 Unauthorized" in refused_credentials.stderr and "expired" in refused_credentials.stderr
+        assert refused_credentials.stderr.count("\n") == 1 and "expired-3f9a0c" not in refused_credentials.stderr
+    assert json.loads(cli.run("snapshot", "list", "stale", "-o", "json").stdout) == []
+    assert not stale_store.exists() or list(stale_store.rglob("*.db*")) == []

@@ -77,6 +77,13 @@ def test_an_unhealthy_cluster_gets_a_snapshot_that_is_not_known_good(world: Snap
     assert "before: control-plane node(s) not Ready: cp-3" in record.known_good_reason
 
 
+def test_an_apiserver_that_is_not_ready_makes_a_snapshot_that_is_not_known_good(world: SnapshotWorld) -> None:
+    world.api.readyz_answer = (500, "[+]ping ok\n[-]etcd failed: reason withheld\nreadyz check failed\n")
+    record = snapshots.create_snapshot(world.app, cluster="prod").record
+    assert not record.known_good
+    assert "before: /readyz answered 500: [-]etcd failed: reason withheld" in record.known_good_reason
+
+
 def test_the_leader_is_used_when_it_is_the_only_healthy_member(world: SnapshotWorld) -> None:
     world.etcd.etcd_members = [m if m.leader else EtcdMember(m.id, m.name, m.peer_urls, m.client_urls, healthy=False,
                                                              error="connection refused")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from upgrader.cluster.refusals import api_refused
 from upgrader.errors import ClusterUnreachableError
 
 T = TypeVar("T")
@@ -47,7 +48,7 @@ class HealthReads:
             try:
                 return read(api_client)
             except ApiException as e:
-                raise ClusterUnreachableError(f"cluster {self._cluster}: the API answered {e.status} {e.reason}") from e
+                raise api_refused(f"cluster {self._cluster}", e.status, e.reason) from e
             except (HTTPError, OSError) as e:
                 host = api_client.configuration.host
                 raise ClusterUnreachableError(f"cluster {self._cluster}: cannot reach the API at {host}") from e
@@ -56,7 +57,7 @@ class HealthReads:
         def read(api_client: Any) -> list[dict[str, Any]]:
             status, text = _raw_get(api_client, path, self._timeout)
             if status != 200:
-                raise ClusterUnreachableError(f"cluster {self._cluster}: GET {path} answered {status}")
+                raise api_refused(f"cluster {self._cluster}", status, None, what=f"GET {path}")
             doc = json.loads(text)
             items = doc.get("items") if isinstance(doc, dict) else None
             return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
@@ -64,7 +65,12 @@ class HealthReads:
         return self._call(read)
 
     def readyz(self) -> tuple[int, str]:
-        return self._call(lambda api_client: _raw_get(api_client, "/readyz", self._timeout, query=[("verbose", "")]))
+        """/readyz's status and body; credentials refused (401/403) raise, as for every read."""
+        status, body = self._call(lambda api_client: _raw_get(api_client, "/readyz", self._timeout,
+                                                              query=[("verbose", "")]))
+        if status in (401, 403):
+            raise api_refused(f"cluster {self._cluster}", status, None, what="GET /readyz")
+        return status, body
 
     def list_nodes(self) -> list[dict[str, Any]]:
         return self._list("/api/v1/nodes")
@@ -79,7 +85,7 @@ class HealthReads:
         def read(api_client: Any) -> str:
             status, text = _raw_get(api_client, "/metrics", self._timeout, accept="text/plain")
             if status != 200:
-                raise ClusterUnreachableError(f"cluster {self._cluster}: GET /metrics answered {status}")
+                raise api_refused(f"cluster {self._cluster}", status, None, what="GET /metrics")
             return text
 
         return self._call(read)

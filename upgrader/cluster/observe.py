@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from upgrader.cluster.health import HealthReads
+from upgrader.cluster.refusals import api_refused
 from upgrader.domain.inventory_facts import kubeadm_config_to_dict, parse_kubeadm_config
 from upgrader.domain.text import excerpt
 from upgrader.errors import ClusterUnreachableError, InvalidInventoryError
@@ -39,7 +40,7 @@ def observe_inventory(*, cluster: str, kubeconfig: str, context: str | None, tim
                                         _request_timeout=timeout).items
         kubeadm_config = _kubeadm_config(core, timeout)
     except ApiException as e:
-        raise ClusterUnreachableError(f"cluster {cluster}: the API answered {e.status} {e.reason}") from e
+        raise api_refused(f"cluster {cluster}", e.status, e.reason) from e
     except (HTTPError, OSError) as e:
         host = api_client.configuration.host
         raise ClusterUnreachableError(f"cluster {cluster}: cannot reach the API at {host}") from e
@@ -165,7 +166,8 @@ def get_configmap(*, kubeconfig: str, context: str | None, namespace: str, name:
     except ApiException as e:
         if e.status == 404:
             return None
-        raise ClusterUnreachableError(f"configmap {namespace}/{name}: the API answered {e.status} {e.reason}") from e
+        raise api_refused(f"kubeconfig {kubeconfig}", e.status, e.reason,
+                          what=f"GET configmap {namespace}/{name}") from e
     except (HTTPError, OSError) as e:
         raise ClusterUnreachableError(f"cannot reach the API at {api_client.configuration.host}") from e
     finally:

@@ -1,5 +1,5 @@
-"""The cluster health checks several use cases share: the API answers, every control-plane node is
-Ready, every etcd member is healthy and there is exactly one leader.
+"""The cluster health checks several use cases share: the API answers and its /readyz says ready, every
+control-plane node is Ready, every etcd member is healthy and there is exactly one leader.
 
 Each check is a :class:`HealthCheck` with a CamelCase reason (the shape preflight uses for its
 conditions), so a report can be shown, recorded with a snapshot, or turned into a refusal.
@@ -71,7 +71,18 @@ def etcd_checks(members: Sequence[EtcdMember]) -> list[HealthCheck]:
     return checks
 
 
+def readyz_check(answer: tuple[int, str]) -> HealthCheck:
+    """The API's own verdict: ``/readyz`` answers 200 (its body names the failing checks otherwise)."""
+    status, body = answer
+    if status == 200:
+        return HealthCheck("ApiReady", True, "/readyz answered 200")
+    failed = [line.strip() for line in body.splitlines() if "failed" in line][:3]
+    detail = f": {'; '.join(failed)}" if failed else ""
+    return HealthCheck("ApiNotReady", False, f"/readyz answered {status}{detail}")
+
+
 def observe_health(api: ClusterApi, members: Sequence[EtcdMember]) -> tuple[HealthReport, dict[str, Any]]:
     """The health report and the inventory it was read from (ClusterUnreachableError when the API is down)."""
     inventory = api.observe_inventory()
-    return HealthReport(tuple(control_plane_checks(inventory) + etcd_checks(members))), inventory
+    checks = [*control_plane_checks(inventory), readyz_check(api.readyz()), *etcd_checks(members)]
+    return HealthReport(tuple(checks)), inventory

@@ -26,7 +26,13 @@ from upgrader.ports import EtcdMember, SnapshotStore
 from upgrader.services import snapshot_capture
 from upgrader.services.audit import record_event
 from upgrader.services.etcd_access import EtcdSession, etcd_session
-from upgrader.services.health import HealthReport, control_plane_checks, etcd_checks, observe_health
+from upgrader.services.health import (
+    HealthReport,
+    control_plane_checks,
+    etcd_checks,
+    observe_health,
+    readyz_check,
+)
 from upgrader.services.wiring import AppContext
 
 ROOM = 1.2  # the store must have this many times the etcd database size free, plus SLACK bytes
@@ -49,11 +55,12 @@ def create_snapshot(app: AppContext, *, cluster: str, label: str | None = None,
         record = uow.repo.get_cluster(cluster)
     api = app.cluster_api(record)
     inventory = api.observe_inventory()  # an unreachable API stops here: nothing written yet
+    ready = readyz_check(api.readyz())
     kubeadm_config = api.get_configmap("kube-system", "kubeadm-config")
     store = app.snapshot_store(store_dir)
     with etcd_session(app, record, inventory) as session:
         members = session.members()
-        before = HealthReport(tuple(control_plane_checks(inventory) + etcd_checks(members)))
+        before = HealthReport((*control_plane_checks(inventory), ready, *etcd_checks(members)))
         member = choose_member(members)
         session.require(members)  # EtcdToolError (exit 2) when the tool is older than the members' etcd
         _check_room(store, member)

@@ -98,6 +98,12 @@ def internal(message: str) -> ApiError:
                     {"causes": [{"message": message}]})
 
 
+def unauthorized() -> ApiError:
+    """What kube-apiserver answers a request whose credentials it cannot accept (an unknown,
+    revoked or expired token, an expired client certificate), on every path: 401 Unauthorized."""
+    return ApiError(401, "Unauthorized", "Unauthorized")
+
+
 def unavailable(message: str) -> ApiError:
     return ApiError(503, "ServiceUnavailable", message)
 

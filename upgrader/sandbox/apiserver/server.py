@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import select
 import socket
 import sys
@@ -69,6 +70,18 @@ class _HTTPServer(ThreadingHTTPServer):
                     conn.shutdown(socket.SHUT_RDWR)
 
 
+_TOKEN = re.compile(r"Bearer sandbox-[a-z0-9][a-z0-9:.-]{0,252}")
+
+
+def _authenticate(authorization: str | None) -> None:
+    """Bearer tokens as a token-auth file would take them: the sandbox's kubeconfigs carry
+    ``sandbox-<user>``; any other credential is refused with 401, as kube-apiserver refuses an
+    unknown or expired one even when anonymous requests are allowed. No credentials at all is an
+    anonymous request (the sandbox's own controllers), which the sandbox trusts on loopback."""
+    if authorization is not None and not _TOKEN.fullmatch(authorization):
+        raise errors.unauthorized()
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
@@ -122,6 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
         query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
         body = self._read_body()
         try:
+            _authenticate(self.headers.get("Authorization"))
             self._route(url.path, query, body)
         except ApiError as e:
             self._send_json(e.code, e.status)
