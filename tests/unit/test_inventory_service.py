@@ -126,6 +126,11 @@ def test_a_node_command_that_times_out_is_a_transport_error():
      "https://pkgs.k8s.io/core:/stable:/v1.32/deb/", "v1.32"),
     ("deb https://apt.kubernetes.io/ kubernetes-xenial main\n", "https://apt.kubernetes.io/", None),
     ("deb http://deb.debian.org/debian bookworm main\n", None, None),
+    # a private mirror's login is never recorded or shown
+    ("deb [signed-by=/k.gpg] https://deploy:s3cr3t@mirror.example/kubernetes/core:/stable:/v1.31/deb/ /\n",
+     "https://mirror.example/kubernetes/core:/stable:/v1.31/deb/", None),
+    ("Types: deb\nURIs: https://token@pkgs.k8s.io/core:/stable:/v1.30/deb/\nSuites: /\n",
+     "https://pkgs.k8s.io/core:/stable:/v1.30/deb/", "v1.30"),
 ])
 def test_apt_sources_name_the_repository_and_its_minor(text, url, minor):
     repo = packages.apt_repo_in(text, "/etc/apt/sources.list.d/x.list")

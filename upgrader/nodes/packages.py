@@ -28,6 +28,7 @@ MAX_FILES = 16  # repository files looked at per node
 APT_SOURCES = ("/etc/apt/sources.list.d", "/etc/apt/sources.list")
 YUM_REPO = "/etc/yum.repos.d/kubernetes.repo"
 _MENTION = r"pkgs\.k8s\.io|kubernetes"
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@?#\s]*@")
 _MINOR = re.compile(r"://pkgs\.k8s\.io/core:/stable:/(v[0-9]{1,3}\.[0-9]{1,3})/(?:deb|rpm)", re.ASCII)
 _DEB_LINE = re.compile(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)", re.MULTILINE)
 _DEB822 = re.compile(r"^\s*URIs:\s*(\S+)", re.MULTILINE | re.IGNORECASE)
@@ -118,6 +119,12 @@ def yum_repo_in(text: str, path: str) -> Repo | None:
 def _kubernetes_repo(urls: list[str], path: str) -> Repo | None:
     for url in urls:
         if "pkgs.k8s.io" in url or "kubernetes" in url:
+            url = without_credentials(url)
             m = _MINOR.search(url)
             return Repo(url=url[:2048], file=path, minor=m.group(1) if m else None)
     return None
+
+
+def without_credentials(url: str) -> str:
+    """The URL with any ``user:password@`` dropped (a private mirror's login is never recorded or shown)."""
+    return _USERINFO.sub(r"\1", url)
