@@ -121,7 +121,11 @@ class EtcdToolError(UsageError):
 
 
 class EtcdCommandError(UpgraderError):
-    """An etcd client tool failed in a way upgrader does not recognise (its last line says how)."""
+    """An etcd client tool failed in a way upgrader does not recognise (its last line says how).
+
+    Exit 2: the environment failed (the tool, the member), not upgrader; 1 is kept for bugs."""
+
+    exit_code = 2
 
 
 class SnapshotStoreError(UsageError):
@@ -133,7 +137,11 @@ class SnapshotNotFoundError(UsageError):
 
 
 class TransportError(UpgraderError):
-    """The node could not be reached or the file operation failed."""
+    """The node could not be reached or the file operation failed.
+
+    Exit 2: a node that refuses a read or a write is the environment's failure, not a bug (1)."""
+
+    exit_code = 2
 
 
 class NodeUnreachableError(TransportError):

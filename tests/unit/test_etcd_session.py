@@ -13,7 +13,7 @@ import yaml
 
 from tests.unit import etcd_help_texts as texts
 from upgrader.domain.records import ClusterRecord
-from upgrader.errors import EtcdToolError
+from upgrader.errors import EtcdCommandError, EtcdToolError, TransportError, UsageError
 from upgrader.etcd.tool import EtcdctlTool
 from upgrader.fakes import FakeClusterApi, FakeTransport
 from upgrader.ports import CommandResult, EtcdMember
@@ -76,3 +76,23 @@ def test_the_tools_must_fit_the_newest_etcd_the_members_report(versions: list[st
             session.require(members)
     else:
         assert session.require(members).status_tool == "etcdctl"
+
+
+def test_relative_external_etcd_certificate_paths_are_refused_as_configuration() -> None:
+    config = yaml.safe_dump({"kind": "ClusterConfiguration", "etcd": {"external": {
+        "endpoints": ["https://10.0.0.5:2379"], "caFile": "pki/ca.crt", "certFile": "/etc/etcd/client.crt",
+        "keyFile": "/etc/etcd/client.key"}}})
+    api = FakeClusterApi({"nodes": []},
+                         configmaps={("kube-system", "kubeadm-config"): {"ClusterConfiguration": config}})
+    node = FakeTransport(files={"/etc/etcd/client.crt": b"c", "/etc/etcd/client.key": b"k"})
+    app = AppContext(cluster_api_factory=lambda c: api, transport_factory=lambda c, n: node,
+                     etcd_tool_factory=lambda: EtcdctlTool(runner=_etcdctl_34))
+    inventory = {"nodes": [{"name": "cp-1", "control_plane": True}]}
+    with pytest.raises(UsageError, match="must be absolute paths") as refused, etcd_session(app, CLUSTER, inventory):
+        pass
+    assert refused.value.exit_code == 2
+
+
+@pytest.mark.parametrize("error", [TransportError, EtcdCommandError])
+def test_a_node_or_etcd_command_that_fails_is_the_environments_failure_not_a_bug(error: type) -> None:
+    assert error("x").exit_code == 2  # 1 is kept for bugs (ARCHITECTURE.md, exit codes)

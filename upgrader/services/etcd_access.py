@@ -98,6 +98,9 @@ def etcd_session(app: AppContext, cluster: ClusterRecord,
                 if not all(files):
                     raise UsageError(f"cluster {cluster.name}: kubeadm-config's external etcd has https endpoints "
                                      "but no caFile/certFile/keyFile")
+                if not all(isinstance(f, str) and f.startswith("/") for f in files):
+                    raise UsageError(f"cluster {cluster.name}: kubeadm-config's external etcd caFile/certFile/keyFile "
+                                     "must be absolute paths on the control-plane nodes")
                 tmp = _private_dir()
                 tls = _fetch_tls(transports, [(str(files[0]), str(files[1]), str(files[2]))], tmp)
             else:
