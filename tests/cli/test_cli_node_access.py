@@ -124,3 +124,47 @@ def test_node_exec_on_an_unreachable_node_exits_2_saying_so(cli, kubeconfig):
     assert result.code == 2
     assert result.err.startswith("error: node cp-1 (127.0.0.1 port 1) is unreachable:"), result.err
     assert "refused" in result.err
+
+
+def test_sigterm_unwinds_like_ctrl_c_and_stops_the_node_command(cli, kubeconfig, tmp_path):
+    """`kill PID` ends a command as Ctrl-C does: exit 130, no traceback, and the command it ran is stopped."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    assert cli("cluster", "add", "here", "--kubeconfig", str(kubeconfig), "--transport", "local").code == 0
+    marker = tmp_path / "still-running"
+    proc = subprocess.Popen([sys.executable, "-m", "upgrader", "node", "exec", "here", "cp-1", "--", "sh", "-c",
+                             f"echo started; sleep 3; touch {marker}"],
+                            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(p.name == "sh" for p in _children(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "Traceback" not in err, (proc.returncode, err)  # not -15: it unwound
+    time.sleep(4)
+    assert not marker.exists()  # the node command was stopped with it
+
+
+def _children(pid):
+    from pathlib import Path
+
+    class Child:
+        def __init__(self, name):
+            self.name = name
+
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                found.append(Child(Path(f"/proc/{child}/comm").read_text().strip()))
+            except OSError:
+                continue
+    return found

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import io
+import signal
 import sys
 import threading
 from typing import Optional
@@ -88,7 +89,14 @@ def _collect_again() -> None:
     gc.enable()
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (`kill`, `timeout`, a CI runner or systemd giving up) unwinds like Ctrl-C, so every
+    ``finally`` runs: private certificate copies, partial snapshot files and SSH masters are removed."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     gc.disable()
     timer = threading.Timer(GC_BACK_AFTER_SECONDS, _collect_again)
     timer.daemon = True
