@@ -96,3 +96,20 @@ def test_relative_external_etcd_certificate_paths_are_refused_as_configuration()
 @pytest.mark.parametrize("error", [TransportError, EtcdCommandError])
 def test_a_node_or_etcd_command_that_fails_is_the_environments_failure_not_a_bug(error: type) -> None:
     assert error("x").exit_code == 2  # 1 is kept for bugs (ARCHITECTURE.md, exit codes)
+
+
+def test_the_node_transports_are_given_the_inventory_the_session_was_opened_with() -> None:
+    node = FakeTransport(files={"/etc/kubernetes/manifests/etcd.yaml": _manifest("http://127.0.0.1:41001")})
+    given: dict[str, object] = {}
+
+    class Recording(AppContext):
+        def transport(self, cluster, name, inventory=None):  # type: ignore[no-untyped-def]
+            given[name] = inventory
+            return node
+
+    app = Recording(cluster_api_factory=lambda c: FakeClusterApi({"nodes": []}),
+                    etcd_tool_factory=lambda: EtcdctlTool(runner=_etcdctl_34))
+    inventory = {"nodes": [{"name": "cp-1", "control_plane": True, "internal_ip": "10.0.0.11"}]}
+    with etcd_session(app, CLUSTER, inventory) as session:
+        assert session.endpoints == ["http://127.0.0.1:41001"]
+    assert given == {"cp-1": inventory}

@@ -219,3 +219,22 @@ def test_the_table_shows_the_new_columns_members_and_fingerprint(live):
     assert text.endswith(f"fingerprint: {inv.fingerprint}")
     failed = service.observe(live.app, cluster="prod", members=lambda: (_ for _ in ()).throw(OSError("refused")))
     assert "etcd: refused" in render_inventory(failed)
+
+
+def test_node_addresses_come_from_the_observation_just_read_not_the_last_stored_one(live):
+    """A first inventory of an SSH cluster has no stored observation: the transports must be given
+    the live document, whose InternalIPs say where the nodes are."""
+    clusters.unregister_cluster(live.app, name="prod")
+    clusters.register_cluster(live.app, name="prod", kubeconfig=live.kubeconfig, context=None,
+                              transport={"kind": "ssh"})
+    given: dict[str, object] = {}
+
+    def transport(record, node, inventory=None):
+        given[node] = inventory
+        return FakeTransport(unreachable=True)
+
+    live.app.transport = transport  # the composition root's own method, recording what it is given
+    service.observe(live.app, cluster="prod", members=None)
+    assert set(given) == {n.name for n in LIVE.nodes}
+    for doc in given.values():
+        assert isinstance(doc, dict) and [n["name"] for n in doc["nodes"]] == sorted(n.name for n in LIVE.nodes)

@@ -80,10 +80,12 @@ def etcd_session(app: AppContext, cluster: ClusterRecord,
             yield session
         return
     api = app.cluster_api(cluster)
-    nodes = control_plane_nodes(inventory if inventory is not None else api.observe_inventory())
+    if inventory is None:
+        inventory = api.observe_inventory()
+    nodes = control_plane_nodes(inventory)
     if not nodes:
         raise ClusterUnreachableError(f"cluster {cluster.name}: no control-plane node in the inventory")
-    transports = {n: app.transport(cluster, n) for n in nodes}
+    transports = {n: app.transport(cluster, n, inventory=inventory) for n in nodes}
     if dict(cluster.transport or {}).get("etcd_tools") == "node":
         yield _node_session(app, transports)
         return

@@ -102,14 +102,14 @@ def _add_packages(app: AppContext, record: ClusterRecord, doc: dict[str, Any]) -
     if not nodes:
         return
     with ThreadPoolExecutor(max_workers=min(NODE_WORKERS, len(nodes))) as pool:
-        results = list(pool.map(lambda n: _node_packages(app, record, n["name"]), nodes))
+        results = list(pool.map(lambda n: _node_packages(app, record, n["name"], doc), nodes))
     for node, result in zip(nodes, results, strict=True):
         node["packages"] = result
 
 
-def _node_packages(app: AppContext, record: ClusterRecord, node: str) -> dict[str, Any]:
+def _node_packages(app: AppContext, record: ClusterRecord, node: str, doc: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        found = packages.probe(app.transport(record, node))
+        found = packages.probe(app.transport(record, node, inventory=doc))  # addresses from this observation
     except (UpgraderError, OSError) as e:
         return {"status": str(PackageStatus.TRANSPORT_ERROR), "error": _one_line(e)}
     repo = None if found.repo is None else {"url": found.repo.url, "minor": found.repo.minor,

@@ -85,7 +85,7 @@ def run_preflight(app: AppContext, request: PreflightRequest) -> PreflightReport
     checks += node_checks(app, cluster, NodeRequest(
         control_planes=control_planes, db_sizes=db_sizes, external_etcd=external,
         versions=_image_versions(plan, target), quick=request.quick, now=app.clock.now(),
-        snapshot_dir=app.snapshot_dir or default_snapshot_dir()))
+        snapshot_dir=app.snapshot_dir or default_snapshot_dir(), inventory=inventory_doc))
     checks.append(_removed_apis(api, final.line if isinstance(final, Version) else final))
     checks = preflight.apply_overrides(checks, request.ignore)
     order = {name: i for i, name in enumerate(CHECKS)}

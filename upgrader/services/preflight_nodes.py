@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from upgrader.domain import host_checks
 from upgrader.domain.host_checks import DiskFacts
@@ -42,6 +43,7 @@ class NodeRequest:
     quick: bool
     now: datetime
     snapshot_dir: Path
+    inventory: Mapping[str, Any] | None = None  # the observation just read: node addresses come from it
 
 
 def node_checks(app: AppContext, cluster: ClusterRecord, request: NodeRequest) -> list[Check]:
@@ -50,7 +52,7 @@ def node_checks(app: AppContext, cluster: ClusterRecord, request: NodeRequest) -
     unreachable: dict[str, str] = {}
     for node in request.control_planes:
         try:
-            transports[node] = app.transport(cluster, node)
+            transports[node] = app.transport(cluster, node, inventory=request.inventory)
         except TransportError as e:
             unreachable[node] = _one_line(e.message)
     disk: list[DiskFacts] = []
