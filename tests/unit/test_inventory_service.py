@@ -3,6 +3,7 @@ etcd's members from a callable, merged, validated and recorded; a failure is rec
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from upgrader.ports import CommandResult, EtcdMember
 from upgrader.sandbox.apiserver.seed import cluster_configuration as sandbox_cluster_configuration
 from upgrader.services import clusters, plans
 from upgrader.services import inventory as service
+from upgrader.services.etcd_access import EtcdSession
 
 SOURCES = ("deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] "
            "https://pkgs.k8s.io/core:/stable:/v1.31/deb/ /\n")
@@ -169,9 +171,19 @@ def test_the_default_etcd_access_never_crashes_the_inventory(live):
     assert inv.etcd is not None and (inv.etcd.members is not None or inv.etcd.error)
 
 
-def test_a_live_plan_uses_the_same_observation_as_the_inventory(live):
+def test_a_live_plan_uses_the_same_observation_as_the_inventory_but_never_opens_etcd(live):
+    opened = []
+
+    @contextmanager
+    def session(record, inventory):
+        opened.append(record.name)
+        yield EtcdSession(tool=None, endpoints=[], tls=None)  # type: ignore[arg-type]
+
+    live.app.etcd_session_factory = session
     result = plans.make_plan(live.app, plans.PlanRequest(cluster="prod", target="v1.32", state=None, catalog=None))
-    inv = service.observe(live.app, cluster="prod")
+    assert opened == []  # a read-only plan never copies etcd's client certificate
+    inv = service.observe(live.app, cluster="prod", members=lambda: list(MEMBERS))
+    assert inv.etcd is not None and inv.etcd.members  # the inventory did see etcd
     assert result.plan.source_fingerprint == inv.fingerprint
 
 

@@ -5,9 +5,12 @@ have none of them) and validated when present. Observation failures are recorded
 node whose transport failed gets ``packages: {"status": "transport_error", "error": ...}``, an
 etcd nobody could reach ``etcd: {"error": ...}``.
 
-:func:`stable_view` is what the fingerprint hashes of these facts: what planning depends on, never
-what moves on its own between two looks at an unchanged cluster (etcd's db size, revision, leader,
-health, and the text of an error; see ``Inventory.fingerprint``).
+:func:`stable_view` is what the fingerprint hashes of these facts: what the API says of the cluster
+and its nodes (what planning reads), never what moves on its own between two looks at an unchanged
+cluster. etcd's members and the nodes' packages are recorded but not fingerprinted: they are seen
+through other channels (etcd's client port, the node transport) whose reachability changes on its
+own, and no plan is made from them, so a glitch there never makes a plan look stale (see
+``Inventory.fingerprint``).
 """
 
 from __future__ import annotations
@@ -141,19 +144,11 @@ def stable_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     if "kubeadm_config" in doc:
         k = doc["kubeadm_config"]
         view["kubeadm_config"] = "unobserved" if "error" in k else k
-    if "etcd" in doc:
-        e = doc["etcd"]
-        view["etcd"] = "unobserved" if "error" in e else sorted(
-            ({"id": m["id"], "name": m["name"], "peer_urls": sorted(m["peer_urls"]),
-              "client_urls": sorted(m["client_urls"]), "version": m["version"]} for m in e["members"]),
-            key=lambda m: (m["name"], m["id"]))
     nodes = []
     for n in doc["nodes"]:
-        node = dict(n)
+        node = {k: v for k, v in n.items() if k != "packages"}
         if "taints" in node:
             node["taints"] = sorted(node["taints"], key=lambda t: (t["key"], t["effect"], t["value"]))
-        if "packages" in node:
-            node["packages"] = {k: v for k, v in node["packages"].items() if k != "error"}
         nodes.append(node)
     view["nodes"] = nodes
     return view

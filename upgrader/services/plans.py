@@ -120,11 +120,12 @@ def load_catalog(path: Path | None) -> Catalog:
 
 
 def observe(app: AppContext, *, cluster: str) -> Inventory:
-    """The live inventory (API, nodes, etcd), as `upgrader inventory` sees it: a plan's source fingerprint
-    is then comparable with any later observation of the cluster."""
+    """The live inventory as the API tells it (and the nodes' packages): a read-only `plan` never
+    opens etcd nor copies its client certificate. The fingerprint leaves etcd out, so a plan's source
+    fingerprint is comparable with any later `upgrader inventory` of the cluster."""
     from upgrader.services import inventory
 
-    return inventory.observe(app, cluster=cluster)
+    return inventory.observe(app, cluster=cluster, members=None)
 
 
 def _load_inventory(request: PlanRequest) -> Inventory:
