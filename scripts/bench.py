@@ -9,6 +9,8 @@
   .venv/bin/python scripts/bench.py exec       per-command cost of `sandbox exec` on a 1+1 sandbox
   .venv/bin/python scripts/bench.py ssh        100 commands over one SSH connection vs 100 bare ssh, on a
                                                throwaway loopback sshd (needs /usr/sbin/sshd; root)
+  .venv/bin/python scripts/bench.py snapshot   `snapshot create` on a 1+1 sandbox holding 50,000 objects of 1 KiB vs a
+                                               bare `etcdctl snapshot save` of the same member, in turn
   .venv/bin/python scripts/bench.py setup      fresh-clone set-up: the lock (uv) vs an unlocked pip install
                                                (not in "all": it downloads, and takes a few minutes)
   .venv/bin/python scripts/bench.py busy [--baseline REV|DIR]
@@ -405,6 +407,78 @@ def bench_ssh(n: int = 100) -> None:
               f"node exec processes / bare ssh = {total_cli / total_bare:.2f}x")
 
 
+def _load_objects(endpoint: str, count: int, size: int = 1024) -> None:
+    """``count`` ConfigMaps of ``size`` bytes each straight into the sandbox's etcd, 128 puts a txn
+    (etcd's default --max-txn-ops), as the apiserver stores them (JSON under /registry/...)."""
+    import base64
+    import urllib.request
+
+    def put(key: str, value: bytes) -> dict[str, object]:
+        return {"request_put": {"key": base64.b64encode(key.encode()).decode(),
+                                "value": base64.b64encode(value).decode()}}
+
+    batch: list[dict[str, object]] = []
+    for i in range(count):
+        name = f"bench-{i:06d}"
+        doc = {"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": name, "namespace": "bench", "uid": f"00000000-0000-0000-0000-{i:012d}"},
+               "data": {"payload": ""}}
+        pad = size - len(json.dumps(doc))
+        doc["data"] = {"payload": "x" * max(pad, 0)}
+        batch.append(put(f"/registry/configmaps/bench/{name}", json.dumps(doc).encode()))
+        if len(batch) == 128 or i == count - 1:
+            body = json.dumps({"success": batch}).encode()
+            request = urllib.request.Request(endpoint.rstrip("/") + "/v3/kv/txn", data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                answer.read()
+            batch = []
+
+
+def bench_snapshot() -> None:
+    """`upgrader snapshot create` on a sandbox holding 50,000 objects of 1 KiB, beside a bare
+    `etcdctl snapshot save` of the same etcd member, in turn (A B A B ...), in the same run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = _cli_env(Path(tmp))
+        name = "benchsnap"
+        argv = [*UPGRADER, "sandbox", "up", name, "--control-planes", "1", "--workers", "1", "-o", "json"]
+        try:
+            subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
+            status = json.loads(subprocess.run([*UPGRADER, "sandbox", "status", name, "-o", "json"], env=env,
+                                               check=True, capture_output=True, text=True).stdout)
+            endpoint = status["etcd_members"][0]["client_urls"][0]
+            start = time.perf_counter()
+            _load_objects(endpoint, 50_000)
+            print(f"  loaded 50,000 objects of 1 KiB in {time.perf_counter() - start:.1f} s ({endpoint})")
+            store = Path(tmp) / "store"
+            bare_dir = Path(tmp) / "bare"
+            bare_dir.mkdir()
+
+            def ours() -> float:
+                began = time.perf_counter()
+                subprocess.run([*UPGRADER, "snapshot", "create", name, "--store", str(store), "-o", "json"],
+                               env=env, check=True, capture_output=True)
+                return time.perf_counter() - began
+
+            def bare(n: int) -> float:
+                began = time.perf_counter()
+                target = bare_dir / f"{n}.db"
+                subprocess.run(["etcdctl", "--endpoints", endpoint, "snapshot", "save", str(target)],
+                               env={"PATH": os.environ["PATH"], "ETCDCTL_API": "3"}, check=True, capture_output=True)
+                target.unlink()
+                return time.perf_counter() - began
+
+            ours(), bare(0)  # warm up
+            pairs = [(ours(), bare(n)) for n in range(5)]
+            a, b = [p[0] for p in pairs], [p[1] for p in pairs]
+            ratios = [x / y for x, y in pairs]
+            row("upgrader snapshot create (health before/after, status, sha256, artefacts)", a)
+            row("bare etcdctl snapshot save", b)
+            print(f"  ratio upgrader/bare, pair by pair: median {statistics.median(ratios):.2f}x "
+                  f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
+        finally:
+            subprocess.run([*UPGRADER, "sandbox", "down", name], env=env, check=False, capture_output=True)
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     baseline = None
@@ -424,6 +498,8 @@ if __name__ == "__main__":
         bench_exec()
     if "ssh" in which:
         bench_ssh()
+    if "snapshot" in which:
+        bench_snapshot()
     if "setup" in which:
         bench_setup()
     if "busy" in which:
