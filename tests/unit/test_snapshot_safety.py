@@ -26,7 +26,7 @@ def world(tmp_path: Path) -> SnapshotWorld:
 
 
 def take(world: SnapshotWorld, n: int) -> list[int]:
-    ids = []
+    ids: list[int] = []
     for _ in range(n):
         ids.append(snapshots.create_snapshot(world.app, cluster="prod").record.id)
         world.clock.advance(3600)
@@ -53,7 +53,8 @@ def test_prune_and_create_are_refused_while_another_holder_has_the_clusters_leas
         snapshots.create_snapshot(world.app, cluster="prod")
     assert len(world.snapshots("prod")) == 3
     with world.ledger.unit_of_work() as uow:
-        assert uow.repo.get_lock("prod").holder == "run@ops-2:77"  # not taken over, not released
+        lock = uow.repo.get_lock("prod")
+        assert lock is not None and lock.holder == "run@ops-2:77"  # not taken over, not released
 
 
 def test_prune_holds_the_lease_while_it_works_and_releases_it(world: SnapshotWorld,
@@ -124,7 +125,7 @@ def test_the_newest_known_good_snapshot_is_protected_only_while_its_file_is_ther
 def test_a_failed_kubeadm_backup_removal_exits_2_not_1(world: SnapshotWorld) -> None:
     node = world.nodes["cp-1"]
     for name in ("kubeadm-backup-etcd-2026-11-01-10-00-00", "kubeadm-backup-etcd-2026-11-20-10-00-00"):
-        node.files[f"/etc/kubernetes/tmp/{name}/member/snap/db"] = b"old"
+        node.files[f"/etc/kubernetes/tmp/{name}/member/snap/db"] = (b"old", 0o644)
     node.handlers["rm"] = lambda argv: CommandResult(1, "", "rm: cannot remove: Permission denied\n")
     with pytest.raises(errors.UpgraderError, match="removing kubeadm backups failed") as caught:
         snapshot_checks.prune_snapshots(world.app, cluster="prod", policy=RetentionPolicy(), kubeadm_backups=True)
@@ -143,7 +144,7 @@ def test_an_after_check_that_cannot_be_made_keeps_the_snapshot_as_not_known_good
     world.etcd.save = save_then_lose_the_api  # type: ignore[method-assign]
     record = snapshots.create_snapshot(world.app, cluster="prod").record
     assert record.known_good is False
-    assert "after: API unreachable: connection refused" in record.known_good_reason
+    assert "after: API unreachable: connection refused" in (record.known_good_reason or "")
     assert Path(record.path).is_file() and [s.id for s in world.snapshots("prod")] == [record.id]
 
 
@@ -156,7 +157,7 @@ def test_an_after_check_whose_etcd_is_gone_keeps_the_snapshot_as_not_known_good(
 
     world.etcd.save = save_then_lose_etcd  # type: ignore[method-assign]
     record = snapshots.create_snapshot(world.app, cluster="prod").record
-    assert not record.known_good and "after: etcd unreachable: context deadline exceeded" in record.known_good_reason
+    assert not record.known_good and "after: etcd unreachable: context deadline exceeded" in (record.known_good_reason or "")
 
 
 def _refuse_reading(world: SnapshotWorld, node: str, path: str, error: errors.TransportError) -> None:
@@ -168,7 +169,7 @@ def _refuse_reading(world: SnapshotWorld, node: str, path: str, error: errors.Tr
             raise error
         return real(p)
 
-    transport.read_file = read_file  # type: ignore[method-assign]
+    transport.read_file = read_file  # type: ignore[method-assign,assignment]
 
 
 @pytest.mark.parametrize("why", ["Permission denied", "sudo: a password is required"])
