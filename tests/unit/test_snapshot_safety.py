@@ -157,7 +157,8 @@ def test_an_after_check_whose_etcd_is_gone_keeps_the_snapshot_as_not_known_good(
 
     world.etcd.save = save_then_lose_etcd  # type: ignore[method-assign]
     record = snapshots.create_snapshot(world.app, cluster="prod").record
-    assert not record.known_good and "after: etcd unreachable: context deadline exceeded" in (record.known_good_reason or "")
+    assert not record.known_good
+    assert "after: etcd unreachable: context deadline exceeded" in (record.known_good_reason or "")
 
 
 def _refuse_reading(world: SnapshotWorld, node: str, path: str, error: errors.TransportError) -> None:
