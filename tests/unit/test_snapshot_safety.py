@@ -57,6 +57,17 @@ def test_prune_and_create_are_refused_while_another_holder_has_the_clusters_leas
         assert lock is not None and lock.holder == "run@ops-2:77"  # not taken over, not released
 
 
+def test_a_run_that_holds_the_lease_takes_its_snapshot_without_taking_it_again(world: SnapshotWorld) -> None:
+    with world.ledger.unit_of_work() as uow:
+        uow.repo.acquire_lock(cluster="prod", holder="run@ops-1:12", ttl_seconds=600, now=world.clock.now())
+        uow.commit()
+    record = snapshots.create_snapshot(world.app, cluster="prod", take_lease=False).record
+    assert [s.id for s in world.snapshots("prod")] == [record.id]
+    with world.ledger.unit_of_work() as uow:
+        lock = uow.repo.get_lock("prod")
+        assert lock is not None and lock.holder == "run@ops-1:12"  # the run's lease, untouched
+
+
 def test_prune_holds_the_lease_while_it_works_and_releases_it(world: SnapshotWorld,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     take(world, 3)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from upgrader.services.wiring import AppContext
 
-TTL_SECONDS = 1800.0  # longer than a create's save (300 s at most) plus its capture; renewed between steps
+TTL_SECONDS = 1800.0  # longer than a create's save (300 s at most) plus its capture, or a prune
 
 
 @dataclass
@@ -25,16 +25,9 @@ class Lease:
     cluster: str
     token: int
 
-    def renew(self) -> None:
-        """Extend the lease; LockLostError (exit 7) when it expired and another holder took it."""
-        with self.app.unit_of_work() as uow:
-            uow.repo.renew_lock(cluster=self.cluster, token=self.token, ttl_seconds=TTL_SECONDS,
-                                now=self.app.clock.now())
-            uow.commit()
-
 
 def holder(app: AppContext, what: str) -> str:
-    return f"snapshot-{what}@{app.actor.host}:{os.getpid()}"
+    return f"snapshot-{what}@{app.actor.host}:{os.getpid()}"[:255]  # the ledger's holder column
 
 
 @contextmanager

@@ -52,12 +52,15 @@ class CreateResult:
 
 
 def create_snapshot(app: AppContext, *, cluster: str, label: str | None = None,
-                    store_dir: Path | None = None) -> CreateResult:
+                    store_dir: Path | None = None, take_lease: bool = True) -> CreateResult:
+    """``take_lease=False`` only for a caller that already holds the cluster's lease (a run)."""
     validate_name(cluster)
     if label is not None:
         validate_snapshot_label(label)
     with app.unit_of_work() as uow:
         record = uow.repo.get_cluster(cluster)
+    if not take_lease:
+        return _create(app, record, label=label, store_dir=store_dir)
     with cluster_lease(app, cluster, "create"):
         return _create(app, record, label=label, store_dir=store_dir)
 
