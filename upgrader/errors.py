@@ -161,3 +161,19 @@ class NodeAuthError(TransportError):
 
 class NodePathError(TransportError):
     """The node path leaves the node's root directory."""
+
+
+class FileMissingError(TransportError):
+    """The node has no file at that path (ENOENT): the one read failure a caller may take as "not there"."""
+
+
+class NodeFileError(TransportError):
+    """A node file or command that must succeed failed (permission denied, sudo refused, ...): nothing was recorded.
+
+    Exit 2: the operator fixes the node's permissions or sudo rules, then runs the command again."""
+
+    exit_code = 2
+
+
+class RunNotFoundError(UsageError):
+    """No run with that id in the ledger."""

@@ -204,6 +204,8 @@ class InMemoryRepository:
     # snapshots
     def add_snapshot(self, snapshot: NewSnapshot) -> SnapshotRecord:
         self.get_cluster(snapshot.cluster)
+        if snapshot.run_id is not None and snapshot.run_id not in self._s.run_statuses:
+            raise errors.RunNotFoundError(f"no run with id {snapshot.run_id}: a snapshot cannot refer to it")
         sid = SnapshotId(self._s.new_id("snapshot"))
         fields = {f: getattr(snapshot, f) for f in NewSnapshot.__dataclass_fields__}
         fields["etcd_status"] = copy.deepcopy(dict(snapshot.etcd_status))
@@ -239,7 +241,7 @@ class InMemoryRepository:
     def snapshots_in_use(self, cluster: str) -> set[SnapshotId]:
         self.get_cluster(cluster)
         return {s.id for s in self._s.snapshots.values() if s.cluster == cluster and s.run_id is not None
-                and self._s.run_statuses.get(s.run_id, RunStatus.SUCCEEDED) not in FINAL_RUN_STATUSES}
+                and s.run_id in self._s.run_statuses and self._s.run_statuses[s.run_id] not in FINAL_RUN_STATUSES}
 
 
 class InMemoryLedger:
@@ -387,7 +389,7 @@ class FakeTransport:
         try:
             return self.files[_node_path(path)][0]
         except KeyError:
-            raise errors.TransportError(f"cannot read {path}: No such file or directory") from None
+            raise errors.FileMissingError(f"cannot read {path}: No such file or directory") from None
 
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         self._reach()
@@ -491,8 +493,11 @@ class FakeEtcdTool:
             data = path.read_bytes()
         except OSError as e:
             raise errors.IntegrityError(f"snapshot {path}: {e.strerror}") from e
+        if len(data) < 512 + 32 or len(data) % 512 != 32:  # upgrader.etcd.integrity.check_trailer's rule
+            raise errors.IntegrityError(f"snapshot {path}: {len(data)} bytes is not a database image plus its "
+                                        "SHA-256 trailer (truncated, or not a `snapshot save` file)")
         body, trailer = data[:-32], data[-32:]
-        if len(data) < 32 or hashlib.sha256(body).digest() != trailer:
+        if hashlib.sha256(body).digest() != trailer:
             raise errors.IntegrityError(f"snapshot {path}: its SHA-256 trailer does not match its contents")
         first = body.split(b"\n", 1)[0].decode(errors="replace")
         revision = int(first.rsplit("=", 1)[1]) if first.startswith("fake-etcd-snapshot revision=") else 0

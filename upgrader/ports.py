@@ -302,6 +302,7 @@ class EtcdMember:
     revision: int | None = None
     version: str | None = None
     error: str | None = None
+    endpoint: str | None = None  # the endpoint asked whose status answered as this member (reaches exactly it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +381,10 @@ class SnapshotStore(Protocol):
 
     def check(self, stored: StoredSnapshot) -> str | None:
         """None when the file is there with its size and sha256; else what is wrong, in one line."""
+        ...
+
+    def present(self, stored: StoredSnapshot) -> bool:
+        """The file is there with its recorded size (a cheap look: no checksum)."""
         ...
 
     def discard(self, directory: Path) -> None:

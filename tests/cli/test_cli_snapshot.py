@@ -66,3 +66,20 @@ def test_snapshot_help_teaches_the_verbs(cli: Cli) -> None:
     for verb in ("create", "list", "show", "verify", "prune", "pin", "unpin"):
         assert verb in done.out
     assert "--keep-daily" in cli("snapshot", "prune", "--help").out
+
+
+def test_prune_and_create_exit_7_while_a_run_holds_the_clusters_lock(prod: Cli) -> None:
+    from datetime import UTC, datetime
+
+    from upgrader.ledger import db
+
+    with db.open_ledger(str(prod.db)) as ledger, ledger.unit_of_work() as uow:
+        uow.repo.acquire_lock(cluster="prod", holder="apply@ops-2:4242", ttl_seconds=3600, now=datetime.now(UTC))
+        uow.commit()
+    store = prod.tmp / "store"
+    for argv in (("snapshot", "prune", "prod", "--keep-last", "1"), ("snapshot", "create", "prod", "--store",
+                                                                     str(store))):
+        done = prod(*argv)
+        assert done.code == 7, (argv, done.err)
+        assert done.err.startswith("error: cluster 'prod' is locked by apply@ops-2:4242") and done.err.count("\n") == 1
+    nothing_recorded(prod, store)

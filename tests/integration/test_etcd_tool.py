@@ -113,6 +113,7 @@ def test_members_of_the_tls_cluster(tls_etcd: TlsEtcdCluster, tool: EtcdctlTool)
         assert m.client_urls == (tls_etcd.member(m.name).client_url,)
         assert m.peer_urls == (tls_etcd.member(m.name).peer_url,)
         assert m.db_size and m.db_size > 0 and m.revision and m.revision >= 1 and m.version == "3.4.23"
+        assert m.endpoint == tls_etcd.member(m.name).client_url  # the endpoint that answered as this member
     # any one endpoint is enough: the others are found through the member list
     assert {m.name for m in tool.members(tls_etcd.endpoints[2:], tls_etcd.client_tls) if m.healthy} == {
         "cp-1", "cp-2", "cp-3"}

@@ -151,3 +151,21 @@ def test_snapshots_held_by_unfinished_runs_are_in_use(ledger: Any) -> None:
     # a failed run can still be rolled back: it holds its snapshot as a running or interrupted one does
     assert in_use == {ids[1], ids[3], ids[5]}
     assert free not in in_use
+
+
+def test_a_snapshot_of_an_unknown_run_is_refused_and_never_held(ledger: Any) -> None:
+    """Every backend alike: a run id the ledger does not know is refused (exit 2), not recorded as a
+    snapshot no run holds (the fake once took an unknown run for a finished one; SQL broke its
+    foreign key with a traceback)."""
+    _add(ledger)
+    with pytest.raises(errors.RunNotFoundError, match="no run with id 99") as caught, \
+            ledger.unit_of_work() as uow:
+        uow.repo.add_snapshot(new(run_id=99))
+    assert caught.value.exit_code == 2
+    _run(ledger, 99, RunStatus.RUNNING)
+    with ledger.unit_of_work() as uow:
+        held = uow.repo.add_snapshot(new(run_id=99)).id
+        uow.commit()
+    with ledger.unit_of_work() as uow:
+        assert uow.repo.snapshots_in_use("prod") == {held}
+        assert [s.id for s in uow.repo.list_snapshots("prod", include_deleted=True)] == [held]

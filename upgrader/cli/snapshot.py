@@ -144,8 +144,10 @@ def prune(
 ) -> None:
     """Delete snapshots a retention policy does not keep (as restic/borg forget, in UTC).
 
-    Never deleted: a pinned snapshot, the newest known-good one, one an unfinished run refers to.
-    Each deletion is an event in the ledger; the row stays, marked deleted.
+    Never deleted: a pinned snapshot, the newest known-good one whose file is intact, one an unfinished
+    run refers to. Each deletion is an event in the ledger; the row stays, marked deleted, and is marked
+    before its files are removed (files that cannot be removed are reported and retried by the next
+    prune). Holds the cluster's lock: exit 7 while a run or another snapshot command holds it.
     """
     from upgrader.domain.snapshots import RetentionPolicy
     from upgrader.services import snapshot_checks
@@ -159,7 +161,8 @@ def prune(
                    "kept": [{"id": i, "reasons": list(r)} for i, r in sorted(result.decision.keep.items())],
                    "deleted": [] if dry_run else [snapshot_dict(r) for r in gone],
                    "would_delete": [snapshot_dict(r) for r in gone] if dry_run else [],
-                   "kubeadm_backups": result.kubeadm_backups})
+                   "kubeadm_backups": result.kubeadm_backups,
+                   "not_removed": [{"id": i, "reason": why} for i, why in sorted(result.not_removed.items())]})
         return
     verb = "would delete" if dry_run else "deleted"
     for i, reasons in sorted(result.decision.keep.items()):
@@ -168,6 +171,8 @@ def prune(
         typer.echo(f"{verb} {r.id:>6}  {r.created_at:%Y-%m-%d %H:%M:%S}  {r.path}")
     for node, names in sorted(result.kubeadm_backups.items()):
         typer.echo(f"{node}: {verb} {len(names)} kubeadm backup(s)" + (f": {', '.join(names)}" if names else ""))
+    for i, why in sorted(result.not_removed.items()):
+        typer.echo(f"warning: snapshot {i} is deleted but its files stay ({why}); the next prune retries", err=True)
 
 
 def _pin(ctx: typer.Context, snapshot_id: int, pinned: bool, output: Output) -> None:

@@ -139,6 +139,12 @@ class DirectorySnapshotStore:
             return f"{stored.path} has sha256 {sha256}, {stored.sha256} was recorded"
         return None
 
+    def present(self, stored: StoredSnapshot) -> bool:
+        try:
+            return stored.path.stat().st_size == stored.size
+        except OSError:
+            return False
+
     def verify(self, snapshot: StoredSnapshot) -> bool:
         return self.check(snapshot) is None
 

@@ -160,7 +160,8 @@ class EtcdctlTool:
             healthy, error = health.get(s.endpoint, (False, "no health answer"))
             result.append(EtcdMember(id=m.id, name=m.name, peer_urls=m.peer_urls, client_urls=m.client_urls,
                                      healthy=healthy, leader=m.id == s.leader_id, db_size=s.db_size,
-                                     revision=s.revision, version=s.version, error=None if healthy else error))
+                                     revision=s.revision, version=s.version, error=None if healthy else error,
+                                     endpoint=s.endpoint))
         return result
 
     def _explain(self, endpoint: str, tls: EtcdTls | None, done: CommandResult) -> str:

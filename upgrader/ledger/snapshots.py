@@ -19,6 +19,8 @@ from upgrader.ledger.models import Cluster, Run, Snapshot
 
 
 def add(session: Session, snapshot: NewSnapshot, *, cluster_id: int) -> SnapshotRecord:
+    if snapshot.run_id is not None and session.get(Run, snapshot.run_id) is None:
+        raise errors.RunNotFoundError(f"no run with id {snapshot.run_id}: a snapshot cannot refer to it")
     row = Snapshot(
         cluster_id=cluster_id,
         run_id=snapshot.run_id,

@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from upgrader.errors import TransportError
+from upgrader.errors import FileMissingError, TransportError
 from upgrader.files import atomic_write
 from upgrader.ports import CommandResult, NodeLayout
 
@@ -52,6 +52,8 @@ class LocalTransport:
     def read_file(self, path: str) -> bytes:
         try:
             return self.layout.host_path(path).read_bytes()
+        except FileNotFoundError as e:
+            raise FileMissingError(f"cannot read {path}: {e.strerror}") from e
         except OSError as e:
             raise TransportError(f"cannot read {path}: {e.strerror}") from e
 

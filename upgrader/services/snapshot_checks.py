@@ -7,6 +7,13 @@ revision equal to what was recorded), and each artefact's sha256. With ``--clust
 refuses a snapshot of another cluster: another name in the ledger, or, when that cluster's etcd
 answers, a member list sharing no member with the one recorded at create time (member ids stay
 the same across a restore with the same peer URLs; a different etcd cluster has others).
+
+prune works under the cluster's lease (a run or a create cannot overlap it). It first marks the
+doomed rows deleted, each in one transaction with its event, and only then removes their files: a
+crash in between leaves files of deleted rows (removed by the next prune, which retries every
+deleted row's leftover directory), never a ``complete`` row without its file. A file that cannot
+be removed is reported. The newest known-good snapshot is protected only when its etcd file is
+still there with its recorded size; otherwise the next known-good one with an intact file is.
 """
 
 from __future__ import annotations
@@ -18,10 +25,11 @@ from typing import Any
 from upgrader.domain.names import validate_name
 from upgrader.domain.records import SnapshotRecord, SnapshotState
 from upgrader.domain.snapshots import Candidate, RetentionDecision, RetentionPolicy, decide, kubeadm_backups_to_remove
-from upgrader.errors import ClusterUnreachableError, IntegrityError, UpgraderError, UsageError
+from upgrader.errors import IntegrityError, NodeFileError, SnapshotStoreError, UpgraderError, UsageError
 from upgrader.ports import StoredSnapshot
 from upgrader.services.audit import record_event
 from upgrader.services.etcd_access import etcd_session
+from upgrader.services.snapshot_lease import cluster_lease
 from upgrader.services.wiring import AppContext
 
 KUBEADM_TMP = "/etc/kubernetes/tmp"
@@ -86,13 +94,17 @@ def _compare_members(app: AppContext, record: SnapshotRecord, cluster: Any) -> s
     try:
         with etcd_session(app, cluster) as session:
             live = {m.id for m in session.members()}
-    except (ClusterUnreachableError, UpgraderError) as e:
+    except UpgraderError as e:
         return f"not checked: the etcd of {cluster.name} did not answer ({e.message})"
-    if recorded and live and recorded.isdisjoint(live):
+    if not recorded:
+        return "not checked: no member ids recorded"
+    if not live:
+        return f"not checked: the etcd of {cluster.name} listed no members"
+    if recorded.isdisjoint(live):
         raise IntegrityError(f"snapshot {record.id} was taken from etcd members {', '.join(sorted(recorded))}; "
                              f"cluster {cluster.name}'s etcd has members {', '.join(sorted(live))}: a snapshot of "
                              "another cluster, refused")
-    return "same members" if recorded & live else "not checked: no member ids recorded"
+    return "same members"
 
 
 def _store_root(record: SnapshotRecord) -> Path:
@@ -106,6 +118,7 @@ class PruneResult:
     deleted: list[SnapshotRecord] = field(default_factory=list)
     would_delete: list[SnapshotRecord] = field(default_factory=list)
     kubeadm_backups: dict[str, list[str]] = field(default_factory=dict)  # node -> removed (or would be)
+    not_removed: dict[int, str] = field(default_factory=dict)  # deleted snapshot id -> why its files stay
 
 
 def prune_snapshots(app: AppContext, *, cluster: str, policy: RetentionPolicy, dry_run: bool = False,
@@ -115,29 +128,57 @@ def prune_snapshots(app: AppContext, *, cluster: str, policy: RetentionPolicy, d
         raise UsageError("give a retention policy: --keep-last, --keep-daily and/or --keep-weekly "
                          "(an empty policy would delete every unprotected snapshot)")
     with app.unit_of_work() as uow:
+        uow.repo.get_cluster(cluster)
+    with cluster_lease(app, cluster, "prune"):
+        return _prune(app, cluster, policy, dry_run=dry_run, kubeadm_backups=kubeadm_backups)
+
+
+def _prune(app: AppContext, cluster: str, policy: RetentionPolicy, *, dry_run: bool,
+           kubeadm_backups: bool) -> PruneResult:
+    with app.unit_of_work() as uow:
         cluster_record = uow.repo.get_cluster(cluster)
-        snapshots = uow.repo.list_snapshots(cluster)
+        everything = uow.repo.list_snapshots(cluster, include_deleted=True)
         in_use = uow.repo.snapshots_in_use(cluster)
+    snapshots = [s for s in everything if s.status is not SnapshotState.DELETED]
     by_id: dict[int, SnapshotRecord] = {s.id: s for s in snapshots}
     decision = (RetentionDecision(keep={s.id: ("no-policy",) for s in snapshots}) if policy.empty else
-                decide([Candidate(s.id, s.created_at, s.known_good, s.pinned, s.id in in_use) for s in snapshots],
-                       policy))
+                decide([Candidate(s.id, s.created_at, s.known_good and _present(app, s), s.pinned, s.id in in_use)
+                        for s in snapshots], policy))
     result = PruneResult(decision)
-    for snapshot_id in decision.delete:
-        snapshot = by_id[snapshot_id]
-        if dry_run:
-            result.would_delete.append(snapshot)
-            continue
-        app.snapshot_store(_store_root(snapshot)).discard(Path(snapshot.path).parent)
-        with app.unit_of_work() as uow:
-            deleted = uow.repo.mark_snapshot_deleted(snapshot_id)
-            record_event(app, uow, "snapshot-deleted", cluster=cluster,
-                         data={"snapshot": snapshot_id, "path": snapshot.path, "policy": _policy_dict(policy)})
-            uow.commit()
-        result.deleted.append(deleted)
+    if dry_run:
+        result.would_delete = [by_id[i] for i in decision.delete]
+    else:
+        for snapshot_id in decision.delete:  # the rows first: a complete row never outlives its file
+            snapshot = by_id[snapshot_id]
+            with app.unit_of_work() as uow:
+                deleted = uow.repo.mark_snapshot_deleted(snapshot_id)
+                record_event(app, uow, "snapshot-deleted", cluster=cluster,
+                             data={"snapshot": snapshot_id, "path": snapshot.path, "policy": _policy_dict(policy)})
+                uow.commit()
+            result.deleted.append(deleted)
+        already = [s for s in everything if s.status is SnapshotState.DELETED]
+        for snapshot in [*result.deleted, *already]:  # then the files, and what an earlier prune left
+            why = _remove_files(app, snapshot)
+            if why is not None:
+                result.not_removed[snapshot.id] = why
     if kubeadm_backups:
         result.kubeadm_backups = _prune_kubeadm_backups(app, cluster_record, dry_run=dry_run)
     return result
+
+
+def _present(app: AppContext, snapshot: SnapshotRecord) -> bool:
+    """The etcd file is there with its recorded size (cheap: no checksum)."""
+    return app.snapshot_store(_store_root(snapshot)).present(
+        StoredSnapshot(Path(snapshot.path), snapshot.size, snapshot.sha256))
+
+
+def _remove_files(app: AppContext, snapshot: SnapshotRecord) -> str | None:
+    """Remove a deleted snapshot's directory (nothing to do when it is gone); why not, when it cannot be."""
+    try:
+        app.snapshot_store(_store_root(snapshot)).discard(Path(snapshot.path).parent)
+    except (SnapshotStoreError, ValueError) as e:
+        return str(e)
+    return None
 
 
 def _policy_dict(policy: RetentionPolicy) -> dict[str, int]:
@@ -149,7 +190,7 @@ def _prune_kubeadm_backups(app: AppContext, cluster: Any, *, dry_run: bool) -> d
     inventory = app.cluster_api(cluster).observe_inventory()
     removed: dict[str, list[str]] = {}
     for node in sorted(str(n["name"]) for n in inventory.get("nodes", []) if n.get("control_plane")):
-        transport = app.transport(cluster, node)
+        transport = app.transport(cluster, node, inventory=inventory)
         listing = transport.run(["ls", "-1", KUBEADM_TMP], 30.0)
         if not listing.ok:
             removed[node] = []
@@ -160,7 +201,7 @@ def _prune_kubeadm_backups(app: AppContext, cluster: Any, *, dry_run: bool) -> d
             continue
         done = transport.run(["rm", "-rf", "--", *(f"{KUBEADM_TMP}/{name}" for name in doomed)], 120.0)
         if not done.ok:
-            raise UpgraderError(f"{node}: removing kubeadm backups failed: {done.stderr.strip()[-200:]}")
+            raise NodeFileError(f"{node}: removing kubeadm backups failed: {done.stderr.strip()[-200:]}")
         with app.unit_of_work() as uow:
             record_event(app, uow, "kubeadm-backups-pruned", cluster=cluster.name,
                          data={"node": node, "removed": doomed})

@@ -5,8 +5,11 @@ leader); one healthy member chosen (a follower when there is one: streaming the 
 loads the member it comes from, and the leader is busy enough); ``snapshot save`` to a temp name in
 the store; the tool's own status of the file (IntegrityError when it is corrupt); sha256; rename;
 the control-plane artefacts (services.snapshot_capture); the health again. ``known_good`` only when
-both health checks passed, with the reason either way. The row and its event are written in one
-transaction at the very end: anything that fails before leaves no row and no file behind.
+both health checks passed, with the reason either way; an after-check that cannot be made (the API
+went away right after the save) keeps the snapshot, not known-good, with that reason. The row and
+its event are written in one transaction at the very end: anything that fails before leaves no row
+and no file behind. All of it under the cluster's lease (services.snapshot_lease), so a prune or a
+run cannot overlap it.
 """
 
 from __future__ import annotations
@@ -21,18 +24,20 @@ import yaml
 
 from upgrader.domain.names import validate_name, validate_snapshot_label
 from upgrader.domain.records import ClusterRecord, NewSnapshot, SnapshotRecord
-from upgrader.errors import PreflightError, SnapshotStoreError, UsageError
+from upgrader.errors import PreflightError, SnapshotStoreError, UpgraderError, UsageError
 from upgrader.ports import EtcdMember, SnapshotStore
 from upgrader.services import snapshot_capture
 from upgrader.services.audit import record_event
 from upgrader.services.etcd_access import EtcdSession, etcd_session
 from upgrader.services.health import (
+    HealthCheck,
     HealthReport,
     control_plane_checks,
     etcd_checks,
     observe_health,
     readyz_check,
 )
+from upgrader.services.snapshot_lease import cluster_lease
 from upgrader.services.wiring import AppContext
 
 ROOM = 1.2  # the store must have this many times the etcd database size free, plus SLACK bytes
@@ -47,12 +52,21 @@ class CreateResult:
 
 
 def create_snapshot(app: AppContext, *, cluster: str, label: str | None = None,
-                    store_dir: Path | None = None) -> CreateResult:
+                    store_dir: Path | None = None, take_lease: bool = True) -> CreateResult:
+    """``take_lease=False`` only for a caller that already holds the cluster's lease (a run)."""
     validate_name(cluster)
     if label is not None:
         validate_snapshot_label(label)
     with app.unit_of_work() as uow:
         record = uow.repo.get_cluster(cluster)
+    if not take_lease:
+        return _create(app, record, label=label, store_dir=store_dir)
+    with cluster_lease(app, cluster, "create"):
+        return _create(app, record, label=label, store_dir=store_dir)
+
+
+def _create(app: AppContext, record: ClusterRecord, *, label: str | None, store_dir: Path | None) -> CreateResult:
+    cluster = record.name
     api = app.cluster_api(record)
     inventory = api.observe_inventory()  # an unreachable API stops here: nothing written yet
     ready = readyz_check(api.readyz())
@@ -96,7 +110,7 @@ def _take(app: AppContext, cluster: ClusterRecord, session: EtcdSession, store: 
     stored = store.finish(partial)
     captured = snapshot_capture.capture(app, cluster, inventory=inventory, kubeadm_config=kubeadm_config,
                                         store=store, directory=directory)
-    after, inventory_after = observe_health(app.cluster_api(cluster), session.members())
+    after, inventory_after = _after(app, cluster, session)
     known_good = before.ok and after.ok
     reason = (f"healthy before and after: {after.summary()}" if known_good else
               "not known-good: " + "; ".join(f"{when}: {r.summary()}" for when, r in (("before", before),
@@ -114,6 +128,18 @@ def _take(app: AppContext, cluster: ClusterRecord, session: EtcdSession, store: 
     return new, after
 
 
+def _after(app: AppContext, cluster: ClusterRecord, session: EtcdSession) -> tuple[HealthReport, dict[str, Any]]:
+    """The health after the save; one that cannot be observed is a failed check, not a lost snapshot."""
+    try:
+        members = session.members()
+    except UpgraderError as e:
+        return HealthReport((HealthCheck("EtcdUnreachable", False, f"etcd unreachable: {e.message}"),)), {}
+    try:
+        return observe_health(app.cluster_api(cluster), members)
+    except UpgraderError as e:
+        return HealthReport((HealthCheck("ApiUnreachable", False, f"API unreachable: {e.message}"),)), {}
+
+
 def choose_member(members: list[EtcdMember]) -> EtcdMember:
     """A healthy follower (by name), else the healthy leader; PreflightError (exit 4) when none is healthy."""
     healthy = sorted((m for m in members if m.healthy), key=lambda m: (bool(m.leader), m.name, m.id))
@@ -124,16 +150,22 @@ def choose_member(members: list[EtcdMember]) -> EtcdMember:
 
 
 def endpoint_of(session: EtcdSession, member: EtcdMember) -> str:
-    """The endpoint, reachable from here, that reaches exactly this member."""
+    """The endpoint, reachable from here, that reaches exactly this member: the session's endpoint of its
+    node, else the endpoint whose status answered with this member's id (a forwarded 127.0.0.1:PORT of an
+    external etcd), else one of its client URLs the session has, else the session's only endpoint.
+    PreflightError (exit 4) when none of those tells: a member's own client URL may not be reachable."""
     for endpoint, node in session.node_of_endpoint.items():
         if node == member.name:
             return endpoint
+    if member.endpoint is not None:
+        return member.endpoint
     for url in member.client_urls:
         if url in session.endpoints:
             return url
-    if len(session.endpoints) == 1 or not member.client_urls:
+    if len(session.endpoints) == 1:
         return session.endpoints[0]
-    return member.client_urls[0]
+    raise PreflightError(f"cannot tell which of the etcd endpoints {', '.join(session.endpoints)} reaches member "
+                         f"{member.name or member.id}: nothing was written")
 
 
 def _check_room(store: SnapshotStore, member: EtcdMember) -> None:
