@@ -23,8 +23,9 @@ SSH_IDENTITY = typer.Option(None, "--ssh-identity", metavar="PATH", help="Privat
 SSH_JUMP = typer.Option(None, "--ssh-jump", metavar="[USER@]HOST[:PORT]",
                         help="Bastion to go through (ssh -J; its host key is checked by your ssh config).")
 SSH_OPTION = typer.Option(None, "--ssh-option", metavar="KEY=VALUE",
-                          help="Extra ssh -o option, repeatable; KEY= removes one. Options that would switch "
-                          "off host-key checking or run local commands are refused.")
+                          help="Extra ssh -o option, repeatable; KEY= removes one. Only connection tuning is "
+                          "accepted (ServerAliveInterval, ConnectTimeout, Ciphers, KexAlgorithms, MACs, "
+                          "IdentitiesOnly, ...; a refusal lists them all); the rest belongs in your ssh config.")
 SSH_KNOWN_HOSTS = typer.Option(None, "--ssh-known-hosts", metavar="PATH",
                                help="known_hosts file to check node keys against (default: yours).")
 

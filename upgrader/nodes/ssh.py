@@ -12,8 +12,10 @@
   :class:`NodeUnreachableError`, never a failed command: a remote exit code, even 255, is a result.
 - The remote command is ``shlex.join(argv)`` (POSIX sh quoting, for the login shell on the node),
   behind ``sudo -n --`` when the login user is not root. Nothing else is built from input.
-- The user's own ssh config (~/.ssh/config, agents) applies; our options come first on the command
-  line, so they win. A jump host (``-J``) is checked by the user's ssh config for that host
+- The user's own ssh config (~/.ssh/config, agents) applies, after the command line. The
+  operator's ``-o`` options are allowlisted (upgrader.domain.node_access.ALLOWED_OPTIONS) and
+  come first, so they replace our defaults of the same name; nothing they may name is one of ours
+  that keeps access safe. A jump host (``-J``) is checked by the user's ssh config for that host
   (OpenSSH passes no ``-o`` option on to the jump hop).
 """
 
@@ -65,7 +67,8 @@ class SshTransport:
         self.target = target
         self.node = node
         self.accept_new_host_keys = accept_new_host_keys
-        self.connect_timeout = max(1, int(connect_timeout))
+        own = next((v for k, v in target.options.items() if k.lower() == "connecttimeout"), "")
+        self.connect_timeout = max(1, int(own) if own.isdigit() else int(connect_timeout))
         self.added_host_keys: list[str] = []  # ssh's "Permanently added ..." lines (accept-new)
         self._ssh = program or programs.require("ssh")["ssh"]
         self._dir: Path | None = None
@@ -82,7 +85,12 @@ class SshTransport:
     def _base(self, master: str = "auto") -> list[str]:
         t = self.target
         assert self._dir is not None
-        argv = [self._ssh, "-o", "BatchMode=yes",
+        # The operator's options (allowlisted: none touches what follows) come first: for ssh the
+        # first value wins, so theirs replace our defaults (ServerAliveInterval, ConnectTimeout).
+        argv = [self._ssh]
+        for key, value in t.options.items():
+            argv += ["-o", f"{key}={value}"]
+        argv += ["-o", "BatchMode=yes",
                 "-o", f"StrictHostKeyChecking={'accept-new' if self.accept_new_host_keys else 'yes'}",
                 "-o", f"ConnectTimeout={self.connect_timeout}", "-o", "ServerAliveInterval=15",
                 "-o", "ServerAliveCountMax=3", "-o", "LogLevel=INFO", "-o", "RemoteCommand=none",
@@ -98,8 +106,6 @@ class SshTransport:
             argv += ["-i", t.identity]
         if t.jump:
             argv += ["-J", t.jump]
-        for key, value in t.options.items():
-            argv += ["-o", f"{key}={value}"]
         return argv
 
     def connect(self, *, check: bool = False) -> None:
