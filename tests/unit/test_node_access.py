@@ -70,7 +70,7 @@ DANGEROUS = ("xauthlocation", "forwardx11", "forwardagent", "remoteforward", "lo
              "include", "match", "permitremoteopen", "streamlocalbindunlink", "controlpath", "sendenv", "setenv",
              "stricthostkeychecking", "userknownhostsfile", "proxycommand", "localcommand", "permitlocalcommand",
              "knownhostscommand", "pkcs11provider", "securitykeyprovider", "nohostauthenticationforlocalhost",
-             "identityagent", "loglevel", "batchmode", "controlmaster", "controlpersist", "remotecommand")
+             "loglevel", "batchmode", "controlmaster", "controlpersist", "remotecommand")
 
 
 def _cased(key: str, data: st.DataObject) -> str:
@@ -81,7 +81,7 @@ def _cased(key: str, data: st.DataObject) -> str:
 def test_nothing_outside_the_allowlist_passes_whatever_its_case(key, data):
     cased = _cased(key, data)
     if key.lower() in ALLOWED_OPTIONS:
-        assert validate_option(cased, "yes") == (cased, "yes")
+        assert validate_option(cased, "none") == (cased, "none")
         return
     with pytest.raises(UsageError, match="not allowed") as refused:
         validate_option(cased, "yes")
@@ -107,6 +107,9 @@ def test_the_options_that_matter_most_are_refused():
     assert parse_option("ServerAliveInterval=10") == ("ServerAliveInterval", "10")
     assert parse_option("kexalgorithms=curve25519-sha256") == ("kexalgorithms", "curve25519-sha256")
     assert parse_option("Compression=") == ("Compression", "")  # the CLI's way to remove one
+    assert parse_option("IdentityAgent=none") == ("IdentityAgent", "none")
+    with pytest.raises(UsageError, match="takes only none"):
+        parse_option("IdentityAgent=/tmp/other-agent.sock")
     with pytest.raises(UsageError, match="CertificateFile .* no spaces"):
         parse_option("CertificateFile=/a b")
     for bad in ("NoEquals", "Bad-Key=1", "Key=a\nb", "=x"):

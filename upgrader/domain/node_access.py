@@ -54,7 +54,7 @@ ALLOWED_OPTIONS = {name.lower(): name for name in (
     "PubkeyAcceptedKeyTypes", "CASignatureAlgorithms", "RequiredRSASize", "RekeyLimit", "Compression",
     "AddressFamily", "BindAddress", "BindInterface", "IPQoS", "IdentitiesOnly", "CertificateFile",
     "PreferredAuthentications", "PubkeyAuthentication", "PasswordAuthentication",
-    "KbdInteractiveAuthentication", "GSSAPIAuthentication", "HashKnownHosts", "FingerprintHash",
+    "KbdInteractiveAuthentication", "GSSAPIAuthentication", "HashKnownHosts", "FingerprintHash", "IdentityAgent",
 )}
 # For a refused option that has a flag of its own, or a reason worth saying, the hint.
 OPTION_HINTS = {
@@ -69,6 +69,9 @@ OPTION_HINTS = {
     "identityfile": "use --ssh-identity",
 }
 _PATH_OPTIONS = ("certificatefile",)
+# Allowed with these values only: IdentityAgent=none keeps ssh off the agent; a socket path would
+# hand it another agent, and that belongs in the ssh config.
+_ONLY_VALUES = {"identityagent": ("none",)}
 
 
 def _plain(value: str, what: str) -> None:
@@ -137,6 +140,9 @@ def validate_option(key: str, value: str) -> tuple[str, str]:
         raise UsageError(f"ssh option {key} needs a value (KEY=VALUE)")
     if len(value) > MAX_OPTION_VALUE or any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise UsageError(f"invalid value for ssh option {key}: {excerpt(value)} (one line, no control characters)")
+    only = _ONLY_VALUES.get(key.lower())
+    if only is not None and value.lower() not in only:
+        raise UsageError(f"ssh option {key} takes only {' or '.join(only)} here (put anything else in your ssh config)")
     if key.lower() in _PATH_OPTIONS:
         validate_path(value, f"ssh option {key}")
     return key, value

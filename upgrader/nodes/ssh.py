@@ -32,7 +32,9 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
+from typing import IO
 
 from upgrader import programs
 from upgrader.domain.node_access import SshTarget, validate_address, validate_port, validate_transport
@@ -45,9 +47,15 @@ _OPEN: set[SshTransport] = set()  # held until closed: one dropped unclosed is s
 
 # write_file's remote half: a constant script; the path, a random suffix and the mode are its
 # arguments ($1 $2 $3), never part of it. The temp file sits beside the target so mv is a rename.
-_WRITE = ('umask 077; tmp="$1.upgrader-tmp-$2"; '
-          'if cat > "$tmp" && chmod -- "$3" "$tmp" && mv -f -T -- "$tmp" "$1"; then exit 0; fi; '
+# The temp file is synced before the rename (and the directory after it), so a crash leaves the
+# old file or the new one, never an empty one; a timeout (TERM from `timeout`) removes the temp file.
+# `sync FILE` needs coreutils 8.24; an older sync ignores its arguments and syncs everything.
+_WRITE = ('umask 077; tmp="$1.upgrader-tmp-$2"; trap \'rm -f -- "$tmp"; exit 124\' TERM; '
+          'if cat > "$tmp" && chmod -- "$3" "$tmp" && sync -- "$tmp" && mv -f -T -- "$tmp" "$1"; then '
+          'sync -- "$(dirname -- "$1")" 2>/dev/null; exit 0; fi; '
           'rm -f -- "$tmp"; exit 1')
+KILL_AFTER = 5  # seconds between the remote timeout's TERM and its KILL
+BACKSTOP = KILL_AFTER + 3  # the local ssh is killed this much later than the remote command
 
 
 def _short_tmp() -> str:
@@ -60,12 +68,13 @@ class SshTransport:
     """The NodeTransport port over /usr/bin/ssh, for one node (``target`` says how to reach it)."""
 
     def __init__(self, target: SshTarget, *, node: str, accept_new_host_keys: bool = False,
-                 connect_timeout: float = 10.0, program: str | None = None) -> None:
+                 connect_timeout: float = 10.0, program: str | None = None, cluster: str | None = None) -> None:
         validate_transport({"kind": "ssh", **{k: v for k, v in target.as_dict().items()
                                               if k not in ("address", "address_from")}})
         validate_address(target.address)
         self.target = target
         self.node = node
+        self.cluster = cluster  # named in advice (the command that trusts a first key)
         self.accept_new_host_keys = accept_new_host_keys
         own = next((v for k, v in target.options.items() if k.lower() == "connecttimeout"), "")
         self.connect_timeout = max(1, int(own) if own.isdigit() else int(connect_timeout))
@@ -176,11 +185,15 @@ class SshTransport:
     # the port ---------------------------------------------------------------------------------
 
     def run(self, argv: list[str], timeout: float) -> CommandResult:
+        """argv on the node, under the node's own ``timeout``: at ``timeout`` the remote command (its
+        whole process group) gets TERM, then KILL; the local ssh is killed later, as a backstop."""
         if not argv:
             raise ValueError("run needs a command")
+        start = time.monotonic()
         code, out, err = self._remote(argv, None, timeout)
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
-        if code is None:
+        # `timeout` exits 124 after TERM; after KILL it kills itself too, which ssh reports as 255
+        if code is None or (code in (124, 137, 255) and time.monotonic() - start >= timeout):
             return CommandResult(124, stdout, stderr + f"timed out after {timeout:g}s: {argv[0]}\n")
         return CommandResult(code, stdout, stderr)
 
@@ -191,8 +204,31 @@ class SshTransport:
             raise TransportError(f"cannot read {path} on node {self.node}: {_why(err, code)}")
         return out
 
+    def copy_to_local(self, path: str, local: Path, timeout: float = FILE_TIMEOUT) -> int:
+        """Stream a node file into the local file ``local`` (created 0600, replaced only when the
+        whole file arrived); its size. Nothing is held in memory."""
+        _check_path(path)
+        self.connect()
+        tmp = local.with_name(f".{local.name}.{secrets.token_hex(4)}.part")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as sink:
+                argv = [*self._base(), "-T", "--", self.target.address, self._wrapped(["cat", "--", path], timeout)]
+                code, _, err = self._call(argv, None, timeout + BACKSTOP, stdout=sink)
+                if code == 255 and not self.alive():
+                    raise self._failure(err)
+                if code != 0:
+                    raise TransportError(f"cannot read {path} on node {self.node}: {_why(err, code)}")
+                sink.flush()
+                os.fsync(sink.fileno())
+            os.replace(tmp, local)
+            return local.stat().st_size
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        """Atomic: written to ``PATH.upgrader-tmp-RANDOM`` beside it, chmod'ed, then renamed onto PATH."""
+        """Atomic: written to ``PATH.upgrader-tmp-RANDOM`` beside it, chmod'ed, synced, then renamed
+        onto PATH (and the directory synced). A timeout stops it on the node before the rename."""
         _check_path(path)
         argv = ["sh", "-c", _WRITE, "sh", path, secrets.token_hex(8), f"{mode & 0o7777:04o}"]
         code, _, err = self._remote(argv, bytes(data), FILE_TIMEOUT)
@@ -236,18 +272,27 @@ class SshTransport:
         """The string ssh sends: argv quoted for a POSIX shell, behind ``sudo -n`` unless we are root."""
         return shlex.join(argv if self.login_user() == "root" else ["sudo", "-n", "--", *argv])
 
+    def _wrapped(self, argv: list[str], timeout: float) -> str:
+        """The remote command under coreutils ``timeout`` (TERM at ``timeout``, KILL later)."""
+        secs = f"{max(timeout, 0.1):.3f}".rstrip("0").rstrip(".")
+        return self.remote_command(["timeout", "-k", str(KILL_AFTER), "--", secs, *argv])
+
     def _remote(self, argv: list[str], data: bytes | None, timeout: float) -> tuple[int | None, bytes, bytes]:
         self.connect()
-        command = self.remote_command(argv)
-        code, out, err = self._call([*self._base(), "-T", "--", self.target.address, command], data, timeout)
+        command = self._wrapped(argv, timeout)
+        code, out, err = self._call([*self._base(), "-T", "--", self.target.address, command], data,
+                                    timeout + BACKSTOP)
         if code == 255 and not self.alive():  # ssh's own failure, not the command's exit code
             raise self._failure(err)
         return code, out, err
 
-    def _call(self, argv: list[str], data: bytes | None, timeout: float) -> tuple[int | None, bytes, bytes]:
-        """Run a local ssh; (None, out, err) when it timed out (it is killed, with its process group)."""
+    def _call(self, argv: list[str], data: bytes | None, timeout: float,
+              stdout: IO[bytes] | None = None) -> tuple[int | None, bytes, bytes]:
+        """Run a local ssh; (None, out, err) when it timed out (it is killed, with its process group).
+        With ``stdout`` (a file), the output goes there, not to memory."""
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                                stdout=subprocess.PIPE if stdout is None else stdout, stderr=subprocess.PIPE,
+                                start_new_session=True)
         try:
             out, err = proc.communicate(data, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -280,10 +325,13 @@ class SshTransport:
                 f"known_hosts: refused, this may be a man-in-the-middle (if the node was reinstalled, check its "
                 f"new key and remove the old one with `ssh-keygen -R '{host}'`)")
         if "Host key verification failed" in text or "host key is known" in text:
+            port = f"-p {self.target.port} " if self.target.port and self.target.port != 22 else ""
+            where = self.target.known_hosts or "~/.ssh/known_hosts"
             return HostKeyError(
-                f"the SSH host key of node {self.node} ({self._where()}) is not known: refused (add its key to "
-                f"known_hosts after checking its fingerprint, or pass --accept-new-host-keys to trust the first "
-                f"key seen)")
+                f"the SSH host key of node {self.node} ({self._where()}) is not known: refused (check its "
+                f"fingerprint, then add it with `ssh-keyscan {port}{self.target.address} >> {where}`, or trust "
+                f"the first key seen with `upgrader node exec {self.cluster or 'CLUSTER'} {self.node} "
+                f"--accept-new-host-keys -- true`)")
         if "Permission denied" in text or "Too many authentication failures" in text:
             return NodeAuthError(f"ssh login to node {self.node} ({self._where()}) refused: {_why(err, 255)} "
                                  "(check --ssh-user and --ssh-identity)")
@@ -293,7 +341,7 @@ class SshTransport:
 def _why(err: bytes, code: int | None) -> str:
     lines = [ln.strip() for ln in err.decode(errors="replace").replace("\r", "").splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("@")]
-    if code is None:
+    if code is None or code in (124, 137):
         return "timed out"
     if not lines:
         return f"exit code {code}"
