@@ -110,7 +110,7 @@ def test_the_options_that_matter_most_are_refused():
     assert parse_option("IdentityAgent=none") == ("IdentityAgent", "none")
     with pytest.raises(UsageError, match="takes only none"):
         parse_option("IdentityAgent=/tmp/other-agent.sock")
-    with pytest.raises(UsageError, match="CertificateFile .* no spaces"):
+    with pytest.raises(UsageError, match=r"CertificateFile .* no spaces"):
         parse_option("CertificateFile=/a b")
     for bad in ("NoEquals", "Bad-Key=1", "Key=a\nb", "=x"):
         with pytest.raises(UsageError):
@@ -219,3 +219,18 @@ def test_our_safety_options_come_first_and_user_options_cannot_override_them(tmp
     assert "StrictHostKeyChecking=accept-new" in t._base()
     with pytest.raises(UsageError):
         _transport(options={"StrictHostKeyChecking": "no"})
+
+
+def test_where_etcdctl_runs_is_a_validated_cluster_setting():
+    assert validate_transport({"kind": "ssh", "etcd_tools": "node"}) == {"kind": "ssh", "etcd_tools": "node"}
+    assert update_ssh(None, node=None, changes={"etcd_tools": "host"}) == {"kind": "ssh", "etcd_tools": "host"}
+    assert update_ssh({"kind": "ssh", "etcd_tools": "node"}, node=None, changes={}, unset=("etcd_tools",)) == {
+        "kind": "ssh"}
+    for bad in ({"kind": "ssh", "etcd_tools": "both"}, {"kind": "ssh", "etcd_tools": 1},
+                {"kind": "ssh", "nodes": {"cp-1": {"etcd_tools": "node"}}}):
+        with pytest.raises(UsageError):
+            validate_transport(bad)
+    with pytest.raises(UsageError):
+        update_ssh(None, node="cp-1", changes={"etcd_tools": "node"})
+    # the transport built from such settings ignores it (it is for the etcd access)
+    assert ssh_target({"kind": "ssh", "etcd_tools": "node"}, "cp-1").address == "cp-1"

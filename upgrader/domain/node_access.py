@@ -7,8 +7,9 @@ cluster) it is::
      "options": {"ServerAliveInterval": "10"}, "known_hosts": "/etc/upgrader/known_hosts",
      "nodes": {"cp-1": {"address": "10.0.0.11", "user": "admin"}}}
 
-every field optional; ``nodes`` holds per-node overrides (and a node's address, which otherwise
-is its InternalIP from the latest observation, else its name). ``{"kind": "local"}`` is this
+every field optional; ``"etcd_tools": "node"`` runs etcdctl on the first control-plane node
+instead of this host (``"host"``, the default); ``nodes`` holds per-node overrides (and a node's
+address, which otherwise is its InternalIP from the latest observation, else its name). ``{"kind": "local"}`` is this
 machine, ``{"kind": "sandbox", "dir": ...}`` a sandbox cluster's node directories.
 
 Every value is validated here, at the edge, before it is stored and again before it is used: a
@@ -31,7 +32,8 @@ from upgrader.domain.text import excerpt
 from upgrader.errors import UsageError
 
 KINDS = ("ssh", "local", "sandbox")
-FIELDS = ("user", "port", "identity", "jump", "options", "known_hosts")  # cluster-wide, and per node
+FIELDS = ("user", "port", "identity", "jump", "options", "known_hosts", "etcd_tools")  # cluster-wide
+ETCD_TOOLS = ("host", "node")  # where etcdctl runs: this host (the default) or the first control-plane node
 NODE_FIELDS = ("address", "user", "port", "identity", "jump", "options")  # what a node may override
 
 _USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}", re.ASCII)
@@ -118,6 +120,14 @@ def validate_jump(jump: str) -> str:
     return jump
 
 
+def validate_etcd_tools(value: object) -> str:
+    """Where etcdctl runs for the cluster: ``host`` (this machine, the default) or ``node``."""
+    if value not in ETCD_TOOLS:
+        raise UsageError(f"invalid etcd tools setting {excerpt(value)}: host (run etcdctl here, the default) "
+                         "or node (run it on the first control-plane node)")
+    return str(value)
+
+
 def validate_path(path: str, what: str) -> str:
     """A local file path for ssh (an identity or known_hosts file): ssh splits option values on
     spaces and reads quotes, so those are refused rather than quoted."""
@@ -179,6 +189,8 @@ def _validate_fields(doc: Mapping[str, Any], allowed: tuple[str, ...], where: st
             out[key] = validate_jump(value)
         elif key == "address":
             out[key] = validate_address(value)
+        elif key == "etcd_tools":
+            out[key] = validate_etcd_tools(value)
         elif key == "options":
             if not isinstance(value, Mapping):
                 raise UsageError(f"{where}: ssh options must be a KEY: VALUE mapping")
