@@ -163,6 +163,7 @@ def test_wiring_builds_the_transport_the_ledger_names(prod, tmp_path):
     from upgrader.nodes.ssh import SshTransport
     from upgrader.sandbox import SandboxTransport
 
+    prod.app.transport_factory = None  # the real wiring (no connection is made)
     record = clusters.show_cluster(prod.app, name="prod")
     ssh = prod.app.transport(record, "cp-1")  # a registered cluster's nodes are reached over ssh by default
     assert isinstance(ssh, SshTransport) and ssh.target.address == "cp-1" and ssh.target.address_from == "name"
