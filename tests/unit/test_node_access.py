@@ -234,3 +234,12 @@ def test_where_etcdctl_runs_is_a_validated_cluster_setting():
         update_ssh(None, node="cp-1", changes={"etcd_tools": "node"})
     # the transport built from such settings ignores it (it is for the etcd access)
     assert ssh_target({"kind": "ssh", "etcd_tools": "node"}, "cp-1").address == "cp-1"
+
+
+@given(st.lists(st.text(min_size=0, max_size=20), min_size=1, max_size=6),
+       st.floats(min_value=0.1, max_value=100000, allow_nan=False))
+def test_the_remote_command_runs_under_the_nodes_own_timeout(argv, timeout):
+    words = shlex.split(_transport(user="root")._wrapped(argv, timeout))
+    assert words[:4] == ["timeout", "-k", "5", "--"] and words[5:] == argv  # argv verbatim, after the duration
+    assert abs(float(words[4]) - timeout) < 0.001 and "e" not in words[4]  # a plain decimal, as coreutils wants
+    assert shlex.split(_transport(user="ops")._wrapped(argv, timeout))[:4] == ["sudo", "-n", "--", "timeout"]
