@@ -38,22 +38,13 @@ from typing import IO
 
 from upgrader import programs
 from upgrader.domain.node_access import SshTarget, validate_address, validate_port, validate_transport
-from upgrader.errors import HostKeyError, NodeAuthError, NodeUnreachableError, TransportError, UpgraderError
+from upgrader.errors import NodeUnreachableError, TransportError, UpgraderError
+from upgrader.nodes.ssh_text import WRITE_SCRIPT, check_path, failure, where, why
 from upgrader.ports import CommandResult
 
 PERSIST_SECONDS = 300  # an idle master exits after this long (one orphaned by a killed process too)
 FILE_TIMEOUT = 120.0  # seconds for a read_file or write_file
 _OPEN: set[SshTransport] = set()  # held until closed: one dropped unclosed is still closed at exit
-
-# write_file's remote half: a constant script; the path, a random suffix and the mode are its
-# arguments ($1 $2 $3), never part of it. The temp file sits beside the target so mv is a rename.
-# The temp file is synced before the rename (and the directory after it), so a crash leaves the
-# old file or the new one, never an empty one; a timeout (TERM from `timeout`) removes the temp file.
-# `sync FILE` needs coreutils 8.24; an older sync ignores its arguments and syncs everything.
-_WRITE = ('umask 077; tmp="$1.upgrader-tmp-$2"; trap \'rm -f -- "$tmp"; exit 124\' TERM; '
-          'if cat > "$tmp" && chmod -- "$3" "$tmp" && sync -- "$tmp" && mv -f -T -- "$tmp" "$1"; then '
-          'sync -- "$(dirname -- "$1")" 2>/dev/null; exit 0; fi; '
-          'rm -f -- "$tmp"; exit 1')
 KILL_AFTER = 5  # seconds between the remote timeout's TERM and its KILL
 BACKSTOP = KILL_AFTER + 3  # the local ssh is killed this much later than the remote command
 
@@ -198,16 +189,16 @@ class SshTransport:
         return CommandResult(code, stdout, stderr)
 
     def read_file(self, path: str) -> bytes:
-        _check_path(path)
+        check_path(path)
         code, out, err = self._remote(["cat", "--", path], None, FILE_TIMEOUT)
         if code != 0:
-            raise TransportError(f"cannot read {path} on node {self.node}: {_why(err, code)}")
+            raise TransportError(f"cannot read {path} on node {self.node}: {why(err, code)}")
         return out
 
     def copy_to_local(self, path: str, local: Path, timeout: float = FILE_TIMEOUT) -> int:
         """Stream a node file into the local file ``local`` (created 0600, replaced only when the
         whole file arrived); its size. Nothing is held in memory."""
-        _check_path(path)
+        check_path(path)
         self.connect()
         tmp = local.with_name(f".{local.name}.{secrets.token_hex(4)}.part")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -218,7 +209,7 @@ class SshTransport:
                 if code == 255 and not self.alive():
                     raise self._failure(err)
                 if code != 0:
-                    raise TransportError(f"cannot read {path} on node {self.node}: {_why(err, code)}")
+                    raise TransportError(f"cannot read {path} on node {self.node}: {why(err, code)}")
                 sink.flush()
                 os.fsync(sink.fileno())
             os.replace(tmp, local)
@@ -229,11 +220,11 @@ class SshTransport:
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         """Atomic: written to ``PATH.upgrader-tmp-RANDOM`` beside it, chmod'ed, synced, then renamed
         onto PATH (and the directory synced). A timeout stops it on the node before the rename."""
-        _check_path(path)
-        argv = ["sh", "-c", _WRITE, "sh", path, secrets.token_hex(8), f"{mode & 0o7777:04o}"]
+        check_path(path)
+        argv = ["sh", "-c", WRITE_SCRIPT, "sh", path, secrets.token_hex(8), f"{mode & 0o7777:04o}"]
         code, _, err = self._remote(argv, bytes(data), FILE_TIMEOUT)
         if code != 0:
-            raise TransportError(f"cannot write {path} on node {self.node}: {_why(err, code)}")
+            raise TransportError(f"cannot write {path} on node {self.node}: {why(err, code)}")
 
     def forward(self, remote_host: str, remote_port: int) -> tuple[str, int]:
         """A local port forward over the master to ``remote_host:remote_port`` as the node sees it;
@@ -252,7 +243,7 @@ class SshTransport:
                 self.forwards.append((local, remote_host, remote_port))
                 return "127.0.0.1", local
         raise TransportError(f"cannot forward a port to {remote_host}:{remote_port} through node {self.node}: "
-                             f"{_why(last, 255)}")
+                             f"{why(last, 255)}")
 
     # helpers ----------------------------------------------------------------------------------
 
@@ -312,45 +303,10 @@ class SshTransport:
         return proc.returncode, out, err
 
     def _where(self) -> str:
-        t = self.target
-        return t.address if not t.port or t.port == 22 else f"{t.address} port {t.port}"
+        return where(self.target)
 
     def _failure(self, err: bytes) -> UpgraderError:
-        text = err.decode(errors="replace")
-        host = self.target.address if not self.target.port or self.target.port == 22 else \
-            f"[{self.target.address}]:{self.target.port}"
-        if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
-            return HostKeyError(
-                f"the SSH host key of node {self.node} ({self._where()}) has CHANGED since it was recorded in "
-                f"known_hosts: refused, this may be a man-in-the-middle (if the node was reinstalled, check its "
-                f"new key and remove the old one with `ssh-keygen -R '{host}'`)")
-        if "Host key verification failed" in text or "host key is known" in text:
-            port = f"-p {self.target.port} " if self.target.port and self.target.port != 22 else ""
-            where = self.target.known_hosts or "~/.ssh/known_hosts"
-            return HostKeyError(
-                f"the SSH host key of node {self.node} ({self._where()}) is not known: refused (check its "
-                f"fingerprint, then add it with `ssh-keyscan {port}{self.target.address} >> {where}`, or trust "
-                f"the first key seen with `upgrader node exec {self.cluster or 'CLUSTER'} {self.node} "
-                f"--accept-new-host-keys -- true`)")
-        if "Permission denied" in text or "Too many authentication failures" in text:
-            return NodeAuthError(f"ssh login to node {self.node} ({self._where()}) refused: {_why(err, 255)} "
-                                 "(check --ssh-user and --ssh-identity)")
-        return NodeUnreachableError(f"node {self.node} ({self._where()}) is unreachable: {_why(err, 255)}")
-
-
-def _why(err: bytes, code: int | None) -> str:
-    lines = [ln.strip() for ln in err.decode(errors="replace").replace("\r", "").splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("@")]
-    if code is None or code in (124, 137):
-        return "timed out"
-    if not lines:
-        return f"exit code {code}"
-    return "".join(c if c.isprintable() else "?" for c in lines[-1][:200])
-
-
-def _check_path(path: str) -> None:
-    if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in "\x00\n\r"):
-        raise ValueError(f"node paths are absolute, one line: {path!r}")
+        return failure(self.target, self.node, self.cluster, err)
 
 
 def _free_port() -> int:
