@@ -129,6 +129,16 @@ class PortForwarder(Protocol):
         ...
 
 
+class LocalCopier(Protocol):
+    """A transport that can also stream a node file into a local file (SshTransport): how a large
+    file (an etcd snapshot) comes back without being held in memory. Check with
+    ``hasattr(transport, "copy_to_local")``; :meth:`NodeTransport.read_file` is the fallback."""
+
+    def copy_to_local(self, path: str, local: Path, timeout: float) -> int:
+        """Copy the node's ``path`` to ``local`` (0600, replaced only once whole); its size in bytes."""
+        ...
+
+
 class Repository(Protocol):
     """The ledger's records, read and written inside one :class:`UnitOfWork`."""
 

@@ -65,8 +65,10 @@ def test_unsafe_or_malformed_settings_are_refused_with_one_line_and_nothing_stor
         (["--ssh-option", "StrictHostKeyChecking=no"], "not allowed"),
         (["--ssh-option", "UserKnownHostsFile=/dev/null"], "not allowed"),
         (["--ssh-option", "ProxyCommand=nc %h %p"], "runs a local command"),
-        (["--ssh-option", "LocalCommand=id"], "runs a local command"),
-        (["--ssh-option", "permitlocalcommand=yes"], "runs a local command"),
+        (["--ssh-option", "LocalCommand=id"], "not allowed"),
+        (["--ssh-option", "permitlocalcommand=yes"], "not allowed"),
+        (["--ssh-option", "XAuthLocation=/tmp/run-me"], "allowed: AddressFamily"),
+        (["--ssh-option", "ForwardAgent=yes"], "not allowed"),
         (["--ssh-option", "NoValue"], "KEY=VALUE"),
         (["--ssh-user", "-oProxyCommand=sh"], "must not start with '-'"),
         (["--ssh-user", "ops admin"], "invalid ssh user"),
@@ -168,3 +170,28 @@ def _children(pid):
             except OSError:
                 continue
     return found
+
+
+def test_where_etcdctl_runs_is_a_cluster_setting_of_an_ssh_cluster(cli, kubeconfig):
+    added = cli("cluster", "add", "prod", "--kubeconfig", str(kubeconfig), "--ssh-user", "ops", "--etcd-tools", "node",
+                "-o", "json")
+    assert added.code == 0, added.err
+    assert added.json()["transport"] == {"kind": "ssh", "user": "ops", "etcd_tools": "node"}
+    shown = cli("cluster", "show", "prod", "-o", "json").json()
+    assert shown["node_access"]["etcd_tools"] == "node" and shown["transport"]["etcd_tools"] == "node"
+    assert "etcd tools:  on the first control-plane node (node)" in cli("cluster", "show", "prod").out
+    assert cli("cluster", "set", "prod", "--etcd-tools", "host").code == 0
+    assert cli("cluster", "show", "prod", "-o", "json").json()["node_access"]["etcd_tools"] == "host"
+    assert cli("cluster", "set", "prod", "--unset", "etcd_tools").code == 0
+    assert "etcd_tools" not in cli("cluster", "show", "prod", "-o", "json").json()["transport"]
+    assert "etcd tools:  this machine's (host)" in cli("cluster", "show", "prod").out
+    # a setting the stored document and the etcd access read: refused when it is anything else
+    for args, says in [(["--etcd-tools", "both"], "invalid etcd tools setting"),
+                       (["--node", "cp-1", "--etcd-tools", "node"], "whole cluster"),
+                       (["--transport", "local", "--etcd-tools", "node"], "--etcd-tools")]:
+        before = cli("cluster", "show", "prod", "-o", "json").json()["transport"]
+        refused = cli("cluster", "set", "prod", *args)
+        assert refused.code == 2 and says in refused.err and refused.err.count("\n") <= 2, (args, refused.err)
+        assert cli("cluster", "show", "prod", "-o", "json").json()["transport"] == before
+    assert cli("cluster", "add", "other", "--kubeconfig", str(kubeconfig), "--transport", "local",
+               "--etcd-tools", "node").code == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,11 @@ def test_output_exit_code_and_arguments_pass_through(sshd_server, cli):
     assert (result.code, result.out, result.err) == (7, "it's a $(test); `x`\n", "oops\n")
     as_json = cli("node", "exec", "prod", "cp-1", "-o", "json", "--", "echo", "hi")
     assert as_json.code == 0 and as_json.json() == {"exit_code": 0, "stdout": "hi\n", "stderr": ""}
-    slow = cli("node", "exec", "prod", "cp-1", "--timeout", "1", "--", "sleep", "6")
+    marker = cli.tmp / "late"
+    slow = cli("node", "exec", "prod", "cp-1", "--timeout", "1", "--", "sh", "-c", f"sleep 2; touch {marker}")
     assert slow.code == 124 and "timed out after 1s" in slow.err
+    time.sleep(2.5)
+    assert not marker.exists()  # the command was stopped on the node, not only locally
 
 
 def test_an_unknown_key_is_refused_and_the_opt_in_is_recorded(sshd_server, cli):
@@ -46,7 +50,8 @@ def test_an_unknown_key_is_refused_and_the_opt_in_is_recorded(sshd_server, cli):
     _register(cli, sshd_server, known)
     refused = cli("node", "exec", "prod", "cp-1", "--", "true")
     assert refused.code == 2
-    assert "host key of node cp-1 (127.0.0.1 port" in refused.err and "--accept-new-host-keys" in refused.err
+    assert "host key of node cp-1 (127.0.0.1 port" in refused.err
+    assert "`upgrader node exec prod cp-1 --accept-new-host-keys -- true`" in refused.err
     assert refused.err.count("\n") == 1 and known.read_text() == ""
     accepted = cli("node", "exec", "prod", "cp-1", "--accept-new-host-keys", "--", "echo", "trusted")
     assert (accepted.code, accepted.out) == (0, "trusted\n"), accepted.err

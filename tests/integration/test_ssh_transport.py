@@ -43,14 +43,52 @@ def test_awkward_arguments_arrive_verbatim(node):
     assert not Path("/tmp/upgrader-pwned").exists()
 
 
-def test_a_command_timeout_is_124_and_the_local_ssh_is_killed(node):
+def _running(marker: str) -> list[int]:
+    """Pids of processes whose command line holds ``marker``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker.encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_command_timeout_is_124_and_the_remote_command_is_stopped_too(node):
     node.connect()
     start = time.monotonic()
-    result = node.run(["sh", "-c", "echo started; sleep 6"], timeout=1.0)
-    assert result.exit_code == 124
+    result = node.run(["sh", "-c", "echo started; exec sleep 6.0417"], timeout=1.0)
+    assert result.exit_code == 124 and result.stdout == "started\n"
     assert "timed out after 1s" in result.stderr
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 4  # the node's own timeout answered, not the local backstop
+    time.sleep(0.5)
+    assert _running("6.0417") == []  # the remote sleep is gone, not left to finish on its own
     assert node.run(["echo", "still usable"], 30).stdout == "still usable\n"
+
+
+def test_a_timed_out_command_does_not_finish_later_on_the_node(node, tmp_path):
+    marker = tmp_path / "M"
+    result = node.run(["sh", "-c", f"sleep 3; touch {marker}"], timeout=1)
+    assert result.exit_code == 124
+    time.sleep(3.5)  # past the command's natural end
+    assert not marker.exists()
+
+
+def test_a_command_that_ignores_term_is_killed(node, tmp_path):
+    marker = tmp_path / "M"
+    start = time.monotonic()
+    result = node.run(["sh", "-c", f"trap '' TERM; sleep 8.0417; touch {marker}"], timeout=1)
+    assert result.exit_code == 124 and "timed out after 1s" in result.stderr
+    assert time.monotonic() - start < 1 + 5 + 3
+    time.sleep(0.5)
+    assert _running("8.0417") == [] and not marker.exists()
+
+
+def test_a_command_exiting_124_by_itself_is_not_a_timeout(node):
+    result = node.run(["sh", "-c", "exit 124"], 30)
+    assert result.exit_code == 124 and "timed out" not in result.stderr
 
 
 def test_many_commands_share_one_connection(sshd_server, node):
@@ -96,6 +134,57 @@ def test_read_and_write_files_atomically_with_their_mode(node, tmp_path):
     assert not (tmp_path / "no-dir").exists()
 
 
+def test_a_write_that_times_out_is_not_renamed_into_place_later(node, tmp_path, monkeypatch):
+    from upgrader.nodes import ssh as ssh_module
+
+    target_dir = tmp_path / "w"
+    target_dir.mkdir()
+    (target_dir / "f").write_bytes(b"old")
+    node.connect()
+    monkeypatch.setattr(ssh_module, "FILE_TIMEOUT", 0.2)
+    with pytest.raises(TransportError, match="timed out"):
+        node.write_file(str(target_dir / "f"), b"x" * (256 * 1024 * 1024))
+    time.sleep(2)
+    assert (target_dir / "f").read_bytes() == b"old"  # not a truncated new file
+    assert sorted(p.name for p in target_dir.iterdir()) == ["f"]  # and no temp file
+
+
+def test_a_write_is_synced_before_it_is_renamed(sshd_server, node, tmp_path):
+    import subprocess
+
+    path = tmp_path / "synced.conf"  # the node connects once sshd is traced: strace -f follows new children
+    trace = tmp_path / "strace.out"
+    tracer = subprocess.Popen(["strace", "-f", "-qq", "-y", "-o", str(trace), "-e",
+                               "trace=fsync,fdatasync,rename,renameat,renameat2", "-p", str(sshd_server.pid)],
+                              stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)  # strace attaches to sshd and its children
+        node.write_file(str(path), b"durable", 0o600)
+    finally:
+        tracer.terminate()
+        tracer.wait(timeout=10)
+    lines = trace.read_text().splitlines()
+    fsyncs = [i for i, line in enumerate(lines) if "fsync(" in line and ".upgrader-tmp-" in line]
+    renames = [i for i, line in enumerate(lines) if "rename" in line and str(path) in line]
+    dir_syncs = [i for i, line in enumerate(lines) if "fsync(" in line and f"<{tmp_path}>" in line]
+    assert fsyncs and renames and fsyncs[0] < renames[0], lines
+    assert dir_syncs and dir_syncs[-1] > renames[0], lines
+    assert path.read_bytes() == b"durable"
+
+
+def test_copy_to_local_streams_a_node_file_into_a_private_local_file(node, tmp_path):
+    source = tmp_path / "big.db"
+    data = bytes(range(256)) * 4096 * 8  # 8 MiB
+    source.write_bytes(data)
+    local = tmp_path / "out" / "copy.db"
+    local.parent.mkdir()
+    assert node.copy_to_local(str(source), local) == len(data)
+    assert local.read_bytes() == data and stat.S_IMODE(local.stat().st_mode) == 0o600
+    with pytest.raises(TransportError, match=r"cannot read .*missing"):
+        node.copy_to_local(str(tmp_path / "missing"), tmp_path / "out" / "other.db")
+    assert sorted(p.name for p in local.parent.iterdir()) == ["copy.db"]  # nothing half-copied left
+
+
 def test_a_failed_write_leaves_the_old_file_and_no_temp_file(node, tmp_path):
     target_dir = tmp_path / "ro"
     target_dir.mkdir()
@@ -113,8 +202,11 @@ def test_an_unknown_host_key_is_refused(sshd_server, tmp_path):
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     with SshTransport(target(sshd_server, empty), node="cp-1") as node, \
-            pytest.raises(HostKeyError, match=r"host key of node cp-1 .* is not known.*--accept-new-host-keys") as e:
+            pytest.raises(HostKeyError, match=r"host key of node cp-1 .* is not known") as e:
         node.run(["true"], 30)
+    # advice that works: ssh-keyscan into the file in use, or the one command that takes the flag
+    assert f"`ssh-keyscan -p {sshd_server.port} 127.0.0.1 >> {empty}`" in str(e.value)
+    assert "`upgrader node exec CLUSTER cp-1 --accept-new-host-keys -- true`" in str(e.value)
     assert e.value.exit_code == 2
     assert empty.read_text() == ""  # nothing was trusted
 

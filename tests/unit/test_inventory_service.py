@@ -78,13 +78,39 @@ def _with_nodes(world: World, nodes: dict[str, FakeTransport]) -> None:
     world.app.transport_factory = lambda record, node: nodes[node]
 
 
-def test_a_cluster_without_a_transport_is_inventoried_without_touching_nodes_and_recorded(live):
+def test_a_cluster_without_settings_is_probed_over_ssh_defaults_and_unreachable_nodes_are_recorded(live):
+    """``cluster add`` alone means ssh with ssh's defaults (as --transport says), for the inventory too:
+    every node is probed, in parallel, at the InternalIP this observation found; one nobody set up
+    for ssh is a transport_error on that node, and the inventory is still whole and recorded."""
+    import threading
+
+    from upgrader.services.wiring import AppContext
+
+    asked: list[tuple[object, str]] = []
+    together = threading.Barrier(4, timeout=10)  # all four probes in flight at once: parallel
+
+    def nobody_home(record, node):
+        asked.append((record.transport, node))
+        together.wait()
+        return FakeTransport(unreachable=True)
+
+    live.app.transport_factory = nobody_home
     inv = service.observe_and_record(live.app, cluster="prod", members=lambda: list(MEMBERS))
-    assert {n.packages.status for n in inv.nodes if n.packages} == {"not_observed"}
+    assert sorted(asked, key=lambda a: a[1]) == [(None, "cp-1"), (None, "cp-2"), (None, "w-1"), (None, "w-2")]
+    assert {n.packages.status for n in inv.nodes if n.packages} == {"transport_error"}
     with live.ledger.unit_of_work() as uow:
         stored = uow.repo.latest_observation("prod")
     assert stored is not None and stored.source == "live" and stored.fingerprint == inv.fingerprint
     assert parse_inventory(dict(stored.inventory)) == inv
+    # and what the real wiring makes of "no settings": ssh, with a short connect timeout
+    from upgrader.nodes.ssh import SshTransport
+
+    with live.ledger.unit_of_work() as uow:
+        record = uow.repo.get_cluster("prod")
+    plain = AppContext(unit_of_work_factory=live.ledger.unit_of_work).transport(record, "cp-1", {"nodes": [
+        {"name": "cp-1", "internal_ip": "10.9.8.7"}]})
+    assert isinstance(plain, SshTransport) and plain.target.address == "10.9.8.7" and plain.connect_timeout <= 5
+    assert plain.cluster == "prod"
 
 
 def test_each_node_reports_its_package_manager_and_repository_and_a_failing_node_only_itself(live):
@@ -227,7 +253,7 @@ def test_the_table_shows_the_new_columns_members_and_fingerprint(live):
     text = render_inventory(inv)
     header = text.splitlines()[0].split()
     assert header[-4:] == ["INTERNAL-IP", "RUNTIME", "PACKAGES", "TAINTS"]
-    assert "not observed" in text and "ETCD MEMBER" in text and "leader" in text
+    assert "transport error" in text and "ETCD MEMBER" in text and "leader" in text
     assert text.endswith(f"fingerprint: {inv.fingerprint}")
     failed = service.observe(live.app, cluster="prod", members=lambda: (_ for _ in ()).throw(OSError("refused")))
     assert "etcd: refused" in render_inventory(failed)

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from upgrader.domain.node_access import (
-    REFUSED_OPTIONS,
+    ALLOWED_OPTIONS,
+    OPTION_HINTS,
     SshTarget,
     parse_option,
     ssh_target,
@@ -41,23 +42,76 @@ def test_whitespace_and_control_characters_are_refused(head, bad, tail, validate
         validate(head + bad + tail)
 
 
-@given(st.sampled_from(sorted(REFUSED_OPTIONS)), st.data())
-def test_unsafe_options_are_refused_whatever_their_case(key, data):
-    cased = "".join(c.upper() if data.draw(st.booleans()) else c for c in key)
-    with pytest.raises(UsageError, match="not allowed"):
+# Every option this OpenSSH knows (`ssh -G` prints them), and those the review named: only the
+# allowlisted ones pass.
+SSH_OPTIONS = sorted({
+    "host", "user", "hostname", "port", "addressfamily", "batchmode", "canonicalizefallbacklocal",
+    "canonicalizehostname", "checkhostip", "compression", "controlmaster", "enablesshkeysign", "clearallforwardings",
+    "exitonforwardfailure", "fingerprinthash", "forwardx11", "forwardx11trusted", "gatewayports",
+    "gssapiauthentication", "gssapikeyexchange", "gssapidelegatecredentials", "gssapitrustdns",
+    "hashknownhosts", "hostbasedauthentication", "identitiesonly", "kbdinteractiveauthentication",
+    "nohostauthenticationforlocalhost", "passwordauthentication", "permitlocalcommand", "proxyusefdpass",
+    "pubkeyauthentication", "requesttty", "sessiontype", "stdinnull", "forkafterauthentication",
+    "streamlocalbindunlink", "stricthostkeychecking", "tcpkeepalive", "tunnel", "verifyhostkeydns",
+    "visualhostkey", "updatehostkeys", "enableescapecommandline", "canonicalizemaxdots", "connectionattempts",
+    "forwardx11timeout", "numberofpasswordprompts", "serveralivecountmax", "serveraliveinterval",
+    "requiredrsasize", "ciphers", "hostkeyalgorithms", "hostbasedacceptedalgorithms", "kexalgorithms",
+    "casignaturealgorithms", "loglevel", "macs", "securitykeyprovider", "pubkeyacceptedalgorithms",
+    "xauthlocation", "identityfile", "canonicaldomains", "globalknownhostsfile", "userknownhostsfile",
+    "sendenv", "setenv", "logverbose", "permitremoteopen", "addkeystoagent", "forwardagent", "connecttimeout",
+    "tunneldevice", "canonicalizepermittedcnames", "controlpersist", "controlpath", "escapechar", "ipqos",
+    "rekeylimit", "streamlocalbindmask", "syslogfacility", "remoteforward", "localforward", "dynamicforward",
+    "hostkeyalias", "include", "match", "proxycommand", "proxyjump", "localcommand", "knownhostscommand",
+    "pkcs11provider", "remotecommand", "identityagent", "certificatefile", "bindaddress", "bindinterface",
+    "preferredauthentications", "pubkeyacceptedkeytypes", "ignoreunknown", "revokedhostkeys", "obscurekeystroketiming",
+})
+DANGEROUS = ("xauthlocation", "forwardx11", "forwardagent", "remoteforward", "localforward", "dynamicforward",
+             "tunnel", "tunneldevice", "updatehostkeys", "verifyhostkeydns", "hostkeyalias", "canonicalizehostname",
+             "include", "match", "permitremoteopen", "streamlocalbindunlink", "controlpath", "sendenv", "setenv",
+             "stricthostkeychecking", "userknownhostsfile", "proxycommand", "localcommand", "permitlocalcommand",
+             "knownhostscommand", "pkcs11provider", "securitykeyprovider", "nohostauthenticationforlocalhost",
+             "loglevel", "batchmode", "controlmaster", "controlpersist", "remotecommand")
+
+
+def _cased(key: str, data: st.DataObject) -> str:
+    return "".join(c.upper() if data.draw(st.booleans()) else c for c in key)
+
+
+@given(st.sampled_from(SSH_OPTIONS) | st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,20}", fullmatch=True), st.data())
+def test_nothing_outside_the_allowlist_passes_whatever_its_case(key, data):
+    cased = _cased(key, data)
+    if key.lower() in ALLOWED_OPTIONS:
+        assert validate_option(cased, "none") == (cased, "none")
+        return
+    with pytest.raises(UsageError, match="not allowed") as refused:
         validate_option(cased, "yes")
+    assert "allowed: " in str(refused.value) and "ServerAliveInterval" in str(refused.value)
     with pytest.raises(UsageError, match="not allowed"):
         parse_option(f"{cased}=no")
 
 
+def test_the_options_that_run_programs_forward_or_weaken_checks_are_not_on_the_allowlist():
+    assert not set(DANGEROUS) & set(ALLOWED_OPTIONS)
+    assert set(OPTION_HINTS) <= set(SSH_OPTIONS) and not set(OPTION_HINTS) & set(ALLOWED_OPTIONS)
+
+
 def test_the_options_that_matter_most_are_refused():
     for text in ("StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "ProxyCommand=nc %h %p",
-                 "LocalCommand=id", "PermitLocalCommand=yes", "KnownHostsCommand=/bin/true"):
+                 "LocalCommand=id", "PermitLocalCommand=yes", "KnownHostsCommand=/bin/true",
+                 "XAuthLocation=/tmp/evil", "ForwardX11=yes", "ForwardAgent=yes", "RemoteForward=8080 localhost:80",
+                 "LocalForward=8080 x:80", "DynamicForward=1080", "Tunnel=yes", "UpdateHostKeys=yes",
+                 "VerifyHostKeyDNS=yes", "HostKeyAlias=other", "CanonicalizeHostname=yes", "Include=/tmp/x",
+                 "Match=all", "PermitRemoteOpen=any", "ControlPath=/tmp/x", "SendEnv=LANG LC_ALL"):
         with pytest.raises(UsageError, match="not allowed"):
             parse_option(text)
     assert parse_option("ServerAliveInterval=10") == ("ServerAliveInterval", "10")
-    assert parse_option("SendEnv=LANG LC_ALL") == ("SendEnv", "LANG LC_ALL")
+    assert parse_option("kexalgorithms=curve25519-sha256") == ("kexalgorithms", "curve25519-sha256")
     assert parse_option("Compression=") == ("Compression", "")  # the CLI's way to remove one
+    assert parse_option("IdentityAgent=none") == ("IdentityAgent", "none")
+    with pytest.raises(UsageError, match="takes only none"):
+        parse_option("IdentityAgent=/tmp/other-agent.sock")
+    with pytest.raises(UsageError, match=r"CertificateFile .* no spaces"):
+        parse_option("CertificateFile=/a b")
     for bad in ("NoEquals", "Bad-Key=1", "Key=a\nb", "=x"):
         with pytest.raises(UsageError):
             parse_option(bad)
@@ -93,10 +147,10 @@ def test_a_node_override_wins_and_the_address_falls_back_to_internal_ip_then_nam
 
 
 def test_updates_merge_unset_and_refuse_sandboxes():
-    doc = update_ssh(None, node=None, changes={"user": "ops", "options": {"A1": "x", "B2": "y"}})
-    assert doc == {"kind": "ssh", "user": "ops", "options": {"A1": "x", "B2": "y"}}
-    doc = update_ssh(doc, node=None, changes={"options": {"A1": "", "C3": "z"}})
-    assert doc["options"] == {"B2": "y", "C3": "z"}
+    doc = update_ssh(None, node=None, changes={"user": "ops", "options": {"Ciphers": "x", "MACs": "y"}})
+    assert doc == {"kind": "ssh", "user": "ops", "options": {"Ciphers": "x", "MACs": "y"}}
+    doc = update_ssh(doc, node=None, changes={"options": {"Ciphers": "", "IPQoS": "z"}})
+    assert doc["options"] == {"MACs": "y", "IPQoS": "z"}
     doc = update_ssh(doc, node="cp-1", changes={"address": "10.0.0.1", "port": 2200})
     assert doc["nodes"] == {"cp-1": {"address": "10.0.0.1", "port": 2200}}
     doc = update_ssh(doc, node="cp-1", changes={}, unset=("address",))
@@ -153,12 +207,39 @@ def test_our_safety_options_come_first_and_user_options_cannot_override_them(tmp
                    options={"ServerAliveInterval": "5"})
     t._dir = tmp_path  # no connection is made: only the argv is looked at
     argv = t._base()
-    assert argv[:5] == ["/usr/bin/ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+    # the operator's (allowlisted) options first, so they replace our defaults: ssh keeps a first value
+    assert argv[:5] == ["/usr/bin/ssh", "-o", "ServerAliveInterval=5", "-o", "BatchMode=yes"]
+    assert argv[5:7] == ["-o", "StrictHostKeyChecking=yes"]
     assert argv[argv.index("-l") + 1] == "ops" and argv[argv.index("-p") + 1] == "2222"
     assert argv[argv.index("-J") + 1] == "bastion" and argv[argv.index("-i") + 1] == "/k/id"
-    assert "UserKnownHostsFile=/k/known" in argv and argv[-1] == "ServerAliveInterval=5"
+    assert "UserKnownHostsFile=/k/known" in argv and argv[-2:] == ["-J", "bastion"]
+    assert _transport(options={"connecttimeout": "3"}).connect_timeout == 3
     assert f"ControlPath={tmp_path / 'm'}" in argv
     t.accept_new_host_keys = True
     assert "StrictHostKeyChecking=accept-new" in t._base()
     with pytest.raises(UsageError):
         _transport(options={"StrictHostKeyChecking": "no"})
+
+
+def test_where_etcdctl_runs_is_a_validated_cluster_setting():
+    assert validate_transport({"kind": "ssh", "etcd_tools": "node"}) == {"kind": "ssh", "etcd_tools": "node"}
+    assert update_ssh(None, node=None, changes={"etcd_tools": "host"}) == {"kind": "ssh", "etcd_tools": "host"}
+    assert update_ssh({"kind": "ssh", "etcd_tools": "node"}, node=None, changes={}, unset=("etcd_tools",)) == {
+        "kind": "ssh"}
+    for bad in ({"kind": "ssh", "etcd_tools": "both"}, {"kind": "ssh", "etcd_tools": 1},
+                {"kind": "ssh", "nodes": {"cp-1": {"etcd_tools": "node"}}}):
+        with pytest.raises(UsageError):
+            validate_transport(bad)
+    with pytest.raises(UsageError):
+        update_ssh(None, node="cp-1", changes={"etcd_tools": "node"})
+    # the transport built from such settings ignores it (it is for the etcd access)
+    assert ssh_target({"kind": "ssh", "etcd_tools": "node"}, "cp-1").address == "cp-1"
+
+
+@given(st.lists(st.text(min_size=0, max_size=20), min_size=1, max_size=6),
+       st.floats(min_value=0.1, max_value=100000, allow_nan=False))
+def test_the_remote_command_runs_under_the_nodes_own_timeout(argv, timeout):
+    words = shlex.split(_transport(user="root")._wrapped(argv, timeout))
+    assert words[:4] == ["timeout", "-k", "5", "--"] and words[5:] == argv  # argv verbatim, after the duration
+    assert abs(float(words[4]) - timeout) < 0.001 and "e" not in words[4]  # a plain decimal, as coreutils wants
+    assert shlex.split(_transport(user="ops")._wrapped(argv, timeout))[:4] == ["sudo", "-n", "--", "timeout"]

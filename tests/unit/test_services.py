@@ -16,7 +16,7 @@ from tests.unit.builders import cp, inventory, worker
 from upgrader import errors
 from upgrader.domain.inventory import inventory_to_dict
 from upgrader.domain.versions import Version
-from upgrader.fakes import FakeClock, FakeClusterApi, InMemoryLedger
+from upgrader.fakes import FakeClock, FakeClusterApi, FakeTransport, InMemoryLedger
 from upgrader.services import clusters, plans
 from upgrader.services.wiring import Actor, AppContext
 
@@ -41,7 +41,9 @@ class World:
         self.api = FakeClusterApi(live if live is not None else inventory_to_dict(LIVE))
         self.app = AppContext(actor=Actor(user="alice", host="ops-1", command_line="upgrader test"), clock=clock,
                               unit_of_work_factory=self.ledger.unit_of_work,
-                              cluster_api_factory=lambda record: self.api)
+                              cluster_api_factory=lambda record: self.api,
+                              # no node answers unless a test says so (ssh, the default, is never run here)
+                              transport_factory=lambda record, node: FakeTransport(unreachable=True))
         self.kubeconfig = tmp / "kubeconfig"
         self.kubeconfig.write_text(KUBECONFIG)
 
@@ -161,6 +163,7 @@ def test_wiring_builds_the_transport_the_ledger_names(prod, tmp_path):
     from upgrader.nodes.ssh import SshTransport
     from upgrader.sandbox import SandboxTransport
 
+    prod.app.transport_factory = None  # the real wiring (no connection is made)
     record = clusters.show_cluster(prod.app, name="prod")
     ssh = prod.app.transport(record, "cp-1")  # a registered cluster's nodes are reached over ssh by default
     assert isinstance(ssh, SshTransport) and ssh.target.address == "cp-1" and ssh.target.address_from == "name"

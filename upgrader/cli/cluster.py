@@ -8,6 +8,7 @@ from typing import Any, Optional
 import typer
 
 from upgrader.cli.node import (
+    ETCD_TOOLS,
     SSH_IDENTITY,
     SSH_JUMP,
     SSH_KNOWN_HOSTS,
@@ -51,6 +52,7 @@ def add(
     ssh_jump: Optional[str] = SSH_JUMP,  # noqa: UP045
     ssh_option: Optional[list[str]] = SSH_OPTION,  # noqa: UP045
     ssh_known_hosts: Optional[str] = SSH_KNOWN_HOSTS,  # noqa: UP045
+    etcd_tools: Optional[str] = ETCD_TOOLS,  # noqa: UP045
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Register a cluster. The file and context are checked; the cluster need not be reachable.
@@ -60,7 +62,7 @@ def add(
     from upgrader.services import clusters, nodes
 
     changes = ssh_changes(user=ssh_user, port=ssh_port, identity=ssh_identity, jump=ssh_jump, options=ssh_option,
-                          known_hosts=ssh_known_hosts)
+                          known_hosts=ssh_known_hosts, etcd_tools=etcd_tools)
     settings = nodes.transport_settings(transport, changes)
     record = clusters.register_cluster(ctx.obj, name=name, kubeconfig=kubeconfig, context=context,
                                        transport=settings)
@@ -121,22 +123,29 @@ def set_(
     ssh_jump: Optional[str] = SSH_JUMP,  # noqa: UP045
     ssh_option: Optional[list[str]] = SSH_OPTION,  # noqa: UP045
     ssh_known_hosts: Optional[str] = SSH_KNOWN_HOSTS,  # noqa: UP045
+    etcd_tools: Optional[str] = ETCD_TOOLS,  # noqa: UP045
     unset: Optional[list[str]] = typer.Option(  # noqa: UP045
         None, "--unset", metavar="FIELD",
-        help="Forget a setting, repeatable: user, port, identity, jump, options, known_hosts; with --node also "
+        help="Forget a setting, repeatable: user, port, identity, jump, options, known_hosts, etcd_tools; with "
+        "--node also "
         "address, or node (all of the node's overrides)."),
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Change how the cluster's nodes are reached (recorded as an event).
 
     `upgrader cluster set prod --ssh-user ops --ssh-jump bastion.example.com`;
-    `upgrader cluster set prod --node cp-1 --ssh-port 2222`; `upgrader cluster set prod --unset jump`."""
+    `upgrader cluster set prod --node cp-1 --ssh-port 2222`; `upgrader cluster set prod --unset jump`;
+    `upgrader cluster set prod --etcd-tools node` (etcdctl runs on the first control-plane node)."""
     from upgrader.services import nodes
 
     if ssh_known_hosts is not None and node is not None:
         raise typer.BadParameter("--ssh-known-hosts is set for the whole cluster, not per node")
+    if etcd_tools is not None and node is not None:
+        from upgrader.errors import UsageError
+
+        raise UsageError("--etcd-tools is set for the whole cluster, not per node")
     changes = ssh_changes(user=ssh_user, port=ssh_port, identity=ssh_identity, jump=ssh_jump, options=ssh_option,
-                          known_hosts=ssh_known_hosts)
+                          known_hosts=ssh_known_hosts, etcd_tools=etcd_tools)
     record = nodes.configure(ctx.obj, cluster=name, node=node, kind=transport, changes=changes,
                              unset=tuple(unset or ()))
     _show_access(ctx, record, output)

@@ -23,8 +23,13 @@ SSH_IDENTITY = typer.Option(None, "--ssh-identity", metavar="PATH", help="Privat
 SSH_JUMP = typer.Option(None, "--ssh-jump", metavar="[USER@]HOST[:PORT]",
                         help="Bastion to go through (ssh -J; its host key is checked by your ssh config).")
 SSH_OPTION = typer.Option(None, "--ssh-option", metavar="KEY=VALUE",
-                          help="Extra ssh -o option, repeatable; KEY= removes one. Options that would switch "
-                          "off host-key checking or run local commands are refused.")
+                          help="Extra ssh -o option, repeatable; KEY= removes one. Only connection tuning is "
+                          "accepted (ServerAliveInterval, ConnectTimeout, Ciphers, KexAlgorithms, MACs, "
+                          "IdentitiesOnly, ...; a refusal lists them all); the rest belongs in your ssh config.")
+ETCD_TOOLS = typer.Option(None, "--etcd-tools", metavar="host|node",
+                          help="Where etcdctl runs: host (this machine, the default) or node (the first "
+                          "control-plane node's own etcdctl, for a host without it; snapshots are checked on "
+                          "the node and streamed back).")
 SSH_KNOWN_HOSTS = typer.Option(None, "--ssh-known-hosts", metavar="PATH",
                                help="known_hosts file to check node keys against (default: yours).")
 
@@ -35,10 +40,13 @@ def _path(value: str) -> str:
 
 
 def ssh_changes(*, user: str | None, port: int | None, identity: str | None, jump: str | None,
-                options: list[str] | None, known_hosts: str | None = None) -> dict[str, Any]:
-    from upgrader.domain.node_access import parse_option
+                options: list[str] | None, known_hosts: str | None = None,
+                etcd_tools: str | None = None) -> dict[str, Any]:
+    from upgrader.domain.node_access import parse_option, validate_etcd_tools
 
     changes: dict[str, Any] = {}
+    if etcd_tools is not None:
+        changes["etcd_tools"] = validate_etcd_tools(etcd_tools)
     for key, value in (("user", user), ("port", port), ("jump", jump)):
         if value is not None:
             changes[key] = value
@@ -60,7 +68,9 @@ def render_access(access: Any) -> list[str]:
         return [f"{'nodes via:':12} this machine (local, root {settings.get('root', '/')})"]
     shown = [f"{k}={settings[k]}" for k in ("user", "port", "identity", "jump", "known_hosts") if k in settings]
     shown += [f"-o {k}={v}" for k, v in (settings.get("options") or {}).items()]
-    lines = [f"{'nodes via:':12} ssh {' '.join(shown) if shown else '(ssh defaults)'}"]
+    lines = [f"{'nodes via:':12} ssh {' '.join(shown) if shown else '(ssh defaults)'}",
+             f"{'etcd tools:':12} " + ("on the first control-plane node (node)" if settings.get("etcd_tools") == "node"
+                                      else "this machine's (host)")]
     if access.nodes:
         rows = [(n["node"], n["address"], n["address_from"], n["user"], n["port"], n["jump"],
                  " ".join(f"{k}={v}" for k, v in n["options"].items()) or None) for n in access.nodes]

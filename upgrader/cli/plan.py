@@ -139,8 +139,9 @@ def inventory_command(
     """Observe the live cluster and record the observation in the ledger.
 
     Per node: kubelet and control-plane component versions, readiness, cordon, taints, InternalIP,
-    OS image, kernel, container runtime and, through the node transport when the cluster has one,
-    the package manager and Kubernetes package repository (else "not observed"). Per cluster:
+    OS image, kernel, container runtime and, through the node transport (ssh unless `cluster set`
+    says otherwise; nodes in parallel, a few seconds to connect), the package manager and Kubernetes
+    package repository (a node that cannot be reached is shown as such). Per cluster:
     kubeadm's ClusterConfiguration, etcd's members and the observation's fingerprint. A node or an
     etcd that cannot be reached is recorded as such; only an unreachable API fails the command.
 

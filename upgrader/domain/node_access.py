@@ -7,14 +7,16 @@ cluster) it is::
      "options": {"ServerAliveInterval": "10"}, "known_hosts": "/etc/upgrader/known_hosts",
      "nodes": {"cp-1": {"address": "10.0.0.11", "user": "admin"}}}
 
-every field optional; ``nodes`` holds per-node overrides (and a node's address, which otherwise
-is its InternalIP from the latest observation, else its name). ``{"kind": "local"}`` is this
+every field optional; ``"etcd_tools": "node"`` runs etcdctl on the first control-plane node
+instead of this host (``"host"``, the default); ``nodes`` holds per-node overrides (and a node's
+address, which otherwise is its InternalIP from the latest observation, else its name). ``{"kind": "local"}`` is this
 machine, ``{"kind": "sandbox", "dir": ...}`` a sandbox cluster's node directories.
 
 Every value is validated here, at the edge, before it is stored and again before it is used: a
 value reaches ssh's argv, so nothing may start with ``-`` or hold whitespace or control
-characters, and no ``-o`` option may switch off what keeps node access safe (host-key checking,
-batch mode, our own multiplexing) or run a local command.
+characters, and only the ``-o`` options of :data:`ALLOWED_OPTIONS` (connection tuning and
+algorithms) are accepted: nothing that could switch off what keeps node access safe (host-key
+checking, batch mode, our own multiplexing), forward anything or run a local command.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from upgrader.domain.text import excerpt
 from upgrader.errors import UsageError
 
 KINDS = ("ssh", "local", "sandbox")
-FIELDS = ("user", "port", "identity", "jump", "options", "known_hosts")  # cluster-wide, and per node
+FIELDS = ("user", "port", "identity", "jump", "options", "known_hosts", "etcd_tools")  # cluster-wide
+ETCD_TOOLS = ("host", "node")  # where etcdctl runs: this host (the default) or the first control-plane node
 NODE_FIELDS = ("address", "user", "port", "identity", "jump", "options")  # what a node may override
 
 _USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}", re.ASCII)
@@ -41,36 +44,36 @@ _OPTION_KEY = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}", re.ASCII)
 _PATH_BAD = re.compile(r"[\s\"'\\\x00-\x1f\x7f]")
 MAX_OPTION_VALUE = 1024
 
-# -o options that are upgrader's own, or would defeat the checks, or would run a command locally.
-# ssh's option names are case-insensitive. The value is the flag to use instead, or why not.
-REFUSED_OPTIONS = {
-    "stricthostkeychecking": "host keys are always checked (use --accept-new-host-keys to trust a first key)",
+# The only -o options an operator may add: an ALLOWLIST (ssh's names are case-insensitive). Each
+# one tunes the connection or the algorithms; none runs a local program, loads a library, forwards
+# anything, sends local data or weakens host-key checking. Anything else is refused: ssh has many
+# options that do (XAuthLocation, ForwardAgent, *Forward, Tunnel, UpdateHostKeys, VerifyHostKeyDNS,
+# HostKeyAlias, Canonicalize*, SendEnv, Include, ...), and new ones appear with new releases.
+# Everything else belongs in the user's own ssh config, which applies.
+ALLOWED_OPTIONS = {name.lower(): name for name in (
+    "ServerAliveInterval", "ServerAliveCountMax", "ConnectTimeout", "ConnectionAttempts", "TCPKeepAlive",
+    "Ciphers", "KexAlgorithms", "MACs", "HostKeyAlgorithms", "PubkeyAcceptedAlgorithms",
+    "PubkeyAcceptedKeyTypes", "CASignatureAlgorithms", "RequiredRSASize", "RekeyLimit", "Compression",
+    "AddressFamily", "BindAddress", "BindInterface", "IPQoS", "IdentitiesOnly", "CertificateFile",
+    "PreferredAuthentications", "PubkeyAuthentication", "PasswordAuthentication",
+    "KbdInteractiveAuthentication", "GSSAPIAuthentication", "HashKnownHosts", "FingerprintHash", "IdentityAgent",
+)}
+# For a refused option that has a flag of its own, or a reason worth saying, the hint.
+OPTION_HINTS = {
+    "stricthostkeychecking": "host keys are always checked (use --accept-new-host-keys with `node exec` to "
+                             "trust a first key)",
     "userknownhostsfile": "use --ssh-known-hosts",
-    "globalknownhostsfile": "host keys are always checked against the system and user known_hosts",
-    "knownhostscommand": "it runs a local command",
     "proxycommand": "it runs a local command (use --ssh-jump for a bastion)",
-    "localcommand": "it runs a local command",
-    "permitlocalcommand": "it runs a local command",
-    "pkcs11provider": "it loads a local library",
-    "securitykeyprovider": "it loads a local library",
-    "remotecommand": "upgrader sends the command",
-    "sessiontype": "upgrader sends the command",
-    "requesttty": "node commands run without a terminal",
-    "stdinnull": "upgrader controls stdin",
-    "forkafterauthentication": "upgrader controls the connection",
-    "batchmode": "upgrader never prompts",
-    "controlmaster": "upgrader multiplexes the connection itself",
-    "controlpath": "upgrader multiplexes the connection itself",
-    "controlpersist": "upgrader multiplexes the connection itself",
     "proxyjump": "use --ssh-jump",
     "hostname": "use `upgrader cluster node-address`",
     "user": "use --ssh-user",
     "port": "use --ssh-port",
     "identityfile": "use --ssh-identity",
-    "include": "not an option",
-    "match": "not an option",
-    "host": "not an option",
 }
+_PATH_OPTIONS = ("certificatefile",)
+# Allowed with these values only: IdentityAgent=none keeps ssh off the agent; a socket path would
+# hand it another agent, and that belongs in the ssh config.
+_ONLY_VALUES = {"identityagent": ("none",)}
 
 
 def _plain(value: str, what: str) -> None:
@@ -117,6 +120,14 @@ def validate_jump(jump: str) -> str:
     return jump
 
 
+def validate_etcd_tools(value: object) -> str:
+    """Where etcdctl runs for the cluster: ``host`` (this machine, the default) or ``node``."""
+    if value not in ETCD_TOOLS:
+        raise UsageError(f"invalid etcd tools setting {excerpt(value)}: host (run etcdctl here, the default) "
+                         "or node (run it on the first control-plane node)")
+    return str(value)
+
+
 def validate_path(path: str, what: str) -> str:
     """A local file path for ssh (an identity or known_hosts file): ssh splits option values on
     spaces and reads quotes, so those are refused rather than quoted."""
@@ -130,13 +141,20 @@ def validate_option(key: str, value: str) -> tuple[str, str]:
     """One ``-o KEY=VALUE`` for ssh; refuses the options that would make node access unsafe."""
     if not isinstance(key, str) or not _OPTION_KEY.fullmatch(key):
         raise UsageError(f"invalid ssh option name {excerpt(key)}: letters and digits, e.g. ServerAliveInterval")
-    refused = REFUSED_OPTIONS.get(key.lower())
-    if refused is not None:
-        raise UsageError(f"ssh option {key} is not allowed: {refused}")
+    if key.lower() not in ALLOWED_OPTIONS:
+        hint = OPTION_HINTS.get(key.lower())
+        raise UsageError(f"ssh option {key} is not allowed{': ' + hint if hint else ''} (allowed: "
+                         f"{', '.join(sorted(ALLOWED_OPTIONS.values(), key=str.lower))}; put anything else "
+                         "in your ssh config)")
     if not isinstance(value, str) or not value.strip():
         raise UsageError(f"ssh option {key} needs a value (KEY=VALUE)")
     if len(value) > MAX_OPTION_VALUE or any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise UsageError(f"invalid value for ssh option {key}: {excerpt(value)} (one line, no control characters)")
+    only = _ONLY_VALUES.get(key.lower())
+    if only is not None and value.lower() not in only:
+        raise UsageError(f"ssh option {key} takes only {' or '.join(only)} here (put anything else in your ssh config)")
+    if key.lower() in _PATH_OPTIONS:
+        validate_path(value, f"ssh option {key}")
     return key, value
 
 
@@ -171,6 +189,8 @@ def _validate_fields(doc: Mapping[str, Any], allowed: tuple[str, ...], where: st
             out[key] = validate_jump(value)
         elif key == "address":
             out[key] = validate_address(value)
+        elif key == "etcd_tools":
+            out[key] = validate_etcd_tools(value)
         elif key == "options":
             if not isinstance(value, Mapping):
                 raise UsageError(f"{where}: ssh options must be a KEY: VALUE mapping")

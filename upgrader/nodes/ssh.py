@@ -12,8 +12,10 @@
   :class:`NodeUnreachableError`, never a failed command: a remote exit code, even 255, is a result.
 - The remote command is ``shlex.join(argv)`` (POSIX sh quoting, for the login shell on the node),
   behind ``sudo -n --`` when the login user is not root. Nothing else is built from input.
-- The user's own ssh config (~/.ssh/config, agents) applies; our options come first on the command
-  line, so they win. A jump host (``-J``) is checked by the user's ssh config for that host
+- The user's own ssh config (~/.ssh/config, agents) applies, after the command line. The
+  operator's ``-o`` options are allowlisted (upgrader.domain.node_access.ALLOWED_OPTIONS) and
+  come first, so they replace our defaults of the same name; nothing they may name is one of ours
+  that keeps access safe. A jump host (``-J``) is checked by the user's ssh config for that host
   (OpenSSH passes no ``-o`` option on to the jump hop).
 """
 
@@ -30,22 +32,21 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
+from typing import IO
 
 from upgrader import programs
 from upgrader.domain.node_access import SshTarget, validate_address, validate_port, validate_transport
-from upgrader.errors import HostKeyError, NodeAuthError, NodeUnreachableError, TransportError, UpgraderError
+from upgrader.errors import NodeUnreachableError, TransportError, UpgraderError
+from upgrader.nodes.ssh_text import WRITE_SCRIPT, check_path, failure, where, why
 from upgrader.ports import CommandResult
 
 PERSIST_SECONDS = 300  # an idle master exits after this long (one orphaned by a killed process too)
 FILE_TIMEOUT = 120.0  # seconds for a read_file or write_file
 _OPEN: set[SshTransport] = set()  # held until closed: one dropped unclosed is still closed at exit
-
-# write_file's remote half: a constant script; the path, a random suffix and the mode are its
-# arguments ($1 $2 $3), never part of it. The temp file sits beside the target so mv is a rename.
-_WRITE = ('umask 077; tmp="$1.upgrader-tmp-$2"; '
-          'if cat > "$tmp" && chmod -- "$3" "$tmp" && mv -f -T -- "$tmp" "$1"; then exit 0; fi; '
-          'rm -f -- "$tmp"; exit 1')
+KILL_AFTER = 5  # seconds between the remote timeout's TERM and its KILL
+BACKSTOP = KILL_AFTER + 3  # the local ssh is killed this much later than the remote command
 
 
 def _short_tmp() -> str:
@@ -58,14 +59,16 @@ class SshTransport:
     """The NodeTransport port over /usr/bin/ssh, for one node (``target`` says how to reach it)."""
 
     def __init__(self, target: SshTarget, *, node: str, accept_new_host_keys: bool = False,
-                 connect_timeout: float = 10.0, program: str | None = None) -> None:
+                 connect_timeout: float = 10.0, program: str | None = None, cluster: str | None = None) -> None:
         validate_transport({"kind": "ssh", **{k: v for k, v in target.as_dict().items()
                                               if k not in ("address", "address_from")}})
         validate_address(target.address)
         self.target = target
         self.node = node
+        self.cluster = cluster  # named in advice (the command that trusts a first key)
         self.accept_new_host_keys = accept_new_host_keys
-        self.connect_timeout = max(1, int(connect_timeout))
+        own = next((v for k, v in target.options.items() if k.lower() == "connecttimeout"), "")
+        self.connect_timeout = max(1, int(own) if own.isdigit() else int(connect_timeout))
         self.added_host_keys: list[str] = []  # ssh's "Permanently added ..." lines (accept-new)
         self._ssh = program or programs.require("ssh")["ssh"]
         self._dir: Path | None = None
@@ -82,7 +85,12 @@ class SshTransport:
     def _base(self, master: str = "auto") -> list[str]:
         t = self.target
         assert self._dir is not None
-        argv = [self._ssh, "-o", "BatchMode=yes",
+        # The operator's options (allowlisted: none touches what follows) come first: for ssh the
+        # first value wins, so theirs replace our defaults (ServerAliveInterval, ConnectTimeout).
+        argv = [self._ssh]
+        for key, value in t.options.items():
+            argv += ["-o", f"{key}={value}"]
+        argv += ["-o", "BatchMode=yes",
                 "-o", f"StrictHostKeyChecking={'accept-new' if self.accept_new_host_keys else 'yes'}",
                 "-o", f"ConnectTimeout={self.connect_timeout}", "-o", "ServerAliveInterval=15",
                 "-o", "ServerAliveCountMax=3", "-o", "LogLevel=INFO", "-o", "RemoteCommand=none",
@@ -98,8 +106,6 @@ class SshTransport:
             argv += ["-i", t.identity]
         if t.jump:
             argv += ["-J", t.jump]
-        for key, value in t.options.items():
-            argv += ["-o", f"{key}={value}"]
         return argv
 
     def connect(self, *, check: bool = False) -> None:
@@ -170,28 +176,55 @@ class SshTransport:
     # the port ---------------------------------------------------------------------------------
 
     def run(self, argv: list[str], timeout: float) -> CommandResult:
+        """argv on the node, under the node's own ``timeout``: at ``timeout`` the remote command (its
+        whole process group) gets TERM, then KILL; the local ssh is killed later, as a backstop."""
         if not argv:
             raise ValueError("run needs a command")
+        start = time.monotonic()
         code, out, err = self._remote(argv, None, timeout)
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
-        if code is None:
+        # `timeout` exits 124 after TERM; after KILL it kills itself too, which ssh reports as 255
+        if code is None or (code in (124, 137, 255) and time.monotonic() - start >= timeout):
             return CommandResult(124, stdout, stderr + f"timed out after {timeout:g}s: {argv[0]}\n")
         return CommandResult(code, stdout, stderr)
 
     def read_file(self, path: str) -> bytes:
-        _check_path(path)
+        check_path(path)
         code, out, err = self._remote(["cat", "--", path], None, FILE_TIMEOUT)
         if code != 0:
-            raise TransportError(f"cannot read {path} on node {self.node}: {_why(err, code)}")
+            raise TransportError(f"cannot read {path} on node {self.node}: {why(err, code)}")
         return out
 
+    def copy_to_local(self, path: str, local: Path, timeout: float = FILE_TIMEOUT) -> int:
+        """Stream a node file into the local file ``local`` (created 0600, replaced only when the
+        whole file arrived); its size. Nothing is held in memory."""
+        check_path(path)
+        self.connect()
+        tmp = local.with_name(f".{local.name}.{secrets.token_hex(4)}.part")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as sink:
+                argv = [*self._base(), "-T", "--", self.target.address, self._wrapped(["cat", "--", path], timeout)]
+                code, _, err = self._call(argv, None, timeout + BACKSTOP, stdout=sink)
+                if code == 255 and not self.alive():
+                    raise self._failure(err)
+                if code != 0:
+                    raise TransportError(f"cannot read {path} on node {self.node}: {why(err, code)}")
+                sink.flush()
+                os.fsync(sink.fileno())
+            os.replace(tmp, local)
+            return local.stat().st_size
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        """Atomic: written to ``PATH.upgrader-tmp-RANDOM`` beside it, chmod'ed, then renamed onto PATH."""
-        _check_path(path)
-        argv = ["sh", "-c", _WRITE, "sh", path, secrets.token_hex(8), f"{mode & 0o7777:04o}"]
+        """Atomic: written to ``PATH.upgrader-tmp-RANDOM`` beside it, chmod'ed, synced, then renamed
+        onto PATH (and the directory synced). A timeout stops it on the node before the rename."""
+        check_path(path)
+        argv = ["sh", "-c", WRITE_SCRIPT, "sh", path, secrets.token_hex(8), f"{mode & 0o7777:04o}"]
         code, _, err = self._remote(argv, bytes(data), FILE_TIMEOUT)
         if code != 0:
-            raise TransportError(f"cannot write {path} on node {self.node}: {_why(err, code)}")
+            raise TransportError(f"cannot write {path} on node {self.node}: {why(err, code)}")
 
     def forward(self, remote_host: str, remote_port: int) -> tuple[str, int]:
         """A local port forward over the master to ``remote_host:remote_port`` as the node sees it;
@@ -210,7 +243,7 @@ class SshTransport:
                 self.forwards.append((local, remote_host, remote_port))
                 return "127.0.0.1", local
         raise TransportError(f"cannot forward a port to {remote_host}:{remote_port} through node {self.node}: "
-                             f"{_why(last, 255)}")
+                             f"{why(last, 255)}")
 
     # helpers ----------------------------------------------------------------------------------
 
@@ -230,18 +263,27 @@ class SshTransport:
         """The string ssh sends: argv quoted for a POSIX shell, behind ``sudo -n`` unless we are root."""
         return shlex.join(argv if self.login_user() == "root" else ["sudo", "-n", "--", *argv])
 
+    def _wrapped(self, argv: list[str], timeout: float) -> str:
+        """The remote command under coreutils ``timeout`` (TERM at ``timeout``, KILL later)."""
+        secs = f"{max(timeout, 0.1):.3f}".rstrip("0").rstrip(".")
+        return self.remote_command(["timeout", "-k", str(KILL_AFTER), "--", secs, *argv])
+
     def _remote(self, argv: list[str], data: bytes | None, timeout: float) -> tuple[int | None, bytes, bytes]:
         self.connect()
-        command = self.remote_command(argv)
-        code, out, err = self._call([*self._base(), "-T", "--", self.target.address, command], data, timeout)
+        command = self._wrapped(argv, timeout)
+        code, out, err = self._call([*self._base(), "-T", "--", self.target.address, command], data,
+                                    timeout + BACKSTOP)
         if code == 255 and not self.alive():  # ssh's own failure, not the command's exit code
             raise self._failure(err)
         return code, out, err
 
-    def _call(self, argv: list[str], data: bytes | None, timeout: float) -> tuple[int | None, bytes, bytes]:
-        """Run a local ssh; (None, out, err) when it timed out (it is killed, with its process group)."""
+    def _call(self, argv: list[str], data: bytes | None, timeout: float,
+              stdout: IO[bytes] | None = None) -> tuple[int | None, bytes, bytes]:
+        """Run a local ssh; (None, out, err) when it timed out (it is killed, with its process group).
+        With ``stdout`` (a file), the output goes there, not to memory."""
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                                stdout=subprocess.PIPE if stdout is None else stdout, stderr=subprocess.PIPE,
+                                start_new_session=True)
         try:
             out, err = proc.communicate(data, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -261,42 +303,10 @@ class SshTransport:
         return proc.returncode, out, err
 
     def _where(self) -> str:
-        t = self.target
-        return t.address if not t.port or t.port == 22 else f"{t.address} port {t.port}"
+        return where(self.target)
 
     def _failure(self, err: bytes) -> UpgraderError:
-        text = err.decode(errors="replace")
-        host = self.target.address if not self.target.port or self.target.port == 22 else \
-            f"[{self.target.address}]:{self.target.port}"
-        if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
-            return HostKeyError(
-                f"the SSH host key of node {self.node} ({self._where()}) has CHANGED since it was recorded in "
-                f"known_hosts: refused, this may be a man-in-the-middle (if the node was reinstalled, check its "
-                f"new key and remove the old one with `ssh-keygen -R '{host}'`)")
-        if "Host key verification failed" in text or "host key is known" in text:
-            return HostKeyError(
-                f"the SSH host key of node {self.node} ({self._where()}) is not known: refused (add its key to "
-                f"known_hosts after checking its fingerprint, or pass --accept-new-host-keys to trust the first "
-                f"key seen)")
-        if "Permission denied" in text or "Too many authentication failures" in text:
-            return NodeAuthError(f"ssh login to node {self.node} ({self._where()}) refused: {_why(err, 255)} "
-                                 "(check --ssh-user and --ssh-identity)")
-        return NodeUnreachableError(f"node {self.node} ({self._where()}) is unreachable: {_why(err, 255)}")
-
-
-def _why(err: bytes, code: int | None) -> str:
-    lines = [ln.strip() for ln in err.decode(errors="replace").replace("\r", "").splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("@")]
-    if code is None:
-        return "timed out"
-    if not lines:
-        return f"exit code {code}"
-    return "".join(c if c.isprintable() else "?" for c in lines[-1][:200])
-
-
-def _check_path(path: str) -> None:
-    if not isinstance(path, str) or not path.startswith("/") or any(c in path for c in "\x00\n\r"):
-        raise ValueError(f"node paths are absolute, one line: {path!r}")
+        return failure(self.target, self.node, self.cluster, err)
 
 
 def _free_port() -> int:

@@ -4,9 +4,10 @@ Three sources, merged into one document (the shape ``plan --state`` takes):
 
 - the API (``ClusterApi.observe_inventory``): nodes, versions, taints, addresses, OS facts, and
   kubeadm's ClusterConfiguration;
-- each node's transport, when the cluster has one (``cluster add`` alone gives none: the nodes'
-  packages are then ``not_observed``): the package manager and the Kubernetes repository (see
-  upgrader/nodes/packages.py). A node that fails is recorded as ``transport_error`` on that node;
+- each node's transport (a cluster registered without settings is reached over ssh with ssh's
+  defaults, as ``--transport`` says): the package manager and the Kubernetes repository (see
+  upgrader/nodes/packages.py). Nodes are probed in parallel, each bounded by the transport's short
+  connect timeout; a node that fails is recorded as ``transport_error`` on that node;
 - etcd's members, from a callable (default: :func:`etcd_session`); a failure is recorded as
   ``etcd: {"error": ...}``, never raised.
 
@@ -95,10 +96,6 @@ def default_members(app: AppContext, record: ClusterRecord, doc: Mapping[str, An
 
 def _add_packages(app: AppContext, record: ClusterRecord, doc: dict[str, Any]) -> None:
     nodes = [n for n in doc.get("nodes") or [] if isinstance(n, dict) and isinstance(n.get("name"), str)]
-    if not record.transport:
-        for node in nodes:
-            node["packages"] = {"status": str(PackageStatus.NOT_OBSERVED)}
-        return
     if not nodes:
         return
     with ThreadPoolExecutor(max_workers=min(NODE_WORKERS, len(nodes))) as pool:
@@ -108,8 +105,8 @@ def _add_packages(app: AppContext, record: ClusterRecord, doc: dict[str, Any]) -
 
 
 def _node_packages(app: AppContext, record: ClusterRecord, node: str, doc: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        found = packages.probe(app.transport(record, node, inventory=doc))  # addresses from this observation
+    try:  # the node's InternalIP comes from this observation, not an older one
+        found = packages.probe(app.transport(record, node, doc))
     except (UpgraderError, OSError) as e:
         return {"status": str(PackageStatus.TRANSPORT_ERROR), "error": _one_line(e)}
     repo = None if found.repo is None else {"url": found.repo.url, "minor": found.repo.minor,

@@ -28,7 +28,7 @@ def transport_settings(kind: str | None, changes: Mapping[str, Any]) -> dict[str
         raise UsageError(f"unknown node transport {kind!r} (choose: {', '.join(TRANSPORT_KINDS)})")
     if kind == "local":
         if changes:
-            raise UsageError("--ssh-* settings need --transport ssh")
+            raise UsageError("--ssh-* and --etcd-tools settings need --transport ssh")
         return {"kind": "local"}
     if kind is None and not changes:
         return None
@@ -45,10 +45,11 @@ def configure(app: AppContext, *, cluster: str, node: str | None = None, kind: s
     if kind not in (None, *TRANSPORT_KINDS):
         raise UsageError(f"unknown node transport {kind!r} (choose: {', '.join(TRANSPORT_KINDS)})")
     if kind == "local" and (node is not None or changes or unset):
-        raise UsageError("--transport local takes no --node, --ssh-* or --unset: this machine is every node")
+        raise UsageError("--transport local takes no --node, --ssh-*, --etcd-tools or --unset: this machine is "
+                         "every node")
     if kind is None and not changes and not unset:
         raise UsageError("nothing to change: give --ssh-user, --ssh-port, --ssh-identity, --ssh-jump, "
-                         "--ssh-option, --ssh-known-hosts, --transport or --unset")
+                         "--ssh-option, --ssh-known-hosts, --etcd-tools, --transport or --unset")
     with app.unit_of_work() as uow:
         before = uow.repo.get_cluster(cluster).transport
         if (before or {}).get("kind") == "sandbox":
@@ -81,7 +82,8 @@ class NodeAccess:
     nodes: list[dict[str, Any]]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "settings": self.settings, "nodes": self.nodes}
+        return {"kind": self.kind, "settings": self.settings, "nodes": self.nodes,
+                "etcd_tools": str(self.settings.get("etcd_tools", "host"))}
 
 
 def node_access(app: AppContext, record: ClusterRecord) -> NodeAccess:

@@ -89,6 +89,7 @@ class AppContext:
     etcd_session_factory: Callable[[ClusterRecord, Mapping[str, Any] | None],
                                    AbstractContextManager[EtcdSession]] | None = None
     accept_new_host_keys: bool = False  # SSH: trust a node's first key (an explicit opt-in, recorded as an event)
+    ssh_connect_timeout: float = 5.0  # seconds to reach a node's port (ssh -o ConnectTimeout; an option overrides)
     snapshot_dir: Path | None = None  # where snapshot files go (--store > UPGRADER_SNAPSHOT_DIR > the data dir)
     _ledger: Ledger | None = None
     _transports: dict[tuple[str, str], NodeTransport] = field(default_factory=dict)
@@ -143,8 +144,9 @@ class AppContext:
 
         own = (settings.get("nodes") or {}).get(node) or {}
         ip = None if "address" in own else self._internal_ip(cluster.name, node, inventory)
-        transport = SshTransport(ssh_target(settings, node, ip), node=node,
-                                 accept_new_host_keys=self.accept_new_host_keys)
+        transport = SshTransport(ssh_target(settings, node, ip), node=node, cluster=cluster.name,
+                                 accept_new_host_keys=self.accept_new_host_keys,
+                                 connect_timeout=self.ssh_connect_timeout)
         self._transports[(cluster.name, node)] = transport
         return transport
 
