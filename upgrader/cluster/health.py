@@ -53,9 +53,9 @@ class HealthReads:
                 host = api_client.configuration.host
                 raise ClusterUnreachableError(f"cluster {self._cluster}: cannot reach the API at {host}") from e
 
-    def _list(self, path: str) -> list[dict[str, Any]]:
+    def _list(self, path: str, query: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
         def read(api_client: Any) -> list[dict[str, Any]]:
-            status, text = _raw_get(api_client, path, self._timeout)
+            status, text = _raw_get(api_client, path, self._timeout, query=query)
             if status != 200:
                 raise api_refused(f"cluster {self._cluster}", status, None, what=f"GET {path}")
             doc = json.loads(text)
@@ -75,8 +75,30 @@ class HealthReads:
     def list_nodes(self) -> list[dict[str, Any]]:
         return self._list("/api/v1/nodes")
 
+    def list_control_plane_pods(self) -> list[dict[str, Any]]:
+        """kube-system's static (mirror) pods of the control plane, as kubeadm labels them."""
+        return self._list("/api/v1/namespaces/kube-system/pods", [("labelSelector", "tier=control-plane")])
+
     def list_pods(self) -> list[dict[str, Any]]:
         return self._list("/api/v1/pods")
+
+    def get_object_answer(self, path: str) -> tuple[int, dict[str, Any] | None]:
+        """The status of ``GET path`` and the object's JSON when it is 200 (any status: the caller decides)."""
+        def read(api_client: Any) -> tuple[int, dict[str, Any] | None]:
+            status, text = _raw_get(api_client, path, self._timeout)
+            doc = json.loads(text) if status == 200 else None
+            return status, doc if isinstance(doc, dict) else None
+
+        return self._call(read)
+
+    def get_object(self, path: str) -> dict[str, Any] | None:
+        """One object's JSON; None when the API says it does not exist (404)."""
+        status, doc = self.get_object_answer(path)
+        if status == 404:
+            return None
+        if status != 200:
+            raise api_refused(f"cluster {self._cluster}", status, None, what=f"GET {path}")
+        return doc
 
     def list_pdbs(self) -> list[dict[str, Any]]:
         return self._list("/apis/policy/v1/poddisruptionbudgets")

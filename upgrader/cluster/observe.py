@@ -17,57 +17,44 @@ from upgrader.cluster.health import HealthReads
 from upgrader.cluster.refusals import api_refused
 from upgrader.domain.inventory_facts import kubeadm_config_to_dict, parse_kubeadm_config
 from upgrader.domain.text import excerpt
-from upgrader.errors import ClusterUnreachableError, InvalidInventoryError
+from upgrader.errors import InvalidInventoryError
 
 _COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
 _CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 
 
-def observe_inventory(*, cluster: str, kubeconfig: str, context: str | None, timeout: float = 15.0) -> dict[str, Any]:
-    """Return an inventory document (the same shape `--state` takes); parse it with parse_inventory."""
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
+def observe_inventory(api: HealthReads, cluster: str) -> dict[str, Any]:
+    """Return an inventory document (the same shape `--state` takes); parse it with parse_inventory.
 
-    try:
-        api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
-    except Exception as e:  # the client raises ConfigException, OSError, yaml errors...
-        raise ClusterUnreachableError(f"kubeconfig {kubeconfig}: {e}") from e
-    try:
-        core = client.CoreV1Api(api_client)
-        nodes: list[Any] = core.list_node(_request_timeout=timeout).items
-        pods: list[Any] = core.list_namespaced_pod("kube-system", label_selector="tier=control-plane",
-                                        _request_timeout=timeout).items
-        kubeadm_config = _kubeadm_config(core, timeout)
-    except ApiException as e:
-        raise api_refused(f"cluster {cluster}", e.status, e.reason) from e
-    except (HTTPError, OSError) as e:
-        host = api_client.configuration.host
-        raise ClusterUnreachableError(f"cluster {cluster}: cannot reach the API at {host}") from e
-    finally:
-        api_client.close()
+    Read as raw API JSON (camelCase, as ``kubectl get -o json`` shows it): the generated client's
+    models cost ~0.7 s to import on every command and add nothing the document needs."""
+    nodes = api.list_nodes()
+    pods = api.list_control_plane_pods()
+    kubeadm_config = _kubeadm_config(api, cluster)
     images = _component_images(pods)
     return {
         "cluster": cluster,
         "observed_at": datetime.now(UTC).isoformat(),
-        "nodes": [_node(n, images.get(n.metadata.name, {})) for n in sorted(nodes, key=lambda n: n.metadata.name)],
+        "nodes": [_node(n, images.get(_name(n), {})) for n in sorted(nodes, key=_name)],
         "kubeadm_config": kubeadm_config,
     }
 
 
-def _kubeadm_config(core: Any, timeout: float) -> dict[str, Any]:
-    """kube-system/kubeadm-config's ClusterConfiguration, in the inventory's terms, or why not."""
-    from kubernetes.client.exceptions import ApiException
+def _name(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
 
-    try:
-        cm = core.read_namespaced_config_map("kubeadm-config", "kube-system", _request_timeout=timeout)
-    except ApiException as e:
-        if e.status == 404:
-            return {"error": "no ConfigMap kube-system/kubeadm-config (not a kubeadm cluster?)"}
-        if e.status in (401, 403):
-            return {"error": f"ConfigMap kube-system/kubeadm-config: the API answered {e.status} {e.reason}"}
-        raise
-    return cluster_configuration((cm.data or {}).get("ClusterConfiguration"))
+
+def _kubeadm_config(api: HealthReads, cluster: str) -> dict[str, Any]:
+    """kube-system/kubeadm-config's ClusterConfiguration, in the inventory's terms, or why not."""
+    path = "/api/v1/namespaces/kube-system/configmaps/kubeadm-config"
+    status, cm = api.get_object_answer(path)
+    if status == 404:
+        return {"error": "no ConfigMap kube-system/kubeadm-config (not a kubeadm cluster?)"}
+    if status in (401, 403):
+        return {"error": f"ConfigMap kube-system/kubeadm-config: the API answered {status}"}
+    if status != 200 or cm is None:
+        raise api_refused(f"cluster {cluster}", status, None, what=f"GET {path}")
+    return cluster_configuration((cm.get("data") or {}).get("ClusterConfiguration"))
 
 
 def cluster_configuration(text: object) -> dict[str, Any]:
@@ -98,40 +85,44 @@ def cluster_configuration(text: object) -> dict[str, Any]:
         return {"error": f"{where}: ClusterConfiguration {e.message}"}
 
 
-def _component_images(pods: list[Any]) -> dict[str, dict[str, str]]:
+def _component_images(pods: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     result: dict[str, dict[str, str]] = {}
     for pod in pods:
-        component = (pod.metadata.labels or {}).get("component")
-        if component not in _COMPONENTS or not pod.spec.node_name or not pod.spec.containers:
+        component = ((pod.get("metadata") or {}).get("labels") or {}).get("component")
+        spec = pod.get("spec") or {}
+        containers = spec.get("containers") or []
+        if component not in _COMPONENTS or not spec.get("nodeName") or not containers:
             continue
-        image = (pod.spec.containers[0].image or "").split("@", 1)[0]  # drop a pinned @sha256:... digest
+        image = str(containers[0].get("image") or "").split("@", 1)[0]  # drop a pinned @sha256:... digest
         tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
-        result.setdefault(pod.spec.node_name, {})[component] = tag
+        result.setdefault(str(spec["nodeName"]), {})[component] = tag
     return result
 
 
-def _node(node: Any, components: dict[str, str]) -> dict[str, Any]:
-    labels = node.metadata.labels or {}
+def _node(node: dict[str, Any], components: dict[str, str]) -> dict[str, Any]:
+    metadata, spec, status = node.get("metadata") or {}, node.get("spec") or {}, node.get("status") or {}
+    labels = metadata.get("labels") or {}
     control_plane = any(label in labels for label in _CONTROL_PLANE_LABELS)
-    ready = any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    info = status.get("nodeInfo") or {}
     doc: dict[str, Any] = {
-        "name": node.metadata.name,
+        "name": metadata.get("name"),
         "control_plane": control_plane,
-        "kubelet": node.status.node_info.kubelet_version,
+        "kubelet": info.get("kubeletVersion"),
         "ready": ready,
-        "unschedulable": bool(node.spec.unschedulable),
+        "unschedulable": bool(spec.get("unschedulable")),
     }
     if control_plane:
         doc["components"] = {name: components.get(name, "") for name in _COMPONENTS}
-    doc["taints"] = [{"key": t.key, "value": t.value or "", "effect": t.effect} for t in node.spec.taints or []]
-    internal = [a.address for a in node.status.addresses or [] if a.type == "InternalIP"]
+    doc["taints"] = [{"key": t.get("key"), "value": t.get("value") or "", "effect": t.get("effect")}
+                     for t in spec.get("taints") or []]
+    internal = [a.get("address") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"]
     if internal:
         doc["internal_ip"] = internal[0]
-    info = node.status.node_info
-    for key, value in (("os_image", info.os_image), ("container_runtime", info.container_runtime_version),
-                       ("kernel", info.kernel_version)):
-        if value:
-            doc[key] = value
+    for key, field in (("os_image", "osImage"), ("container_runtime", "containerRuntimeVersion"),
+                       ("kernel", "kernelVersion")):
+        if info.get(field):
+            doc[key] = info[field]
     return doc
 
 
@@ -142,34 +133,11 @@ class KubeClusterApi(HealthReads):
         self._cluster, self._kubeconfig, self._context, self._timeout = cluster, kubeconfig, context, timeout
 
     def observe_inventory(self) -> dict[str, Any]:
-        return observe_inventory(cluster=self._cluster, kubeconfig=self._kubeconfig, context=self._context,
-                                 timeout=self._timeout)
+        return observe_inventory(self, self._cluster)
 
     def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
-        return get_configmap(kubeconfig=self._kubeconfig, context=self._context, namespace=namespace, name=name,
-                             timeout=self._timeout)
-
-
-def get_configmap(*, kubeconfig: str, context: str | None, namespace: str, name: str,
-                  timeout: float = 15.0) -> dict[str, str] | None:
-    """The ConfigMap's data; None when the API says it does not exist (404)."""
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
-
-    try:
-        api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
-    except Exception as e:  # the client raises ConfigException, OSError, yaml errors...
-        raise ClusterUnreachableError(f"kubeconfig {kubeconfig}: {e}") from e
-    try:
-        found = client.CoreV1Api(api_client).read_namespaced_config_map(name, namespace, _request_timeout=timeout)
-    except ApiException as e:
-        if e.status == 404:
+        """The ConfigMap's data; None when the API says it does not exist (404)."""
+        found = self.get_object(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+        if found is None:
             return None
-        raise api_refused(f"kubeconfig {kubeconfig}", e.status, e.reason,
-                          what=f"GET configmap {namespace}/{name}") from e
-    except (HTTPError, OSError) as e:
-        raise ClusterUnreachableError(f"cannot reach the API at {api_client.configuration.host}") from e
-    finally:
-        api_client.close()
-    return {str(k): str(v) for k, v in (found.data or {}).items()}
+        return {str(k): str(v) for k, v in (found.get("data") or {}).items()}
