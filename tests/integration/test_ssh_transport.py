@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from upgrader.domain.node_access import SshTarget
-from upgrader.errors import HostKeyError, NodeAuthError, NodeUnreachableError, TransportError
+from upgrader.errors import FileMissingError, HostKeyError, NodeAuthError, NodeUnreachableError, TransportError
 from upgrader.nodes.ssh import SshTransport
 
 
@@ -127,8 +127,15 @@ def test_read_and_write_files_atomically_with_their_mode(node, tmp_path):
     node.write_file(path, b"second", 0o640)
     assert Path(path).read_bytes() == b"second" and stat.S_IMODE(Path(path).stat().st_mode) == 0o640
     assert sorted(p.name for p in (tmp_path / "conf").iterdir()) == ["kubelet.yaml"]  # no temp file left
-    with pytest.raises(TransportError, match=r"cannot read .*missing"):
+    with pytest.raises(FileMissingError, match=r"cannot read .*missing"):
         node.read_file(str(tmp_path / "missing"))
+    with pytest.raises(TransportError, match=r"cannot read .*conf") as not_a_file:  # a directory: not "missing"
+        node.read_file(str(tmp_path / "conf"))
+    assert not isinstance(not_a_file.value, FileMissingError)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(TransportError) as dangling:
+        node.read_file(str(tmp_path / "dangling"))
+    assert not isinstance(dangling.value, FileMissingError)  # a link to nothing is a problem, not an absence
     with pytest.raises(TransportError, match="cannot write"):
         node.write_file(str(tmp_path / "no-dir" / "x"), b"x")
     assert not (tmp_path / "no-dir").exists()

@@ -197,14 +197,17 @@ def test_an_artefact_that_cannot_be_read_fails_the_create_with_nothing_recorded(
     assert world.snapshots() == [] and world.files() == []
 
 
-def test_a_missing_artefact_is_skipped_whichever_way_the_transport_says_so(world: SnapshotWorld) -> None:
-    del world.nodes["cp-1"].files["/etc/apt/sources.list.d/kubernetes.list"]  # FileMissingError (fakes, local)
-    _refuse_reading(world, "cp-2", "/etc/apt/sources.list.d/kubernetes.list",  # ssh: cat's stderr
-                    errors.TransportError("cp-2: cannot read /etc/apt/sources.list.d/kubernetes.list: "
-                                          "cat: /etc/apt/sources.list.d/kubernetes.list: No such file or directory"))
+def test_only_a_missing_artefact_is_skipped_never_a_message_that_looks_like_one(world: SnapshotWorld) -> None:
+    del world.nodes["cp-1"].files["/etc/apt/sources.list.d/kubernetes.list"]  # FileMissingError, every transport
     record = snapshots.create_snapshot(world.app, cluster="prod").record
     repo = {(a.node, a.node_path) for a in record.artefacts if a.kind == "repo-config"}
-    assert repo == {("cp-3", "/etc/apt/sources.list.d/kubernetes.list")}
+    assert repo == {(node, "/etc/apt/sources.list.d/kubernetes.list") for node in ("cp-2", "cp-3")}
+    # a message is not a verdict: the node's language may be any (ssh carries the operator's LANG)
+    _refuse_reading(world, "cp-2", "/etc/apt/sources.list.d/kubernetes.list",
+                    errors.TransportError("cp-2: cannot read /etc/apt/sources.list.d/kubernetes.list: "
+                                          "cat: /etc/apt/sources.list.d/kubernetes.list: No such file or directory"))
+    with pytest.raises(errors.NodeFileError):
+        snapshots.create_snapshot(world.app, cluster="prod")
 
 
 def test_a_manifest_with_an_odd_name_is_kept_under_a_safe_name(world: SnapshotWorld) -> None:

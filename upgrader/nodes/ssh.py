@@ -38,13 +38,16 @@ from typing import IO
 
 from upgrader import programs
 from upgrader.domain.node_access import SshTarget, validate_address, validate_port, validate_transport
-from upgrader.errors import NodeUnreachableError, TransportError, UpgraderError
+from upgrader.errors import FileMissingError, NodeUnreachableError, TransportError, UpgraderError
 from upgrader.nodes.ssh_text import WRITE_SCRIPT, check_path, failure, where, why
 from upgrader.ports import CommandResult
 
 PERSIST_SECONDS = 300  # an idle master exits after this long (one orphaned by a killed process too)
 FILE_TIMEOUT = 120.0  # seconds for a read_file or write_file
 _OPEN: set[SshTransport] = set()  # held until closed: one dropped unclosed is still closed at exit
+# read_file's constant script (the path is its $1, never pasted in): a missing file is exit 66
+READ_SCRIPT = '[ -e "$1" ] || [ -L "$1" ] || exit 66; exec cat -- "$1"'
+MISSING_EXIT = 66
 KILL_AFTER = 5  # seconds between the remote timeout's TERM and its KILL
 BACKSTOP = KILL_AFTER + 3  # the local ssh is killed this much later than the remote command
 
@@ -189,8 +192,12 @@ class SshTransport:
         return CommandResult(code, stdout, stderr)
 
     def read_file(self, path: str) -> bytes:
+        """The file's bytes; FileMissingError when it does not exist, told by an exit code (a node's
+        messages may be in any language: the operator's LANG travels with ssh)."""
         check_path(path)
-        code, out, err = self._remote(["cat", "--", path], None, FILE_TIMEOUT)
+        code, out, err = self._remote(["sh", "-c", READ_SCRIPT, "sh", path], None, FILE_TIMEOUT)
+        if code == MISSING_EXIT:
+            raise FileMissingError(f"cannot read {path} on node {self.node}: no such file")
         if code != 0:
             raise TransportError(f"cannot read {path} on node {self.node}: {why(err, code)}")
         return out
@@ -264,9 +271,12 @@ class SshTransport:
         return shlex.join(argv if self.login_user() == "root" else ["sudo", "-n", "--", *argv])
 
     def _wrapped(self, argv: list[str], timeout: float) -> str:
-        """The remote command under coreutils ``timeout`` (TERM at ``timeout``, KILL later)."""
+        """The remote command under coreutils ``timeout`` (TERM at ``timeout``, KILL later), outside
+        ``sudo``: a sudoers entry that allows only kubeadm, apt-get and systemctl still matches (sudo
+        passes the TERM on). Shell builtins are not commands here (`-- sh -c 'command -v x'` is)."""
         secs = f"{max(timeout, 0.1):.3f}".rstrip("0").rstrip(".")
-        return self.remote_command(["timeout", "-k", str(KILL_AFTER), "--", secs, *argv])
+        return shlex.join(["timeout", "-k", str(KILL_AFTER), "--", secs,
+                           *(argv if self.login_user() == "root" else ["sudo", "-n", "--", *argv])])
 
     def _remote(self, argv: list[str], data: bytes | None, timeout: float) -> tuple[int | None, bytes, bytes]:
         self.connect()
@@ -286,7 +296,12 @@ class SshTransport:
                                 start_new_session=True)
         try:
             out, err = proc.communicate(data, timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except BaseException as e:  # Ctrl-C or SIGTERM: our ssh goes too, never left orphaned
+            if not isinstance(e, subprocess.TimeoutExpired):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # our own ssh (and a ProxyJump child); never a master
             proc.wait()

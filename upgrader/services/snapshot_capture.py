@@ -35,7 +35,6 @@ PACKAGES = ("kubeadm", "kubelet", "kubectl")
 COMMAND_TIMEOUT = 30.0
 # What SshTransport's read_file (``sudo cat``) says of a missing file: it raises a plain TransportError
 # with cat's stderr; LocalTransport, SandboxTransport and the fakes raise FileMissingError.
-MISSING = "No such file or directory"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]", re.ASCII)
 
 
@@ -93,9 +92,7 @@ def _maybe_file(captured: Captured, transport: NodeTransport, *, node: str, kind
         return
     except NodeUnreachableError:
         raise
-    except TransportError as e:
-        if MISSING in e.message:
-            return
+    except TransportError as e:  # every transport says "missing" with FileMissingError (ssh: by exit code)
         raise NodeFileError(f"{node}: cannot read {node_path} for the snapshot: {e.message}; "
                             "nothing was recorded") from e
     _keep(captured, store, directory, node=node, kind=kind, node_path=node_path,
