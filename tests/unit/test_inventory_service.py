@@ -206,8 +206,12 @@ def test_a_live_plan_uses_the_same_observation_as_the_inventory_but_never_opens_
         yield EtcdSession(tool=None, endpoints=[], tls=None)  # type: ignore[arg-type]
 
     live.app.etcd_session_factory = session
+    reached: list[str] = []
+    probe = live.app.transport
+    live.app.transport = lambda record, node, inventory=None: reached.append(node) or probe(record, node, inventory)
     result = plans.make_plan(live.app, plans.PlanRequest(cluster="prod", target="v1.32", state=None, catalog=None))
     assert opened == []  # a read-only plan never copies etcd's client certificate
+    assert reached == []  # nor logs into a node
     inv = service.observe(live.app, cluster="prod", members=lambda: list(MEMBERS))
     assert inv.etcd is not None and inv.etcd.members  # the inventory did see etcd
     assert result.plan.source_fingerprint == inv.fingerprint

@@ -49,6 +49,9 @@ def test_prune_and_create_are_refused_while_another_holder_has_the_clusters_leas
         snapshot_checks.prune_snapshots(world.app, cluster="prod", policy=RetentionPolicy(keep_last=1))
     assert caught.value.exit_code == 7
     assert [s.id for s in world.snapshots("prod", deleted=False)] == ids
+    dry = snapshot_checks.prune_snapshots(world.app, cluster="prod", policy=RetentionPolicy(keep_last=1),
+                                          dry_run=True)  # reads only: it needs no lease
+    assert [s.id for s in dry.would_delete] == ids[:2] and [s.id for s in world.snapshots("prod")] == ids
     with pytest.raises(errors.RunLockedError):
         snapshots.create_snapshot(world.app, cluster="prod")
     assert len(world.snapshots("prod")) == 3
@@ -131,6 +134,23 @@ def test_the_newest_known_good_snapshot_is_protected_only_while_its_file_is_ther
     assert result.decision.keep == {ids[3]: ("last",), ids[0]: ("newest-known-good",)}
     assert sorted(r.id for r in result.deleted) == [ids[1], ids[2]]
     complete_rows_have_files(world)
+
+
+def test_a_store_that_is_not_there_refuses_the_prune_instead_of_losing_the_known_good_one(
+        world: SnapshotWorld) -> None:
+    ids = take(world, 1)  # known-good
+    world.set_ready("cp-2", False)
+    ids += take(world, 2)  # not known-good
+    root = world.store
+    root.rename(root.with_name("store-unmounted"))  # an NFS store that is not mounted right now
+    with pytest.raises(errors.SnapshotStoreError, match="not there or not readable") as refused:
+        snapshot_checks.prune_snapshots(world.app, cluster="prod", policy=RetentionPolicy(keep_last=1))
+    assert refused.value.exit_code == 2
+    root.with_name("store-unmounted").rename(root)
+    assert [s.id for s in world.snapshots("prod")] == ids  # nothing marked deleted
+    result = snapshot_checks.prune_snapshots(world.app, cluster="prod", policy=RetentionPolicy(keep_last=1))
+    assert result.decision.keep == {ids[2]: ("last",), ids[0]: ("newest-known-good",)}
+    assert Path(world.snapshots("prod")[0].path).exists()
 
 
 def test_a_failed_kubeadm_backup_removal_exits_2_not_1(world: SnapshotWorld) -> None:

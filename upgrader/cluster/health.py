@@ -16,7 +16,7 @@ from upgrader.cluster.refusals import api_refused
 from upgrader.errors import ClusterUnreachableError
 
 T = TypeVar("T")
-MAX_METRICS = 64 * 1024 * 1024  # an apiserver's /metrics is a few MB; more is not an apiserver
+MAX_ANSWER = 1024 * 1024 * 1024  # a node list with images is ~20 KiB a node; more is not an apiserver
 
 
 class HealthReads:
@@ -126,6 +126,6 @@ def _raw_get(api_client: Any, path: str, timeout: float, *, query: list[tuple[st
         body = e.body.decode(errors="replace") if isinstance(e.body, bytes) else str(e.body or "")
         return int(e.status or 0), body
     data = response.read() or b""
-    if len(data) > MAX_METRICS:
+    if len(data) > MAX_ANSWER:
         raise ClusterUnreachableError(f"{path} answered {len(data)} bytes, more than an apiserver sends")
     return int(response.status), bytes(data).decode(errors="replace")

@@ -87,10 +87,10 @@ class Inventory:
     def fingerprint(self) -> str:
         """Identifies what the cluster runs, not the moment it was seen nor what moves on its own.
 
-        It hashes the document without ``observed_at``, and of the observed facts only what planning
-        depends on (see :func:`inventory_facts.stable_view`): etcd's membership and versions but not its
-        db size, revision, leader or health; whether a node or etcd was observed, not an error's text.
-        An inventory without the observed facts keeps the fingerprint it had before they existed.
+        It hashes the document without ``observed_at``, and of the observed facts only what the API
+        says (see :func:`inventory_facts.stable_view`): never etcd's members nor the nodes' packages,
+        seen through channels whose reachability changes on its own. An inventory without the
+        observed facts keeps the fingerprint it had before they existed.
         """
         doc = facts.stable_view(_document(self))
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()

@@ -140,10 +140,14 @@ class DirectorySnapshotStore:
         return None
 
     def present(self, stored: StoredSnapshot) -> bool:
+        """The file is there at its recorded size. Only "no such file" is an absence: a store that
+        cannot be read (unmounted, EACCES, EIO) raises SnapshotStoreError, so nobody decides on it."""
         try:
             return stored.path.stat().st_size == stored.size
-        except OSError:
+        except FileNotFoundError:
             return False
+        except OSError as e:
+            raise SnapshotStoreError(f"snapshot store {self._root}: cannot look at {stored.path}: {_why(e)}") from e
 
     def verify(self, snapshot: StoredSnapshot) -> bool:
         return self.check(snapshot) is None

@@ -48,13 +48,16 @@ def observe_and_record(app: AppContext, *, cluster: str, members: MembersSource 
     return inventory
 
 
-def observe(app: AppContext, *, cluster: str, members: MembersSource | None = _DEFAULT) -> Inventory:
-    """The live inventory, validated like a file; ``members=None`` leaves etcd out of it."""
+def observe(app: AppContext, *, cluster: str, members: MembersSource | None = _DEFAULT,
+            nodes: bool = True) -> Inventory:
+    """The live inventory, validated like a file; ``members=None`` leaves etcd out of it and
+    ``nodes=False`` the node probes (packages): what the API says is all a plan needs."""
     validate_name(cluster)
     with app.unit_of_work() as uow:
         record = uow.repo.get_cluster(cluster)
     doc = app.cluster_api(record).observe_inventory()
-    _add_packages(app, record, doc)
+    if nodes:
+        _add_packages(app, record, doc)
     if members is _DEFAULT:
         members = default_members(app, record, doc)
     if members is not None:
@@ -98,8 +101,11 @@ def _add_packages(app: AppContext, record: ClusterRecord, doc: dict[str, Any]) -
     nodes = [n for n in doc.get("nodes") or [] if isinstance(n, dict) and isinstance(n.get("name"), str)]
     if not nodes:
         return
-    with ThreadPoolExecutor(max_workers=min(NODE_WORKERS, len(nodes))) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(NODE_WORKERS, len(nodes)))
+    try:
         results = list(pool.map(lambda n: _node_packages(app, record, n["name"], doc), nodes))
+    finally:  # on Ctrl-C or SIGTERM, the probes not yet started never start
+        pool.shutdown(wait=True, cancel_futures=True)
     for node, result in zip(nodes, results, strict=True):
         node["packages"] = result
 

@@ -120,12 +120,12 @@ def load_catalog(path: Path | None) -> Catalog:
 
 
 def observe(app: AppContext, *, cluster: str) -> Inventory:
-    """The live inventory as the API tells it (and the nodes' packages): a read-only `plan` never
-    opens etcd nor copies its client certificate. The fingerprint leaves etcd out, so a plan's source
+    """The live inventory as the API tells it: a read-only `plan` never opens etcd nor copies its
+    client certificate, nor logs into a node. The fingerprint leaves etcd out, so a plan's source
     fingerprint is comparable with any later `upgrader inventory` of the cluster."""
     from upgrader.services import inventory
 
-    return inventory.observe(app, cluster=cluster, members=None)
+    return inventory.observe(app, cluster=cluster, members=None, nodes=False)
 
 
 def _load_inventory(request: PlanRequest) -> Inventory:

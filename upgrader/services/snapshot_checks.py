@@ -18,6 +18,7 @@ still there with its recorded size; otherwise the next known-good one with an in
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,10 @@ def prune_snapshots(app: AppContext, *, cluster: str, policy: RetentionPolicy, d
                          "(an empty policy would delete every unprotected snapshot)")
     with app.unit_of_work() as uow:
         uow.repo.get_cluster(cluster)
+    if dry_run:  # reads only: no lease, so a dry run works beside a run in progress
+        return _prune(app, cluster, policy, dry_run=True, kubeadm_backups=kubeadm_backups)
     with cluster_lease(app, cluster, "prune"):
-        return _prune(app, cluster, policy, dry_run=dry_run, kubeadm_backups=kubeadm_backups)
+        return _prune(app, cluster, policy, dry_run=False, kubeadm_backups=kubeadm_backups)
 
 
 def _prune(app: AppContext, cluster: str, policy: RetentionPolicy, *, dry_run: bool,
@@ -140,6 +143,7 @@ def _prune(app: AppContext, cluster: str, policy: RetentionPolicy, *, dry_run: b
         everything = uow.repo.list_snapshots(cluster, include_deleted=True)
         in_use = uow.repo.snapshots_in_use(cluster)
     snapshots = [s for s in everything if s.status is not SnapshotState.DELETED]
+    _stores_reachable(snapshots)
     by_id: dict[int, SnapshotRecord] = {s.id: s for s in snapshots}
     decision = (RetentionDecision(keep={s.id: ("no-policy",) for s in snapshots}) if policy.empty else
                 decide([Candidate(s.id, s.created_at, s.known_good and _present(app, s), s.pinned, s.id in in_use)
@@ -164,6 +168,15 @@ def _prune(app: AppContext, cluster: str, policy: RetentionPolicy, *, dry_run: b
     if kubeadm_backups:
         result.kubeadm_backups = _prune_kubeadm_backups(app, cluster_record, dry_run=dry_run)
     return result
+
+
+def _stores_reachable(snapshots: list[SnapshotRecord]) -> None:
+    """Every store the snapshots live in is there and readable, or prune decides nothing: an unmounted
+    store would make every file look missing, and the newest known-good would lose its protection."""
+    for root in sorted({_store_root(s) for s in snapshots}):
+        if not (root.is_dir() and os.access(root, os.R_OK | os.X_OK)):
+            raise SnapshotStoreError(f"snapshot store {root} is not there or not readable (unmounted?): "
+                                     "prune refused, nothing deleted")
 
 
 def _present(app: AppContext, snapshot: SnapshotRecord) -> bool:
