@@ -245,3 +245,14 @@ def test_the_remote_command_runs_under_the_nodes_own_timeout(argv, timeout):
     # outside sudo: a sudoers entry for kubeadm/apt-get/systemctl only still matches what sudo runs
     as_ops = shlex.split(_transport(user="ops")._wrapped(argv, timeout))
     assert as_ops[:4] == ["timeout", "-k", "5", "--"] and as_ops[5:] == ["sudo", "-n", "--", *argv]
+
+
+def test_a_setting_an_older_upgrader_stored_can_still_be_removed_but_not_kept():
+    """The allowlist came after settings were stored: such a cluster refuses ssh until it is repaired,
+    and the repair itself (unset, or an empty value) must work."""
+    stored = {"kind": "ssh", "user": "ops", "options": {"LogLevel": "ERROR", "ServerAliveInterval": "5"}}
+    assert update_ssh(stored, node=None, changes={}, unset=("options",)) == {"kind": "ssh", "user": "ops"}
+    assert update_ssh(stored, node=None, changes={"options": {"LogLevel": ""}}) == {
+        "kind": "ssh", "user": "ops", "options": {"ServerAliveInterval": "5"}}
+    with pytest.raises(UsageError, match="LogLevel is not allowed"):
+        update_ssh(stored, node=None, changes={"user": "admin"})  # a change that keeps it is still refused

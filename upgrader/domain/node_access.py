@@ -274,7 +274,11 @@ def update_ssh(doc: Mapping[str, Any] | None, *, node: str | None, changes: Mapp
     """The settings after ``changes`` (options are merged key by key) and ``unset`` (field names;
     ``node`` drops all of a node's overrides), at cluster level or for one node. Refuses to turn a
     sandbox cluster into an SSH one."""
-    current = dict(validate_transport(doc) or {"kind": "ssh"})
+    # The stored settings are not validated before the change, only the result: a setting that an
+    # older upgrader accepted and this one refuses can then still be unset or overwritten.
+    if doc is not None and not isinstance(doc, Mapping):
+        raise UsageError("the stored node access settings are not a mapping")
+    current = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in (doc or {"kind": "ssh"}).items()}
     if current.get("kind") == "sandbox":
         raise UsageError("this is a sandbox cluster: its nodes are reached through the sandbox, not ssh")
     if current.get("kind") == "local":
