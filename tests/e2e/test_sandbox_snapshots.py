@@ -172,3 +172,25 @@ def test_prune_keeps_what_the_policy_says_on_dated_snapshots(cli: Cli, tmp_path:
         assert refused_credentials.stderr.count("\n") == 1 and "expired-3f9a0c" not in refused_credentials.stderr
     assert json.loads(cli.run("snapshot", "list", "stale", "-o", "json").stdout) == []
     assert not stale_store.exists() or list(stale_store.rglob("*.db*")) == []
+
+    # an exec credential plugin (EKS, GKE, OIDC) runs once per command, not once per API read
+    calls = tmp_path / "plugin-calls"
+    plugin = tmp_path / "credential-plugin"
+    plugin.write_text("#!/bin/sh\necho call >> \"$1\"\n"
+                      'echo \'{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential", '
+                      '"status": {"token": "sandbox-kubernetes-admin"}}\'\n')
+    plugin.chmod(0o700)
+    exec_config = yaml.safe_load(Path(info["kubeconfig"]).read_text())
+    exec_config["users"][0]["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1",
+                                                "command": str(plugin), "args": [str(calls)]}}
+    (tmp_path / "exec.conf").write_text(yaml.safe_dump(exec_config))
+    cli.run("cluster", "add", "viaexec", "--kubeconfig", str(tmp_path / "exec.conf"))
+    with db.open_ledger(str(cli.home / "ledger.db")) as ledger, ledger.unit_of_work() as uow:
+        uow.repo.set_cluster_transport("viaexec", {"kind": "sandbox", "dir": info["dir"]})  # its nodes, as `up` does
+        uow.commit()
+    # (preflight reads the API a dozen times; on this 1+0 sandbox the demo PDB blocks a drain: exit 4)
+    for argv, code in ((("preflight", "viaexec", "--to", "v1.31", "--quick", "-o", "json"), 4),
+                       (("snapshot", "create", "viaexec", "--store", str(tmp_path / "exec-store"), "-o", "json"), 0)):
+        calls.unlink(missing_ok=True)
+        assert cli.run(*argv, check=False).returncode == code, argv
+        assert calls.read_text().splitlines() == ["call"], argv

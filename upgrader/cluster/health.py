@@ -8,6 +8,7 @@ the generated client: they go through ``ApiClient.call_api`` with the kubeconfig
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -27,18 +28,28 @@ class HealthReads:
     _context: str | None
     _timeout: float
 
+    _client: Any = None
+    _client_lock = threading.Lock()
+
     @contextmanager
     def _api_client(self) -> Iterator[Any]:
-        from kubernetes import config
+        """One client per cluster for the whole command, made on first use: a kubeconfig's exec
+        credential plugin (EKS, GKE, OIDC) then runs once, not on every read. :meth:`close` ends it."""
+        with self._client_lock:
+            if self._client is None:
+                from kubernetes import config
 
-        try:
-            api_client = config.new_client_from_config(config_file=self._kubeconfig, context=self._context)
-        except Exception as e:  # ConfigException, OSError, yaml errors...
-            raise ClusterUnreachableError(f"kubeconfig {self._kubeconfig}: {e}") from e
-        try:
-            yield api_client
-        finally:
-            api_client.close()
+                try:
+                    self._client = config.new_client_from_config(config_file=self._kubeconfig, context=self._context)
+                except Exception as e:  # ConfigException, OSError, yaml errors...
+                    raise ClusterUnreachableError(f"kubeconfig {self._kubeconfig}: {e}") from e
+        yield self._client
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     def _call(self, read: Callable[[Any], T]) -> T:
         from kubernetes.client.exceptions import ApiException

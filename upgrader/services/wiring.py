@@ -29,6 +29,7 @@ from upgrader.ledger.busy import DEFAULT_BUSY_TIMEOUT
 from upgrader.ports import Clock, ClusterApi, EtcdTool, NodeLayout, NodeTransport, SnapshotStore, UnitOfWork
 
 if TYPE_CHECKING:
+    from upgrader.cluster.observe import KubeClusterApi
     from upgrader.ledger.db import Ledger
     from upgrader.services.etcd_access import EtcdSession
 
@@ -93,6 +94,7 @@ class AppContext:
     snapshot_dir: Path | None = None  # where snapshot files go (--store > UPGRADER_SNAPSHOT_DIR > the data dir)
     _ledger: Ledger | None = None
     _transports: dict[tuple[str, str], NodeTransport] = field(default_factory=dict)
+    _apis: dict[tuple[str, str, str | None], KubeClusterApi] = field(default_factory=dict)
 
     def unit_of_work(self) -> UnitOfWork:
         if self.unit_of_work_factory is not None:
@@ -110,9 +112,14 @@ class AppContext:
     def cluster_api(self, cluster: ClusterRecord) -> ClusterApi:
         if self.cluster_api_factory is not None:
             return self.cluster_api_factory(cluster)
-        from upgrader.cluster.observe import KubeClusterApi
+        key = (cluster.name, cluster.kubeconfig, cluster.context)
+        cached = self._apis.get(key)
+        if cached is None:  # one client per cluster and command: credentials are made once
+            from upgrader.cluster.observe import KubeClusterApi
 
-        return KubeClusterApi(cluster=cluster.name, kubeconfig=cluster.kubeconfig, context=cluster.context)
+            cached = self._apis[key] = KubeClusterApi(cluster=cluster.name, kubeconfig=cluster.kubeconfig,
+                                                      context=cluster.context)
+        return cached
 
     def transport(self, cluster: ClusterRecord, node: str,
                   inventory: Mapping[str, Any] | None = None) -> NodeTransport:
@@ -185,6 +192,9 @@ class AppContext:
         return SandboxTransport(directory, node)
 
     def close(self) -> None:
+        for api in self._apis.values():
+            api.close()
+        self._apis.clear()
         for transport in self._transports.values():
             close = getattr(transport, "close", None)
             if close is not None:
