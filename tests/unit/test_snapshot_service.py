@@ -196,6 +196,24 @@ def test_verify_passes_on_an_intact_snapshot(world: SnapshotWorld) -> None:
     assert result.membership.startswith("not checked")
 
 
+def test_verify_on_a_host_without_etcd_tools_checks_the_trailer_instead(world: SnapshotWorld) -> None:
+    """A cluster set to `--etcd-tools node` is snapshotted from a host with no etcdctl; verify works there."""
+    record = snapshots.create_snapshot(world.app, cluster="prod").record
+
+    class NoTools:
+        def status(self, path: Path) -> None:
+            raise errors.EtcdToolError("etcdctl not found (etcdctl): install etcdctl or newer")
+
+    world.app.etcd_tool_factory = lambda: NoTools()  # type: ignore[assignment,return-value]
+    result = snapshot_checks.verify_snapshot(world.app, snapshot_id=record.id)
+    assert any(c.startswith("etcd trailer (status not re-read: etcdctl not found") for c in result.checked)
+    data = bytearray(Path(record.path).read_bytes())
+    data[len(data) // 2] ^= 1
+    Path(record.path).write_bytes(bytes(data))
+    with pytest.raises(errors.IntegrityError):
+        snapshot_checks.verify_snapshot(world.app, snapshot_id=record.id)
+
+
 def test_verify_refuses_a_flipped_byte(world: SnapshotWorld) -> None:
     record = snapshots.create_snapshot(world.app, cluster="prod").record
     FakeEtcdTool.corrupt(Path(record.path), offset=100)
