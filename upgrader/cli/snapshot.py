@@ -48,7 +48,8 @@ def create(
     The file is written 0600 under a temp name and renamed once the etcd tool has read its status;
     it is recorded only then. known_good is set when the cluster was healthy right before and after.
 
-    Exit codes: 0 taken, 2 bad input or unusable store/tools/API, 4 no healthy etcd member, 8 corrupt.
+    Exit codes: 0 taken, 2 bad input or unusable store/tools/API, 4 no healthy etcd member, 7 the cluster
+    is locked by a run or another snapshot command, 8 corrupt.
     """
     from upgrader.services import snapshots
 
@@ -147,7 +148,8 @@ def prune(
     Never deleted: a pinned snapshot, the newest known-good one whose file is intact, one an unfinished
     run refers to. Each deletion is an event in the ledger; the row stays, marked deleted, and is marked
     before its files are removed (files that cannot be removed are reported and retried by the next
-    prune). Holds the cluster's lock: exit 7 while a run or another snapshot command holds it.
+    prune). Holds the cluster's lock: exit 7 while a run or another snapshot command holds it (not with
+    --dry-run, which only reads). A store that is not there or not readable refuses the prune (exit 2).
     """
     from upgrader.domain.snapshots import RetentionPolicy
     from upgrader.services import snapshot_checks
