@@ -14,6 +14,7 @@ from typing import Any
 from upgrader.domain.names import validate_name, validate_node_name
 from upgrader.domain.node_access import ssh_target, update_ssh, validate_address
 from upgrader.domain.records import ClusterRecord
+from upgrader.domain.text import excerpt
 from upgrader.errors import UsageError
 from upgrader.ports import CommandResult
 from upgrader.services.audit import record_event
@@ -25,7 +26,7 @@ TRANSPORT_KINDS = ("ssh", "local")  # what an operator may choose; `sandbox up` 
 def transport_settings(kind: str | None, changes: Mapping[str, Any]) -> dict[str, Any] | None:
     """The settings `cluster add` stores: None when nothing was given (SSH with ssh's defaults)."""
     if kind not in (None, *TRANSPORT_KINDS):
-        raise UsageError(f"unknown node transport {kind!r} (choose: {', '.join(TRANSPORT_KINDS)})")
+        raise UsageError(f"unknown node transport {excerpt(kind)} (choose: {', '.join(TRANSPORT_KINDS)})")
     if kind == "local":
         if changes:
             raise UsageError("--ssh-* and --etcd-tools settings need --transport ssh")
@@ -43,7 +44,7 @@ def configure(app: AppContext, *, cluster: str, node: str | None = None, kind: s
         validate_node_name(node)
     changes = dict(changes or {})
     if kind not in (None, *TRANSPORT_KINDS):
-        raise UsageError(f"unknown node transport {kind!r} (choose: {', '.join(TRANSPORT_KINDS)})")
+        raise UsageError(f"unknown node transport {excerpt(kind)} (choose: {', '.join(TRANSPORT_KINDS)})")
     if kind == "local" and (node is not None or changes or unset):
         raise UsageError("--transport local takes no --node, --ssh-*, --etcd-tools or --unset: this machine is "
                          "every node")
