@@ -72,18 +72,7 @@ class NodeEtcdTool(EtcdctlTool):
     # helpers ----------------------------------------------------------------------------------
 
     def _node_status(self, remote: str) -> SnapshotStatus:
-        info = self.probe()
-        if info.status_tool is None:
-            self.require(None)  # raises, naming the tool the node needs
-        binary = self.etcdutl if info.status_tool == "etcdutl" else self.etcdctl
-        done = self._run([binary, "snapshot", "status", remote, "-w", "json"], 300.0)
-        if not done.ok:
-            raise IntegrityError(f"snapshot saved on the node: {info.status_tool} snapshot status failed: "
-                                 f"{parsing.last_line(done.stderr or done.stdout)}")
-        try:
-            return parsing.parse_snapshot_status(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "")
-        except ValueError as e:
-            raise IntegrityError(f"snapshot saved on the node: {e}") from e
+        return self._read_status(remote, "snapshot saved on the node")  # our runner is the node's transport
 
     def _node_trailer(self, remote: str) -> str:
         """The node file's last 32 bytes, in hex (``tail`` and ``od``: coreutils)."""

@@ -218,18 +218,23 @@ class EtcdctlTool:
     # the file
     def status(self, path: Path) -> SnapshotStatus:
         check_trailer(path)
+        return self._read_status(str(path), f"snapshot {path}")
+
+    def _read_status(self, path: str, what: str) -> SnapshotStatus:
+        """``snapshot status -w json`` of ``path`` by the tool the probe found (where this tool runs);
+        IntegrityError, starting with ``what``, when the tool fails or its answer is not a status."""
         info = self.probe()
         if info.status_tool is None:
             self.require(None)  # raises, naming the tool to install
         binary = self.etcdutl if info.status_tool == "etcdutl" else self.etcdctl
-        done = self._run([binary, "snapshot", "status", str(path), "-w", "json"], 300.0)
+        done = self._run([binary, "snapshot", "status", path, "-w", "json"], 300.0)
         if not done.ok:
-            raise IntegrityError(f"snapshot {path}: {info.status_tool} snapshot status failed: "
+            raise IntegrityError(f"{what}: {info.status_tool} snapshot status failed: "
                                  f"{parsing.last_line(done.stderr or done.stdout)}")
         try:
             return parsing.parse_snapshot_status(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "")
         except ValueError as e:
-            raise IntegrityError(f"snapshot {path}: {e}") from e
+            raise IntegrityError(f"{what}: {e}") from e
 
     def restore(self, *, path: str, name: str, data_dir: str, initial_cluster: str, token: str,
                 peer_url: str) -> None:
