@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.processes import stop
 from upgrader.ports import EtcdTls
 from upgrader.sandbox.sandbox_config import free_ports
 
@@ -112,13 +113,8 @@ class TlsEtcdCluster:
 
     def stop(self, name: str) -> None:
         proc = self._procs.pop(name, None)
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        if proc is not None:
+            stop(proc)
         self.member(name).pid = None
 
     def stop_all(self) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.processes import stop
+
 SSHD = "/usr/sbin/sshd"
 
 
@@ -82,9 +84,4 @@ def sshd(tmp: Path) -> Iterator[SshServer]:
             time.sleep(0.02)
         yield SshServer(tmp, port, host_key, user_key, log, proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)

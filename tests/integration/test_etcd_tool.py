@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.etcd_cluster import TlsEtcdCluster
+from tests.processes import stop
 from tests.unit import etcd_help_texts as texts
 from upgrader.errors import ClusterUnreachableError, EtcdToolError, IntegrityError, SnapshotStoreError
 from upgrader.etcd.integrity import check_trailer
@@ -280,12 +281,7 @@ def test_restore_brings_the_data_back_in_a_new_etcd(snapshot: Path, tool: Etcdct
             time.sleep(0.3)
         assert got.stdout.strip() == "restored-value"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
 
 
 def test_restore_of_a_flipped_snapshot_is_an_integrity_error(snapshot: Path, tool: EtcdctlTool,
