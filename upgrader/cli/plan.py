@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from upgrader.cli.output import OUTPUT_OPTION, Output, emit_json
-from upgrader.domain.inventory import Inventory, Node
 from upgrader.domain.plans import Action, HopKind, Plan, Step, WorkerStrategy
+
+if TYPE_CHECKING:  # annotations only: `--help` and `--version` never load the inventory rules
+    from upgrader.domain.inventory import Inventory, Node
 
 _UNDO = {
     "none": "-",
