@@ -177,3 +177,37 @@ class NodeFileError(TransportError):
 
 class RunNotFoundError(UsageError):
     """No run with that id in the ledger."""
+
+
+class InvalidTransitionError(UpgraderError):
+    """A run or step status change that the run state machine forbids (a bug, exit 1)."""
+
+
+class NodeNotFoundError(UsageError):
+    """The cluster's API has no node with that name."""
+
+
+class ClusterChangedError(NoUpgradePathError):
+    """The cluster changed since the plan was made; make a new plan (exit 3)."""
+
+
+class RunRefusedError(UsageError):
+    """This plan or run cannot be applied or resumed as asked (already applied, cluster removed, finished run)."""
+
+
+class RunFailedError(UpgraderError):
+    """A step or health gate failed and the run stopped; manual action needed (exit 6)."""
+
+    exit_code = 6
+
+
+class RolledBackError(UpgraderError):
+    """A step failed and the cluster was rolled back to the known-good snapshot (exit 5)."""
+
+    exit_code = 5
+
+
+class RunInterruptedError(UpgraderError):
+    """The run was interrupted at a safe point; it is resumable (exit 130)."""
+
+    exit_code = 130

@@ -32,11 +32,13 @@ from upgrader.domain.records import (
     NewSnapshot,
     ObservationRecord,
     PlanRecord,
+    RunRecord,
+    RunStepRecord,
     SkipRecord,
     SnapshotId,
     SnapshotRecord,
 )
-from upgrader.domain.runs import EventId, FencingToken, ObservationId, PlanId
+from upgrader.domain.runs import EventId, FencingToken, ObservationId, PlanId, RunStatus, StepStatus
 from upgrader.errors import NodePathError
 
 
@@ -184,8 +186,10 @@ class Repository(Protocol):
     def list_events(self, cluster: str | None = None, limit: int = 100) -> list[EventRecord]: ...
 
     def acquire_lock(self, *, cluster: str, holder: str, ttl_seconds: float, now: datetime,
-                     run_id: int | None = None) -> FencingToken:
-        """A lease on the cluster; RunLockedError (exit 7) while another holder's lease is valid."""
+                     run_id: int | None = None, take_over: int | None = None) -> FencingToken:
+        """A lease on the cluster; RunLockedError (exit 7) while another holder's lease is valid.
+        ``take_over``: the token of a lease whose holder is known dead (a process on this host that
+        no longer exists); that lease is taken even before it expires, and only that one."""
         ...
 
     def renew_lock(self, *, cluster: str, token: int, ttl_seconds: float, now: datetime) -> None:
@@ -216,6 +220,42 @@ class Repository(Protocol):
 
     def snapshots_in_use(self, cluster: str) -> set[SnapshotId]:
         """Ids of the cluster's snapshots that a run not yet in a final status refers to."""
+        ...
+
+    # Runs. Every write below that takes ``token`` first checks that the cluster's lease is still held
+    # with that fencing token and that the run carries it; otherwise LockLostError (exit 7) and nothing
+    # is written: a run whose lease was taken over stops instead of racing.
+    def create_run(self, *, plan_id: int, started_by: str, host: str, command_line: str, token: int,
+                   options: Mapping[str, Any]) -> RunRecord:
+        """A ``running`` run of the plan (started now) with one ``pending`` step per plan step."""
+        ...
+
+    def get_run(self, run_id: int) -> RunRecord:
+        """The run with its steps; RunNotFoundError (exit 2) when there is none with that id."""
+        ...
+
+    def list_runs(self, cluster: str | None = None, *, plan_id: int | None = None) -> list[RunRecord]:
+        """Newest first."""
+        ...
+
+    def claim_run(self, run_id: int, *, token: int) -> RunRecord:
+        """``resume``: the run (interrupted, or running with a dead holder) now carries ``token`` (a lease
+        just acquired for it) and is ``running`` again."""
+        ...
+
+    def set_run_status(self, run_id: int, status: RunStatus, *, token: int,
+                       outcome: Mapping[str, Any] | None = None) -> RunRecord:
+        """A transition domain.runs allows (InvalidTransitionError otherwise); ``finished_at`` is set
+        for every status but running; ``outcome`` replaces the stored one when given."""
+        ...
+
+    def start_step(self, run_id: int, n: int, *, token: int) -> RunStepRecord:
+        """The step is ``running``: attempts + 1, started_at now, finished_at/error cleared."""
+        ...
+
+    def finish_step(self, run_id: int, n: int, status: StepStatus, *, token: int,
+                    outputs: Mapping[str, Any] | None = None, error: str | None = None) -> RunStepRecord:
+        """``succeeded``, ``failed`` or ``skipped`` (from pending), with finished_at now."""
         ...
 
 
@@ -265,6 +305,32 @@ class ClusterApi(Protocol):
 
     def metrics(self) -> str:
         """``GET /metrics`` of the apiserver that answers, in the Prometheus text format."""
+        ...
+
+    def get_node(self, name: str) -> dict[str, Any] | None:
+        """The Node object, None when there is no such node."""
+        ...
+
+    def list_control_plane_pods(self) -> list[dict[str, Any]]:
+        """kube-system pods labelled ``tier=control-plane`` (kubeadm's static pods' mirror pods)."""
+        ...
+
+    def list_node_pods(self, node: str) -> list[dict[str, Any]]:
+        """Every pod bound to ``node`` (``fieldSelector=spec.nodeName=NODE``)."""
+        ...
+
+    def patch_node(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the Node (cordon: ``{"spec": {"unschedulable": true}}``; an annotation
+        set to None is removed); the patched Node. NodeNotFoundError when there is no such node."""
+        ...
+
+    def evict_pod(self, namespace: str, name: str) -> tuple[int, str]:
+        """POST a policy/v1 Eviction: (HTTP status, message). 200/201 evicted, 404 already gone, 429 refused
+        by a PodDisruptionBudget (retry later); other statuses as the API answered."""
+        ...
+
+    def delete_pod(self, namespace: str, name: str, *, grace_seconds: int = 0) -> bool:
+        """Delete a pod outright (``--force-drain`` only); False when it was already gone."""
         ...
 
     def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:

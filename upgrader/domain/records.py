@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, NewType
 
-from upgrader.domain.runs import EventId, FencingToken, ObservationId, PlanId, RunId
+from upgrader.domain.runs import EventId, FencingToken, ObservationId, PlanId, RunId, RunStatus, StepStatus
 
 
 class ObservationSource(StrEnum):
@@ -112,6 +112,45 @@ class LockRecord:
     fencing_token: FencingToken
     acquired_at: datetime
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunStepRecord:
+    """One step of a run as the ledger holds it: the plan's step plus what happened to it."""
+
+    n: int
+    action: str
+    node: str | None
+    version: str | None
+    batch: int | None
+    status: StepStatus
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    outputs: Mapping[str, Any] | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run of a plan: who started it, where, under which lease token, with which options
+    (``apply``'s flags, kept so ``resume`` continues with the same ones), and how it ended
+    (``outcome``: the error, the snapshot to restore, the next command)."""
+
+    id: RunId
+    plan_id: PlanId
+    cluster: str
+    status: RunStatus
+    started_by: str
+    host: str
+    command_line: str
+    fencing_token: FencingToken
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    options: Mapping[str, Any]
+    outcome: Mapping[str, Any] | None
+    steps: tuple[RunStepRecord, ...]
 
 
 SnapshotId = NewType("SnapshotId", int)
