@@ -16,7 +16,7 @@ from typing import Optional
 import typer
 
 from upgrader import __version__
-from upgrader.cli import cluster, db, node, plan, plans, preflight, sandbox, snapshot
+from upgrader.cli import apply, cluster, db, node, plan, plans, preflight, runs, sandbox, snapshot
 from upgrader.errors import UpgraderError
 from upgrader.services.wiring import DEFAULT_BUSY_TIMEOUT, AppContext
 
@@ -34,11 +34,15 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(db.app, name="db")
 app.add_typer(node.app, name="node")
 app.add_typer(plans.app, name="plans")
+app.add_typer(runs.app, name="runs")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(snapshot.app, name="snapshot")
 app.command("plan")(plan.plan_command)
 app.command("inventory")(plan.inventory_command)
 app.command("preflight")(preflight.preflight_command)
+app.command("apply")(apply.apply_command)
+app.command("resume")(apply.resume_command)
+app.command("history")(runs.history_command)
 
 
 def _version(value: bool) -> None:

@@ -87,7 +87,7 @@ def render_plan(plan_id: int, plan: Plan) -> str:
         lines += [f"warning: {w}" for w in plan.warnings]
     lines.append("")
     lines.append("undo: steps marked 'restore the hop's etcd snapshot' lose writes made after that snapshot.")
-    lines.append(f"next: review, then `upgrader apply {plan_id}` (arrives in a later release).")
+    lines.append(f"next: review, then `upgrader apply {plan_id}` (`--dry-run` shows every command first).")
     return "\n".join(lines)
 
 

@@ -36,13 +36,14 @@ class StepStatus(StrEnum):
     SKIPPED = "skipped"
 
 
-# An interrupted run resumes (running again); a failed one can still be rolled back; the others are final.
+# An interrupted run resumes (running again); a failed one can be resumed once its cause is fixed, or rolled
+# back; the others are final.
 _RUN_NEXT: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.PENDING: frozenset({RunStatus.RUNNING, RunStatus.FAILED}),
     RunStatus.RUNNING: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.INTERRUPTED,
                                   RunStatus.ROLLED_BACK}),
     RunStatus.INTERRUPTED: frozenset({RunStatus.RUNNING, RunStatus.FAILED}),
-    RunStatus.FAILED: frozenset({RunStatus.ROLLED_BACK}),
+    RunStatus.FAILED: frozenset({RunStatus.RUNNING, RunStatus.ROLLED_BACK}),
     RunStatus.SUCCEEDED: frozenset(),
     RunStatus.ROLLED_BACK: frozenset(),
 }

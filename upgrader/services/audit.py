@@ -14,7 +14,8 @@ from upgrader.services.wiring import AppContext
 
 
 def record_event(
-    app: AppContext, uow: UnitOfWork, kind: str, *, cluster: str | None, data: dict[str, Any] | None = None
+    app: AppContext, uow: UnitOfWork, kind: str, *, cluster: str | None, data: dict[str, Any] | None = None,
+    run_id: int | None = None,
 ) -> None:
     uow.repo.append_event(
         kind=kind,
@@ -22,6 +23,7 @@ def record_event(
         host=app.actor.host,
         command_line=redact_command_line(app.actor.command_line),
         cluster=cluster,
+        run_id=run_id,
         data=cast("dict[str, Any] | None", redact_value(data)),
     )
 

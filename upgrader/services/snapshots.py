@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import yaml
 
 from upgrader.domain.names import validate_name, validate_snapshot_label
 from upgrader.domain.records import ClusterRecord, NewSnapshot, SnapshotRecord
+from upgrader.domain.runs import RunId
 from upgrader.errors import PreflightError, SnapshotStoreError, UpgraderError, UsageError
 from upgrader.ports import EtcdMember, SnapshotStore
 from upgrader.services import snapshot_capture
@@ -52,20 +53,21 @@ class CreateResult:
 
 
 def create_snapshot(app: AppContext, *, cluster: str, label: str | None = None,
-                    store_dir: Path | None = None, take_lease: bool = True) -> CreateResult:
-    """``take_lease=False`` only for a caller that already holds the cluster's lease (a run)."""
+                    store_dir: Path | None = None, take_lease: bool = True, run_id: int | None = None) -> CreateResult:
+    """``take_lease=False`` only for a caller that already holds the cluster's lease (a run, ``run_id``)."""
     validate_name(cluster)
     if label is not None:
         validate_snapshot_label(label)
     with app.unit_of_work() as uow:
         record = uow.repo.get_cluster(cluster)
     if not take_lease:
-        return _create(app, record, label=label, store_dir=store_dir)
+        return _create(app, record, label=label, store_dir=store_dir, run_id=run_id)
     with cluster_lease(app, cluster, "create"):
-        return _create(app, record, label=label, store_dir=store_dir)
+        return _create(app, record, label=label, store_dir=store_dir, run_id=run_id)
 
 
-def _create(app: AppContext, record: ClusterRecord, *, label: str | None, store_dir: Path | None) -> CreateResult:
+def _create(app: AppContext, record: ClusterRecord, *, label: str | None, store_dir: Path | None,
+            run_id: int | None = None) -> CreateResult:
     cluster = record.name
     api = app.cluster_api(record)
     inventory = api.observe_inventory()  # an unreachable API stops here: nothing written yet
@@ -85,10 +87,12 @@ def _create(app: AppContext, record: ClusterRecord, *, label: str | None, store_
             new, after = _take(app, record, session, store, directory, member=member, members=members,
                                inventory=inventory, kubeadm_config=kubeadm_config, before=before, label=label,
                                created_at=created_at)
+            if run_id is not None:
+                new = replace(new, run_id=RunId(run_id))
             with app.unit_of_work() as uow:
                 saved = uow.repo.add_snapshot(new)
                 record_event(app, uow, "snapshot-created", cluster=cluster,
-                             data={"snapshot": saved.id, "path": saved.path, "sha256": saved.sha256,
+                             run_id=run_id, data={"snapshot": saved.id, "path": saved.path, "sha256": saved.sha256,
                                    "known_good": saved.known_good, "label": label})
                 uow.commit()
         except BaseException:

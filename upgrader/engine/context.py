@@ -1,0 +1,178 @@
+"""What a run's steps work with: the run's identity and lease token, its options, and the ports.
+
+The engine sees only ports (ledger, cluster API, node transports, clock) and three hooks the
+services provide for what needs a use case of theirs: the preflight, a snapshot under the run's
+lease, and etcd's health. Every node command goes through :meth:`RunContext.run`, which retries an
+unreachable node with backoff and keeps, per thread, the time spent waiting on nodes and gates, so
+the run can report its own overhead per step (wall time minus that).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from upgrader.domain.plans import Plan, Step
+from upgrader.errors import NodeUnreachableError, TransportError
+from upgrader.ports import Clock, ClusterApi, CommandResult, NodeTransport, UnitOfWork
+
+UNREACHABLE = 255  # ssh's own failure (and the sandbox transport's)
+TIMED_OUT = 124  # `timeout`'s exit code
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyOptions:
+    """``apply``'s flags, stored with the run so ``resume`` continues with the same ones."""
+
+    auto_rollback: bool = True
+    drain_timeout: float = 600.0
+    gate_timeout: float = 600.0
+    force_drain: bool = False
+    gate_passes: int = 3  # consecutive good readings before a gate passes (flap damping)
+    gate_interval: float = 2.0  # seconds between readings
+    command_timeout: float = 900.0  # seconds a node command may take (kubeadm upgrade apply waits up to 5 min per component)
+    node_attempts: int = 4  # tries of a command on an unreachable node before the step fails
+    node_backoff: float = 2.0  # first wait between those tries, doubling
+    evict_retry: float = 5.0  # seconds between evictions a PodDisruptionBudget refused (kubectl's 5 s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> ApplyOptions:
+        known = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
+        return cls(**known)
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """Use cases the engine calls back into (they live in services, above it)."""
+
+    preflight: Callable[[], dict[str, Any]]  # PreflightError when refused
+    snapshot: Callable[[Step], dict[str, Any]]  # a verified snapshot under the run's lease: {"snapshot_id": ...}
+    etcd_health: Callable[[], tuple[bool, str]]  # every member healthy and one leader; what was seen
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    """A step's transition, for the progress view and the JSON log."""
+
+    run_id: int
+    n: int
+    action: str
+    node: str | None
+    version: str | None
+    status: str  # running, succeeded, failed, skipped, observed
+    detail: str = ""
+
+
+class StepTimer(threading.local):
+    """Seconds the current thread spent inside node commands and gate waits, since the step began."""
+
+    node: float = 0.0
+    wait: float = 0.0
+
+    def reset(self) -> None:
+        self.node = 0.0
+        self.wait = 0.0
+
+
+@dataclass
+class RunContext:
+    run_id: int
+    token: int
+    cluster: str
+    plan: Plan
+    options: ApplyOptions
+    unit_of_work: Callable[[], UnitOfWork]
+    api: ClusterApi
+    transports: Callable[[str], NodeTransport]
+    clock: Clock
+    hooks: Hooks
+    report: Callable[[StepEvent], None] = lambda event: None
+    stop: threading.Event = field(default_factory=threading.Event)  # Ctrl-C: stop at the next safe point
+    lost: threading.Event = field(default_factory=threading.Event)  # the lease was taken over
+    timer: StepTimer = field(default_factory=StepTimer)
+    managers: dict[str, str] = field(default_factory=dict)  # node -> apt | dnf | yum, found once
+
+    def run(self, node: str, argv: list[str], *, timeout: float | None = None, check: bool = True) -> CommandResult:
+        """argv on ``node``; an unreachable node is retried with backoff (``node_attempts``) and then
+        NodeUnreachableError; with ``check`` a non-zero exit is a StepCommandError carrying its output."""
+        limit = timeout or self.options.command_timeout
+        delay = self.options.node_backoff
+        for attempt in range(1, self.options.node_attempts + 1):
+            started = time.monotonic()
+            try:
+                result = self.transports(node).run(argv, limit)
+            except NodeUnreachableError as e:
+                result, error = None, e.message
+            else:
+                error = _ssh_failure(result)
+            finally:
+                self.timer.node += time.monotonic() - started
+            if result is not None and error is None:
+                break
+            if attempt == self.options.node_attempts:
+                raise NodeUnreachableError(f"node {node} is unreachable ({attempt} tries): {error}")
+            self.sleep(delay)
+            delay *= 2
+        assert result is not None
+        if check and not result.ok:
+            raise StepCommandError(node, argv, result)
+        return result
+
+    def read(self, node: str, path: str) -> bytes:
+        started = time.monotonic()
+        try:
+            return self.transports(node).read_file(path)
+        finally:
+            self.timer.node += time.monotonic() - started
+
+    def write(self, node: str, path: str, data: bytes, mode: int = 0o644) -> None:
+        started = time.monotonic()
+        try:
+            self.transports(node).write_file(path, data, mode)
+        finally:
+            self.timer.node += time.monotonic() - started
+
+    def sleep(self, seconds: float) -> None:
+        started = time.monotonic()
+        try:
+            self.clock.sleep(seconds)
+        finally:
+            self.timer.wait += time.monotonic() - started
+
+
+class StepCommandError(TransportError):
+    """A node command the step needs exited non-zero; its last output lines are kept with the step."""
+
+    exit_code = 6
+
+    def __init__(self, node: str, argv: list[str], result: CommandResult) -> None:
+        self.node, self.argv, self.result = node, argv, result
+        what = " ".join(argv[:4]) + (" ..." if len(argv) > 4 else "")
+        last = last_lines(result.stderr or result.stdout, 1)
+        super().__init__(f"{what} failed on {node} (exit {result.exit_code}){': ' + last if last else ''}")
+
+    def tail(self, lines: int = 20) -> str:
+        return last_lines(self.result.stdout + ("\n" if self.result.stdout else "") + self.result.stderr, lines)
+
+
+def last_lines(text: str, lines: int) -> str:
+    kept = [line.rstrip() for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])[-4000:]
+
+
+def _ssh_failure(result: CommandResult) -> str | None:
+    """ssh's own one-line failure (exit 255, ``ssh: ...``): no command ran; None for a command's exit."""
+    lines = result.stderr.strip().splitlines()
+    if result.exit_code == UNREACHABLE and lines and lines[-1].startswith(("ssh:", "kex_exchange", "Connection ")):
+        return lines[-1].strip()
+    return None
+
+
+class StopRequestedError(Exception):
+    """The operator asked the run to stop (Ctrl-C, SIGTERM): raised at the next safe point."""

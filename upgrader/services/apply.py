@@ -1,0 +1,267 @@
+"""`upgrader apply PLAN` and `upgrader resume RUN`: a reviewed plan made into an upgraded cluster.
+
+apply refuses, before anything changes: a plan already applied (or with a run to resume), a cluster
+that changed since the plan was made (exit 3, naming what changed), another run on the cluster
+(exit 7, naming its holder, host and run), a preflight that fails (exit 4). Then it records the run
+and hands it to the engine under the cluster's lease, renewed while the run lives.
+
+resume continues an interrupted or failed run with the options it was started with: a step the dead
+process was in is observed first (did it take effect?), then completed or run again. A lease left
+by a process of this host that no longer exists is taken over at once; any other waits for its TTL.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from upgrader.domain.inventory import inventory_to_dict
+from upgrader.domain.plans import Plan, Step, plan_from_dict
+from upgrader.domain.records import ClusterRecord, LockRecord, PlanRecord, RunRecord
+from upgrader.domain.runs import RunStatus
+from upgrader.engine.context import ApplyOptions, Hooks, RunContext, StepEvent, StopRequestedError
+from upgrader.engine.executor import StepFailedError, execute
+from upgrader.engine.lease import TTL_SECONDS, LeaseKeeper
+from upgrader.errors import ClusterChangedError, LockLostError, PreflightError, RunRefusedError, UpgraderError
+from upgrader.ports import NodeTransport
+from upgrader.services import inventory as inventory_service
+from upgrader.services.audit import record_event
+from upgrader.services.etcd_access import EtcdSession, etcd_session
+from upgrader.services.health import etcd_checks
+from upgrader.services.preflight import PreflightRequest, run_preflight
+from upgrader.services.run_outcome import cordoned_by_run, failure_outcome
+from upgrader.services.snapshots import create_snapshot
+from upgrader.services.wiring import AppContext
+
+Report = Callable[[StepEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How apply/resume ended: the run as recorded, and lease_lost when it stopped because another
+    holder took its lease (nothing more could be written)."""
+
+    run: RunRecord
+    lease_lost: str | None = None
+
+
+def load_plan(app: AppContext, plan_id: int) -> tuple[PlanRecord, Plan]:
+    """The plan to show before confirming; RunRefusedError when it is applied or has a run to resume."""
+    with app.unit_of_work() as uow:
+        record = uow.repo.get_plan(plan_id)
+        _refuse_reapply(record, uow.repo.list_runs(plan_id=plan_id))
+    return record, plan_from_dict(dict(record.document))
+
+
+def _refuse_reapply(plan: PlanRecord, runs: list[RunRecord]) -> None:
+    for run in runs:
+        if run.status is RunStatus.SUCCEEDED:
+            raise RunRefusedError(f"plan {plan.id} was already applied by run {run.id}; make a new plan "
+                                  f"(`upgrader plan {plan.cluster} --to ...`)")
+        if run.status in (RunStatus.RUNNING, RunStatus.INTERRUPTED, RunStatus.FAILED):
+            raise RunRefusedError(f"plan {plan.id} already has run {run.id} ({run.status.value}): continue it with "
+                                  f"`upgrader resume {run.id}`")
+
+
+def apply(app: AppContext, plan_id: int, options: ApplyOptions, *, report: Report = lambda e: None,
+          stop: threading.Event | None = None) -> RunResult:
+    record, plan = load_plan(app, plan_id)
+    with app.unit_of_work() as uow:
+        cluster = uow.repo.get_cluster(record.cluster)
+    _refuse_changed(app, cluster, record, plan)
+    with _lease(app, cluster.name, run_id=None) as token:
+        report_ = run_preflight(app, PreflightRequest(cluster=cluster.name, target=str(plan.target)))
+        if not report_.passed:
+            failing = [f"{c.name}: {c.message}" for c in report_.checks if c.blocks]
+            raise PreflightError(f"preflight refused the apply of plan {plan_id} (nothing was changed): "
+                                 + "; ".join(failing[:3]) + (f" (+{len(failing) - 3} more)" if len(failing) > 3 else "")
+                                 + f"; see `upgrader preflight {cluster.name} --to {plan.target}`")
+        preflight_outputs = {"passed": True, "checks": len(report_.checks),
+                             "warnings": [c.name for c in report_.checks
+                                          if c.status.value == "failed" and not c.blocks]}
+        with app.unit_of_work() as uow:
+            run = uow.repo.create_run(plan_id=plan_id, started_by=app.actor.user, host=app.actor.host,
+                                      command_line=app.actor.command_line, token=token, options=options.to_dict())
+            record_event(app, uow, "run-started", cluster=cluster.name, run_id=run.id,
+                         data={"plan": plan_id, "target": str(plan.target), "options": options.to_dict()})
+            uow.commit()
+        return _drive(app, cluster, plan, run, token, options, report, stop or threading.Event(),
+                      preflight=lambda: preflight_outputs)
+
+
+def resume(app: AppContext, run_id: int, *, report: Report = lambda e: None,
+           stop: threading.Event | None = None) -> RunResult:
+    with app.unit_of_work() as uow:
+        run = uow.repo.get_run(run_id)
+        if run.status in (RunStatus.SUCCEEDED, RunStatus.ROLLED_BACK):
+            raise RunRefusedError(f"run {run_id} already ended ({run.status.value}); nothing to resume")
+        cluster = uow.repo.get_cluster(run.cluster)
+        plan_record = uow.repo.get_plan(run.plan_id)
+        lock = uow.repo.get_lock(cluster.name)
+    plan = plan_from_dict(dict(plan_record.document))
+    options = ApplyOptions.from_dict(run.options)
+    with _lease(app, cluster.name, run_id=run.id, take_over=_dead_holder(app, lock)) as token:
+        with app.unit_of_work() as uow:
+            run = uow.repo.claim_run(run_id, token=token)
+            record_event(app, uow, "run-resumed", cluster=cluster.name, run_id=run.id, data={"token": token})
+            uow.commit()
+
+        def preflight() -> dict[str, Any]:
+            again = run_preflight(app, PreflightRequest(cluster=cluster.name, target=str(plan.target)))
+            if not again.passed:
+                raise PreflightError("preflight refused: " + "; ".join(c.message for c in again.checks if c.blocks))
+            return {"passed": True, "checks": len(again.checks)}
+
+        return _drive(app, cluster, plan, run, token, options, report, stop or threading.Event(), preflight=preflight)
+
+
+@contextmanager
+def _lease(app: AppContext, cluster: str, *, run_id: int | None, take_over: int | None = None) -> Iterator[int]:
+    holder = f"apply@{app.actor.host}:{os.getpid()}"[:255]
+    with app.unit_of_work() as uow:
+        token = int(uow.repo.acquire_lock(cluster=cluster, holder=holder, ttl_seconds=TTL_SECONDS,
+                                          now=app.clock.now(), run_id=run_id, take_over=take_over))
+        if take_over is not None:
+            record_event(app, uow, "lease-taken-over", cluster=cluster, run_id=run_id,
+                         data={"from_token": take_over, "token": token})
+        uow.commit()
+    try:
+        yield token
+    finally:
+        with app.unit_of_work() as uow:
+            uow.repo.release_lock(cluster=cluster, token=token)
+            uow.commit()
+
+
+def _dead_holder(app: AppContext, lock: LockRecord | None) -> int | None:
+    """The token of a lease held by an upgrader process of this host that no longer exists."""
+    if lock is None or "@" not in lock.holder:
+        return None
+    where = lock.holder.split("@", 1)[1]
+    host, _, pid = where.rpartition(":")
+    if host != app.actor.host or not pid.isdigit() or int(pid) == os.getpid():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return int(lock.fencing_token)
+    except PermissionError:  # alive, another user's
+        return None
+    return None
+
+
+def _refuse_changed(app: AppContext, cluster: ClusterRecord, record: PlanRecord, plan: Plan) -> None:
+    if record.source_fingerprint is None:
+        return  # a plan made from an inventory file: nothing live to compare with
+    now = inventory_service.observe(app, cluster=cluster.name, members=None, nodes=False)
+    if now.fingerprint == record.source_fingerprint:
+        return
+    with app.unit_of_work() as uow:
+        before = uow.repo.get_observation(record.observation_id) if record.observation_id else None
+    changes = describe_changes(before.inventory if before else None, inventory_to_dict(now))
+    raise ClusterChangedError(f"cluster {cluster.name} changed since plan {record.id} was made ({changes}); "
+                              f"make a new plan: `upgrader plan {cluster.name} --to {plan.target}`")
+
+
+def describe_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> str:
+    """What differs between two inventories, node by node, in a few words."""
+    if before is None:
+        return "its fingerprint differs"
+    old = {n.get("name"): n for n in before.get("nodes", [])}
+    new = {n.get("name"): n for n in after.get("nodes", [])}
+    said = [f"node {n} added" for n in sorted(set(new) - set(old), key=str)]
+    said += [f"node {n} removed" for n in sorted(set(old) - set(new), key=str)]
+    for name in sorted(set(old) & set(new), key=str):
+        for key in ("kubelet", "components", "ready", "unschedulable", "control_plane"):
+            if old[name].get(key) != new[name].get(key):
+                said.append(f"{name} {key} {_short(old[name].get(key))} -> {_short(new[name].get(key))}")
+    return "; ".join(said[:5]) + (f" (+{len(said) - 5} more)" if len(said) > 5 else "") if said else \
+        "its fingerprint differs"
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, token: int, options: ApplyOptions,
+           report: Report, stop: threading.Event, *, preflight: Callable[[], dict[str, Any]]) -> RunResult:
+    api = app.cluster_api(cluster)
+    inventory = api.observe_inventory()
+    transports: dict[str, NodeTransport] = {}
+
+    def transport(node: str) -> NodeTransport:
+        if node not in transports:
+            transports[node] = app.transport(cluster, node, inventory=inventory)
+        return transports[node]
+
+    with etcd_session(app, cluster, inventory) as session:
+        hooks = Hooks(preflight=preflight, snapshot=lambda step: _snapshot(app, cluster, run.id, step),
+                      etcd_health=lambda: _etcd_health(session))
+        ctx = RunContext(run_id=run.id, token=token, cluster=cluster.name, plan=plan, options=options,
+                         unit_of_work=app.unit_of_work, api=api, transports=transport, clock=app.clock, hooks=hooks,
+                         report=report, stop=stop)
+        lost: list[str] = []
+
+        def on_lost(message: str) -> None:
+            lost.append(message)
+            ctx.lost.set()
+            stop.set()
+
+        keeper = LeaseKeeper(unit_of_work=app.unit_of_work, now=app.clock.now, cluster=cluster.name, token=token,
+                             on_lost=on_lost)
+        try:
+            with keeper:
+                execute(ctx, {s.n: s for s in run.steps})
+        except LockLostError as e:
+            return RunResult(_get(app, run.id), lease_lost=e.message)
+        except StopRequestedError:
+            if lost:
+                return RunResult(_get(app, run.id), lease_lost=lost[0])
+            return RunResult(_end(app, cluster, run.id, token, RunStatus.INTERRUPTED,
+                                  {"next": f"upgrader resume {run.id}", "reason": "interrupted by the operator"}))
+        except StepFailedError as e:
+            outcome = failure_outcome(app, api, cluster.name, _get(app, run.id), e, options)
+            return RunResult(_end(app, cluster, run.id, token, RunStatus.FAILED, outcome))
+        except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: the step in flight stays `running`
+            try:
+                _end(app, cluster, run.id, token, RunStatus.INTERRUPTED,
+                     {"next": f"upgrader resume {run.id}", "reason": "interrupted in the middle of a step"})
+            except UpgraderError:
+                pass
+            raise
+        return RunResult(_end(app, cluster, run.id, token, RunStatus.SUCCEEDED, {"target": str(plan.target)}))
+
+
+def _get(app: AppContext, run_id: int) -> RunRecord:
+    with app.unit_of_work() as uow:
+        return uow.repo.get_run(run_id)
+
+
+def _end(app: AppContext, cluster: ClusterRecord, run_id: int, token: int, status: RunStatus,
+         outcome: dict[str, Any]) -> RunRecord:
+    with app.unit_of_work() as uow:
+        run = uow.repo.set_run_status(run_id, status, token=token, outcome=outcome)
+        record_event(app, uow, f"run-{status.value}", cluster=cluster.name, run_id=run_id, data=outcome)
+        uow.commit()
+    return run
+
+
+def _snapshot(app: AppContext, cluster: ClusterRecord, run_id: int, step: Step) -> dict[str, Any]:
+    made = create_snapshot(app, cluster=cluster.name, label=f"run-{run_id}-step-{step.n}", take_lease=False,
+                           run_id=run_id)
+    return {"snapshot_id": made.record.id, "known_good": made.record.known_good, "sha256": made.record.sha256,
+            "revision": made.record.etcd_status.get("revision")}
+
+
+def _etcd_health(session: EtcdSession) -> tuple[bool, str]:
+    checks = etcd_checks(session.members(timeout=5.0))
+    ok = all(c.ok for c in checks)
+    return ok, "; ".join(c.message for c in checks if not c.ok) if not ok else checks[0].message
+
+
+__all__ = ["RunResult", "apply", "cordoned_by_run", "describe_changes", "load_plan", "resume"]
