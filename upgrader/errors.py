@@ -211,3 +211,24 @@ class RunInterruptedError(UpgraderError):
     """The run was interrupted at a safe point; it is resumable (exit 130)."""
 
     exit_code = 130
+
+
+class DrainError(UpgraderError):
+    """The drain stopped: the API refused an eviction for a reason other than a disruption budget (exit 6).
+
+    The node stays cordoned and its remaining pods stay where they are; manual action is needed."""
+
+    exit_code = 6
+
+
+class DrainTimeoutError(DrainError):
+    """The drain timed out: pods are still on the node, their evictions refused by a PodDisruptionBudget (exit 6).
+
+    ``pods`` are the ``namespace/name`` still there, ``budgets`` the ``namespace/name`` of the
+    PodDisruptionBudgets that guard them; the node stays cordoned (``--force-drain`` deletes them)."""
+
+    def __init__(self, message: str | None = None, *, pods: tuple[str, ...] = (),
+                 budgets: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.pods = pods
+        self.budgets = budgets

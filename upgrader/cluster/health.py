@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from upgrader.cluster.refusals import api_refused
 from upgrader.errors import ClusterUnreachableError
@@ -93,6 +94,13 @@ class HealthReads:
     def list_pods(self) -> list[dict[str, Any]]:
         return self._list("/api/v1/pods")
 
+    def list_node_pods(self, node: str) -> list[dict[str, Any]]:
+        """The pods bound to ``node``, every namespace (what a drain has to move)."""
+        return self._list("/api/v1/pods", [("fieldSelector", f"spec.nodeName={node}")])
+
+    def get_node(self, name: str) -> dict[str, Any] | None:
+        return self.get_object(f"/api/v1/nodes/{quote(name, safe='')}")
+
     def get_object_answer(self, path: str) -> tuple[int, dict[str, Any] | None]:
         """The status of ``GET path`` and the object's JSON when it is 200 (any status: the caller decides)."""
         def read(api_client: Any) -> tuple[int, dict[str, Any] | None]:
@@ -127,15 +135,26 @@ class HealthReads:
 def _raw_get(api_client: Any, path: str, timeout: float, *, query: list[tuple[str, str]] | None = None,
              accept: str = "application/json") -> tuple[int, str]:
     """The status and body of ``GET path`` with the kubeconfig's credentials (any status: the caller decides)."""
+    return raw_request(api_client, "GET", path, timeout, query=query, accept=accept)
+
+
+def raw_request(api_client: Any, method: str, path: str, timeout: float, *,
+                query: list[tuple[str, str]] | None = None, body: dict[str, Any] | None = None,
+                content_type: str = "application/json", accept: str = "application/json") -> tuple[int, str]:
+    """The status and body of ``METHOD path`` with the kubeconfig's credentials (any status: the caller
+    decides). ``body`` is sent as JSON with ``content_type`` (a merge patch says so in its type)."""
     from kubernetes.client.exceptions import ApiException
 
-    method, url, headers, _, _ = api_client.param_serialize(
-        "GET", path, query_params=query or [], header_params={"Accept": accept}, auth_settings=["BearerToken"])
+    headers = {"Accept": accept}
+    if body is not None:
+        headers["Content-Type"] = content_type
+    method, url, headers, body, _ = api_client.param_serialize(
+        method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"])
     try:
-        response = api_client.call_api(method, url, header_params=headers, _request_timeout=timeout)
+        response = api_client.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
     except ApiException as e:  # some client versions raise for a non-2xx answer
-        body = e.body.decode(errors="replace") if isinstance(e.body, bytes) else str(e.body or "")
-        return int(e.status or 0), body
+        text = e.body.decode(errors="replace") if isinstance(e.body, bytes) else str(e.body or "")
+        return int(e.status or 0), text
     data = response.read() or b""
     if len(data) > MAX_ANSWER:
         raise ClusterUnreachableError(f"{path} answered {len(data)} bytes, more than an apiserver sends")

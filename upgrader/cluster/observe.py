@@ -15,6 +15,7 @@ from typing import Any
 
 from upgrader.cluster.health import HealthReads
 from upgrader.cluster.refusals import api_refused
+from upgrader.cluster.writes import NodeWrites
 from upgrader.domain.inventory_facts import kubeadm_config_to_dict, parse_kubeadm_config
 from upgrader.domain.text import excerpt
 from upgrader.errors import InvalidInventoryError
@@ -126,7 +127,7 @@ def _node(node: dict[str, Any], components: dict[str, str]) -> dict[str, Any]:
     return doc
 
 
-class KubeClusterApi(HealthReads):
+class KubeClusterApi(NodeWrites):
     """The ClusterApi port on the official kubernetes client, for one registered cluster."""
 
     def __init__(self, *, cluster: str, kubeconfig: str, context: str | None, timeout: float = 15.0) -> None:

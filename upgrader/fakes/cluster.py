@@ -1,12 +1,14 @@
-"""A cluster API that answers with given documents, or as unreachable."""
+"""A cluster API that answers with given documents, or as unreachable, and keeps what a drain writes."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from upgrader import errors
+from upgrader.fakes.disruption import budget_refusal, merge_patch
+from upgrader.ports import Clock
 
 
 class FakeClusterApi:
@@ -15,12 +17,21 @@ class FakeClusterApi:
     The preflight reads answer what was given: ``nodes`` (API JSON; derived from the inventory when
     not given), ``pods``, ``pdbs``, ``readyz`` (status, body) and ``metrics`` (Prometheus text);
     ``configmaps`` maps (namespace, name) to a ConfigMap's data.
+
+    The drain's writes change ``nodes`` and ``pods`` in place. An eviction honours the pod's
+    PodDisruptionBudget (its disruptionsAllowed computed from the pods now, as the API does) and
+    :meth:`refuse_evictions` makes a pod's next evictions answer 429 whatever the budget says. With a
+    ``clock``, an evicted pod stays ``terminating_seconds`` (deletionTimestamp set) before it is gone,
+    and :meth:`after` changes the cluster once the clock has moved on; ``on_evicted`` is called with
+    each evicted pod (a test's controller, recreating it on another node).
     """
 
     def __init__(self, inventory: Mapping[str, Any] | None = None, *, unreachable: str | None = None,
                  nodes: Sequence[Mapping[str, Any]] | None = None, pods: Sequence[Mapping[str, Any]] = (),
                  pdbs: Sequence[Mapping[str, Any]] = (), readyz: tuple[int, str] = (200, "readyz check passed\n"),
-                 metrics: str = "", configmaps: Mapping[tuple[str, str], Mapping[str, str]] | None = None) -> None:
+                 metrics: str = "", configmaps: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
+                 clock: Clock | None = None, terminating_seconds: float = 0.0,
+                 on_evicted: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._inventory = copy.deepcopy(dict(inventory)) if inventory is not None else None
         self._unreachable = unreachable
         self.configmaps = {key: dict(data) for key, data in (configmaps or {}).items()}  # (namespace, name) -> data
@@ -30,6 +41,9 @@ class FakeClusterApi:
         self.pdbs = [copy.deepcopy(dict(p)) for p in pdbs]
         self.readyz_answer = readyz
         self.metrics_text = metrics
+        self.clock, self.terminating_seconds, self.on_evicted = clock, terminating_seconds, on_evicted
+        self._refusals: dict[tuple[str, str], int] = {}
+        self._timers: list[tuple[float, Callable[[], None]]] = []
 
     def observe_inventory(self) -> dict[str, Any]:
         self.calls += 1
@@ -40,6 +54,25 @@ class FakeClusterApi:
     def _reach(self) -> None:
         if self._unreachable is not None:
             raise errors.ClusterUnreachableError(self._unreachable)
+        now = self.clock.monotonic() if self.clock is not None else 0.0
+        due = [change for at, change in self._timers if at <= now]
+        self._timers = [(at, change) for at, change in self._timers if at > now]
+        for change in due:
+            change()
+
+    def after(self, seconds: float, change: Callable[[], None]) -> None:
+        """Make ``change`` once the clock has moved ``seconds`` on (the next API call sees it)."""
+        if self.clock is None:
+            raise ValueError("FakeClusterApi.after needs a clock")
+        self._timers.append((self.clock.monotonic() + seconds, change))
+
+    def refuse_evictions(self, namespace: str, name: str, times: int) -> None:
+        """The pod's next ``times`` evictions answer 429, as a budget that is not ready to let it go."""
+        self._refusals[(namespace, name)] = times
+
+    def _pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return next((p for p in self.pods if p["metadata"].get("namespace") == namespace
+                     and p["metadata"].get("name") == name), None)
 
     def readyz(self) -> tuple[int, str]:
         self._reach()
@@ -60,6 +93,61 @@ class FakeClusterApi:
     def metrics(self) -> str:
         self._reach()
         return self.metrics_text
+
+    def get_node(self, name: str) -> dict[str, Any] | None:
+        self._reach()
+        node = next((n for n in self.nodes if n["metadata"]["name"] == name), None)
+        return copy.deepcopy(node) if node is not None else None
+
+    def list_control_plane_pods(self) -> list[dict[str, Any]]:
+        self._reach()
+        return copy.deepcopy([p for p in self.pods if p["metadata"].get("namespace") == "kube-system"
+                              and (p["metadata"].get("labels") or {}).get("tier") == "control-plane"])
+
+    def list_node_pods(self, node: str) -> list[dict[str, Any]]:
+        self._reach()
+        return copy.deepcopy([p for p in self.pods if (p.get("spec") or {}).get("nodeName") == node])
+
+    def patch_node(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        self._reach()
+        for i, node in enumerate(self.nodes):
+            if node["metadata"]["name"] == name:
+                self.nodes[i] = merge_patch(node, patch)
+                return copy.deepcopy(self.nodes[i])
+        raise errors.NodeNotFoundError(f"no node {name!r}")
+
+    def evict_pod(self, namespace: str, name: str) -> tuple[int, str]:
+        self._reach()
+        pod = self._pod(namespace, name)
+        if pod is None:
+            return 404, f'pods "{name}" not found'
+        left = self._refusals.get((namespace, name), 0)
+        if left > 0:
+            self._refusals[(namespace, name)] = left - 1
+            return 429, "Cannot evict pod as it would violate the pod's disruption budget."
+        refused = budget_refusal(pod, self.pdbs, self.pods)
+        if refused is not None:
+            return refused
+        self._take_away(pod)
+        if self.on_evicted is not None:
+            self.on_evicted(copy.deepcopy(pod))
+        return 201, ""
+
+    def _take_away(self, pod: dict[str, Any]) -> None:
+        """Gone now, or after ``terminating_seconds`` with a deletionTimestamp (what a kubelet takes to stop it)."""
+        if self.clock is None or self.terminating_seconds <= 0:
+            self.pods.remove(pod)
+            return
+        pod["metadata"].setdefault("deletionTimestamp", self.clock.now().isoformat())
+        self.after(self.terminating_seconds, lambda: self.pods.remove(pod) if pod in self.pods else None)
+
+    def delete_pod(self, namespace: str, name: str, *, grace_seconds: int = 0) -> bool:
+        self._reach()
+        pod = self._pod(namespace, name)
+        if pod is None:
+            return False
+        self.pods.remove(pod)
+        return True
 
     def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
         if self._unreachable is not None:
