@@ -59,7 +59,7 @@ def apply_command(
         else:
             typer.echo(render_preview(plan_id, plan, steps))
         return
-    record, plan = apply.load_plan(ctx.obj, plan_id)
+    _record, plan = apply.load_plan(ctx.obj, plan_id)
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError(f"apply changes cluster {plan.cluster}: confirm with --yes (there is no terminal to ask "

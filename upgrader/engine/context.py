@@ -103,23 +103,24 @@ class RunContext:
         NodeUnreachableError; with ``check`` a non-zero exit is a StepCommandError carrying its output."""
         limit = timeout or self.options.command_timeout
         delay = self.options.node_backoff
-        for attempt in range(1, self.options.node_attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             started = time.monotonic()
+            result: CommandResult | None = None
             try:
                 result = self.transports(node).run(argv, limit)
-            except NodeUnreachableError as e:
-                result, error = None, e.message
-            else:
                 error = _ssh_failure(result)
+            except NodeUnreachableError as e:
+                error = e.message
             finally:
                 self.timer.node += time.monotonic() - started
             if result is not None and error is None:
                 break
-            if attempt == self.options.node_attempts:
+            if attempt >= self.options.node_attempts:
                 raise NodeUnreachableError(f"node {node} is unreachable ({attempt} tries): {error}")
             self.sleep(delay)
             delay *= 2
-        assert result is not None
         if check and not result.ok:
             raise StepCommandError(node, argv, result)
         return result

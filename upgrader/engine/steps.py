@@ -296,7 +296,7 @@ HANDLERS: dict[Action, Handler] = {
     Action.KUBEADM_UPGRADE_NODE: Handler(_upgrade_node, _upgrade_node_observe,
                                          lambda c, s: [" ".join(commands.kubeadm_node())]),
     Action.DRAIN: Handler(_drain, _drain_observe, lambda c, s: [
-        f"PATCH node {s.node}: spec.unschedulable=true, annotation {drain.CORDON_ANNOTATION}={c.run_id}",
+        f"PATCH node {s.node}: spec.unschedulable=true, annotation {drain.CORDON_ANNOTATION}={c.run_id or 'RUN_ID'}",
         f"POST eviction of every pod on {s.node} but DaemonSet and mirror pods, 429 retried every "
         f"{c.options.evict_retry:g}s for at most {c.options.drain_timeout:g}s"
         + (", then DELETE what is left (--force-drain)" if c.options.force_drain else "")]),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -228,11 +228,9 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
             outcome = failure_outcome(app, api, cluster.name, _get(app, run.id), e, options)
             return RunResult(_end(app, cluster, run.id, token, RunStatus.FAILED, outcome))
         except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: the step in flight stays `running`
-            try:
+            with suppress(UpgraderError):
                 _end(app, cluster, run.id, token, RunStatus.INTERRUPTED,
                      {"next": f"upgrader resume {run.id}", "reason": "interrupted in the middle of a step"})
-            except UpgraderError:
-                pass
             raise
         return RunResult(_end(app, cluster, run.id, token, RunStatus.SUCCEEDED, {"target": str(plan.target)}))
 
