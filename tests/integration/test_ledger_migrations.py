@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -41,14 +42,14 @@ def _stamp(url: str, revision: str) -> None:
         engine.dispose()
 
 
-def test_head_is_the_snapshots_revision() -> None:
-    assert db.head() == "0002"
+def test_head_is_the_run_options_revision() -> None:
+    assert db.head() == "0003"
 
 
 def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert db.current(db_url) is None
     db.upgrade(db_url)
-    assert db.current(db_url) == "0002"
+    assert db.current(db_url) == "0003"
     assert db.check(db_url)
     assert set(Base.metadata.tables) | {"alembic_version"} == _tables(db_url)
 
@@ -58,7 +59,7 @@ def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert _tables(db_url) <= {"alembic_version"}
 
     db.upgrade(db_url)
-    assert db.current(db_url) == "0002"
+    assert db.current(db_url) == "0003"
 
 
 def test_migrated_schema_matches_the_models(db_url: str) -> None:
@@ -85,6 +86,42 @@ def test_snapshots_revision_keeps_rows_and_goes_back(db_url: str) -> None:
             row = conn.execute(sa.text("SELECT status, external, created_by, size FROM snapshots")).one()
         assert (row.status, bool(row.external), row.created_by, row.size) == ("complete", False, "", 0)
         db.downgrade(db_url, "0001")
+        db.upgrade(db_url)
+        assert _schema_diff(db_url) == []
+    finally:
+        engine.dispose()
+
+
+def test_run_options_revision_keeps_runs_and_their_steps_both_ways(db_url: str) -> None:
+    """0002 -> 0003 on a ledger holding a run with a step: the run gets ``options = {}`` and no outcome;
+    back to 0002 (SQLite rebuilds ``runs``) its steps are still there, and up again matches the models."""
+    db.upgrade(db_url, "0002")
+    engine = sa.create_engine(db_url)
+    at = "'2026-12-01 00:00:00'"
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                f"INSERT INTO clusters (name, kubeconfig, created_by, created_at, updated_at) "
+                f"VALUES ('prod', '/k', 'a', {at}, {at})"))
+            conn.execute(sa.text(
+                f"INSERT INTO plans (cluster_id, created_at, created_by, target, strategy, skipped_versions, "
+                f"document) SELECT id, {at}, 'a', 'v1.31.0', '{{}}', '[]', '{{}}' FROM clusters"))
+            conn.execute(sa.text(
+                f"INSERT INTO runs (plan_id, cluster_id, status, started_by, host, command_line, fencing_token, "
+                f"created_at) SELECT plans.id, plans.cluster_id, 'interrupted', 'a', 'h', 'upgrader apply 1', 7, "
+                f"{at} FROM plans"))
+            conn.execute(sa.text(
+                "INSERT INTO run_steps (run_id, n, action, status, attempts) SELECT id, 1, 'drain', 'pending', 0 "
+                "FROM runs"))
+        db.upgrade(db_url)
+        with engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT options, outcome, fencing_token FROM runs")).one()
+        options = row.options if isinstance(row.options, dict) else json.loads(row.options)
+        assert (options, row.outcome, row.fencing_token) == ({}, None, 7)
+        db.downgrade(db_url, "0002")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM run_steps")).scalar_one() == 1
+            assert "options" not in {c["name"] for c in sa.inspect(conn).get_columns("runs")}
         db.upgrade(db_url)
         assert _schema_diff(db_url) == []
     finally:
@@ -125,7 +162,7 @@ def test_postgres_behind_names_both_revisions(postgres_url: str) -> None:
     db.downgrade(postgres_url, "base")
     with pytest.raises(errors.SchemaMismatchError) as caught:
         db.open_ledger(postgres_url)
-    assert "needs 0002" in caught.value.message
+    assert "needs 0003" in caught.value.message
     assert caught.value.exit_code == 2
 
 

@@ -20,12 +20,14 @@ from upgrader.domain.records import (
     ObservationSource,
     PlanRecord,
     PlanStepRecord,
+    RunRecord,
     SkipRecord,
     SnapshotId,
     SnapshotRecord,
     SnapshotState,
 )
 from upgrader.domain.runs import FINAL_RUN_STATUSES, EventId, FencingToken, ObservationId, PlanId, RunId, RunStatus
+from upgrader.fakes.ledger_runs import InMemoryRuns
 
 
 @dataclass
@@ -36,7 +38,8 @@ class _State:
     events: list[EventRecord] = field(default_factory=list)
     locks: dict[str, LockRecord] = field(default_factory=dict)
     snapshots: dict[int, SnapshotRecord] = field(default_factory=dict)
-    run_statuses: dict[int, RunStatus] = field(default_factory=dict)  # runs are not in this port yet
+    runs: dict[int, RunRecord] = field(default_factory=dict)
+    run_statuses: dict[int, RunStatus] = field(default_factory=dict)  # stand-ins: InMemoryLedger.set_run_status
     next_id: dict[str, int] = field(default_factory=dict)
 
     def new_id(self, kind: str) -> int:
@@ -44,7 +47,7 @@ class _State:
         return self.next_id[kind]
 
 
-class InMemoryRepository:
+class InMemoryRepository(InMemoryRuns):
     """The Repository port over plain dicts; ids count from 1 and are never reused, like the ledger's."""
 
     def __init__(self, state: _State, *, clock: Callable[[], datetime]) -> None:
@@ -83,6 +86,7 @@ class InMemoryRepository:
         self._s.observations = [o for o in self._s.observations if o.cluster != name]
         self._s.plans = {k: p for k, p in self._s.plans.items() if p.cluster != name}
         self._s.snapshots = {k: v for k, v in self._s.snapshots.items() if v.cluster != name}
+        self._s.runs = {k: r for k, r in self._s.runs.items() if r.cluster != name}
 
     # skipped versions
     def add_skip(self, *, cluster: str, version: str, reason: str, actor: str) -> SkipRecord:
@@ -160,10 +164,11 @@ class InMemoryRepository:
 
     # locks
     def acquire_lock(self, *, cluster: str, holder: str, ttl_seconds: float, now: datetime,
-                     run_id: int | None = None) -> FencingToken:
+                     run_id: int | None = None, take_over: int | None = None) -> FencingToken:
         token = FencingToken(self._s.new_id("fencing-token"))  # spent even when refused, as in the ledger
         lease = self._s.locks.get(cluster)
-        if lease is not None and lease.expires_at > now and lease.holder != holder:
+        if (lease is not None and lease.expires_at > now and lease.holder != holder
+                and (take_over is None or lease.fencing_token != take_over)):
             run = f", run {lease.run_id}" if lease.run_id is not None else ""
             raise errors.RunLockedError(f"cluster {cluster!r} is locked by {lease.holder} (token "
                                         f"{lease.fencing_token}{run}) until {lease.expires_at:%Y-%m-%dT%H:%M:%SZ}")
@@ -194,7 +199,7 @@ class InMemoryRepository:
     # snapshots
     def add_snapshot(self, snapshot: NewSnapshot) -> SnapshotRecord:
         self.get_cluster(snapshot.cluster)
-        if snapshot.run_id is not None and snapshot.run_id not in self._s.run_statuses:
+        if snapshot.run_id is not None and self._run_status(snapshot.run_id) is None:
             raise errors.RunNotFoundError(f"no run with id {snapshot.run_id}: a snapshot cannot refer to it")
         sid = SnapshotId(self._s.new_id("snapshot"))
         fields = {f: getattr(snapshot, f) for f in NewSnapshot.__dataclass_fields__}
@@ -231,7 +236,11 @@ class InMemoryRepository:
     def snapshots_in_use(self, cluster: str) -> set[SnapshotId]:
         self.get_cluster(cluster)
         return {s.id for s in self._s.snapshots.values() if s.cluster == cluster and s.run_id is not None
-                and s.run_id in self._s.run_statuses and self._s.run_statuses[s.run_id] not in FINAL_RUN_STATUSES}
+                and self._run_status(s.run_id) not in (None, *FINAL_RUN_STATUSES)}
+
+    def _run_status(self, run_id: int) -> RunStatus | None:
+        run = self._s.runs.get(run_id)
+        return run.status if run is not None else self._s.run_statuses.get(run_id)
 
 
 class InMemoryLedger:
@@ -245,7 +254,8 @@ class InMemoryLedger:
         return InMemoryUnitOfWork(self)
 
     def set_run_status(self, run_id: int, status: RunStatus) -> None:
-        """Stand in for the runs the engine will record: which snapshots an unfinished run holds."""
+        """A stand-in run with only an id and a status, for tests of snapshots (which ones an unfinished
+        run holds) that need no plan; the repository's runs are written with ``create_run``."""
         self._state.run_statuses[run_id] = status
 
 

@@ -8,8 +8,8 @@ and writes stamped with its stale token can be refused.
 Correctness under concurrency comes from single atomic statements, not read-then-write:
 - the token is an upsert on one counter row (its row lock serialises concurrent takers on
   PostgreSQL; SQLite transactions are already serialised by ``BEGIN IMMEDIATE``);
-- the lease is ``INSERT .. ON CONFLICT DO UPDATE .. WHERE <expired or ours> RETURNING``: it either
-  takes the row or returns nothing, with no window in between;
+- the lease is ``INSERT .. ON CONFLICT DO UPDATE .. WHERE <expired, ours, or the dead holder's named
+  by take_over> RETURNING``: it either takes the row or returns nothing, with no window in between;
 - renew and release are conditional on the token, with a row-count check.
 """
 
@@ -49,8 +49,20 @@ def upsert(session: Session, model: type[Any]) -> postgresql.Insert | sqlite.Ins
 
 
 def acquire(
-    session: Session, *, cluster: str, holder: str, ttl_seconds: float, now: datetime, run_id: int | None
+    session: Session,
+    *,
+    cluster: str,
+    holder: str,
+    ttl_seconds: float,
+    now: datetime,
+    run_id: int | None,
+    take_over: int | None = None,
 ) -> FencingToken:
+    """Take the lease when it is free, expired, already ours, or held under ``take_over`` (the token of
+    a holder known dead: its lease is taken before it expires; a newer holder's is not)."""
+    takeable = [ClusterLock.expires_at <= now, ClusterLock.holder == holder]
+    if take_over is not None:
+        takeable.append(ClusterLock.fencing_token == take_over)
     token = _next_token(session)
     ins = upsert(session, ClusterLock).values(
         cluster_name=cluster,
@@ -66,7 +78,7 @@ def acquire(
             name: getattr(ins.excluded, name)
             for name in ("holder", "run_id", "fencing_token", "acquired_at", "expires_at")
         },
-        where=sa.or_(ClusterLock.expires_at <= now, ClusterLock.holder == holder),
+        where=sa.or_(*takeable),
     ).returning(ClusterLock.fencing_token)
     taken = session.execute(stmt).scalar_one_or_none()
     session.expire_all()

@@ -192,6 +192,8 @@ class Run(Base):
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    options: Mapped[dict[str, Any]] = mapped_column(server_default="{}")  # apply's flags, for resume
+    outcome: Mapped[dict[str, Any] | None]  # how it ended: the error, the snapshot to restore, what next
 
     steps: Mapped[list[RunStep]] = relationship(
         order_by="RunStep.n", cascade="all, delete-orphan", passive_deletes=True

@@ -26,12 +26,14 @@ from upgrader.domain.records import (
     ObservationRecord,
     ObservationSource,
     PlanRecord,
+    RunRecord,
+    RunStepRecord,
     SkipRecord,
     SnapshotId,
     SnapshotRecord,
 )
-from upgrader.domain.runs import EventId, FencingToken, ObservationId, PlanId
-from upgrader.ledger import locks, rows, snapshots
+from upgrader.domain.runs import EventId, FencingToken, ObservationId, PlanId, RunStatus, StepStatus
+from upgrader.ledger import locks, plan_steps, rows, runs, snapshots
 from upgrader.ledger.models import (
     Cluster,
     ClusterLock,
@@ -39,7 +41,6 @@ from upgrader.ledger.models import (
     Event,
     Observation,
     Plan,
-    PlanStep,
     SkippedVersion,
 )
 
@@ -51,15 +52,8 @@ class SqlRepository:
 
     # clusters -----------------------------------------------------------------------------
 
-    def add_cluster(
-        self,
-        *,
-        name: str,
-        kubeconfig: str,
-        context: str | None,
-        transport: Mapping[str, Any] | None,
-        actor: str,
-    ) -> ClusterRecord:
+    def add_cluster(self, *, name: str, kubeconfig: str, context: str | None, transport: Mapping[str, Any] | None,
+                    actor: str) -> ClusterRecord:
         now = self._clock()
         row = Cluster(
             name=name,
@@ -189,7 +183,7 @@ class SqlRepository:
             "source": ObservationSource(observation.source).value,
             "inventory": EncodedJson.of(dict(observation.inventory)),
         }
-        step_rows = [_step_row(step) for step in steps]
+        step_rows = [plan_steps.row(step) for step in steps]
         created_at = self._clock()
         cluster_id = self._cluster_row(cluster).id  # the write lock is taken here
         observation_id = None
@@ -208,20 +202,8 @@ class SqlRepository:
             document=encoded_document,
         )
         if step_rows:
-            self._insert_steps(plan_id, step_rows)
+            plan_steps.insert(self._session, plan_id, step_rows)
         return PlanId(plan_id)
-
-    def _insert_steps(self, plan_id: int, rows: list[tuple[Any, ...]]) -> None:
-        """One executemany, not an ORM object per step: plans for large fleets have 10^5 steps."""
-        connection = self._session.connection()
-        if connection.dialect.name == "sqlite":
-            # Straight to the driver, under the write lock: SQLAlchemy's processing of each row's
-            # parameters was a third of the write (the values are plain str and int already). The
-            # plan id, an integer the database just gave us, is written into the statement.
-            connection.exec_driver_sql(_SQLITE_INSERT_STEPS.format(plan_id=int(plan_id)), rows)
-        else:
-            values = [{"plan_id": plan_id, **dict(zip(_STEP_COLUMNS, row, strict=True))} for row in rows]
-            connection.execute(sa.insert(PlanStep.__table__), values)  # type: ignore[arg-type]
 
     def get_plan(self, plan_id: int) -> PlanRecord:
         row = self._session.scalars(_plans().where(Plan.id == plan_id)).one_or_none()
@@ -272,12 +254,12 @@ class SqlRepository:
     # locks --------------------------------------------------------------------------------
 
     def acquire_lock(
-        self, *, cluster: str, holder: str, ttl_seconds: float, now: datetime, run_id: int | None = None
+        self, *, cluster: str, holder: str, ttl_seconds: float, now: datetime, run_id: int | None = None,
+        take_over: int | None = None,
     ) -> FencingToken:
-        """Take the cluster's lease (or an expired one) and return its fencing token."""
-        return locks.acquire(
-            self._session, cluster=cluster, holder=holder, ttl_seconds=ttl_seconds, now=now, run_id=run_id
-        )
+        """Take the cluster's lease (or an expired one, or a dead holder's) and return its fencing token."""
+        return locks.acquire(self._session, cluster=cluster, holder=holder, ttl_seconds=ttl_seconds, now=now,
+                             run_id=run_id, take_over=take_over)
 
     def renew_lock(self, *, cluster: str, token: int, ttl_seconds: float, now: datetime) -> None:
         locks.renew(self._session, cluster=cluster, token=token, ttl_seconds=ttl_seconds, now=now)
@@ -309,6 +291,35 @@ class SqlRepository:
     def snapshots_in_use(self, cluster: str) -> set[SnapshotId]:
         return snapshots.in_use(self._session, cluster_id=self._cluster_row(cluster).id)
 
+    # runs (fenced by the lease token: upgrader.ledger.runs) ---------------------------------
+
+    def create_run(self, *, plan_id: int, started_by: str, host: str, command_line: str, token: int,
+                   options: Mapping[str, Any]) -> RunRecord:
+        return runs.create(self._session, plan_id=plan_id, started_by=started_by, host=host,
+                           command_line=command_line, token=token, options=options, now=self._clock())
+
+    def get_run(self, run_id: int) -> RunRecord:
+        return runs.get(self._session, run_id)
+
+    def list_runs(self, cluster: str | None = None, *, plan_id: int | None = None) -> list[RunRecord]:
+        cluster_id = None if cluster is None else self._cluster_row(cluster).id
+        return runs.list_(self._session, cluster_id=cluster_id, plan_id=plan_id)
+
+    def claim_run(self, run_id: int, *, token: int) -> RunRecord:
+        return runs.claim(self._session, run_id, token=token)
+
+    def set_run_status(self, run_id: int, status: RunStatus, *, token: int,
+                       outcome: Mapping[str, Any] | None = None) -> RunRecord:
+        return runs.set_status(self._session, run_id, status, token=token, outcome=outcome, now=self._clock())
+
+    def start_step(self, run_id: int, n: int, *, token: int) -> RunStepRecord:
+        return runs.start_step(self._session, run_id, n, token=token, now=self._clock())
+
+    def finish_step(self, run_id: int, n: int, status: StepStatus, *, token: int,
+                    outputs: Mapping[str, Any] | None = None, error: str | None = None) -> RunStepRecord:
+        return runs.finish_step(self._session, run_id, n, status, token=token, outputs=outputs, error=error,
+                                now=self._clock())
+
     # helpers ------------------------------------------------------------------------------
 
     def _insert(self, model: type[Observation | Plan], **values: Any) -> int:
@@ -326,15 +337,3 @@ class SqlRepository:
 
 def _plans() -> sa.Select[Plan]:
     return sa.select(Plan).options(selectinload(Plan.steps), selectinload(Plan.cluster))
-
-
-_STEP_COLUMNS = ("n", "action", "node", "version", "batch", "reversibility")
-_SQLITE_INSERT_STEPS = (
-    f"INSERT INTO {PlanStep.__tablename__} (plan_id, {', '.join(_STEP_COLUMNS)}) "
-    f"VALUES ({{plan_id}}, {', '.join('?' * len(_STEP_COLUMNS))})"
-)
-
-
-def _step_row(step: Mapping[str, Any]) -> tuple[Any, ...]:
-    """A plan_steps row in _STEP_COLUMNS order, without its plan (which has no id yet)."""
-    return (step["n"], step["action"], step.get("node"), step.get("version"), step.get("batch"), step["reversibility"])
