@@ -168,6 +168,10 @@ class Repository(Protocol):
 
     def latest_observation(self, cluster: str) -> ObservationRecord | None: ...
 
+    def get_observation(self, observation_id: int) -> ObservationRecord | None:
+        """The observation with that id (a plan's source), None when it is gone."""
+        ...
+
     def save_plan(self, *, cluster: str, observation: NewObservation | None, created_by: str, target: str,
                   strategy: Mapping[str, Any], skipped_versions: Sequence[str], source_fingerprint: str | None,
                   document: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> PlanId:

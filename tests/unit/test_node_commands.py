@@ -82,6 +82,6 @@ def test_dnf_installs_the_exact_build_past_the_repositorys_exclude_line() -> Non
 
 
 def test_installed_build_queries_print_the_version_alone() -> None:
-    assert commands.installed_build("apt", "kubeadm") == ["dpkg-query", "-W", "-f=${Version}", "kubeadm"]
+    assert commands.installed_build("apt", "kubeadm") == ["dpkg-query", "-W", "--showformat=${Version}", "kubeadm"]
     assert commands.installed_build("dnf", "kubeadm") == ["rpm", "-q", "--qf", "%{VERSION}-%{RELEASE}\\n", "kubeadm"]
     assert commands.upstream_of("1.31.4-150500.1.1") == "v1.31.4"

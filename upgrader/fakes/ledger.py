@@ -119,6 +119,9 @@ class InMemoryRepository(InMemoryRuns):
         mine = [o for o in self._s.observations if o.cluster == cluster]
         return max(mine, key=lambda o: (o.observed_at, o.id)) if mine else None
 
+    def get_observation(self, observation_id: int) -> ObservationRecord | None:
+        return next((o for o in self._s.observations if o.id == observation_id), None)
+
     def save_plan(self, *, cluster: str, observation: NewObservation | None, created_by: str, target: str,
                   strategy: Mapping[str, Any], skipped_versions: Sequence[str], source_fingerprint: str | None,
                   document: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> PlanId:

@@ -156,6 +156,11 @@ class SqlRepository:
         ).first()
         return None if row is None else rows.observation(row, cluster=cluster)
 
+    def get_observation(self, observation_id: int) -> ObservationRecord | None:
+        row = self._session.get(Observation, observation_id)
+        cluster = self._session.get(Cluster, row.cluster_id) if row is not None else None
+        return None if row is None or cluster is None else rows.observation(row, cluster=cluster.name)
+
     def save_plan(
         self,
         *,

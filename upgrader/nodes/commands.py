@@ -72,7 +72,7 @@ def install(manager: str, builds: dict[str, str]) -> list[list[str]]:
 def installed_build(manager: str, package: str) -> list[str]:
     """Prints the installed build of ``package`` alone (exit non-zero when it is not installed)."""
     if manager == APT:
-        return ["dpkg-query", "-W", "-f=${Version}", package]
+        return ["dpkg-query", "-W", "--showformat=${Version}", package]
     return ["rpm", "-q", "--qf", "%{VERSION}-%{RELEASE}\\n", package]
 
 
