@@ -110,5 +110,5 @@ def history_command(
 def _summary(data: Any) -> str:
     if not isinstance(data, dict):
         return ""
-    keys = ("plan", "target", "snapshot", "error", "reason", "ignored", "check", "fencing_token")
+    keys = ("plan", "target", "snapshot", "error", "reason", "ignored", "check", "lease")
     return ", ".join(f"{k}={str(data[k])[:50]}" for k in keys if k in data)[:100]

@@ -107,7 +107,7 @@ def resume(app: AppContext, run_id: int, *, report: Report = lambda e: None,
     with _lease(app, cluster.name, run_id=run.id, take_over=_dead_holder(app, lock)) as token:
         with app.unit_of_work() as uow:
             run = uow.repo.claim_run(run_id, token=token)
-            record_event(app, uow, "run-resumed", cluster=cluster.name, run_id=run.id, data={"fencing_token": token})
+            record_event(app, uow, "run-resumed", cluster=cluster.name, run_id=run.id, data={"lease": token})
             uow.commit()
 
         def preflight() -> dict[str, Any]:
@@ -127,7 +127,7 @@ def _lease(app: AppContext, cluster: str, *, run_id: int | None, take_over: int 
                                           now=app.clock.now(), run_id=run_id, take_over=take_over))
         if take_over is not None:
             record_event(app, uow, "lease-taken-over", cluster=cluster, run_id=run_id,
-                         data={"from_fencing_token": take_over, "fencing_token": token})
+                         data={"lease_from": take_over, "lease": token})
         uow.commit()
     try:
         yield token
