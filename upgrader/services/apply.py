@@ -23,10 +23,18 @@ from upgrader.domain.inventory import inventory_to_dict
 from upgrader.domain.plans import Plan, Step, plan_from_dict
 from upgrader.domain.records import ClusterRecord, LockRecord, PlanRecord, RunRecord
 from upgrader.domain.runs import RunStatus
+from upgrader.domain.text import excerpt
 from upgrader.engine.context import ApplyOptions, Hooks, RunContext, StepEvent, StopRequestedError
 from upgrader.engine.executor import StepFailedError, execute
 from upgrader.engine.lease import TTL_SECONDS, LeaseKeeper
-from upgrader.errors import ClusterChangedError, LockLostError, PreflightError, RunRefusedError, UpgraderError
+from upgrader.errors import (
+    ClusterChangedError,
+    LockLostError,
+    PreflightError,
+    RunRefusedError,
+    UpgraderError,
+    UsageError,
+)
 from upgrader.ports import NodeTransport
 from upgrader.services import inventory as inventory_service
 from upgrader.services.audit import record_event
@@ -119,11 +127,28 @@ def resume(app: AppContext, run_id: int, *, report: Report = lambda e: None,
         return _drive(app, cluster, plan, run, token, options, report, stop or threading.Event(), preflight=preflight)
 
 
+MIN_TTL, MAX_TTL = 5.0, 3600.0
+
+
+def lease_ttl() -> float:
+    """``UPGRADER_LEASE_TTL`` seconds (default 60): how long a run that stopped renewing keeps the cluster."""
+    text = os.environ.get("UPGRADER_LEASE_TTL")
+    if not text:
+        return TTL_SECONDS
+    try:
+        ttl = float(text)
+    except ValueError:
+        ttl = float("nan")
+    if not MIN_TTL <= ttl <= MAX_TTL:
+        raise UsageError(f"UPGRADER_LEASE_TTL={excerpt(text)}: expected seconds from {MIN_TTL:g} to {MAX_TTL:g}")
+    return ttl
+
+
 @contextmanager
 def _lease(app: AppContext, cluster: str, *, run_id: int | None, take_over: int | None = None) -> Iterator[int]:
     holder = f"apply@{app.actor.host}:{os.getpid()}"[:255]
     with app.unit_of_work() as uow:
-        token = int(uow.repo.acquire_lock(cluster=cluster, holder=holder, ttl_seconds=TTL_SECONDS,
+        token = int(uow.repo.acquire_lock(cluster=cluster, holder=holder, ttl_seconds=lease_ttl(),
                                           now=app.clock.now(), run_id=run_id, take_over=take_over))
         if take_over is not None:
             record_event(app, uow, "lease-taken-over", cluster=cluster, run_id=run_id,
@@ -213,7 +238,7 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
             stop.set()
 
         keeper = LeaseKeeper(unit_of_work=app.unit_of_work, now=app.clock.now, cluster=cluster.name, token=token,
-                             on_lost=on_lost)
+                             ttl=lease_ttl(), on_lost=on_lost)
         try:
             with keeper:
                 execute(ctx, {s.n: s for s in run.steps})
