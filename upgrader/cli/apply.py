@@ -91,7 +91,8 @@ def resume_command(
     run, plan = runs.show_run(ctx.obj, run_id=run_id)
     if not yes:
         if not sys.stdin.isatty():
-            raise UsageError(f"resume changes cluster {run.cluster}: confirm with --yes (there is no terminal to ask on)")
+            raise UsageError(f"resume changes cluster {run.cluster}: confirm with --yes "
+                             "(there is no terminal to ask on)")
         done = sum(1 for s in run.steps if s.status.value in ("succeeded", "skipped"))
         typer.confirm(f"Resume run {run_id} on cluster {run.cluster} ({run.status.value}, {done}/{len(run.steps)} "
                       "steps done)?", abort=True, err=True)

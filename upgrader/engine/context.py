@@ -33,7 +33,7 @@ class ApplyOptions:
     force_drain: bool = False
     gate_passes: int = 3  # consecutive good readings before a gate passes (flap damping)
     gate_interval: float = 2.0  # seconds between readings
-    command_timeout: float = 900.0  # seconds a node command may take (kubeadm upgrade apply waits up to 5 min per component)
+    command_timeout: float = 900.0  # seconds a node command may take (kubeadm waits up to 5 min per component)
     node_attempts: int = 4  # tries of a command on an unreachable node before the step fails
     node_backoff: float = 2.0  # first wait between those tries, doubling
     evict_retry: float = 5.0  # seconds between evictions a PodDisruptionBudget refused (kubectl's 5 s)

@@ -304,7 +304,8 @@ HANDLERS: dict[Action, Handler] = {
         *_describe_install(c, _node(s), ["kubelet", "kubectl"], _version(s)),
         *(" ".join(a) for a in commands.restart_kubelet()), f"wait for {s.node} Ready at {s.version}"]),
     Action.UNCORDON: Handler(_uncordon, _never, lambda c, s: [
-        f"PATCH node {s.node}: spec.unschedulable=false, remove {drain.CORDON_ANNOTATION} (only if it names this run)"]),
+        f"PATCH node {s.node}: spec.unschedulable=false, remove {drain.CORDON_ANNOTATION} "
+        "(only if it names this run)"]),
     Action.HEALTH_GATE: Handler(_gate, _never, _describe_gate),
     Action.POSTFLIGHT: Handler(_postflight, _never, _describe_gate),
     Action.FINALIZE_EMULATED_VERSION: Handler(_unsupported, _never, lambda c, s: ["(not supported yet)"]),
