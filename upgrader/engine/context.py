@@ -2,20 +2,22 @@
 
 The engine sees only ports (ledger, cluster API, node transports, clock) and three hooks the
 services provide for what needs a use case of theirs: the preflight, a snapshot under the run's
-lease, and etcd's health. Every node command goes through :meth:`RunContext.run`, which retries an
-unreachable node with backoff and keeps, per thread, the time spent waiting on nodes and gates, so
-the run can report its own overhead per step (wall time minus that).
+lease, and etcd's health. Node commands go through :meth:`RunContext.run`, which retries an
+unreachable node with backoff. The context hands steps its transports and API wrapped so that,
+per thread, the time spent on nodes, the API and waiting is counted however a step reaches them
+(see :mod:`upgrader.engine.timing`), and the run can report its own overhead per step.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from upgrader.domain.plans import Plan, Step
+from upgrader.engine.timing import Kind, StepTimer, TimedApi, TimedTransport, WaitingClock
 from upgrader.errors import NodeUnreachableError, TransportError
 from upgrader.ports import Clock, ClusterApi, CommandResult, NodeTransport, UnitOfWork
 
@@ -69,17 +71,6 @@ class StepEvent:
     detail: str = ""
 
 
-class StepTimer(threading.local):
-    """Seconds the current thread spent inside node commands and gate waits, since the step began."""
-
-    node: float = 0.0
-    wait: float = 0.0
-
-    def reset(self) -> None:
-        self.node = 0.0
-        self.wait = 0.0
-
-
 @dataclass
 class RunContext:
     run_id: int
@@ -98,6 +89,21 @@ class RunContext:
     timer: StepTimer = field(default_factory=StepTimer)
     managers: dict[str, str] = field(default_factory=dict)  # node -> apt | dnf | yum, found once
 
+    def __post_init__(self) -> None:
+        # What steps reach through ``ctx.api`` and ``ctx.transports(node)`` is timed (see engine/timing.py).
+        raw = self.transports
+        self.api = TimedApi(self.api, self.timer, self.clock)
+        self.transports = lambda node: TimedTransport(raw(node), self.timer, self.clock)
+
+    def counting(self, kind: Kind) -> AbstractContextManager[None]:
+        """Time spent inside counts as ``kind`` ("node", "wait", ...) for the step's timing, once."""
+        return self.timer.counting(kind, self.clock)
+
+    @property
+    def waiting_clock(self) -> Clock:
+        """The run's clock, whose sleeps count as waiting: for library code that sleeps on a Clock (the drain)."""
+        return WaitingClock(self.clock, self.timer)
+
     def run(self, node: str, argv: list[str], *, timeout: float | None = None, check: bool = True) -> CommandResult:
         """argv on ``node``; an unreachable node is retried with backoff (``node_attempts``) and then
         NodeUnreachableError; with ``check`` a non-zero exit is a StepCommandError carrying its output."""
@@ -106,15 +112,12 @@ class RunContext:
         attempt = 0
         while True:
             attempt += 1
-            started = time.monotonic()
             result: CommandResult | None = None
             try:
                 result = self.transports(node).run(argv, limit)
                 error = _ssh_failure(result)
             except NodeUnreachableError as e:
                 error = e.message
-            finally:
-                self.timer.node += time.monotonic() - started
             if result is not None and error is None:
                 break
             if attempt >= self.options.node_attempts:
@@ -126,25 +129,14 @@ class RunContext:
         return result
 
     def read(self, node: str, path: str) -> bytes:
-        started = time.monotonic()
-        try:
-            return self.transports(node).read_file(path)
-        finally:
-            self.timer.node += time.monotonic() - started
+        return self.transports(node).read_file(path)
 
     def write(self, node: str, path: str, data: bytes, mode: int = 0o644) -> None:
-        started = time.monotonic()
-        try:
-            self.transports(node).write_file(path, data, mode)
-        finally:
-            self.timer.node += time.monotonic() - started
+        self.transports(node).write_file(path, data, mode)
 
     def sleep(self, seconds: float) -> None:
-        started = time.monotonic()
-        try:
+        with self.counting("wait"):
             self.clock.sleep(seconds)
-        finally:
-            self.timer.wait += time.monotonic() - started
 
 
 class StepCommandError(TransportError):

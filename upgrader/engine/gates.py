@@ -61,7 +61,8 @@ def wait_for(ctx: RunContext, name: str, probes: list[Probe]) -> dict[str, Any]:
         reraise=True,
     )
     try:
-        retrying(reading)
+        with ctx.counting("wait"):  # its readings too: the whole gate is time spent waiting on the cluster
+            retrying(reading)
     except tenacity.RetryError:
         failing = [r.message for r in state["last"] if not r.ok] or ["it never read good "
                                                                      f"{opts.gate_passes} times in a row"]

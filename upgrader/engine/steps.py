@@ -156,7 +156,8 @@ def _describe_install(ctx: RunContext, node: str, names: list[str], version: Ver
 # -- handlers ---------------------------------------------------------------------------------------
 
 def _preflight(ctx: RunContext, step: Step) -> dict[str, Any]:
-    return ctx.hooks.preflight()
+    with ctx.counting("node"):  # reads of every node and of the API, as `upgrader preflight` makes them
+        return ctx.hooks.preflight()
 
 
 def _snapshot(ctx: RunContext, step: Step) -> dict[str, Any]:
@@ -165,7 +166,9 @@ def _snapshot(ctx: RunContext, step: Step) -> dict[str, Any]:
     for node in control_planes(ctx):  # a registry problem stops the run before anything changed
         ctx.run(node, commands.images_pull(target))
         pulled.append(node)
-    return {"images_pulled": {"version": str(target), "nodes": pulled}} | ctx.hooks.snapshot(step)
+    with ctx.counting("node"):  # an etcd member streaming its snapshot, checked and stored
+        made = ctx.hooks.snapshot(step)
+    return {"images_pulled": {"version": str(target), "nodes": pulled}} | made
 
 
 def _describe_snapshot(ctx: RunContext, step: Step) -> list[str]:
@@ -221,7 +224,7 @@ def _upgrade_node_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None:
 
 
 def _drain(ctx: RunContext, step: Step) -> dict[str, Any]:
-    outcome = drain.drain(ctx.api, ctx.clock, _node(step), run_id=ctx.run_id, timeout=ctx.options.drain_timeout,
+    outcome = drain.drain(ctx.api, ctx.waiting_clock, _node(step), run_id=ctx.run_id, timeout=ctx.options.drain_timeout,
                           force=ctx.options.force_drain, should_stop=ctx.stop.is_set,
                           retry_seconds=ctx.options.evict_retry)
     return outcome.to_dict()
