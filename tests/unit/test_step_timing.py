@@ -4,6 +4,7 @@ upgrader's own overhead and nothing of the cluster's work hides in it.
 
 On the fake clock, time moves only where the test says a node command, an API call, a ledger commit
 or a sleep takes it; so every figure is exact, and anything left over would be misattributed time.
+Also here: the package-manager probe a step makes has the step's command timeout, not the inventory's.
 """
 
 from __future__ import annotations
@@ -168,3 +169,20 @@ def test_api_calls_and_the_running_write_are_the_overhead_named_in_parts() -> No
     assert timing["api_ms"] == 40.0  # read the node, patch it
     assert timing["ledger_ms"] == 30.0  # the `running` write; the outcome's write comes after the figures
     assert timing["wall_ms"] == 70.0 and timing["node_ms"] == 0.0 and timing["wait_ms"] == 0.0
+
+
+def test_the_package_probe_waits_as_long_as_the_steps_other_commands() -> None:
+    clock = FakeClock()
+    node = _apt_node(clock, 0.0)
+    timeouts: dict[str, set[float]] = {}
+    answer = node.run
+
+    def run(argv: list[str], timeout: float) -> CommandResult:
+        timeouts.setdefault(argv[0], set()).add(timeout)
+        return answer(argv, timeout)
+
+    node.run = run  # type: ignore[method-assign]
+    _run([_step(1, Action.UPGRADE_KUBEADM, "cp-1")], 1, clock=clock, api=FakeClusterApi(), node=node,
+         command_timeout=120.0)
+    assert timeouts["grep"] == {120.0} and timeouts["head"] == {120.0}
+    assert set().union(*timeouts.values()) == {120.0}, timeouts

@@ -72,10 +72,16 @@ def hop_version(ctx: RunContext, step: Step) -> Version:
 
 # -- packages ---------------------------------------------------------------------------------------
 
+def _probe(ctx: RunContext, node: str) -> packages.NodePackages:
+    """The node's package manager and repository, asked with the step's command timeout: the probe's own
+    10 s (meant for inventory) failed applies on a busy machine, where ten nodes start commands at once."""
+    return packages.probe(ctx.transports(node), timeout=ctx.options.command_timeout)
+
+
 def manager(ctx: RunContext, node: str) -> str:
     found = ctx.managers.get(node)
     if found is None:
-        probed = packages.probe(ctx.transports(node))
+        probed = _probe(ctx, node)
         if probed.manager is None:
             raise StepError(f"node {node} has neither apt-get nor dnf/yum: upgrader cannot install packages there")
         found = ctx.managers[node] = probed.manager
@@ -85,7 +91,7 @@ def manager(ctx: RunContext, node: str) -> str:
 def _repo_file(ctx: RunContext, node: str, pm: str) -> str:
     if pm != commands.APT:
         return commands.YUM_REPO
-    probed = packages.probe(ctx.transports(node))
+    probed = _probe(ctx, node)
     if probed.repo is None:
         raise StepError(f"node {node} has no Kubernetes apt repository in /etc/apt/sources.list.d to point at "
                         "the next minor (pkgs.k8s.io repositories are per minor)")
