@@ -1,6 +1,6 @@
 """`sandbox up` refuses node counts beyond what one small machine holds: exit 2, one line, nothing written.
 
-The bounds (7 control planes, 20 workers; see MAX_CONTROL_PLANES in upgrader/sandbox/lifecycle/up.py
+The bounds (7 control planes, 60 workers; see MAX_CONTROL_PLANES in upgrader/sandbox/lifecycle/up.py
 for what a node costs) are documented in `--help`. Refused through the real CLI, which must leave no
 sandbox, no registry entry and no ledger row behind.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.sandbox_helpers import assert_up_refused, needs_etcd
-from upgrader.sandbox.lifecycle.up import MAX_CONTROL_PLANES, MAX_WORKERS
+from upgrader.sandbox.lifecycle.up import MAX_CONTROL_PLANES, MAX_WORKERS, UpRequest, _check_request
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = needs_etcd
@@ -44,3 +44,7 @@ def test_help_documents_the_bounds() -> None:
     flat = " ".join(done.stdout.split())
     assert f"Control-plane nodes, 1 to {MAX_CONTROL_PLANES}" in flat
     assert f"Worker nodes, 0 to {MAX_WORKERS}" in flat
+
+
+def test_the_bounds_hold_the_3_plus_50_sandbox_the_apply_benchmark_upgrades() -> None:
+    _check_request(UpRequest(name="benchapply", version="v1.30.6", control_planes=3, workers=50))  # no UsageError
