@@ -11,6 +11,9 @@
                                                throwaway loopback sshd (needs /usr/sbin/sshd; root)
   .venv/bin/python scripts/bench.py snapshot   `snapshot create` on a 1+1 sandbox holding 50,000 objects of 1 KiB vs a
                                                bare `etcdctl snapshot save` of the same member, in turn
+  .venv/bin/python scripts/bench.py apply      upgrader's own overhead per step, and the apply against the critical
+                                               path of its work: a 3+50 sandbox v1.30.6 -> v1.31, 10 workers at a
+                                               time (not in "all": ~10 minutes; see scripts/bench_apply.py)
   .venv/bin/python scripts/bench.py setup      fresh-clone set-up: the lock (uv) vs an unlocked pip install
                                                (not in "all": it downloads, and takes a few minutes)
   .venv/bin/python scripts/bench.py busy [--baseline REV|DIR]
@@ -500,6 +503,10 @@ if __name__ == "__main__":
         bench_ssh()
     if "snapshot" in which:
         bench_snapshot()
+    if "apply" in which:
+        from bench_apply import bench_apply  # scripts/ is this script's directory, first on sys.path
+
+        bench_apply()
     if "setup" in which:
         bench_setup()
     if "busy" in which:
