@@ -33,6 +33,10 @@ FLAGS = {"-y": "assume_yes", "--assumeyes": "assume_yes", "--assumeno": "assume_
 HARMLESS = frozenset({"-v", "--verbose", "--best", "--nobest", "--noplugins", "--nogpgcheck", "--allowerasing",
                       "--skip-broken", "--color=never", "--nodocs"})
 NARROWS = ("all", "installed", "available")
+# dnf's other commands: real, but not simulated here (said so, rather than "No such command")
+OTHER_COMMANDS = frozenset({"upgrade", "update", "up", "remove", "erase", "rm", "reinstall", "info", "search",
+                            "repolist", "repoinfo", "check-update", "history", "versionlock", "mark", "autoremove",
+                            "distro-sync", "provides", "repoquery", "upgrade-minimal", "swap", "module", "group"})
 
 
 @dataclass
@@ -68,6 +72,10 @@ def run(node: Node, prog: str, args: list[str]) -> int:
     if inv.command is None:
         node.say(f"usage: {prog} [options] COMMAND")
         node.warn("Error: No command given")  # real dnf prints its whole help here; this stays short
+        return 1
+    if inv.command in OTHER_COMMANDS:
+        node.warn(f"{prog}: {inv.command} is not simulated on sandbox node {node.name} (install, downgrade, list, "
+                  "makecache and clean are)")
         return 1
     if inv.command not in COMMANDS:
         node.warn(f"No such command: {inv.command}. Please use /usr/bin/{prog} --help\nIt could be a DNF plugin "
@@ -241,9 +249,12 @@ def _columns(rows: list[tuple[str, str, str]], total: int = 80) -> tuple[int, in
 
 
 def _clean(node: Node, inv: Invocation) -> int:
+    if not inv.words:
+        node.warn("Command line error: the following arguments are required: type")
+        return 1
     if inv.words[:1] not in (["all"], ["metadata"], ["expire-cache"], ["packages"], ["dbcache"]):
         node.warn("Command line error: argument type: invalid choice: "
-                  f"'{(inv.words or [''])[0]}' (choose from 'metadata', 'packages', 'dbcache', 'expire-cache', "
+                  f"'{inv.words[0]}' (choose from 'metadata', 'packages', 'dbcache', 'expire-cache', "
                   "'all')")
         return 1
     cache = machine.dnf_cache(node.layout)
