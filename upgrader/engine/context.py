@@ -54,6 +54,7 @@ class Hooks:
     preflight: Callable[[], dict[str, Any]]  # PreflightError when refused
     snapshot: Callable[[Step], dict[str, Any]]  # a verified snapshot under the run's lease: {"snapshot_id": ...}
     etcd_health: Callable[[], tuple[bool, str]]  # every member healthy and one leader; what was seen
+    event: Callable[[str, dict[str, Any]], None] = lambda kind, data: None  # an audit event (an override)
 
 
 @dataclass(frozen=True, slots=True)

@@ -224,6 +224,8 @@ def _drain(ctx: RunContext, step: Step) -> dict[str, Any]:
     outcome = drain.drain(ctx.api, ctx.clock, _node(step), run_id=ctx.run_id, timeout=ctx.options.drain_timeout,
                           force=ctx.options.force_drain, should_stop=ctx.stop.is_set,
                           retry_seconds=ctx.options.evict_retry)
+    if outcome.force_deleted:  # an override of the budgets: on the audit trail, not only in the step
+        ctx.hooks.event("pods-force-deleted", {"node": step.node, "step": step.n, "pods": list(outcome.force_deleted)})
     return outcome.to_dict()
 
 

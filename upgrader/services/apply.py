@@ -226,7 +226,8 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
 
     with etcd_session(app, cluster, inventory) as session:
         hooks = Hooks(preflight=preflight, snapshot=lambda step: _snapshot(app, cluster, run.id, step),
-                      etcd_health=lambda: _etcd_health(session))
+                      etcd_health=lambda: _etcd_health(session),
+                      event=lambda kind, data: _event(app, cluster.name, run.id, kind, data))
         ctx = RunContext(run_id=run.id, token=token, cluster=cluster.name, plan=plan, options=options,
                          unit_of_work=app.unit_of_work, api=api, transports=transport, clock=app.clock, hooks=hooks,
                          report=report, stop=stop)
@@ -272,6 +273,12 @@ def _end(app: AppContext, cluster: ClusterRecord, run_id: int, token: int, statu
         record_event(app, uow, f"run-{status.value}", cluster=cluster.name, run_id=run_id, data=outcome)
         uow.commit()
     return run
+
+
+def _event(app: AppContext, cluster: str, run_id: int, kind: str, data: dict[str, Any]) -> None:
+    with app.unit_of_work() as uow:
+        record_event(app, uow, kind, cluster=cluster, run_id=run_id, data=data)
+        uow.commit()
 
 
 def _snapshot(app: AppContext, cluster: ClusterRecord, run_id: int, step: Step) -> dict[str, Any]:
