@@ -216,7 +216,12 @@ def _short(value: Any) -> str:
 def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, token: int, options: ApplyOptions,
            report: Report, stop: threading.Event, *, preflight: Callable[[], dict[str, Any]]) -> RunResult:
     api = app.cluster_api(cluster)
-    inventory = api.observe_inventory()
+    try:
+        inventory = api.observe_inventory()
+    except UpgraderError as e:  # nothing ran yet: the run waits, resumable, for the API to come back
+        _end(app, cluster, run.id, token, RunStatus.INTERRUPTED,
+             {"next": f"upgrader resume {run.id}", "reason": f"could not start: {e.message}"})
+        raise
     transports: dict[str, NodeTransport] = {}
 
     def transport(node: str) -> NodeTransport:
@@ -224,7 +229,7 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
             transports[node] = app.transport(cluster, node, inventory=inventory)
         return transports[node]
 
-    with etcd_session(app, cluster, inventory) as session:
+    with _etcd_for(app, cluster, run.id, token, inventory) as session:
         hooks = Hooks(preflight=preflight, snapshot=lambda step: _snapshot(app, cluster, run.id, step),
                       etcd_health=lambda: _etcd_health(session),
                       event=lambda kind, data: _event(app, cluster.name, run.id, kind, data))
@@ -259,6 +264,23 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
                      {"next": f"upgrader resume {run.id}", "reason": "interrupted in the middle of a step"})
             raise
         return RunResult(_end(app, cluster, run.id, token, RunStatus.SUCCEEDED, {"target": str(plan.target)}))
+
+
+@contextmanager
+def _etcd_for(app: AppContext, cluster: ClusterRecord, run_id: int, token: int,
+              inventory: Mapping[str, Any]) -> Iterator[EtcdSession]:
+    """The cluster's etcd for the gates; when it cannot be opened the run is left interrupted, resumable."""
+    opened = etcd_session(app, cluster, inventory)
+    try:
+        session = opened.__enter__()
+    except UpgraderError as e:
+        _end(app, cluster, run_id, token, RunStatus.INTERRUPTED,
+             {"next": f"upgrader resume {run_id}", "reason": f"could not reach etcd: {e.message}"})
+        raise
+    try:
+        yield session
+    finally:
+        opened.__exit__(None, None, None)
 
 
 def _get(app: AppContext, run_id: int) -> RunRecord:
