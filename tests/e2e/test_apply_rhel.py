@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.e2e.apply_helpers import WORKLOAD, Sampler, max_overlap, run_doc, server_of, steps_of
 from tests.e2e.conftest import Cli
 
 NODES = ["cp-1", "worker-1", "worker-2"]
 
 
+@pytest.mark.timeout(900)
 def test_apply_upgrades_rhel_nodes_with_dnf(cli: Cli) -> None:
     info = cli.up("rh", "--os", "rhel", "--version", "v1.31.4", "--control-planes", "1", "--workers", "2")
     kc = info["kubeconfig"]
