@@ -98,6 +98,7 @@ class RunContext:
     lost: threading.Event = field(default_factory=threading.Event)  # the lease was taken over
     timer: StepTimer = field(default_factory=StepTimer)
     managers: dict[str, str] = field(default_factory=dict)  # node -> apt | dnf | yum, found once
+    repo_files: dict[str, str | None] = field(default_factory=dict)  # node -> its Kubernetes repository file
 
     def run(self, node: str, argv: list[str], *, timeout: float | None = None, check: bool = True) -> CommandResult:
         """argv on ``node``; an unreachable node is retried with backoff (``node_attempts``) and then

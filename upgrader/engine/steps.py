@@ -73,11 +73,13 @@ def hop_version(ctx: RunContext, step: Step) -> Version:
 # -- packages ---------------------------------------------------------------------------------------
 
 def manager(ctx: RunContext, node: str) -> str:
+    """The node's package manager (and, remembered with it, its Kubernetes repository file), probed once."""
     found = ctx.managers.get(node)
     if found is None:
         probed = packages.probe(ctx.transports(node))
         if probed.manager is None:
             raise StepError(f"node {node} has neither apt-get nor dnf/yum: upgrader cannot install packages there")
+        ctx.repo_files[node] = probed.repo.file if probed.repo is not None else None
         found = ctx.managers[node] = probed.manager
     return found
 
@@ -85,11 +87,11 @@ def manager(ctx: RunContext, node: str) -> str:
 def _repo_file(ctx: RunContext, node: str, pm: str) -> str:
     if pm != commands.APT:
         return commands.YUM_REPO
-    probed = packages.probe(ctx.transports(node))
-    if probed.repo is None:
+    path = ctx.repo_files.get(node)
+    if path is None:
         raise StepError(f"node {node} has no Kubernetes apt repository in /etc/apt/sources.list.d to point at "
                         "the next minor (pkgs.k8s.io repositories are per minor)")
-    return probed.repo.file
+    return path
 
 
 def ensure_repo(ctx: RunContext, node: str, minor: Minor) -> dict[str, Any]:
