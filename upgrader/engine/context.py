@@ -2,8 +2,9 @@
 
 The engine sees only ports (ledger, cluster API, node transports, clock) and three hooks the
 services provide for what needs a use case of theirs: the preflight, a snapshot under the run's
-lease, and etcd's health. Every node command goes through :meth:`RunContext.run`, which retries an
-unreachable node with backoff and keeps, per thread, the time spent waiting on nodes and gates, so
+lease, and etcd's health. Every node command and file goes through :meth:`RunContext.run`,
+:meth:`~RunContext.read`, :meth:`~RunContext.write` or :meth:`~RunContext.node`, which retry an
+unreachable node with backoff and keep, per thread, the time spent waiting on nodes and gates, so
 the run can report its own overhead per step (wall time minus that).
 """
 
@@ -13,12 +14,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from upgrader.domain.plans import Plan, Step
 from upgrader.errors import NodeUnreachableError, TransportError
 from upgrader.ports import Clock, ClusterApi, CommandResult, NodeTransport, UnitOfWork
 
+T = TypeVar("T")
 UNREACHABLE = 255  # ssh's own failure (and the sandbox transport's)
 TIMED_OUT = 124  # `timeout`'s exit code
 
@@ -104,42 +106,46 @@ class RunContext:
         """argv on ``node``; an unreachable node is retried with backoff (``node_attempts``) and then
         NodeUnreachableError; with ``check`` a non-zero exit is a StepCommandError carrying its output."""
         limit = timeout or self.options.command_timeout
-        delay = self.options.node_backoff
-        attempt = 0
-        while True:
-            attempt += 1
-            started = time.monotonic()
-            result: CommandResult | None = None
-            try:
-                result = self.transports(node).run(argv, limit)
-                error = _ssh_failure(result)
-            except NodeUnreachableError as e:
-                error = e.message
-            finally:
-                self.timer.node += time.monotonic() - started
-            if result is not None and error is None:
-                break
-            if attempt >= self.options.node_attempts:
-                raise NodeUnreachableError(f"node {node} is unreachable ({attempt} tries): {error}")
-            self.sleep(delay)
-            delay *= 2
+
+        def once() -> CommandResult:
+            result = self.transports(node).run(argv, limit)
+            error = _ssh_failure(result)
+            if error is not None:
+                raise NodeUnreachableError(error)
+            return result
+
+        result = self._reaching(node, once)
         if check and not result.ok:
             raise StepCommandError(node, argv, result)
         return result
 
     def read(self, node: str, path: str) -> bytes:
-        started = time.monotonic()
-        try:
-            return self.transports(node).read_file(path)
-        finally:
-            self.timer.node += time.monotonic() - started
+        return self._reaching(node, lambda: self.transports(node).read_file(path))
 
     def write(self, node: str, path: str, data: bytes, mode: int = 0o644) -> None:
-        started = time.monotonic()
-        try:
-            self.transports(node).write_file(path, data, mode)
-        finally:
-            self.timer.node += time.monotonic() - started
+        self._reaching(node, lambda: self.transports(node).write_file(path, data, mode))
+
+    def node(self, node: str) -> NodeTransport:
+        """The node's transport with these retries, for code written against the port (the package probe)."""
+        return _Reaching(self, node)
+
+    def _reaching(self, node: str, call: Callable[[], T]) -> T:
+        """``call`` until the node answers: ``node_attempts`` tries, ``node_backoff`` doubling between them."""
+        delay = self.options.node_backoff
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            try:
+                return call()
+            except NodeUnreachableError as e:
+                error = e.message
+            finally:
+                self.timer.node += time.monotonic() - started
+            if attempt >= self.options.node_attempts:
+                raise NodeUnreachableError(f"node {node} is unreachable ({attempt} tries): {error}")
+            self.sleep(delay)
+            delay *= 2
 
     def sleep(self, seconds: float) -> None:
         started = time.monotonic()
@@ -147,6 +153,22 @@ class RunContext:
             self.clock.sleep(seconds)
         finally:
             self.timer.wait += time.monotonic() - started
+
+
+class _Reaching:
+    """A node's transport whose every call goes through the run's retries (see :meth:`RunContext.node`)."""
+
+    def __init__(self, ctx: RunContext, node: str) -> None:
+        self._ctx, self._node = ctx, node
+
+    def run(self, argv: list[str], timeout: float) -> CommandResult:
+        return self._ctx.run(self._node, argv, timeout=timeout, check=False)
+
+    def read_file(self, path: str) -> bytes:
+        return self._ctx.read(self._node, path)
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        self._ctx.write(self._node, path, data, mode)
 
 
 class StepCommandError(TransportError):

@@ -8,7 +8,7 @@ installed with ``--disableexcludes=kubernetes`` (dnf/yum, whose hold is the repo
 others; drain; kubelet and kubectl, ``systemctl daemon-reload``, ``systemctl restart kubelet``; uncordon.
 
 ``observe`` returns the outputs to record when the step's effect is already there (the package is at
-the version, the manifests moved, the node is Ready at the version), else None and the step runs again:
+the version and held, the manifests moved, the node is Ready at the version), else None and the step runs again:
 every action here is idempotent, so running it twice is safe, only slower.
 """
 
@@ -76,7 +76,7 @@ def manager(ctx: RunContext, node: str) -> str:
     """The node's package manager (and, remembered with it, its Kubernetes repository file), probed once."""
     found = ctx.managers.get(node)
     if found is None:
-        probed = packages.probe(ctx.transports(node))
+        probed = packages.probe(ctx.node(node))
         if probed.manager is None:
             raise StepError(f"node {node} has neither apt-get nor dnf/yum: upgrader cannot install packages there")
         ctx.repo_files[node] = probed.repo.file if probed.repo is not None else None
@@ -139,10 +139,17 @@ def installed(ctx: RunContext, node: str, name: str) -> str | None:
 
 
 def _at(ctx: RunContext, node: str, names: list[str], version: Version) -> dict[str, str] | None:
+    """The installed builds when every package is at ``version`` and held again; else None (act again:
+    a process that died between the install and ``apt-mark hold`` left them free to move)."""
     found = {name: installed(ctx, node, name) for name in names}
-    if all(b is not None and commands.upstream_of(b) == str(version) for b in found.values()):
-        return {k: v for k, v in found.items() if v is not None}
-    return None
+    if not all(b is not None and commands.upstream_of(b) == str(version) for b in found.values()):
+        return None
+    listing = commands.held(manager(ctx, node))  # None for dnf/yum: the repository's exclude line holds them
+    if listing is not None:
+        result = ctx.run(node, listing, check=False)
+        if not result.ok or not set(names) <= set(result.stdout.split()):
+            return None
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def _describe_install(ctx: RunContext, node: str, names: list[str], version: Version) -> list[str]:
