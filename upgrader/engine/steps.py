@@ -26,6 +26,7 @@ from upgrader.engine.context import RunContext
 from upgrader.errors import FileMissingError, RunRefusedError, UpgraderError
 from upgrader.nodes import commands, packages
 
+PROBE_TIMEOUT = 60.0  # seconds per probe command: `apt-get --version` on a loaded node can take more than 10
 MANIFESTS = {c: f"/etc/kubernetes/manifests/{c}.yaml" for c in gates.CONTROL_PLANE}
 _IMAGE = re.compile(r"^\s*-?\s*image:\s*['\"]?\S+:(v[0-9]+\.[0-9]+\.[0-9]+)['\"]?\s*$", re.MULTILINE | re.ASCII)
 _KUBERNETES_VERSION = re.compile(r"^\s*kubernetesVersion:\s*['\"]?(v[0-9.]+)['\"]?\s*$", re.MULTILINE | re.ASCII)
@@ -76,7 +77,7 @@ def manager(ctx: RunContext, node: str) -> str:
     """The node's package manager (and, remembered with it, its Kubernetes repository file), probed once."""
     found = ctx.managers.get(node)
     if found is None:
-        probed = packages.probe(ctx.node(node))
+        probed = packages.probe(ctx.node(node), timeout=PROBE_TIMEOUT)
         if probed.manager is None:
             raise StepError(f"node {node} has neither apt-get nor dnf/yum: upgrader cannot install packages there")
         ctx.repo_files[node] = probed.repo.file if probed.repo is not None else None
