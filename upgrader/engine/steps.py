@@ -21,7 +21,7 @@ from typing import Any
 
 from upgrader.domain.plans import Action, Step
 from upgrader.domain.versions import Minor, Version
-from upgrader.engine import drain, gates
+from upgrader.engine import drain, gates, kubeadm_lock
 from upgrader.engine.context import RunContext
 from upgrader.errors import FileMissingError, RunRefusedError, UpgraderError
 from upgrader.nodes import commands, packages
@@ -205,13 +205,15 @@ def _manifests_at(ctx: RunContext, node: str, version: Version) -> bool:
 
 
 def _upgrade_apply(ctx: RunContext, step: Step) -> dict[str, Any]:
-    result = ctx.run(_node(step), commands.kubeadm_apply(_version(step)))
+    result = kubeadm_lock.run(ctx, _node(step), commands.kubeadm_apply(_version(step)))
     return {"output": _tail(result.stdout)}
 
 
 def _upgrade_apply_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None:
-    """Done when this node's manifests moved and kubeadm got as far as uploading its new configuration."""
+    """Done when this node's manifests moved and kubeadm got as far as uploading its new configuration
+    (judged once the interrupted attempt's kubeadm, which may still run, has ended)."""
     version = _version(step)
+    kubeadm_lock.wait(ctx, _node(step))
     if not _manifests_at(ctx, _node(step), version):
         return None
     config = (ctx.api.get_configmap("kube-system", "kubeadm-config") or {}).get("ClusterConfiguration", "")
@@ -220,13 +222,14 @@ def _upgrade_apply_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None
 
 
 def _upgrade_node(ctx: RunContext, step: Step) -> dict[str, Any]:
-    result = ctx.run(_node(step), commands.kubeadm_node())
+    result = kubeadm_lock.run(ctx, _node(step), commands.kubeadm_node())
     return {"output": _tail(result.stdout)}
 
 
 def _upgrade_node_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None:
     if step.node not in control_planes(ctx):
         return None  # on a worker it only rewrites the kubelet config: running it again is cheap
+    kubeadm_lock.wait(ctx, _node(step))
     return {"manifests": str(step.version)} if _manifests_at(ctx, _node(step), _version(step)) else None
 
 
@@ -293,6 +296,10 @@ def _unsupported(ctx: RunContext, step: Step) -> dict[str, Any]:
     raise RunRefusedError(f"step {step.n}: {step.action} is not supported by this upgrader yet")
 
 
+def _locked(ctx: RunContext, argv: list[str]) -> str:
+    return " ".join(commands.kubeadm_locked(argv, ctx.options.command_timeout))
+
+
 def _tail(text: str, lines: int = 20) -> str:
     kept = [line.rstrip() for line in text.strip().splitlines() if line.strip()]
     return "\n".join(kept[-lines:])[-4000:]
@@ -304,9 +311,9 @@ HANDLERS: dict[Action, Handler] = {
     Action.UPGRADE_KUBEADM: Handler(_kubeadm, _kubeadm_observe,
                                     lambda c, s: _describe_install(c, _node(s), ["kubeadm"], _version(s))),
     Action.KUBEADM_UPGRADE_APPLY: Handler(_upgrade_apply, _upgrade_apply_observe,
-                                          lambda c, s: [" ".join(commands.kubeadm_apply(_version(s)))]),
+                                          lambda c, s: [_locked(c, commands.kubeadm_apply(_version(s)))]),
     Action.KUBEADM_UPGRADE_NODE: Handler(_upgrade_node, _upgrade_node_observe,
-                                         lambda c, s: [" ".join(commands.kubeadm_node())]),
+                                         lambda c, s: [_locked(c, commands.kubeadm_node())]),
     Action.DRAIN: Handler(_drain, _drain_observe, lambda c, s: [
         f"PATCH node {s.node}: spec.unschedulable=true, annotation {drain.CORDON_ANNOTATION}={c.run_id or 'RUN_ID'}",
         f"POST eviction of every pod on {s.node} but DaemonSet and mirror pods, 429 retried every "
