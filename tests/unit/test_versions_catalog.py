@@ -29,6 +29,16 @@ def test_version_order_is_numeric(a, b):
     assert (Version(*a) < Version(*b)) == (a < b)
 
 
+@given(parts, parts, parts)
+def test_package_versions_of_both_package_managers_name_the_release(major, minor, patch):
+    from upgrader.sandbox.releases import parse_package
+
+    version = Version(major, minor, patch)
+    assert version.deb == f"{major}.{minor}.{patch}-1.1"
+    assert version.rpm == f"{major}.{minor}.{patch}-150500.1.1"  # pkgs.k8s.io's rpm release
+    assert parse_package(version.deb) == parse_package(version.rpm) == version
+
+
 @pytest.mark.parametrize("text", ["", "v1", "1.31.", "v1.31.4-rc.1", "1.031.4", "v1.31.4 ; rm -rf /", "V1.31.4", "x"])
 def test_invalid_versions_are_refused(text):
     with pytest.raises(InvalidVersionError):

@@ -60,6 +60,8 @@ def up(
     isolation: str = typer.Option("namespace", "--isolation", help="How node commands are kept off this machine: "
                                   "namespace (their own mount namespace) or best-effort (path rewriting, a guard "
                                   "against mistakes only)."),
+    os_name: str = typer.Option("debian", "--os", help="The nodes' OS, so their package manager: debian (apt, "
+                                "dpkg, kubernetes.list) or rhel (dnf, rpm, kubernetes.repo)."),
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Start a sandbox (or resume a stopped one as it is) and wait until it is healthy."""
@@ -80,6 +82,7 @@ def up(
         kubeadm_timeout=parse_duration(kubeadm_timeout) if given("kubeadm_timeout") else None,
         kubelet_restart=parse_duration(kubelet_restart) if given("kubelet_restart") else None,
         wait=parse_duration(wait), isolation=isolation if given("isolation") else None,
+        os=os_name if given("os_name") else None,
     )
     result = sandbox.up(ctx.obj, req, register=register)
     cfg = result.config
@@ -87,11 +90,11 @@ def up(
         emit_json({"name": cfg.name, "resumed": result.resumed, "dir": str(cfg.dir), "server": cfg.server,
                    "kubeconfig": str(result.kubeconfig), "version": result.version,
                    "created_version": cfg.version, "nodes": cfg.nodes, "isolation": cfg.isolation,
-                   "seconds": round(result.seconds, 2)})
+                   "os": cfg.os, "seconds": round(result.seconds, 2)})
         return
     verb = "resumed" if result.resumed else "up"
     typer.echo(f"sandbox {cfg.name} {verb} in {result.seconds:.1f}s: {len(cfg.control_planes)} control planes, "
-               f"{len(cfg.workers)} workers at {result.version}")
+               f"{len(cfg.workers)} workers at {result.version}, {cfg.os} nodes")
     typer.echo(f"  API:        {cfg.server}\n  kubeconfig: {result.kubeconfig}\n"
                f"  try:        kubectl --kubeconfig {result.kubeconfig} get nodes -o wide")
     if cfg.isolation != "namespace":
@@ -130,7 +133,7 @@ def status(name: str = typer.Argument(..., help="Sandbox name."), output: Output
         return
     at = doc["api_version"] or (f"{doc['last_known_version']} (last known)" if doc["last_known_version"] else "-")
     typer.echo(f"sandbox {doc['name']}: {doc['status']} (supervisor pid {doc['supervisor_pid'] or '-'}), "
-               f"API {doc['server']} at {at}, readyz {'ok' if doc['ready'] else 'failing'}")
+               f"API {doc['server']} at {at}, readyz {'ok' if doc['ready'] else 'failing'}, {doc['os']} nodes")
     if doc["faults"]:
         typer.echo(f"faults: {', '.join(doc['faults'])}")
     if doc["nodes"]:

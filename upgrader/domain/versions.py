@@ -78,6 +78,11 @@ class Version:
         """The pkgs.k8s.io Debian package version, e.g. 1.31.4-1.1."""
         return f"{self.major}.{self.minor}.{self.patch}-1.1"
 
+    @property
+    def rpm(self) -> str:
+        """The pkgs.k8s.io RPM package version-release, e.g. 1.31.4-150500.1.1."""
+        return f"{self.major}.{self.minor}.{self.patch}-150500.1.1"
+
     @classmethod
     def parse(cls, text: str) -> Version:
         if not isinstance(text, str):

@@ -2,7 +2,8 @@
 
 The engine sees only ports (ledger, cluster API, node transports, clock) and three hooks the
 services provide for what needs a use case of theirs: the preflight, a snapshot under the run's
-lease, and etcd's health. Node commands go through :meth:`RunContext.run`, which retries an
+lease, and etcd's health. Every node command and file goes through :meth:`RunContext.run`,
+:meth:`~RunContext.read`, :meth:`~RunContext.write` or :meth:`~RunContext.node`, which retry an
 unreachable node with backoff. The context hands steps its transports and API wrapped so that,
 per thread, the time spent on nodes, the API and waiting is counted however a step reaches them
 (see :mod:`upgrader.engine.timing`), and the run can report its own overhead per step.
@@ -14,13 +15,14 @@ import threading
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from upgrader.domain.plans import Plan, Step
 from upgrader.engine.timing import Kind, StepTimer, TimedApi, TimedTransport, WaitingClock
 from upgrader.errors import NodeUnreachableError, TransportError
 from upgrader.ports import Clock, ClusterApi, CommandResult, NodeTransport, UnitOfWork
 
+T = TypeVar("T")
 UNREACHABLE = 255  # ssh's own failure (and the sandbox transport's)
 TIMED_OUT = 124  # `timeout`'s exit code
 
@@ -56,6 +58,7 @@ class Hooks:
     preflight: Callable[[], dict[str, Any]]  # PreflightError when refused
     snapshot: Callable[[Step], dict[str, Any]]  # a verified snapshot under the run's lease: {"snapshot_id": ...}
     etcd_health: Callable[[], tuple[bool, str]]  # every member healthy and one leader; what was seen
+    event: Callable[[str, dict[str, Any]], None] = lambda kind, data: None  # an audit event (an override)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,7 @@ class RunContext:
     lost: threading.Event = field(default_factory=threading.Event)  # the lease was taken over
     timer: StepTimer = field(default_factory=StepTimer)
     managers: dict[str, str] = field(default_factory=dict)  # node -> apt | dnf | yum, found once
+    repo_files: dict[str, str | None] = field(default_factory=dict)  # node -> its Kubernetes repository file
 
     def __post_init__(self) -> None:
         # What steps reach through ``ctx.api`` and ``ctx.transports(node)`` is timed (see engine/timing.py).
@@ -108,35 +112,63 @@ class RunContext:
         """argv on ``node``; an unreachable node is retried with backoff (``node_attempts``) and then
         NodeUnreachableError; with ``check`` a non-zero exit is a StepCommandError carrying its output."""
         limit = timeout or self.options.command_timeout
-        delay = self.options.node_backoff
-        attempt = 0
-        while True:
-            attempt += 1
-            result: CommandResult | None = None
-            try:
-                result = self.transports(node).run(argv, limit)
-                error = _ssh_failure(result)
-            except NodeUnreachableError as e:
-                error = e.message
-            if result is not None and error is None:
-                break
-            if attempt >= self.options.node_attempts:
-                raise NodeUnreachableError(f"node {node} is unreachable ({attempt} tries): {error}")
-            self.sleep(delay)
-            delay *= 2
+
+        def once() -> CommandResult:
+            result = self.transports(node).run(argv, limit)
+            error = _ssh_failure(result)
+            if error is not None:
+                raise NodeUnreachableError(error)
+            return result
+
+        result = self._reaching(node, once)
         if check and not result.ok:
             raise StepCommandError(node, argv, result)
         return result
 
     def read(self, node: str, path: str) -> bytes:
-        return self.transports(node).read_file(path)
+        return self._reaching(node, lambda: self.transports(node).read_file(path))
 
     def write(self, node: str, path: str, data: bytes, mode: int = 0o644) -> None:
-        self.transports(node).write_file(path, data, mode)
+        self._reaching(node, lambda: self.transports(node).write_file(path, data, mode))
+
+    def node(self, node: str) -> NodeTransport:
+        """The node's transport with these retries, for code written against the port (the package probe)."""
+        return _Reaching(self, node)
+
+    def _reaching(self, node: str, call: Callable[[], T]) -> T:
+        """``call`` until the node answers: ``node_attempts`` tries, ``node_backoff`` doubling between them."""
+        delay = self.options.node_backoff
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return call()
+            except NodeUnreachableError as e:
+                error = e.message
+            if attempt >= self.options.node_attempts:
+                raise NodeUnreachableError(f"node {node} is unreachable ({attempt} tries): {error}")
+            self.sleep(delay)
+            delay *= 2
 
     def sleep(self, seconds: float) -> None:
         with self.counting("wait"):
             self.clock.sleep(seconds)
+
+
+class _Reaching:
+    """A node's transport whose every call goes through the run's retries (see :meth:`RunContext.node`)."""
+
+    def __init__(self, ctx: RunContext, node: str) -> None:
+        self._ctx, self._node = ctx, node
+
+    def run(self, argv: list[str], timeout: float) -> CommandResult:
+        return self._ctx.run(self._node, argv, timeout=timeout, check=False)
+
+    def read_file(self, path: str) -> bytes:
+        return self._ctx.read(self._node, path)
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        self._ctx.write(self._node, path, data, mode)
 
 
 class StepCommandError(TransportError):

@@ -93,9 +93,15 @@ def _run_batch(ctx: RunContext, batch: Batch, records: Mapping[int, RunStepRecor
                 raise
 
     if any(records[s.n].status not in DONE for steps in batch.by_node.values() for s in steps):
-        with ThreadPoolExecutor(max_workers=max(1, len(batch.by_node)), thread_name_prefix="node") as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, len(batch.by_node)), thread_name_prefix="node")
+        try:
             futures = [pool.submit(one_node, steps) for steps in batch.by_node.values()]
             errors = [f.exception() for f in futures]
+        except BaseException:  # Ctrl-C twice, SIGTERM: the nodes finish the step they are in, start no other
+            failed.set()
+            raise
+        finally:
+            pool.shutdown(wait=True)
         raised = [e for e in errors if e is not None]
         if raised:  # the most telling first: a lost lease, then an interruption, then a failure
             raised.sort(key=lambda e: (not isinstance(e, LockLostError), not isinstance(e, StopRequestedError)))

@@ -8,7 +8,7 @@ installed with ``--disableexcludes=kubernetes`` (dnf/yum, whose hold is the repo
 others; drain; kubelet and kubectl, ``systemctl daemon-reload``, ``systemctl restart kubelet``; uncordon.
 
 ``observe`` returns the outputs to record when the step's effect is already there (the package is at
-the version, the manifests moved, the node is Ready at the version), else None and the step runs again:
+the version and held, the manifests moved, the node is Ready at the version), else None and the step runs again:
 every action here is idempotent, so running it twice is safe, only slower.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 from upgrader.domain.plans import Action, Step
 from upgrader.domain.versions import Minor, Version
-from upgrader.engine import drain, gates
+from upgrader.engine import drain, gates, kubeadm_lock
 from upgrader.engine.context import RunContext
 from upgrader.errors import FileMissingError, RunRefusedError, UpgraderError
 from upgrader.nodes import commands, packages
@@ -75,15 +75,17 @@ def hop_version(ctx: RunContext, step: Step) -> Version:
 def _probe(ctx: RunContext, node: str) -> packages.NodePackages:
     """The node's package manager and repository, asked with the step's command timeout: the probe's own
     10 s (meant for inventory) failed applies on a busy machine, where ten nodes start commands at once."""
-    return packages.probe(ctx.transports(node), timeout=ctx.options.command_timeout)
+    return packages.probe(ctx.node(node), timeout=ctx.options.command_timeout)
 
 
 def manager(ctx: RunContext, node: str) -> str:
+    """The node's package manager (and, remembered with it, its Kubernetes repository file), probed once."""
     found = ctx.managers.get(node)
     if found is None:
         probed = _probe(ctx, node)
         if probed.manager is None:
             raise StepError(f"node {node} has neither apt-get nor dnf/yum: upgrader cannot install packages there")
+        ctx.repo_files[node] = probed.repo.file if probed.repo is not None else None
         found = ctx.managers[node] = probed.manager
     return found
 
@@ -91,11 +93,11 @@ def manager(ctx: RunContext, node: str) -> str:
 def _repo_file(ctx: RunContext, node: str, pm: str) -> str:
     if pm != commands.APT:
         return commands.YUM_REPO
-    probed = _probe(ctx, node)
-    if probed.repo is None:
+    path = ctx.repo_files.get(node)
+    if path is None:
         raise StepError(f"node {node} has no Kubernetes apt repository in /etc/apt/sources.list.d to point at "
                         "the next minor (pkgs.k8s.io repositories are per minor)")
-    return probed.repo.file
+    return path
 
 
 def ensure_repo(ctx: RunContext, node: str, minor: Minor) -> dict[str, Any]:
@@ -143,10 +145,17 @@ def installed(ctx: RunContext, node: str, name: str) -> str | None:
 
 
 def _at(ctx: RunContext, node: str, names: list[str], version: Version) -> dict[str, str] | None:
+    """The installed builds when every package is at ``version`` and held again; else None (act again:
+    a process that died between the install and ``apt-mark hold`` left them free to move)."""
     found = {name: installed(ctx, node, name) for name in names}
-    if all(b is not None and commands.upstream_of(b) == str(version) for b in found.values()):
-        return {k: v for k, v in found.items() if v is not None}
-    return None
+    if not all(b is not None and commands.upstream_of(b) == str(version) for b in found.values()):
+        return None
+    listing = commands.held(manager(ctx, node))  # None for dnf/yum: the repository's exclude line holds them
+    if listing is not None:
+        result = ctx.run(node, listing, check=False)
+        if not result.ok or not set(names) <= set(result.stdout.split()):
+            return None
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def _describe_install(ctx: RunContext, node: str, names: list[str], version: Version) -> list[str]:
@@ -204,13 +213,15 @@ def _manifests_at(ctx: RunContext, node: str, version: Version) -> bool:
 
 
 def _upgrade_apply(ctx: RunContext, step: Step) -> dict[str, Any]:
-    result = ctx.run(_node(step), commands.kubeadm_apply(_version(step)))
+    result = kubeadm_lock.run(ctx, _node(step), commands.kubeadm_apply(_version(step)))
     return {"output": _tail(result.stdout)}
 
 
 def _upgrade_apply_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None:
-    """Done when this node's manifests moved and kubeadm got as far as uploading its new configuration."""
+    """Done when this node's manifests moved and kubeadm got as far as uploading its new configuration
+    (judged once the interrupted attempt's kubeadm, which may still run, has ended)."""
     version = _version(step)
+    kubeadm_lock.wait(ctx, _node(step))
     if not _manifests_at(ctx, _node(step), version):
         return None
     config = (ctx.api.get_configmap("kube-system", "kubeadm-config") or {}).get("ClusterConfiguration", "")
@@ -219,13 +230,14 @@ def _upgrade_apply_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None
 
 
 def _upgrade_node(ctx: RunContext, step: Step) -> dict[str, Any]:
-    result = ctx.run(_node(step), commands.kubeadm_node())
+    result = kubeadm_lock.run(ctx, _node(step), commands.kubeadm_node())
     return {"output": _tail(result.stdout)}
 
 
 def _upgrade_node_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None:
     if step.node not in control_planes(ctx):
         return None  # on a worker it only rewrites the kubelet config: running it again is cheap
+    kubeadm_lock.wait(ctx, _node(step))
     return {"manifests": str(step.version)} if _manifests_at(ctx, _node(step), _version(step)) else None
 
 
@@ -233,6 +245,8 @@ def _drain(ctx: RunContext, step: Step) -> dict[str, Any]:
     outcome = drain.drain(ctx.api, ctx.waiting_clock, _node(step), run_id=ctx.run_id, timeout=ctx.options.drain_timeout,
                           force=ctx.options.force_drain, should_stop=ctx.stop.is_set,
                           retry_seconds=ctx.options.evict_retry)
+    if outcome.force_deleted:  # an override of the budgets: on the audit trail, not only in the step
+        ctx.hooks.event("pods-force-deleted", {"node": step.node, "step": step.n, "pods": list(outcome.force_deleted)})
     return outcome.to_dict()
 
 
@@ -290,6 +304,10 @@ def _unsupported(ctx: RunContext, step: Step) -> dict[str, Any]:
     raise RunRefusedError(f"step {step.n}: {step.action} is not supported by this upgrader yet")
 
 
+def _locked(ctx: RunContext, argv: list[str]) -> str:
+    return " ".join(commands.kubeadm_locked(argv, ctx.options.command_timeout))
+
+
 def _tail(text: str, lines: int = 20) -> str:
     kept = [line.rstrip() for line in text.strip().splitlines() if line.strip()]
     return "\n".join(kept[-lines:])[-4000:]
@@ -301,9 +319,9 @@ HANDLERS: dict[Action, Handler] = {
     Action.UPGRADE_KUBEADM: Handler(_kubeadm, _kubeadm_observe,
                                     lambda c, s: _describe_install(c, _node(s), ["kubeadm"], _version(s))),
     Action.KUBEADM_UPGRADE_APPLY: Handler(_upgrade_apply, _upgrade_apply_observe,
-                                          lambda c, s: [" ".join(commands.kubeadm_apply(_version(s)))]),
+                                          lambda c, s: [_locked(c, commands.kubeadm_apply(_version(s)))]),
     Action.KUBEADM_UPGRADE_NODE: Handler(_upgrade_node, _upgrade_node_observe,
-                                         lambda c, s: [" ".join(commands.kubeadm_node())]),
+                                         lambda c, s: [_locked(c, commands.kubeadm_node())]),
     Action.DRAIN: Handler(_drain, _drain_observe, lambda c, s: [
         f"PATCH node {s.node}: spec.unschedulable=true, annotation {drain.CORDON_ANNOTATION}={c.run_id or 'RUN_ID'}",
         f"POST eviction of every pod on {s.node} but DaemonSet and mirror pods, 429 retried every "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -252,6 +253,10 @@ class InMemoryLedger:
     def __init__(self, *, clock: Callable[[], datetime] | None = None) -> None:
         self._state = _State()
         self._clock = clock or (lambda: datetime.now(UTC))
+        # One transaction at a time, as the SQL ledger serialises writers: two threads' units of work
+        # (a run's nodes recording their steps) must not both copy the state and the second commit
+        # overwrite the first's writes. Re-entrant: a use case may open one inside another.
+        self.lock = threading.RLock()
 
     def unit_of_work(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self)
@@ -263,7 +268,8 @@ class InMemoryLedger:
 
 
 class InMemoryUnitOfWork:
-    """A transaction: works on a copy of the ledger's state, which ``commit()`` puts in its place."""
+    """A transaction: works on a copy of the ledger's state, which ``commit()`` puts in its place.
+    Transactions of different threads take turns (the ledger's lock, from ``with`` to its end)."""
 
     def __init__(self, ledger: InMemoryLedger) -> None:
         self._ledger = ledger
@@ -276,12 +282,18 @@ class InMemoryUnitOfWork:
         return InMemoryRepository(self._work, clock=self._ledger._clock)
 
     def __enter__(self) -> Self:
-        self._work = copy.deepcopy(self._ledger._state)
+        self._ledger.lock.acquire()
+        try:
+            self._work = copy.deepcopy(self._ledger._state)
+        except BaseException:
+            self._ledger.lock.release()
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._work = None  # anything not committed is dropped
+        self._ledger.lock.release()
 
     def commit(self) -> None:
         if self._work is None:

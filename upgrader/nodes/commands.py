@@ -98,5 +98,16 @@ def kubeadm_node() -> list[str]:
     return ["kubeadm", "upgrade", "node"]
 
 
+KUBEADM_LOCK = "/etc/kubernetes"  # on every kubeadm node; flock(1) locks a directory as well as a file
+KUBEADM_BUSY = 75  # flock's exit when the lock stayed taken (EX_TEMPFAIL); kubeadm's own failures exit 1
+
+
+def kubeadm_locked(argv: list[str], wait: float) -> list[str]:
+    """argv under an exclusive flock(1) of the node's /etc/kubernetes, taken within ``wait`` seconds or
+    exit KUBEADM_BUSY (see :mod:`upgrader.engine.kubeadm_lock` for why)."""
+    return ["flock", "--exclusive", "--timeout", f"{wait:g}", "--conflict-exit-code", str(KUBEADM_BUSY),
+            KUBEADM_LOCK, *argv]
+
+
 def restart_kubelet() -> list[list[str]]:
     return [["systemctl", "daemon-reload"], ["systemctl", "restart", "kubelet"]]

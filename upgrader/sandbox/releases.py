@@ -159,6 +159,9 @@ def _build_date(version: Version) -> str:
     return f"{months // 12}-{months % 12 + 1:02d}-10T18:00:00Z"
 
 
-def parse_deb(text: str) -> Version:
-    """1.31.4-1.1 -> v1.31.4."""
+def parse_package(text: str) -> Version:
+    """A pkgs.k8s.io package version, Debian (1.31.4-1.1) or RPM (1.31.4-150500.1.1) -> v1.31.4.
+
+    The package versions themselves are :attr:`Version.deb` and :attr:`Version.rpm`: the sandbox
+    stores each node's installed versions in its package manager's spelling."""
     return Version.parse(text.split("-", 1)[0])

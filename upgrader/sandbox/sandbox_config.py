@@ -1,4 +1,5 @@
-"""A sandbox's fixed facts (``config.json``): its name, directory, version, nodes, every port, its isolation.
+"""A sandbox's fixed facts (``config.json``): its name, directory, version, nodes, every port, its isolation
+and its nodes' OS.
 
 ``config.json`` is written once by ``sandbox up`` and never changes while the sandbox exists: node
 names and every port are fixed at creation because etcd records its peer URLs in its data, so a
@@ -43,6 +44,9 @@ class SandboxConfig:
     # how node commands are kept off the machine: "namespace" or "best-effort" (node/isolation.py);
     # sandboxes made before there was a choice get the strict one
     isolation: str = "namespace"
+    # which OS its nodes play, so which package manager they have: "debian" (apt, dpkg) or "rhel" (dnf,
+    # rpm); see node/distros.py. Sandboxes made before there was a choice are Debian
+    os: str = "debian"
 
     @property
     def nodes(self) -> list[str]:
@@ -110,7 +114,7 @@ def free_ports(count: int) -> list[int]:
 
 def new_config(*, name: str, sandbox_dir: Path, version: str, control_planes: int, workers: int,
                lb_port: int | None = None, timeouts: Timeouts | None = None,
-               isolation: str = "namespace") -> SandboxConfig:
+               isolation: str = "namespace", os: str = "debian") -> SandboxConfig:
     """Names nodes cp-N and worker-N and gives every endpoint its own free loopback port."""
     cps = [f"cp-{i}" for i in range(1, control_planes + 1)]
     ports = iter(free_ports(3 * len(cps) + 1))
@@ -126,4 +130,5 @@ def new_config(*, name: str, sandbox_dir: Path, version: str, control_planes: in
         etcd_peer_ports={n: next(ports) for n in cps},
         timeouts=timeouts or Timeouts(),
         isolation=isolation,
+        os=os,
     )

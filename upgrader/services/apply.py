@@ -216,7 +216,12 @@ def _short(value: Any) -> str:
 def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, token: int, options: ApplyOptions,
            report: Report, stop: threading.Event, *, preflight: Callable[[], dict[str, Any]]) -> RunResult:
     api = app.cluster_api(cluster)
-    inventory = api.observe_inventory()
+    try:
+        inventory = api.observe_inventory()
+    except UpgraderError as e:  # nothing ran yet: the run waits, resumable, for the API to come back
+        _end(app, cluster, run.id, token, RunStatus.INTERRUPTED,
+             {"next": f"upgrader resume {run.id}", "reason": f"could not start: {e.message}"})
+        raise
     transports: dict[str, NodeTransport] = {}
 
     def transport(node: str) -> NodeTransport:
@@ -224,9 +229,10 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
             transports[node] = app.transport(cluster, node, inventory=inventory)
         return transports[node]
 
-    with etcd_session(app, cluster, inventory) as session:
+    with _etcd_for(app, cluster, run.id, token, inventory) as session:
         hooks = Hooks(preflight=preflight, snapshot=lambda step: _snapshot(app, cluster, run.id, step),
-                      etcd_health=lambda: _etcd_health(session))
+                      etcd_health=lambda: _etcd_health(session),
+                      event=lambda kind, data: _event(app, cluster.name, run.id, kind, data))
         ctx = RunContext(run_id=run.id, token=token, cluster=cluster.name, plan=plan, options=options,
                          unit_of_work=app.unit_of_work, api=api, transports=transport, clock=app.clock, hooks=hooks,
                          report=report, stop=stop)
@@ -260,6 +266,23 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
         return RunResult(_end(app, cluster, run.id, token, RunStatus.SUCCEEDED, {"target": str(plan.target)}))
 
 
+@contextmanager
+def _etcd_for(app: AppContext, cluster: ClusterRecord, run_id: int, token: int,
+              inventory: Mapping[str, Any]) -> Iterator[EtcdSession]:
+    """The cluster's etcd for the gates; when it cannot be opened the run is left interrupted, resumable."""
+    opened = etcd_session(app, cluster, inventory)
+    try:
+        session = opened.__enter__()
+    except UpgraderError as e:
+        _end(app, cluster, run_id, token, RunStatus.INTERRUPTED,
+             {"next": f"upgrader resume {run_id}", "reason": f"could not reach etcd: {e.message}"})
+        raise
+    try:
+        yield session
+    finally:
+        opened.__exit__(None, None, None)
+
+
 def _get(app: AppContext, run_id: int) -> RunRecord:
     with app.unit_of_work() as uow:
         return uow.repo.get_run(run_id)
@@ -272,6 +295,12 @@ def _end(app: AppContext, cluster: ClusterRecord, run_id: int, token: int, statu
         record_event(app, uow, f"run-{status.value}", cluster=cluster.name, run_id=run_id, data=outcome)
         uow.commit()
     return run
+
+
+def _event(app: AppContext, cluster: str, run_id: int, kind: str, data: dict[str, Any]) -> None:
+    with app.unit_of_work() as uow:
+        record_event(app, uow, kind, cluster=cluster, run_id=run_id, data=data)
+        uow.commit()
 
 
 def _snapshot(app: AppContext, cluster: ClusterRecord, run_id: int, step: Step) -> dict[str, Any]:

@@ -7,7 +7,7 @@ things it runs are read-only probes (which package manager a node has), so it ch
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from upgrader.domain.names import validate_name
@@ -76,7 +76,8 @@ def preview(app: AppContext, plan_id: int, options: ApplyOptions) -> tuple[Plan,
     def refuse(*args: Any) -> Any:
         raise AssertionError("a dry run must not act")
 
-    ctx = RunContext(run_id=0, token=0, cluster=cluster.name, plan=plan, options=options,
+    # a preview asks each node once: it does not wait out an unreachable one (node_attempts)
+    ctx = RunContext(run_id=0, token=0, cluster=cluster.name, plan=plan, options=replace(options, node_attempts=1),
                      unit_of_work=app.unit_of_work, api=api, transports=transport, clock=app.clock,
                      hooks=Hooks(preflight=refuse, snapshot=refuse, etcd_health=refuse), stop=threading.Event())
     steps = []

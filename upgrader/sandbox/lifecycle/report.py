@@ -78,6 +78,7 @@ def status(cfg: SandboxConfig) -> dict[str, Any]:
         "supervisor_pid": sup,
         "server": cfg.server,
         "kubeconfig": str(cfg.kubeconfig),
+        "os": cfg.os,
         "api_version": version,
         "last_known_version": _last_known(cfg),
         "ready": bool(sup) and api.ready(),
@@ -128,5 +129,5 @@ def listing() -> list[dict[str, Any]]:
         out.append({"name": name, "status": status, "version": version,
                     "version_source": source, "created_version": cfg.version,
                     "control_planes": len(cfg.control_planes), "workers": len(cfg.workers),
-                    "server": cfg.server, "dir": str(cfg.dir)})
+                    "os": cfg.os, "server": cfg.server, "dir": str(cfg.dir)})
     return out

@@ -38,7 +38,7 @@ from upgrader.sandbox.lifecycle.preflight import check_faults, check_ports
 from upgrader.sandbox.lifecycle.registry import default_root, load, locate, remember
 from upgrader.sandbox.lifecycle.root import NameLock, private_dir
 from upgrader.sandbox.lifecycle.teardown import OWNER_ENV, stop_processes
-from upgrader.sandbox.node import isolation, provision
+from upgrader.sandbox.node import distros, isolation, provision
 from upgrader.sandbox.node.manifests import apiserver_versions
 from upgrader.sandbox.sandbox_config import CONFIG, SandboxConfig, Timeouts, new_config
 from upgrader.sandbox.supervisor.state import SUPERVISOR, supervisor_pid
@@ -75,6 +75,7 @@ class UpRequest:
     kubelet_restart: float | None = None
     wait: float = 180.0
     isolation: str | None = None  # "namespace" (the default for a new sandbox) or "best-effort"
+    os: str | None = None  # the nodes' OS: "debian" (the default for a new sandbox) or "rhel"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +160,8 @@ def _check_request(req: UpRequest) -> None:
         _version(req.version)
     if req.isolation is not None:
         isolation.check_mode(req.isolation)
+    if req.os is not None:
+        distros.check(req.os)
 
 
 def _refuse_changes(req: UpRequest, cfg: SandboxConfig, versions: dict[str, Version]) -> None:
@@ -174,7 +177,8 @@ def _refuse_changes(req: UpRequest, cfg: SandboxConfig, versions: dict[str, Vers
     for flag, given, has in (("--control-planes", req.control_planes, len(cfg.control_planes)),
                              ("--workers", req.workers, len(cfg.workers)),
                              ("--api-port", req.api_port, cfg.lb_port),
-                             ("--isolation", req.isolation, cfg.isolation)):
+                             ("--isolation", req.isolation, cfg.isolation),
+                             ("--os", req.os, cfg.os)):
         if given is not None and given != has:
             changes.append(f"{flag} {given} (it has {has})")
     for flag, seconds, has_seconds in (("--kubeadm-timeout", req.kubeadm_timeout, cfg.timeouts.kubeadm),
@@ -239,7 +243,7 @@ def _new_config(req: UpRequest) -> SandboxConfig:
         name=req.name, sandbox_dir=Path(req.dir or default_root() / req.name).absolute(), version=str(version),
         control_planes=DEFAULT_CONTROL_PLANES if req.control_planes is None else req.control_planes,
         workers=DEFAULT_WORKERS if req.workers is None else req.workers, lb_port=req.api_port, timeouts=timeouts,
-        isolation=req.isolation or isolation.NAMESPACE)
+        isolation=req.isolation or isolation.NAMESPACE, os=req.os or distros.DEBIAN)
 
 
 def _create(req: UpRequest, register: Register | None) -> SandboxConfig:

@@ -82,7 +82,7 @@ class SimKubelet(threading.Thread):
 
     def _installed(self) -> Version:
         pkg = machine.packages(self.layout).get("kubelet")
-        return releases.parse_deb(pkg.version) if pkg else Version.parse(self.cfg.version)
+        return releases.parse_package(pkg.version) if pkg else Version.parse(self.cfg.version)
 
     def run(self) -> None:
         while not self.stopping.is_set():

@@ -1,8 +1,12 @@
 """Per-node machine state that the simulated tools share, kept as small JSON files in the node root.
 
-The simulated apt/dpkg, systemd and kubelet talk to each other only through these files, the way
-the real ones talk through /var/lib/dpkg and systemd's unit state, so each can be a separate
-short-lived process and any of them can crash without losing state.
+The simulated package managers, systemd and kubelet talk to each other only through these files,
+the way the real ones talk through /var/lib/dpkg (or the rpm database) and systemd's unit state, so
+each can be a separate short-lived process and any of them can crash without losing state.
+
+One package database serves both package managers: apt/dpkg on a Debian node and dnf/rpm on a RHEL
+node (see :mod:`.distros`) install into it, and kubeadm and the kubelet read their version from it
+whichever wrote it.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from upgrader.files import atomic_write
 from upgrader.inputs import read_regular
 from upgrader.ports import NodeLayout
 
-PACKAGES = "/var/lib/dpkg-sim/packages.json"
+PACKAGES = "/var/lib/dpkg-sim/packages.json"  # both package managers' (the name predates dnf)
 APT_LISTS = "/var/lib/apt/lists/sandbox-pkgs.k8s.io.json"
 SOURCES = "/etc/apt/sources.list.d/kubernetes.list"
+YUM_REPOS = "/etc/yum.repos.d"
+YUM_REPO = "/etc/yum.repos.d/kubernetes.repo"
+DNF_CACHE = "/var/cache/dnf/sandbox-pkgs.k8s.io.json"  # which repository URLs dnf has metadata of, and since when
 KUBELET_UNIT = "/var/lib/systemd-sim/kubelet.json"  # what systemctl asked for
 KUBELET_STATUS = "/run/kubelet-sim/status.json"  # what the running kubelet reports
 CERTS = "/etc/kubernetes/pki/.sandbox-certs.json"
@@ -41,8 +48,8 @@ def _write(layout: NodeLayout, path: str, data: dict[str, Any]) -> None:
 @dataclass(frozen=True, slots=True)
 class Package:
     name: str
-    version: str  # Debian version, e.g. 1.31.4-1.1
-    hold: bool
+    version: str  # in the node's package manager's spelling: 1.31.4-1.1 (deb) or 1.31.4-150500.1.1 (rpm)
+    hold: bool  # apt-mark hold (dnf has none: the repository's exclude= line keeps the packages)
 
 
 def packages(layout: NodeLayout) -> dict[str, Package]:
@@ -57,6 +64,22 @@ def save_packages(layout: NodeLayout, pkgs: dict[str, Package]) -> None:
 def repo_line(minor: str) -> str:
     return (f"deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] "
             f"https://pkgs.k8s.io/core:/stable:/{minor}/deb/ /\n")
+
+
+def yum_repo(minor: str) -> str:
+    """kubernetes.repo as the kubernetes.io install page writes it for a minor (e.g. v1.31)."""
+    url = f"https://pkgs.k8s.io/core:/stable:/{minor}/rpm/"
+    return (f"[kubernetes]\nname=Kubernetes\nbaseurl={url}\nenabled=1\ngpgcheck=1\n"
+            f"gpgkey={url}repodata/repomd.xml.key\nexclude=kubelet kubeadm kubectl cri-tools kubernetes-cni\n")
+
+
+def dnf_cache(layout: NodeLayout) -> dict[str, float]:
+    """Repository URL -> when dnf last fetched its metadata (epoch seconds)."""
+    return {str(k): float(v) for k, v in _read(layout, DNF_CACHE, {}).items()}
+
+
+def save_dnf_cache(layout: NodeLayout, cache: dict[str, float]) -> None:
+    _write(layout, DNF_CACHE, dict(cache))
 
 
 def apt_lists(layout: NodeLayout) -> dict[str, Any]:

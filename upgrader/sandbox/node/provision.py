@@ -1,10 +1,12 @@
 """Provisions a sandbox node: lays out its root directory as `kubeadm init`/`join` and the packages would.
 
 After this, the node looks like a kubeadm node to anything that reads its files: manifests, pki,
-kubeconfigs, kubelet config, the pkgs.k8s.io apt source for its minor, installed and held
-kubeadm/kubelet/kubectl packages, /etc/hostname, root's home (with ``/root/.kube/config`` on a
-control-plane node, as operators copy it after ``kubeadm init``), and the node's commands in
-``/usr/bin`` and ``/usr/sbin`` (see :mod:`.wrappers`: simulated tools and guards for host tools).
+kubeconfigs, kubelet config, the pkgs.k8s.io package repository for its minor (an apt source on a
+Debian node, a yum repository on a RHEL node, see :mod:`.distros`), installed kubeadm/kubelet/kubectl
+packages (held on Debian, excluded from the repository on RHEL), /etc/hostname and /etc/os-release,
+root's home (with ``/root/.kube/config`` on a control-plane node, as operators copy it after
+``kubeadm init``), and the node's commands in ``/usr/bin`` and ``/usr/sbin`` (see :mod:`.wrappers`:
+simulated tools and guards for host tools).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from upgrader.domain.versions import Version
 from upgrader.files import atomic_write
 from upgrader.ports import NodeLayout
 from upgrader.sandbox import releases
-from upgrader.sandbox.node import isolation, machine, manifests, wrappers
+from upgrader.sandbox.node import distros, isolation, machine, manifests, wrappers
 from upgrader.sandbox.sandbox_config import SandboxConfig
 
 CP_PKI = (
@@ -37,7 +39,7 @@ def create(cfg: SandboxConfig, node: str) -> NodeLayout:
     write_pki(layout, control_plane=control_plane)
     write_kubeconfigs(cfg, layout, node, control_plane=control_plane)
     write_kubelet_config(layout, version)
-    write_packages(layout, version)
+    write_packages(layout, version, os_name=cfg.os)
     if control_plane:
         manifests.write_all(cfg, node, version, layout.manifests_dir)
         layout.host_path("/var/lib/etcd").mkdir(parents=True, exist_ok=True)
@@ -46,7 +48,7 @@ def create(cfg: SandboxConfig, node: str) -> NodeLayout:
     layout.host_path("/tmp").mkdir(parents=True, exist_ok=True)
     os.chmod(layout.host_path("/tmp"), 0o1777)
     layout.host_path("/etc/hostname").write_text(f"{node}\n")
-    write_os_files(layout, node)
+    write_os_files(layout, node, os_name=cfg.os)
     write_home(layout, control_plane=control_plane)
     write_tools(cfg, layout, node)
     return layout
@@ -127,16 +129,21 @@ def write_kubelet_config(layout: NodeLayout, version: Version) -> None:
     (path.parent / "kubeadm-flags.env").write_text(f'KUBELET_KUBEADM_ARGS="{flags}"\n')
 
 
-def write_packages(layout: NodeLayout, version: Version) -> None:
-    sources = layout.host_path(machine.SOURCES)
-    sources.parent.mkdir(parents=True, exist_ok=True)
-    sources.write_text(machine.repo_line(str(version.line)))
-    keyring = layout.host_path("/etc/apt/keyrings/kubernetes-apt-keyring.gpg")
-    keyring.parent.mkdir(parents=True, exist_ok=True)
-    keyring.write_bytes(b"upgrader sandbox placeholder keyring\n")
-    pkgs = {n: machine.Package(n, version.deb, hold=True) for n in machine.K8S_PACKAGES}
+def write_packages(layout: NodeLayout, version: Version, *, os_name: str = distros.DEBIAN) -> None:
+    """The repository of the version's minor and kubeadm, kubelet and kubectl installed at the version, as the
+    kubernetes.io install page leaves a node: on Debian the apt source (updated) and the packages held; on
+    RHEL the yum repository, whose ``exclude=`` line keeps dnf from touching them unless told."""
+    minor = str(version.line)
+    if os_name == distros.RHEL:
+        atomic_write(layout.host_path(machine.YUM_REPO), machine.yum_repo(minor).encode())
+    else:
+        atomic_write(layout.host_path(machine.SOURCES), machine.repo_line(minor).encode())
+        atomic_write(layout.host_path("/etc/apt/keyrings/kubernetes-apt-keyring.gpg"),
+                     b"upgrader sandbox placeholder keyring\n")
+        machine.save_apt_lists(layout, minor)
+    held = os_name != distros.RHEL
+    pkgs = {n: machine.Package(n, distros.package_version(os_name, version), hold=held) for n in machine.K8S_PACKAGES}
     machine.save_packages(layout, pkgs)
-    machine.save_apt_lists(layout, str(version.line))
     machine.save_kubelet_unit(layout, {"generation": 0, "wanted": "active", "unit_changed": False})
 
 
@@ -148,10 +155,10 @@ OS_FILES = {
 }
 
 
-def write_os_files(layout: NodeLayout, node: str) -> None:
-    """What a Debian root has in /etc that commands on the node look up (users, localhost); the machine's
-    own are never shown to a node."""
-    for path, text in OS_FILES.items():
+def write_os_files(layout: NodeLayout, node: str, *, os_name: str = distros.DEBIAN) -> None:
+    """What a root has in /etc that commands on the node look up (users, localhost, which OS it is); the
+    machine's own are never shown to a node."""
+    for path, text in {**OS_FILES, distros.OS_RELEASE: distros.OS_RELEASE_TEXT[os_name]}.items():
         target = layout.host_path(path)
         if not target.exists():
             target.write_text(text.format(node=node))

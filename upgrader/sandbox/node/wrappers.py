@@ -12,7 +12,9 @@ container runtime or power switch, all of which would act on the machine upgrade
 
 ``SIMULATED`` tools behave like the real ones for what the sandbox models (see :mod:`.tools`);
 ``REFUSED`` tools exist on a real node but have no safe simulation: they fail like an unsupported
-command, with a message on stderr and exit code 127, and never reach the host's binary.
+command, with a message on stderr and exit code 127, and never reach the host's binary. Every node
+has both package managers' wrappers, whatever its OS (see :mod:`.distros`): the other OS's answer
+as a missing command would (exit 127), and the host's binary of that name is never reached either.
 
 Two kinds of wrapper run the same tool: :func:`host_script` for best-effort nodes (machine paths:
 the node root, the sandbox directory, this interpreter) and :func:`node_script` for isolated
@@ -37,12 +39,11 @@ SIMULATED: dict[str, str] = {
     "kubeadm": "/usr/bin", "kubelet": "/usr/bin", "kubectl": "/usr/bin", "etcdctl": "/usr/bin",
     "apt-get": "/usr/bin", "apt-mark": "/usr/bin", "apt": "/usr/bin", "apt-cache": "/usr/bin",
     "dpkg": "/usr/bin", "dpkg-query": "/usr/bin", "systemctl": "/usr/bin", "hostname": "/usr/bin",
-    "sudo": "/usr/bin",
+    "sudo": "/usr/bin", "dnf": "/usr/bin", "yum": "/usr/bin", "rpm": "/usr/bin",
 }
 REFUSED: dict[str, str] = {
     # package managers, init system and services, power
-    "aptitude": "/usr/bin", "apt-key": "/usr/bin", "dnf": "/usr/bin", "yum": "/usr/bin", "rpm": "/usr/bin",
-    "snap": "/usr/bin", "dpkg-reconfigure": "/usr/sbin",
+    "aptitude": "/usr/bin", "apt-key": "/usr/bin", "snap": "/usr/bin", "dpkg-reconfigure": "/usr/sbin",
     "journalctl": "/usr/bin", "systemd-run": "/usr/bin", "loginctl": "/usr/bin", "hostnamectl": "/usr/bin",
     "timedatectl": "/usr/bin", "service": "/usr/sbin", "invoke-rc.d": "/usr/sbin", "update-rc.d": "/usr/sbin",
     "reboot": "/usr/sbin", "shutdown": "/usr/sbin", "halt": "/usr/sbin", "poweroff": "/usr/sbin",

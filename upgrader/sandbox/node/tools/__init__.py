@@ -28,12 +28,22 @@ class Node:
     sandbox_dir: Path | None
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
+    inp: TextIO = field(default_factory=lambda: sys.stdin)
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
 
     def warn(self, text: str) -> None:
         print(text, file=self.err, flush=True)
+
+    def ask(self, prompt: str) -> str:
+        """A prompt answered on stdin, as the real tools read it: "" when nothing answers (no stdin, EOF)."""
+        self.out.write(prompt)
+        self.out.flush()
+        try:
+            return self.inp.readline().strip()
+        except (OSError, ValueError):  # closed or not readable
+            return ""
 
     @classmethod
     def from_env(cls) -> Node:

@@ -2,21 +2,39 @@
 
 The registry is the package's simulated tools plus the guards for host tools (see
 :mod:`upgrader.sandbox.node.wrappers`): every wrapper a node has resolves to something here, so none
-can fall through to a host binary.
+can fall through to a host binary. Every node has the same wrappers; which package manager answers
+depends on the node's OS (see :mod:`upgrader.sandbox.node.distros`): on a RHEL node dnf, yum and rpm,
+and apt-get, dpkg and the rest of Debian's are not there; on a Debian node the reverse, with dnf, yum
+and rpm refused as before.
 """
 
 import os
 import sys
 
-from upgrader.sandbox.node import wrappers
+from upgrader.sandbox.node import distros, wrappers
 from upgrader.sandbox.node.runtime import RUNTIME
-from upgrader.sandbox.node.tools import Node, Tool, apt, dpkg, etcdctl, host_commands, kubectl, systemctl
+from upgrader.sandbox.node.tools import (
+    Node,
+    Tool,
+    apt,
+    dnf,
+    dpkg,
+    etcdctl,
+    host_commands,
+    kubectl,
+    rpm,
+    systemctl,
+)
 from upgrader.sandbox.node.tools.kubeadm import command as kubeadm
 
+DEBIAN_ONLY = ("apt-get", "apt-mark", "apt", "apt-cache", "dpkg", "dpkg-query", "aptitude", "apt-key",
+               "dpkg-reconfigure")
+RHEL_ONLY = ("dnf", "yum", "rpm")
 
-def registry() -> dict[str, Tool]:
+
+def registry(os_name: str = distros.DEBIAN) -> dict[str, Tool]:
     found: dict[str, Tool] = {name: host_commands.refuse(name) for name in wrappers.REFUSED}
-    return found | {
+    found |= {
         "kubeadm": kubeadm.main,
         "apt-get": apt.apt_get,
         "apt-mark": apt.apt_mark,
@@ -31,16 +49,23 @@ def registry() -> dict[str, Tool]:
         "hostname": host_commands.hostname,
         "sudo": host_commands.sudo,
     }
+    if os_name == distros.RHEL:
+        found |= {name: host_commands.missing(name) for name in DEBIAN_ONLY}
+        found |= {"dnf": dnf.dnf, "yum": dnf.yum, "rpm": rpm.rpm}
+    else:
+        found |= {name: host_commands.refuse(name) for name in RHEL_ONLY}
+    return found
 
 
 def run(argv: list[str]) -> int:
     if os.environ.get("LD_LIBRARY_PATH", "").startswith(RUNTIME + "/"):
         del os.environ["LD_LIBRARY_PATH"]  # it was only for this interpreter's libpython (node/runtime.py)
-    known = registry()
+    node = Node.from_env()
+    known = registry(distros.node_os(node.layout))
     if not argv or argv[0] not in known:
         print(f"usage: python -m {wrappers.TOOLS} {{{','.join(sorted(known))}}} ARGS...", file=sys.stderr)
         return 2
-    return known[argv[0]](Node.from_env(), argv[1:])
+    return known[argv[0]](node, argv[1:])
 
 
 sys.exit(run(sys.argv[1:]))

@@ -124,7 +124,7 @@ def _rank(offered: list[str], version: str) -> int:
     """Position of an installed version among the offered ones (older minors sort first)."""
     if version in offered:
         return offered.index(version)
-    return -1 if releases.parse_deb(version) < releases.parse_deb(offered[0]) else len(offered)
+    return -1 if releases.parse_package(version) < releases.parse_package(offered[0]) else len(offered)
 
 
 def _summary(node: Node, up: list[str], down: list[str], held: list[str]) -> None:

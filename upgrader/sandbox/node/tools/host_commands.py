@@ -3,7 +3,8 @@
 Each is either simulated where the real answer is cheap and safe (``apt update``/``apt install`` as
 apt-get does them, ``apt-cache madison|policy``, ``kubelet --version``, ``hostname``, ``sudo`` as
 root), or refused: the command fails like an unsupported one (a message on stderr naming the
-sandbox node, exit code 127) and the host's binary of that name is never run.
+sandbox node, exit code 127) and the host's binary of that name is never run. The other OS's
+package manager is :func:`missing` (on a RHEL node, apt-get and dpkg are not there at all).
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ def refuse(tool: str) -> Callable[[Node, list[str]], int]:
         return 127
 
     return refused
+
+
+def missing(tool: str) -> Callable[[Node, list[str]], int]:
+    """A command this node's OS does not have (apt-get on RHEL): what a shell says of a missing binary."""
+
+    def not_found(node: Node, args: list[str]) -> int:
+        node.warn(f"{tool}: command not found")
+        return 127
+
+    return not_found
 
 
 def apt_front(node: Node, args: list[str]) -> int:

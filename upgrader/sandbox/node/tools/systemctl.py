@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from upgrader.sandbox.node import machine
+from upgrader.sandbox.node import distros, machine
 from upgrader.sandbox.node.tools import Node
 
 STALE_AFTER = 15.0  # seconds without a heartbeat: the kubelet (its supervisor) is gone
@@ -103,7 +103,11 @@ def _status(node: Node) -> int:
     since = time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(float(status.get("since", time.time()))))
     sub = "running" if state == "active" else "dead"
     node.say("● kubelet.service - kubelet: The Kubernetes Node Agent")
-    node.say("     Loaded: loaded (/lib/systemd/system/kubelet.service; enabled; preset: enabled)")
+    # where each OS's kubelet package puts the unit, and each distribution's preset for it
+    loaded = ("/usr/lib/systemd/system/kubelet.service; enabled; preset: disabled"
+              if distros.node_os(node.layout) == distros.RHEL else
+              "/lib/systemd/system/kubelet.service; enabled; preset: enabled")
+    node.say(f"     Loaded: loaded ({loaded})")
     node.say("    Drop-In: /usr/lib/systemd/system/kubelet.service.d\n             └─10-kubeadm.conf")
     node.say(f"     Active: {state} ({sub}) since {since}")
     node.say("       Docs: https://kubernetes.io/docs/")

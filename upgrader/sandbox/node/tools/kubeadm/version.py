@@ -21,7 +21,7 @@ def installed_version(node: Node) -> Version:
     pkg = machine.packages(node.layout).get("kubeadm")
     if pkg is None:
         raise SystemExit("kubeadm: command not found")
-    return releases.parse_deb(pkg.version)
+    return releases.parse_package(pkg.version)
 
 
 def version(node: Node, args: list[str]) -> int:
