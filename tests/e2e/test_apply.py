@@ -26,7 +26,8 @@ def test_apply_takes_a_3_plus_5_cluster_from_v1_30_to_v1_33_without_losing_the_w
     target = plan["target"]
 
     with Sampler(server_of(kc), WORKERS) as sampled:
-        done = cli.run("apply", str(plan["id"]), "--yes", "--gate-interval", "1s", "-o", "json", timeout=1800)
+        done = cli.run("apply", str(plan["id"]), "--yes", "--gate-interval", "0.5s", "--gate-passes", "2", "-o", "json",
+                      timeout=1800)
     run = json.loads(done.stdout)
     assert run["status"] == "succeeded", run["outcome"]
 
