@@ -2,9 +2,9 @@
 
 The engine sees only ports (ledger, cluster API, node transports, clock) and three hooks the
 services provide for what needs a use case of theirs: the preflight, a snapshot under the run's
-lease, and etcd's health. Every node command goes through :meth:`RunContext.run`, which retries an
-unreachable node with backoff and keeps, per thread, the time spent waiting on nodes and gates, so
-the run can report its own overhead per step (wall time minus that).
+lease, and etcd's health. Every node command and file goes through :meth:`RunContext.run`, ``read``,
+``write`` or ``node``, which retry an unreachable node with backoff and keep, per thread, the time spent
+waiting on nodes and gates, so the run can report its own overhead per step (wall time minus that).
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from upgrader.domain.plans import Plan, Step
 from upgrader.errors import NodeUnreachableError, TransportError
 from upgrader.ports import Clock, ClusterApi, CommandResult, NodeTransport, UnitOfWork
 
+T = TypeVar("T")
 UNREACHABLE = 255  # ssh's own failure (and the sandbox transport's)
 TIMED_OUT = 124  # `timeout`'s exit code
 
@@ -102,42 +103,48 @@ class RunContext:
         """argv on ``node``; an unreachable node is retried with backoff (``node_attempts``) and then
         NodeUnreachableError; with ``check`` a non-zero exit is a StepCommandError carrying its output."""
         limit = timeout or self.options.command_timeout
-        delay = self.options.node_backoff
-        attempt = 0
-        while True:
-            attempt += 1
-            started = time.monotonic()
-            result: CommandResult | None = None
-            try:
-                result = self.transports(node).run(argv, limit)
-                error = _ssh_failure(result)
-            except NodeUnreachableError as e:
-                error = e.message
-            finally:
-                self.timer.node += time.monotonic() - started
-            if result is not None and error is None:
-                break
-            if attempt >= self.options.node_attempts:
-                raise NodeUnreachableError(f"node {node} is unreachable ({attempt} tries): {error}")
-            self.sleep(delay)
-            delay *= 2
+
+        def once(transport: NodeTransport) -> CommandResult:
+            result = transport.run(argv, limit)
+            error = _ssh_failure(result)
+            if error is not None:
+                raise NodeUnreachableError(error)
+            return result
+
+        result = self._retried(node, once)
         if check and not result.ok:
             raise StepCommandError(node, argv, result)
         return result
 
     def read(self, node: str, path: str) -> bytes:
-        started = time.monotonic()
-        try:
-            return self.transports(node).read_file(path)
-        finally:
-            self.timer.node += time.monotonic() - started
+        return self._retried(node, lambda transport: transport.read_file(path))
 
     def write(self, node: str, path: str, data: bytes, mode: int = 0o644) -> None:
-        started = time.monotonic()
-        try:
-            self.transports(node).write_file(path, data, mode)
-        finally:
-            self.timer.node += time.monotonic() - started
+        self._retried(node, lambda transport: transport.write_file(path, data, mode))
+
+    def node(self, node: str) -> NodeTransport:
+        """The node's transport with this context's retries, for code that takes a transport (the probes):
+        a node that drops off the network for a moment must not fail a step at its first read."""
+        return _RetryingTransport(self, node)
+
+    def _retried(self, node: str, call: Callable[[NodeTransport], T]) -> T:
+        """call(the node's transport), again after 2, 4, 8 ... s (``node_backoff``) while the node is
+        unreachable, at most ``node_attempts`` times; the time spent counts as node time, the waits as waits."""
+        delay = self.options.node_backoff
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            try:
+                return call(self.transports(node))
+            except NodeUnreachableError as e:
+                error = e.message
+            finally:
+                self.timer.node += time.monotonic() - started
+            if attempt >= self.options.node_attempts:
+                raise NodeUnreachableError(f"node {node} is unreachable ({attempt} tries): {error}")
+            self.sleep(delay)
+            delay *= 2
 
     def sleep(self, seconds: float) -> None:
         started = time.monotonic()
@@ -145,6 +152,23 @@ class RunContext:
             self.clock.sleep(seconds)
         finally:
             self.timer.wait += time.monotonic() - started
+
+
+@dataclass(frozen=True, slots=True)
+class _RetryingTransport:
+    """A NodeTransport whose every call goes through the run's retries (RunContext.node)."""
+
+    ctx: RunContext
+    node: str
+
+    def run(self, argv: list[str], timeout: float) -> CommandResult:
+        return self.ctx.run(self.node, argv, timeout=timeout, check=False)
+
+    def read_file(self, path: str) -> bytes:
+        return self.ctx.read(self.node, path)
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        self.ctx.write(self.node, path, data, mode)
 
 
 class StepCommandError(TransportError):

@@ -75,7 +75,7 @@ def hop_version(ctx: RunContext, step: Step) -> Version:
 def manager(ctx: RunContext, node: str) -> str:
     found = ctx.managers.get(node)
     if found is None:
-        probed = packages.probe(ctx.transports(node))
+        probed = packages.probe(ctx.node(node))
         if probed.manager is None:
             raise StepError(f"node {node} has neither apt-get nor dnf/yum: upgrader cannot install packages there")
         found = ctx.managers[node] = probed.manager
@@ -85,7 +85,7 @@ def manager(ctx: RunContext, node: str) -> str:
 def _repo_file(ctx: RunContext, node: str, pm: str) -> str:
     if pm != commands.APT:
         return commands.YUM_REPO
-    probed = packages.probe(ctx.transports(node))
+    probed = packages.probe(ctx.node(node))
     if probed.repo is None:
         raise StepError(f"node {node} has no Kubernetes apt repository in /etc/apt/sources.list.d to point at "
                         "the next minor (pkgs.k8s.io repositories are per minor)")
