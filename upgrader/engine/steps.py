@@ -22,7 +22,7 @@ from typing import Any
 from upgrader.domain.plans import Action, Step
 from upgrader.domain.versions import Minor, Version
 from upgrader.engine import drain, gates
-from upgrader.engine.context import RunContext
+from upgrader.engine.context import RunContext, StopRequestedError
 from upgrader.errors import FileMissingError, RunRefusedError, UpgraderError
 from upgrader.nodes import commands, packages
 
@@ -221,9 +221,16 @@ def _upgrade_node_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None:
 
 
 def _drain(ctx: RunContext, step: Step) -> dict[str, Any]:
-    outcome = drain.drain(ctx.api, ctx.clock, _node(step), run_id=ctx.run_id, timeout=ctx.options.drain_timeout,
-                          force=ctx.options.force_drain, should_stop=ctx.stop.is_set,
-                          retry_seconds=ctx.options.evict_retry)
+    try:
+        outcome = drain.drain(ctx.api, ctx.clock, _node(step), run_id=ctx.run_id, timeout=ctx.options.drain_timeout,
+                              force=ctx.options.force_drain, should_stop=ctx.stop.is_set,
+                              retry_seconds=ctx.options.evict_retry)
+    except KeyboardInterrupt:
+        if not ctx.stop.is_set():
+            raise
+        # The drain stops at its safe points by raising KeyboardInterrupt; for the run that is the
+        # operator's stop like any other: the step is recorded, the run interrupted, resume printed.
+        raise StopRequestedError from None
     return outcome.to_dict()
 
 
