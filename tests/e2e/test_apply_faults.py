@@ -92,14 +92,13 @@ def pinned_pod_running(cli: Cli, kubeconfig: str, node: str) -> None:
     eventually(running, timeout=60)
 
 
+NODE_PACKAGES = ("dpkg-query -W kubeadm kubelet kubectl && apt-mark showhold "
+                 "&& cat /etc/apt/sources.list.d/kubernetes.list")
+
+
 def package_state(cli: Cli, name: str, nodes: list[str]) -> dict[str, str]:
     """Each node's Kubernetes packages (with their hold marks) and its repository line, as a node shows them."""
-    state = {}
-    for node in nodes:
-        state[node] = (cli.exec(name, node, "dpkg-query", "-W", "kubeadm", "kubelet", "kubectl").stdout
-                       + cli.exec(name, node, "apt-mark", "showhold").stdout
-                       + cli.exec(name, node, "cat", "/etc/apt/sources.list.d/kubernetes.list").stdout)
-    return state
+    return {node: cli.exec(name, node, "sh", "-c", NODE_PACKAGES).stdout for node in nodes}
 
 
 # -- refused before anything changes (the sandbox stays as it was) -------------------------------------
