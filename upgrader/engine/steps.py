@@ -22,7 +22,7 @@ from typing import Any
 from upgrader.domain.plans import Action, Step
 from upgrader.domain.versions import Minor, Version
 from upgrader.engine import drain, gates, kubeadm_lock
-from upgrader.engine.context import RunContext
+from upgrader.engine.context import RunContext, StopRequestedError
 from upgrader.errors import FileMissingError, RunRefusedError, UpgraderError
 from upgrader.nodes import commands, packages
 
@@ -242,11 +242,19 @@ def _upgrade_node_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None:
 
 
 def _drain(ctx: RunContext, step: Step) -> dict[str, Any]:
-    outcome = drain.drain(ctx.api, ctx.waiting_clock, _node(step), run_id=ctx.run_id, timeout=ctx.options.drain_timeout,
-                          force=ctx.options.force_drain, should_stop=ctx.stop.is_set,
-                          retry_seconds=ctx.options.evict_retry)
+    try:
+        outcome = drain.drain(ctx.api, ctx.waiting_clock, _node(step), run_id=ctx.run_id,
+                              timeout=ctx.options.drain_timeout, force=ctx.options.force_drain,
+                              should_stop=ctx.stop.is_set, retry_seconds=ctx.options.evict_retry)
+    except KeyboardInterrupt:
+        if not ctx.stop.is_set():
+            raise
+        # The drain stops at its safe points by raising KeyboardInterrupt; for the run that is the
+        # operator's stop like any other: the step is recorded, the run interrupted, resume printed.
+        raise StopRequestedError from None
     if outcome.force_deleted:  # an override of the budgets: on the audit trail, not only in the step
-        ctx.hooks.event("pods-force-deleted", {"node": step.node, "step": step.n, "pods": list(outcome.force_deleted)})
+        ctx.hooks.event("pods-force-deleted",
+                        {"node": step.node, "step": step.n, "pods": list(outcome.force_deleted)})
     return outcome.to_dict()
 
 

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from upgrader.domain.inventory import inventory_to_dict
@@ -31,6 +32,7 @@ from upgrader.errors import (
     ClusterChangedError,
     LockLostError,
     PreflightError,
+    RunLockedError,
     RunRefusedError,
     UpgraderError,
     UsageError,
@@ -58,18 +60,26 @@ class RunResult:
 
 
 def load_plan(app: AppContext, plan_id: int) -> tuple[PlanRecord, Plan]:
-    """The plan to show before confirming; RunRefusedError when it is applied or has a run to resume."""
+    """The plan to show before confirming; RunRefusedError when it is applied or has a run to resume,
+    RunLockedError when its run is running under another process's live lease."""
     with app.unit_of_work() as uow:
         record = uow.repo.get_plan(plan_id)
-        _refuse_reapply(record, uow.repo.list_runs(plan_id=plan_id))
+        _refuse_reapply(record, uow.repo.list_runs(plan_id=plan_id), uow.repo.get_lock(record.cluster),
+                        app.clock.now())
     return record, plan_from_dict(dict(record.document))
 
 
-def _refuse_reapply(plan: PlanRecord, runs: list[RunRecord]) -> None:
+def _refuse_reapply(plan: PlanRecord, runs: list[RunRecord], lock: LockRecord | None, now: datetime) -> None:
     for run in runs:
         if run.status is RunStatus.SUCCEEDED:
             raise RunRefusedError(f"plan {plan.id} was already applied by run {run.id}; make a new plan "
                                   f"(`upgrader plan {plan.cluster} --to ...`)")
+        if run.status is RunStatus.RUNNING and lock is not None and lock.run_id == run.id and lock.expires_at > now:
+            # Someone is applying it right now: say who (as an apply of another plan of this cluster
+            # would hear), not "resume", which would only be refused too.
+            raise RunLockedError(f"plan {plan.id} is being applied by run {run.id}: cluster {plan.cluster!r} is "
+                                 f"locked by {lock.holder} (token {lock.fencing_token}, run {run.id}) until "
+                                 f"{lock.expires_at:%Y-%m-%dT%H:%M:%SZ}; watch it with `upgrader runs show {run.id}`")
         if run.status in (RunStatus.RUNNING, RunStatus.INTERRUPTED, RunStatus.FAILED):
             raise RunRefusedError(f"plan {plan.id} already has run {run.id} ({run.status.value}): continue it with "
                                   f"`upgrader resume {run.id}`")
