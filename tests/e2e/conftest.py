@@ -123,6 +123,18 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
         c.down_all()
 
 
+@pytest.fixture(scope="module")
+def mcli(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    """A Cli shared by the tests of one module (their sandboxes too), stopped when the module ends."""
+    _need("etcd")
+    _need("kubectl")
+    c = Cli(tmp_path_factory.mktemp(f"{request.module.__name__.rsplit('.', 1)[-1]}-home"))
+    try:
+        yield c
+    finally:
+        c.down_all()
+
+
 def eventually(check: Callable[[], object], *, timeout: float = 30, every: float = 0.3) -> object:
     """Poll until check() returns something truthy; the last failure explains a timeout."""
     deadline = time.monotonic() + timeout

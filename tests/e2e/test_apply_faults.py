@@ -10,8 +10,6 @@ with two workers (one batch of two, --max-unavailable 2), and three control plan
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -31,18 +29,6 @@ from tests.e2e.run_checks import (
 
 FAST = ("--gate-timeout", "20s", "--drain-timeout", "15s", "--gate-interval", "1s")
 KUBEADM_FAILED = "failed on cp-1 (exit 1)"
-
-
-@pytest.fixture(scope="module")
-def mcli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    for binary in ("etcd", "kubectl"):
-        if shutil.which(binary) is None:
-            pytest.fail(f"{binary} is not installed (scripts/test.sh installs it)")
-    c = Cli(tmp_path_factory.mktemp("faults-home"))
-    try:
-        yield c
-    finally:
-        c.down_all()
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,18 +29,6 @@ from tests.e2e.run_checks import (
 
 FAST = ("--gate-timeout", "60s", "--gate-interval", "1s")
 TTL = {"UPGRADER_LEASE_TTL": "5"}
-
-
-@pytest.fixture(scope="module")
-def mcli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    for binary in ("etcd", "kubectl"):
-        if shutil.which(binary) is None:
-            pytest.fail(f"{binary} is not installed (scripts/test.sh installs it)")
-    c = Cli(tmp_path_factory.mktemp("stops-home"))
-    try:
-        yield c
-    finally:
-        c.down_all()
 
 
 def _plan(cli: Cli, *args: str) -> dict[str, Any]:

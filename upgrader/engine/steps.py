@@ -22,7 +22,7 @@ from typing import Any
 from upgrader.domain.plans import Action, Step
 from upgrader.domain.versions import Minor, Version
 from upgrader.engine import drain, gates, kubeadm_lock
-from upgrader.engine.context import RunContext, StopRequestedError
+from upgrader.engine.context import RunContext, StopRequestedError, last_lines
 from upgrader.errors import FileMissingError, RunRefusedError, UpgraderError
 from upgrader.nodes import commands, packages
 
@@ -214,7 +214,7 @@ def _manifests_at(ctx: RunContext, node: str, version: Version) -> bool:
 
 def _upgrade_apply(ctx: RunContext, step: Step) -> dict[str, Any]:
     result = kubeadm_lock.run(ctx, _node(step), commands.kubeadm_apply(_version(step)))
-    return {"output": _tail(result.stdout)}
+    return {"output": last_lines(result.stdout, 20)}
 
 
 def _upgrade_apply_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None:
@@ -231,7 +231,7 @@ def _upgrade_apply_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None
 
 def _upgrade_node(ctx: RunContext, step: Step) -> dict[str, Any]:
     result = kubeadm_lock.run(ctx, _node(step), commands.kubeadm_node())
-    return {"output": _tail(result.stdout)}
+    return {"output": last_lines(result.stdout, 20)}
 
 
 def _upgrade_node_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None:
@@ -314,11 +314,6 @@ def _unsupported(ctx: RunContext, step: Step) -> dict[str, Any]:
 
 def _locked(ctx: RunContext, argv: list[str]) -> str:
     return " ".join(commands.kubeadm_locked(argv, ctx.options.command_timeout))
-
-
-def _tail(text: str, lines: int = 20) -> str:
-    kept = [line.rstrip() for line in text.strip().splitlines() if line.strip()]
-    return "\n".join(kept[-lines:])[-4000:]
 
 
 HANDLERS: dict[Action, Handler] = {
