@@ -87,6 +87,9 @@ class TimedApi:
     def readyz(self) -> tuple[int, str]:
         return self._call(self._inner.readyz)
 
+    def server_version(self) -> str:
+        return self._call(self._inner.server_version)
+
     def list_nodes(self) -> list[dict[str, Any]]:
         return self._call(self._inner.list_nodes)
 

@@ -40,6 +40,7 @@ class FakeClusterApi:
         self.pods = [copy.deepcopy(dict(p)) for p in pods]
         self.pdbs = [copy.deepcopy(dict(p)) for p in pdbs]
         self.readyz_answer = readyz
+        self.version: str | None = None
         self.metrics_text = metrics
         self.clock, self.terminating_seconds, self.on_evicted = clock, terminating_seconds, on_evicted
         self._refusals: dict[tuple[str, str], int] = {}
@@ -77,6 +78,15 @@ class FakeClusterApi:
     def readyz(self) -> tuple[int, str]:
         self._reach()
         return self.readyz_answer
+
+    def server_version(self) -> str:
+        """The newest API server of the inventory (``version`` overrides it)."""
+        self._reach()
+        if self.version is not None:
+            return self.version
+        found = [str((n.get("components") or {}).get("kube-apiserver")) for n in (self._inventory or {}).get("nodes", [])
+                 if (n.get("components") or {}).get("kube-apiserver")]
+        return max(found, default="", key=lambda v: tuple(int(p) for p in v.lstrip("v").split(".")))
 
     def list_nodes(self) -> list[dict[str, Any]]:
         self._reach()
