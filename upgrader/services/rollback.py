@@ -19,7 +19,7 @@ import secrets
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from upgrader.domain.inventory import parse_inventory
@@ -31,7 +31,7 @@ from upgrader.domain.runs import RunStatus, StepStatus
 from upgrader.engine.context import ApplyOptions, RollbackHooks
 from upgrader.engine.executor import StepFailedError
 from upgrader.engine.rollback import aside_dir
-from upgrader.errors import UpgraderError, UsageError
+from upgrader.errors import IntegrityError, UpgraderError, UsageError
 from upgrader.services import rollback_target
 from upgrader.services.apply import DriveExtras, Report, RunResult, _drive, _lease
 from upgrader.services.audit import record_event
@@ -88,7 +88,11 @@ def preview(app: AppContext, *, cluster: str, to: str | None = None, rollback_of
         snapshot, last = rollback_target.choose(app, cluster, str(snapshot_id))
     else:
         snapshot, last = rollback_target.choose(app, cluster, to)
-    verified = verify_snapshot(app, snapshot_id=snapshot.id, cluster=cluster)
+    if snapshot.cluster != cluster:
+        raise IntegrityError(f"snapshot {snapshot.id} is a snapshot of cluster {snapshot.cluster}, not of "
+                             f"{cluster}: refused")
+    verified = verify_snapshot(app, snapshot_id=snapshot.id)  # sha256, the tool's check, the artefacts
+    verified = replace(verified, membership=same_etcd(app, record, snapshot))
     target = rollback_target.target_of(snapshot)
     doc = app.cluster_api(record).observe_inventory()
     inventory = parse_inventory(doc)
@@ -168,9 +172,53 @@ def _go(app: AppContext, cluster: ClusterRecord, started: RunRecord, token: int,
             failure=lambda failed, error: failure_outcome(app, cluster, failed, error, spec))
         result = _drive(app, cluster, plan_from_dict(dict(document)), started, token, options, report, stop,
                         preflight=lambda: {"passed": True}, extras=extras)
+        if result.run.status is RunStatus.SUCCEEDED:
+            _record_restore(app, cluster.name, result.run.id, snapshot, etcd.session())
     if result.run.status is RunStatus.SUCCEEDED and spec.get("rollback_of") is not None:
         _mark_rolled_back(app, int(spec["rollback_of"]), result.run, token)
     return result
+
+
+RESTORED = "etcd-restored"
+
+
+def _record_restore(app: AppContext, cluster: str, run_id: int, snapshot: SnapshotRecord,
+                    session: EtcdSession | None) -> None:
+    """The restored etcd's member ids, on the audit trail: a restore with a new cluster token gives every
+    member a new id, and later rollbacks to this cluster's older snapshots must still know it as this one."""
+    try:
+        ids = sorted(m.id for m in session.members()) if session is not None else []
+    except UpgraderError:
+        ids = []
+    with app.unit_of_work() as uow:
+        record_event(app, uow, RESTORED, cluster=cluster, run_id=run_id,
+                     data={"snapshot": snapshot.id, "member_ids": ids,
+                           "from_member_ids": sorted(snapshot.etcd_status.get("member_ids") or [])})
+        uow.commit()
+
+
+def same_etcd(app: AppContext, cluster: ClusterRecord, snapshot: SnapshotRecord) -> str:
+    """Refuse (IntegrityError) a snapshot whose etcd members share none with the live etcd's, counting the
+    ids every restore upgrader made of this cluster gave its members; what was found, when it was checked."""
+    known = set(snapshot.etcd_status.get("member_ids") or [])
+    if not known:
+        return "not checked: no member ids recorded"
+    with app.unit_of_work() as uow:
+        restores = [e for e in uow.repo.list_events(cluster.name, limit=10000) if e.kind == RESTORED]
+    for event in sorted(restores, key=lambda e: e.id):  # every restore is a new generation of the same etcd
+        data = event.data or {}
+        if known & set(data.get("from_member_ids") or []) or data.get("snapshot") == snapshot.id:
+            known |= set(data.get("member_ids") or [])
+    try:
+        with etcd_session(app, cluster) as session:
+            live = {m.id for m in session.members()}
+    except UpgraderError as e:
+        return f"not checked: the etcd of {cluster.name} did not answer ({e.message})"
+    if live and known.isdisjoint(live):
+        raise IntegrityError(f"snapshot {snapshot.id} was taken from etcd members {', '.join(sorted(known))}; cluster "
+                             f"{cluster.name}'s etcd has members {', '.join(sorted(live))}: a snapshot of another "
+                             "cluster, refused")
+    return "same etcd cluster" if live else "not checked: no members listed"
 
 
 def _snapshot_bytes(snapshot: SnapshotRecord) -> bytes:
