@@ -20,7 +20,7 @@ from upgrader.engine import gates, restore_tool, steps
 from upgrader.engine.context import RollbackHooks, RunContext
 from upgrader.engine.gates import Reading
 from upgrader.engine.steps import Handler, StepError
-from upgrader.errors import FileMissingError
+from upgrader.errors import FileMissingError, InvalidVersionError
 from upgrader.nodes import commands
 
 MANIFESTS_DIR = "/etc/kubernetes/manifests"
@@ -329,7 +329,7 @@ def skew(ctx: RunContext, version: Version) -> gates.Probe:
             found = gates.kubelet_version(node)
             try:
                 kubelet = Version.parse(found or "")
-            except Exception:  # noqa: BLE001 - an unreadable version is a bad reading, not a crash
+            except InvalidVersionError:  # an unreadable version is a bad reading, not a crash
                 wrong.append(f"{node['metadata']['name']} reports kubelet {found!r}")
                 continue
             if version < kubelet or version.line.minus(kubelet.line) > 3:

@@ -84,7 +84,8 @@ class FakeClusterApi:
         self._reach()
         if self.version is not None:
             return self.version
-        found = [str((n.get("components") or {}).get("kube-apiserver")) for n in (self._inventory or {}).get("nodes", [])
+        nodes = (self._inventory or {}).get("nodes", [])
+        found = [str((n.get("components") or {}).get("kube-apiserver")) for n in nodes
                  if (n.get("components") or {}).get("kube-apiserver")]
         return max(found, default="", key=lambda v: tuple(int(p) for p in v.lstrip("v").split(".")))
 

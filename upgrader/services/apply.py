@@ -296,7 +296,8 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
                                   {"next": f"upgrader resume {run.id}", "reason": "interrupted by the operator"}))
         except StepFailedError as e:
             if extras is not None:
-                return RunResult(_end(app, cluster, run.id, token, RunStatus.FAILED, extras.failure(_get(app, run.id), e)))
+                failed = extras.failure(_get(app, run.id), e)
+                return RunResult(_end(app, cluster, run.id, token, RunStatus.FAILED, failed))
             outcome = failure_outcome(app, api, cluster.name, _get(app, run.id), e, options)
             status, outcome = _auto_rollback(app, cluster, run.id, token, options, outcome, report, stop)
             return RunResult(_end(app, cluster, run.id, token, status, outcome))

@@ -258,7 +258,7 @@ def _verify_objects(app: AppContext, cluster: ClusterRecord, snapshot: SnapshotR
 
 
 def _names(objects: list[Mapping[str, Any]]) -> str:
-    shown = [f"{o['resource']} {o.get('namespace') + '/' if o.get('namespace') else ''}{o['name']}" for o in objects]
+    shown = [f"{o['resource']} {str(o['namespace']) + '/' if o.get('namespace') else ''}{o['name']}" for o in objects]
     return ", ".join(shown[:10]) + (f" (+{len(shown) - 10} more)" if len(shown) > 10 else "")
 
 
