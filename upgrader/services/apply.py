@@ -326,7 +326,7 @@ def _auto_rollback(app: AppContext, cluster: ClusterRecord, run_id: int, token: 
     except UpgraderError as e:  # refused before it changed anything (a snapshot failing verification)
         return RunStatus.FAILED, outcome | {
             "auto_rollback": {"ok": False, "error": e.message},
-            "next": [f"automatic rollback was refused ({e.message}): follow the {RUNBOOK} runbook", *outcome["next"]]}
+            "next": [*outcome["next"], f"automatic rollback was refused ({e.message}); nothing was rolled back"]}
     said = dict(done.run.outcome or {})
     if done.run.status is RunStatus.SUCCEEDED:
         return RunStatus.ROLLED_BACK, outcome | {
