@@ -21,7 +21,6 @@ from typing import Any
 from upgrader.domain.plans import Step
 from upgrader.domain.records import RunStepRecord
 from upgrader.domain.runs import StepStatus
-from upgrader.engine import rollback as _rollback  # noqa: F401  (registers the rollback's handlers)
 from upgrader.engine.context import RunContext, StepCommandError, StepEvent, StopRequestedError
 from upgrader.engine.steps import HANDLERS
 from upgrader.errors import LockLostError, UpgraderError

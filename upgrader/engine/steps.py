@@ -340,3 +340,7 @@ HANDLERS: dict[Action, Handler] = {
     Action.POSTFLIGHT: Handler(_postflight, _never, _describe_gate),
     Action.FINALIZE_EMULATED_VERSION: Handler(_unsupported, _never, lambda c, s: ["(not supported yet)"]),
 }
+
+# A rollback's handlers (engine/rollback.py) register themselves in HANDLERS; imported last, so that
+# module finds everything above already defined whichever of the two is imported first.
+from upgrader.engine import rollback as _rollback  # noqa: E402,F401
