@@ -73,7 +73,8 @@ def test_the_document_says_rollback_with_the_token_members_and_versions() -> Non
 
 
 @pytest.mark.parametrize(("inv", "tgt", "said"), [
-    (inventory(cp("cp-1", "v1.32.2"), cluster="staging"), target(["cp-1"]), "a snapshot of cluster prod, not of staging"),
+    (inventory(cp("cp-1", "v1.32.2"), cluster="staging"), target(["cp-1"]),
+     "a snapshot of cluster prod, not of staging"),
     (inventory(cp("cp-1", "v1.30.2")), target(["cp-1"]), "newer than the cluster"),
     (inventory(cp("cp-1", "v1.32.2"), cp("cp-2", "v1.32.2")), target(["cp-1"]), "no etcd member recorded for "
                                                                                   "control-plane node(s) cp-2"),
