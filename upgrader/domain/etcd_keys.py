@@ -123,8 +123,9 @@ def parse_key(key: str, *, prefix: str = PREFIX) -> ObjectRef:
         return ObjectRef(_SINGLETONS[first], None, rest[0])
     if len(rest) >= 1 and (first, rest[0]) in _NESTED:
         resource, namespaced = _NESTED[(first, rest[0])]
-        found = _scoped(resource, rest[1:], namespaced=namespaced, raw=first)
-        return found if found.resource == resource else ObjectRef(first, None, "/".join(rest))
+        if len(rest) == (3 if namespaced else 2):
+            return _scoped(resource, rest[1:], namespaced=namespaced, raw=first)
+        return ObjectRef(first, None, "/".join(rest))
     if first in _BUILTIN:
         resource, namespaced = _BUILTIN[first]
         return _scoped(resource, rest, namespaced=namespaced, raw=first)
