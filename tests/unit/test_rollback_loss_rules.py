@@ -8,6 +8,7 @@ classifies every key by its mod revisions alone, as domain.rollback_loss documen
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -15,7 +16,10 @@ from hypothesis import strategies as st
 
 from upgrader.domain.etcd_keys import ObjectRef, excluded_kind, parse_key
 from upgrader.domain.rollback_loss import Change, LossReport, LostObject, change_of, compare
+from upgrader.errors import ClusterUnreachableError
 from upgrader.etcd.parsing import parse_hashkv, parse_key_listing
+from upgrader.etcd.tool import EtcdctlTool
+from upgrader.ports import CommandResult, EtcdTls
 
 LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
 NAME = st.from_regex(r"[a-z0-9]([a-z0-9.-]{0,30}[a-z0-9])?", fullmatch=True)
@@ -179,3 +183,22 @@ def test_a_key_listing_is_read_from_etcdctls_json() -> None:
             parse_key_listing(bad)
     with pytest.raises(ValueError):
         parse_hashkv("[]")
+
+
+def test_the_tool_lists_keys_only_from_the_first_endpoint_that_answers() -> None:
+    ran: list[list[str]] = []
+
+    def runner(argv: list[str], timeout: float) -> CommandResult:
+        ran.append(argv)
+        if "--endpoints=https://10.0.0.1:2379" in argv:
+            return CommandResult(1, "", "Error: context deadline exceeded\n")
+        return CommandResult(0, LISTING, "")
+
+    tool = EtcdctlTool(runner=runner, etcdctl="etcdctl")
+    tls = EtcdTls(cacert=Path("/t/ca.crt"), cert=Path("/t/c.crt"), key=Path("/t/c.key"))
+    listing = tool.keys(["https://10.0.0.1:2379", "https://10.0.0.2:2379"], tls)
+    assert listing.revision == 3 and len(listing.keys) == 2
+    assert all(argv[-6:] == ["get", "", "--prefix", "--keys-only", "-w", "json"] for argv in ran)
+    assert "--cacert=/t/ca.crt" in ran[1]
+    with pytest.raises(ClusterUnreachableError, match="no etcd endpoint listed its keys"):
+        tool.keys(["https://10.0.0.1:2379"], tls)

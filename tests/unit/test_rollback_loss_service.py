@@ -10,6 +10,7 @@ import pytest
 
 from tests.unit.snapshot_world import SECRET, SnapshotWorld
 from upgrader import errors
+from upgrader.fakes import FakeEtcdTool
 from upgrader.services import snapshots
 from upgrader.services.rollback_loss import LostObject, loss_since, rehearse
 
@@ -103,3 +104,24 @@ def test_without_a_scratch_etcd_the_tools_to_install_are_named(tmp_path: Path) -
     with pytest.raises(errors.EtcdToolError, match="install") as e:
         rehearse(world.app, cluster="prod", snapshot_id=record.id)
     assert e.value.exit_code == 2
+
+
+def test_the_fake_scratch_keeps_the_real_ones_rules(tmp_path: Path) -> None:
+    """As upgrader.etcd.scratch: a flipped file is refused (exit 8) and nothing stays open; a listing's
+    revision is at least every key's mod revision; hashkv depends on the revision asked for."""
+    tool = FakeEtcdTool(revision=30)
+    path = tmp_path / "s.db"
+    tool.save(endpoint="e", tls=None, path=path)
+    tool.snapshot_keyspace = {"/registry/configmaps/default/a": 10, "/registry/configmaps/default/b": 30}
+    with tool.scratch(path) as scratch:
+        listing = scratch.keys()
+        assert listing.revision == 30 and max(listing.keys.values()) <= listing.revision
+        assert scratch.hashkv(30) != scratch.hashkv(10)
+        assert tool.scratch_open == 1
+    assert tool.scratch_open == 0
+    FakeEtcdTool.corrupt(path)
+    with pytest.raises(errors.IntegrityError) as e, tool.scratch(path):
+        pass
+    assert e.value.exit_code == 8 and tool.scratch_open == 0
+    tool.keyspace = {"/registry/pods/default/p": 40}
+    assert tool.keys(["e"], None).revision == 40
