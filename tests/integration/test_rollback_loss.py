@@ -222,3 +222,37 @@ def test_tools_that_cannot_restore_name_what_to_install(world: World) -> None:
         pass
     assert _scratch_dirs() == before
     assert os.access(record.path, os.R_OK)  # the snapshot itself is untouched
+
+
+# A sandbox cluster: its apiserver writes objects as kube-apiserver lays them out in its real etcd.
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_on_a_sandbox_the_loss_names_the_objects_written_through_the_api(tmp_path: Path) -> None:
+    from tests.e2e.conftest import Cli
+
+    cli = Cli(tmp_path / "home")
+    try:
+        kubeconfig = cli.up("lossbox", "--control-planes", "1", "--workers", "1")["kubeconfig"]
+        for name in ("kept", "edited", "deleted"):
+            cli.kubectl(kubeconfig, "create", "configmap", name, "--from-literal=k=v")
+        made = json.loads(cli.run("snapshot", "create", "lossbox", "-o", "json").stdout)
+        cli.kubectl(kubeconfig, "create", "configmap", "created", "--from-literal=k=v")
+        cli.kubectl(kubeconfig, "label", "configmap", "edited", "changed=yes")
+        cli.kubectl(kubeconfig, "delete", "configmap", "deleted")
+        app = AppContext(db=str(cli.home / "ledger.db"))
+        try:
+            with app.unit_of_work() as uow:
+                cluster = uow.repo.get_cluster("lossbox")
+                record = uow.repo.get_snapshot(made["id"])
+            report = loss_since(app, cluster, record)
+        finally:
+            app.close()
+    finally:
+        cli.down_all()
+    # the nodes' status heartbeats are writes too (they revert); everything else is exactly what kubectl did
+    assert _seen(o for o in report.objects if o.resource != "nodes") == {
+        ("configmaps", "default", "created", "vanishes"), ("configmaps", "default", "edited", "reverts"),
+        ("configmaps", "default", "deleted", "reappears")}
+    assert {o.change for o in report.objects if o.resource == "nodes"} <= {"reverts"}
+    assert report.revisions_since >= 3
