@@ -222,6 +222,13 @@ def test_tools_that_cannot_restore_name_what_to_install(world: World) -> None:
         pass
     assert _scratch_dirs() == before
     assert os.access(record.path, os.R_OK)  # the snapshot itself is untouched
+    # etcdutl 3.6 (answers recorded from its sources) restores data this host's etcd 3.4 cannot open
+    from tests.integration.test_etcd_tool import _recorded_36
+
+    with pytest.raises(EtcdToolError, match=r"etcdutl 3\.6\.5 writes data that etcd 3\.4\.23 here cannot open"), \
+            scratch_etcd(EtcdctlTool(runner=_recorded_36(etcdutl=True)), Path(record.path)):
+        pass
+    assert _scratch_dirs() == before
 
 
 # A sandbox cluster: its apiserver writes objects as kube-apiserver lays them out in its real etcd.

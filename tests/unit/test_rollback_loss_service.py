@@ -125,3 +125,12 @@ def test_the_fake_scratch_keeps_the_real_ones_rules(tmp_path: Path) -> None:
     assert e.value.exit_code == 8 and tool.scratch_open == 0
     tool.keyspace = {"/registry/pods/default/p": 40}
     assert tool.keys(["e"], None).revision == 40
+
+
+def test_a_restored_key_newer_than_the_recorded_revision_fails_the_rehearsal(world: SnapshotWorld) -> None:
+    record = _snapshot(world)
+    world.etcd.snapshot_keyspace["/registry/configmaps/default/late"] = 5000  # after revision 4242
+    with pytest.raises(errors.IntegrityError, match="revision: the restored etcd holds a key written at revision "
+                                                    "5000, after the recorded 4242") as e:
+        rehearse(world.app, cluster="prod", snapshot_id=record.id)
+    assert e.value.exit_code == 8 and world.etcd.scratch_open == 0

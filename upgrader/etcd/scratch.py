@@ -34,7 +34,7 @@ from pathlib import Path
 from upgrader.errors import EtcdCommandError, EtcdToolError
 from upgrader.etcd import parsing
 from upgrader.etcd.tool import BUMP_REVISION, EtcdctlTool, host_runner
-from upgrader.ports import KeyListing
+from upgrader.ports import EtcdToolInfo, KeyListing
 
 NAME = "upgrader-scratch"
 START_TIMEOUT = 60.0
@@ -95,6 +95,15 @@ def require_server(etcd: str | None, snapshot_etcd: str | None) -> tuple[str, st
     return path, version
 
 
+def _server_reads_the_restore(info: EtcdToolInfo, server: str) -> None:
+    """etcd refuses a data dir written by a newer version: the restore tool must not be newer than the server."""
+    tool_version = info.etcdutl_version if info.restore_tool == "etcdutl" else info.etcdctl_version
+    have, made_by = parsing.major_minor(server), parsing.major_minor(tool_version or "")
+    if have and made_by and made_by > have:
+        raise EtcdToolError(f"{info.restore_tool} {tool_version} writes data that etcd {server} here cannot open: "
+                            f"install etcd {made_by[0]}.{made_by[1]} (or a {info.restore_tool} of {have[0]}.{have[1]})")
+
+
 @contextmanager
 def scratch_etcd(tool: EtcdctlTool, snapshot: Path, *, snapshot_etcd: str | None = None,
                  etcd: str | None = None, start_timeout: float = START_TIMEOUT) -> Iterator[ProcessScratchEtcd]:
@@ -104,6 +113,7 @@ def scratch_etcd(tool: EtcdctlTool, snapshot: Path, *, snapshot_etcd: str | None
         raise EtcdToolError("no etcd tool here can restore a snapshot (neither etcdutl nor etcdctl has "
                             "`snapshot restore`): install etcdutl of the snapshot's etcd minor")
     binary, version = require_server(etcd, snapshot_etcd)
+    _server_reads_the_restore(info, version)
     base = Path(tempfile.mkdtemp(prefix="upgrader-scratch-etcd-"))  # 0700
     proc: subprocess.Popen[bytes] | None = None
     try:

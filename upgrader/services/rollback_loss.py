@@ -132,6 +132,10 @@ def _revision_check(record: SnapshotRecord, restored: KeyListing, bumped_by: int
         return RehearsalCheck("revision", False, f"no revision recorded; the restored etcd is at {restored.revision}")
     expected = recorded + bumped_by
     bump = f" + bump {bumped_by}" if bumped_by else ""
+    newest = max(restored.keys.values(), default=0)
+    if newest > recorded:
+        return RehearsalCheck("revision", False, f"the restored etcd holds a key written at revision {newest}, "
+                                                 f"after the recorded {recorded}")
     if restored.revision != expected:
         return RehearsalCheck("revision", False, f"the restored etcd is at revision {restored.revision}, "
                                                  f"{recorded}{bump} was recorded")
