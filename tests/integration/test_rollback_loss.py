@@ -29,7 +29,7 @@ from upgrader.fakes import FakeClusterApi
 from upgrader.ledger import db
 from upgrader.nodes.local import LocalTransport
 from upgrader.ports import NodeLayout
-from upgrader.services.rollback_loss import loss_since, rehearse
+from upgrader.services.rollback_loss import loss_since, objects_match, rehearse
 from upgrader.services.wiring import AppContext
 
 pytestmark = [pytest.mark.etcd, pytest.mark.usefixtures("etcd_installed")]
@@ -263,3 +263,23 @@ def test_on_a_sandbox_the_loss_names_the_objects_written_through_the_api(tmp_pat
         ("configmaps", "default", "deleted", "reappears")}
     assert {o.change for o in report.objects if o.resource == "nodes"} <= {"reverts"}
     assert report.revisions_since >= 3
+
+
+def test_after_a_rollback_the_loss_list_is_checked_against_the_live_keys(world: World) -> None:
+    ns = "loss-match"
+    world.put(f"/registry/configmaps/{ns}/edited")
+    world.put(f"/registry/configmaps/{ns}/deleted")
+    record = world.snapshot("match")
+    world.put(f"/registry/configmaps/{ns}/edited", "changed")
+    world.put(f"/registry/configmaps/{ns}/created")
+    world.delete(f"/registry/configmaps/{ns}/deleted")
+    before = loss_since(world.app, world.cluster, record)
+    assert len(before.objects) == 3
+
+    undone = objects_match(world.app, world.cluster, before)
+    assert not undone.ok and {(o.name, why) for o, why in undone.wrong} == {
+        ("created", "still exists"), ("deleted", "missing")}
+    world.delete(f"/registry/configmaps/{ns}/created")  # as the restore would have done
+    world.put(f"/registry/configmaps/{ns}/deleted")
+    done = objects_match(world.app, world.cluster, before)
+    assert done.ok and done.checked == 3 and done.to_dict()["wrong"] == []

@@ -110,3 +110,17 @@ class LossReport:
                          "why": "leases, events, masterleases and the compaction marker change every few seconds; "
                                 "counted (keys that differ), not listed"},
         }
+
+
+def not_restored(before: tuple[LostObject, ...], live: Mapping[str, int]) -> tuple[tuple[LostObject, str], ...]:
+    """After a rollback, the objects of the loss list shown before it that are not as the snapshot had them:
+    one that was to vanish still exists, one that was to reappear or revert is missing. (A controller may
+    create some objects again after a restore, pods for instance: the caller decides what matters.)"""
+    wrong: list[tuple[LostObject, str]] = []
+    for lost in before:
+        present = lost.key in live
+        if lost.change == Change.VANISHES and present:
+            wrong.append((lost, "still exists"))
+        elif lost.change in (Change.REAPPEARS, Change.REVERTS) and not present:
+            wrong.append((lost, "missing"))
+    return tuple(wrong)

@@ -33,7 +33,7 @@ from typing import Any
 
 from upgrader.domain.names import validate_name
 from upgrader.domain.records import ClusterRecord, SnapshotRecord
-from upgrader.domain.rollback_loss import Change, LossReport, LostObject, compare
+from upgrader.domain.rollback_loss import Change, LossReport, LostObject, compare, not_restored
 from upgrader.errors import IntegrityError
 from upgrader.ports import KeyListing
 from upgrader.services.audit import record_event
@@ -41,7 +41,8 @@ from upgrader.services.etcd_access import etcd_session
 from upgrader.services.snapshot_checks import verify_snapshot
 from upgrader.services.wiring import AppContext
 
-__all__ = ["Change", "LossReport", "LostObject", "RehearsalCheck", "RehearsalResult", "loss_since", "rehearse"]
+__all__ = ["Change", "LossReport", "LostObject", "ObjectsMatch", "RehearsalCheck", "RehearsalResult", "loss_since",
+           "objects_match", "rehearse"]
 
 
 def loss_since(app: AppContext, cluster: ClusterRecord, snapshot: SnapshotRecord, *,
@@ -66,6 +67,31 @@ def _loss(app: AppContext, cluster: ClusterRecord, snapshot: SnapshotRecord, res
                       revisions_since=live.revision - revision, snapshot_taken_at=taken,
                       seconds_since=max(0.0, (_now(app) - taken).total_seconds()), objects=diff.objects,
                       keys_compared=diff.keys_compared, excluded=diff.excluded)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectsMatch:
+    """After a rollback: the objects of the loss list that are not as the snapshot had them."""
+
+    checked: int
+    wrong: tuple[tuple[LostObject, str], ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.wrong
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checked": self.checked, "ok": self.ok,
+                "wrong": [{**o.to_dict(), "found": why} for o, why in self.wrong]}
+
+
+def objects_match(app: AppContext, cluster: ClusterRecord, before: LossReport, *,
+                  inventory: Mapping[str, Any] | None = None) -> ObjectsMatch:
+    """The live cluster, after a rollback, against the loss list shown before it: what was to vanish is
+    gone, what was to reappear or revert is there (keys only)."""
+    with etcd_session(app, cluster, inventory) as session:
+        live = session.tool.keys(session.endpoints, session.tls)
+    return ObjectsMatch(checked=len(before.objects), wrong=not_restored(before.objects, live.keys))
 
 
 @dataclass(frozen=True, slots=True)
