@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -283,3 +284,50 @@ def test_after_a_rollback_the_loss_list_is_checked_against_the_live_keys(world: 
     world.put(f"/registry/configmaps/{ns}/deleted")
     done = objects_match(world.app, world.cluster, before)
     assert done.ok and done.checked == 3 and done.to_dict()["wrong"] == []
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from upgrader.etcd.scratch import scratch_etcd
+from upgrader.etcd.tool import EtcdctlTool
+with scratch_etcd(EtcdctlTool(), Path(sys.argv[1])) as scratch:
+    print(scratch.pid, scratch.data_dir.parent, flush=True)
+    time.sleep(300)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_upgrader_takes_its_scratch_etcd_along_and_the_next_one_sweeps_its_dir(world: World) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.processes import stop
+    from upgrader.etcd.scratch import sweep_orphans
+
+    record = world.snapshot("killed")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, record.path], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).parents[2])
+    try:
+        assert holder.stdout is not None
+        pid_text, base_text = holder.stdout.readline().split()
+        etcd_pid, base = int(pid_text), Path(base_text)
+        assert Path(f"/proc/{etcd_pid}").exists() and base.is_dir()
+        holder.send_signal(signal.SIGKILL)  # no finally runs
+        holder.wait(10)
+    finally:
+        stop(holder)
+        if holder.stdout is not None:
+            holder.stdout.close()
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{etcd_pid}").exists():  # the kernel's SIGTERM; init reaps it
+        if time.monotonic() > deadline:
+            os.kill(etcd_pid, signal.SIGKILL)  # the etcd this test started, by its pid
+            shutil.rmtree(base, ignore_errors=True)
+            pytest.fail(f"scratch etcd {etcd_pid} outlived its upgrader")
+        time.sleep(0.2)
+    assert base.is_dir()  # nothing ran to remove it...
+    assert base in sweep_orphans()  # ...until the next scratch etcd looks
+    assert not base.exists()

@@ -9,6 +9,8 @@ restore without touching any cluster. Guarantees:
   ``ETCD_*`` variable can point it elsewhere) on free loopback ports, in its own session, and
   stopped by its pid (SIGTERM, then SIGKILL) when the context closes; nothing is stopped by name;
 - it is a one-member cluster with its own name and token, so it can never join a real one;
+- if upgrader itself is killed (SIGKILL leaves no ``finally``), the kernel stops the server with it
+  (Linux ``PR_SET_PDEATHSIG``), and the next scratch etcd removes the private dirs whose owner is gone;
 - the restore is the tool's own (``EtcdctlTool.restore``, capability-probed), so a flipped byte is
   refused there (IntegrityError) and a tool that cannot restore is an EtcdToolError naming what
   to install.
@@ -19,9 +21,11 @@ version, so this host's etcd must be at least the snapshot's etcd minor.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -37,7 +41,10 @@ from upgrader.etcd.tool import BUMP_REVISION, EtcdctlTool, host_runner
 from upgrader.ports import EtcdToolInfo, KeyListing
 
 NAME = "upgrader-scratch"
+PREFIX = "upgrader-scratch-etcd-"  # the private dirs in the temp dir
+OWNER = "owner.pid"  # in each: the pid of the upgrader that made it
 START_TIMEOUT = 60.0
+PR_SET_PDEATHSIG = 1
 _PORT_CLASH = ("address already in use", "bind: address")
 
 
@@ -114,7 +121,9 @@ def scratch_etcd(tool: EtcdctlTool, snapshot: Path, *, snapshot_etcd: str | None
                             "`snapshot restore`): install etcdutl of the snapshot's etcd minor")
     binary, version = require_server(etcd, snapshot_etcd)
     _server_reads_the_restore(info, version)
-    base = Path(tempfile.mkdtemp(prefix="upgrader-scratch-etcd-"))  # 0700
+    sweep_orphans()
+    base = Path(tempfile.mkdtemp(prefix=PREFIX))  # 0700
+    (base / OWNER).write_text(f"{os.getpid()}\n")
     proc: subprocess.Popen[bytes] | None = None
     try:
         for attempt in range(3):  # a free port can be taken between choosing and binding it
@@ -159,7 +168,43 @@ def _start(binary: str, data_dir: Path, client: str, peer: str, log: Path) -> su
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
     with log.open("ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when upgrader dies (Linux; elsewhere the sweep still cleans up)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def sweep_orphans(directory: Path | None = None) -> list[Path]:
+    """Remove the scratch dirs (ours by uid) whose upgrader is gone: a killed run's restored data, which
+    holds every Secret, does not outlive the next scratch etcd. Returns what was removed."""
+    removed = []
+    for base in Path(directory or tempfile.gettempdir()).glob(PREFIX + "*"):
+        try:
+            if base.is_symlink() or base.stat().st_uid != os.getuid():
+                continue
+            owner = int((base / OWNER).read_text().strip() or "0")
+        except (OSError, ValueError):
+            continue  # being made right now, or not ours to judge
+        if owner > 0 and not _alive(owner):
+            shutil.rmtree(base, ignore_errors=True)
+            removed.append(base)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], tool: EtcdctlTool, client: str, log: Path, timeout: float) -> bool:
