@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from upgrader.errors import EtcdCommandError, EtcdToolError
 from upgrader.etcd import parsing
@@ -171,13 +172,21 @@ def _start(binary: str, data_dir: Path, client: str, peer: str, log: Path) -> su
                                 start_new_session=True, preexec_fn=_die_with_parent)
 
 
+def _prctl() -> Any:
+    """libc's prctl, looked up here in the parent: the child between fork and exec only calls it."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when upgrader dies (Linux; elsewhere the sweep still cleans up)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def sweep_orphans(directory: Path | None = None) -> list[Path]:
