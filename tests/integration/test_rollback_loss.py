@@ -254,6 +254,9 @@ def test_on_a_sandbox_the_loss_names_the_objects_written_through_the_api(tmp_pat
                 cluster = uow.repo.get_cluster("lossbox")
                 record = uow.repo.get_snapshot(made["id"])
             report = loss_since(app, cluster, record)
+            rehearsal = rehearse(app, cluster="lossbox", snapshot_id=record.id)
+            with app.unit_of_work() as uow:
+                events = [e.data for e in uow.repo.list_events() if e.kind == "rollback-rehearsed"]
         finally:
             app.close()
     finally:
@@ -264,6 +267,9 @@ def test_on_a_sandbox_the_loss_names_the_objects_written_through_the_api(tmp_pat
         ("configmaps", "default", "deleted", "reappears")}
     assert {o.change for o in report.objects if o.resource == "nodes"} <= {"reverts"}
     assert report.revisions_since >= 3
+    assert rehearsal.ok and rehearsal.loss is not None and rehearsal.restore_tool == "etcdctl"
+    assert ("configmaps", "default", "created", "vanishes") in _seen(rehearsal.loss.objects)
+    assert len(events) == 1 and events[0]["snapshot"] == record.id and events[0]["ok"] is True
 
 
 def test_after_a_rollback_the_loss_list_is_checked_against_the_live_keys(world: World) -> None:
