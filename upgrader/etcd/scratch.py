@@ -141,8 +141,8 @@ def scratch_etcd(tool: EtcdctlTool, snapshot: Path, *, snapshot_etcd: str | None
         else:
             raise EtcdCommandError("scratch etcd did not start: its ports were taken three times")
         yield ProcessScratchEtcd(endpoint=client, pid=proc.pid, data_dir=data_dir, restore_tool=info.restore_tool,
-                          bumped_by=int(BUMP_REVISION) if info.bump_revision else 0, server_version=version,
-                          tool=tool)
+                                 bumped_by=int(BUMP_REVISION) if info.bump_revision else 0,
+                                 server_version=version, tool=tool)
     finally:
         if proc is not None:
             _stop(proc)
