@@ -20,7 +20,8 @@ from upgrader.errors import NodePathError
 from upgrader.sandbox.node.paths import NODE_SUBTREES, NODE_TOP, normalize
 from upgrader.sandbox.node.tools import Node
 
-RUNC = "ctr: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: "
+RUNC = ("ctr: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container "
+        "process: ")
 
 
 class MountError(Exception):

@@ -17,24 +17,24 @@ it the container has its own network and reaches no member). What that means, ho
   so (``"bump_revision_applied": false``); nothing in the output claims a bump.
 - ``snapshot status -w json`` prints etcdctl 3.4's document (no ``"version"`` field, which etcdutl 3.6
   adds; ``totalKey`` counted the 3.4 way).
-- a restore leaves :data:`MARKER` in the new data dir: the tool and version that wrote it, which the
-  sandbox's kubelet reads to refuse a data dir written by a newer etcd minor than its manifest runs
-  (see :mod:`upgrader.sandbox.node.static_pods`). etcd itself only warns about the extra file.
+- a restore leaves a marker in the new data dir (:mod:`upgrader.sandbox.etcd.data_dir`): the tool and
+  version that wrote it, which the sandbox's kubelet reads to refuse a data dir written by a newer
+  etcd minor than its manifest runs (see :mod:`upgrader.sandbox.node.static_pods`). etcd itself only
+  warns about the extra file.
 - ``etcd`` answers ``--version``; running an etcd server in a container is not simulated (the static
   pod runs etcd), nor is ``sh`` in the Kubernetes-built images: use the exec form.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 
+from upgrader.sandbox.etcd.data_dir import write_marker
 from upgrader.sandbox.node.tools import Node, etcd_help, etcdctl
 from upgrader.sandbox.node.tools.container import Container
 from upgrader.sandbox.releases import EtcdImage
 
-MARKER = ".upgrader-sandbox-restore.json"
 RESTORE_FLAGS = ("--data-dir", "--wal-dir", "--name", "--initial-cluster", "--initial-cluster-token",
                  "--initial-advertise-peer-urls")
 RESTORE_SWITCHES = ("--skip-hash-check",)
@@ -94,7 +94,8 @@ def _snapshot_file(c: Container, image: EtcdImage, tool: str, verb: str, args: l
         c.node.say(etcd_help.etcdctl_snapshot(image))
         return 0
     if any(a in HELP for a in args):
-        text = {("etcdctl", "restore"): etcd_help.etcdctl_restore(image), ("etcdctl", "status"): etcd_help.etcdctl_status(),
+        text = {("etcdctl", "restore"): etcd_help.etcdctl_restore(image),
+                ("etcdctl", "status"): etcd_help.etcdctl_status(),
                 ("etcdutl", "restore"): etcd_help.etcdutl_restore(image),
                 ("etcdutl", "status"): etcd_help.etcdutl_status()}[(tool, verb)]
         c.node.say(text)
@@ -184,21 +185,6 @@ def _restore(c: Container, image: EtcdImage, tool: str, rest: list[str]) -> int:
 
 
 def _mark(data_dir: str, *, c: Container, tool: str, image: EtcdImage, given: dict[str, str]) -> None:
-    record = {"tool": tool, "version": image.semver, "image": c.image,
-              "bump_revision": int(given.get("--bump-revision", "0") or 0),
-              "mark_compacted": given.get("--mark-compacted") == "true", "bump_revision_applied": False}
-    path = os.path.join(data_dir, MARKER)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f)
-
-
-def restored_by(data_dir: str) -> dict[str, object] | None:
-    """What the sandbox's restore recorded in a data dir (None when no sandbox restore wrote it)."""
-    try:
-        fd = os.open(os.path.join(data_dir, MARKER), os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd) as f:
-            data = json.loads(f.read(64 * 1024))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    write_marker(data_dir, {"tool": tool, "version": image.semver, "image": c.image,
+                            "bump_revision": int(given.get("--bump-revision", "0") or 0),
+                            "mark_compacted": given.get("--mark-compacted") == "true", "bump_revision_applied": False})
