@@ -124,6 +124,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upgrader]:
     done = u.run("sandbox", "up", "iso", "--control-planes", "1", "--workers", "1", "--node-etcd-tools", "-o", "json")
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["isolation"] == "namespace"
+    assert json.loads(done.stdout)["node_etcd_tools"] is True
     try:
         yield u
     finally:
