@@ -16,6 +16,12 @@ command, with a message on stderr and exit code 127, and never reach the host's 
 has both package managers' wrappers, whatever its OS (see :mod:`.distros`): the other OS's answer
 as a missing command would (exit 127), and the host's binary of that name is never reached either.
 
+The etcd client tools (:data:`ETCD_TOOLS`) are not on a node unless its sandbox was created with
+``--node-etcd-tools``, as a kubeadm node has none (they come from the etcd image, through ``ctr``): an
+isolated node gets an overlay whiteout where the machine has one, so the shell does not find it at
+all; a best-effort node keeps a wrapper that answers ``etcdctl: command not found`` (exit 127), since
+its PATH also lists the machine's directories (``command -v`` still finds that wrapper there).
+
 Two kinds of wrapper run the same tool: :func:`host_script` for best-effort nodes (machine paths:
 the node root, the sandbox directory, this interpreter) and :func:`node_script` for isolated
 nodes (the paths the node sees, see :mod:`.runtime`). Both bake in everything the tool needs, so
