@@ -224,6 +224,16 @@ def test_a_restore_through_ctr_is_a_data_dir_the_kubelets_etcd_serves(cfg: Sandb
         got = subprocess.run(["etcdctl", f"--endpoints={url}", "get", "--prefix", "", "--print-value-only"],
                              env={**os.environ, "ETCDCTL_API": "3"}, capture_output=True, text=True, timeout=30)
         assert got.stdout.split() == ["1", "2"], got
+        # the image's etcdctl saves from the node's member (kubeadm's endpoint and certificates), with the
+        # host's network only
+        tls = ["--endpoints=https://127.0.0.1:2379", "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+               "--cert=/etc/kubernetes/pki/etcd/server.crt", "--key=/etc/kubernetes/pki/etcd/server.key"]
+        saved = ctr_run(cfg, f"{ETCD}:{tag}", "etcdctl", *tls, "snapshot", "save", "/root/again.db")
+        assert saved.exit_code == 0 and "Snapshot saved at /root/again.db" in saved.stdout, saved
+        assert (cfg.node_root("cp-1") / "root/again.db").stat().st_size % 512 == 32
+        isolated = run(cfg, "cp-1", "ctr", "-n", "k8s.io", "run", "--rm", f"{ETCD}:{tag}", "x", "etcdctl", *tls,
+                       "--dial-timeout=1s", "--command-timeout=2s", "endpoint", "health")
+        assert isolated.exit_code == 1 and "unhealthy" in isolated.stderr, isolated  # no --net-host: no member
     finally:
         kubelet.stop_all()
 
