@@ -2,7 +2,8 @@
 
 The images are the node's (see :mod:`upgrader.sandbox.node.images`, the same list as ``ctr -n k8s.io
 images ls``); the containers are the node's static pods, one running container per manifest in
-``/etc/kubernetes/manifests`` (the sandbox's kubelet runs what is there). Anything that would change
+``/etc/kubernetes/manifests``, always shown as Running (the sandbox does not track a container's state
+here: ``sandbox status`` and the mirror pods do). Anything that would change
 the runtime (``rmi``, ``pull``, ``stop``, ``exec``...) is refused with a line on stderr.
 """
 
