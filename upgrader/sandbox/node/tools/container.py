@@ -7,6 +7,8 @@ the sandbox binds for its tools are refused, and a path that leaves the node roo
 link is refused too, so no container ever touches the host's real /var/lib/etcd. A path under no
 mount is in the image's own filesystem: a scratch directory that goes away with the container, as
 with ``--rm`` (the sandbox keeps no stopped containers, whether or not ``--rm`` was given).
+``options=rbind:ro`` is accepted and recorded but not enforced: the simulated tools write only where
+their arguments say (a restore's ``--data-dir``, a save's file).
 """
 
 from __future__ import annotations
