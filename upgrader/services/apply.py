@@ -320,7 +320,7 @@ def _auto_rollback(app: AppContext, cluster: ClusterRecord, run_id: int, token: 
 
     try:
         previewed = rollback.preview(app, cluster=cluster.name, snapshot_id=int(outcome["snapshot_id"]),
-                                     rollback_of=run_id)
+                                     rollback_of=run_id, wait_api=options.gate_timeout)
         done = rollback.run_under_lease(app, previewed, token=token, options=replace(options, auto_rollback=False),
                                         report=report, stop=stop)
     except UpgraderError as e:  # refused before it changed anything (a snapshot failing verification)

@@ -31,7 +31,7 @@ from upgrader.domain.runs import RunStatus, StepStatus
 from upgrader.engine.context import ApplyOptions, RollbackHooks
 from upgrader.engine.executor import StepFailedError
 from upgrader.engine.rollback import aside_dir
-from upgrader.errors import IntegrityError, UpgraderError, UsageError
+from upgrader.errors import ClusterUnreachableError, IntegrityError, UpgraderError, UsageError
 from upgrader.services import rollback_target
 from upgrader.services.apply import DriveExtras, Report, RunResult, _drive, _lease
 from upgrader.services.audit import record_event
@@ -78,9 +78,10 @@ class RollbackPreview:
 
 
 def preview(app: AppContext, *, cluster: str, to: str | None = None, rollback_of: int | None = None,
-            snapshot_id: int | None = None) -> RollbackPreview:
+            snapshot_id: int | None = None, wait_api: float = 0.0) -> RollbackPreview:
     """Everything shown before a rollback; nothing changes. ``snapshot_id`` (automatic rollback) wins over
-    ``to``; ``rollback_of`` names the run rolled back when the caller knows it."""
+    ``to``; ``rollback_of`` names the run rolled back when the caller knows it; ``wait_api``: seconds to
+    wait for an API server that is restarting (kubeadm just put the old manifest back)."""
     validate_name(cluster)
     with app.unit_of_work() as uow:
         record = uow.repo.get_cluster(cluster)
@@ -94,13 +95,24 @@ def preview(app: AppContext, *, cluster: str, to: str | None = None, rollback_of
     verified = verify_snapshot(app, snapshot_id=snapshot.id)  # sha256, the tool's check, the artefacts
     verified = replace(verified, membership=same_etcd(app, record, snapshot))
     target = rollback_target.target_of(snapshot)
-    doc = app.cluster_api(record).observe_inventory()
+    doc = _inventory(app, record, wait_api)
     inventory = parse_inventory(doc)
     linked = rollback_of if rollback_of is not None else (last.id if last is not None else None)
     plan = plan_rollback(inventory, target, token=f"upgrader-rollback-{secrets.token_hex(6)}", rollback_of=linked,
                          fingerprint=inventory.fingerprint)
     loss, why = _loss(app, record, snapshot, doc)
     return RollbackPreview(cluster, snapshot, verified, plan, doc, loss, why)
+
+
+def _inventory(app: AppContext, cluster: ClusterRecord, wait: float) -> dict[str, Any]:
+    deadline = app.clock.monotonic() + wait
+    while True:
+        try:
+            return app.cluster_api(cluster).observe_inventory()
+        except ClusterUnreachableError:
+            if app.clock.monotonic() >= deadline:
+                raise
+            app.clock.sleep(2.0)
 
 
 def _loss(app: AppContext, cluster: ClusterRecord, snapshot: SnapshotRecord,
