@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from typing import Any
 
 import pytest
 
 from tests.e2e.apply_helpers import run_doc, steps_of, wait_for_step
 from tests.e2e.conftest import Cli
+from tests.e2e.crash_helpers import Ledger
 from tests.e2e.run_checks import Background
 
 WORKERS = ["worker-1", "worker-2"]
@@ -112,3 +116,44 @@ def test_apply_whose_gate_fails_rolls_back_automatically_and_exits_5(cli: Cli) -
     assert _kubelets(cli, kc) == {"cp-1": "v1.31.4", "worker-1": "v1.31.4"}
     names = _configmaps(cli, kc)
     assert "before-snapshot" in names and "after-snapshot" not in names
+
+
+@pytest.mark.timeout(900)
+def test_a_corrupt_snapshot_is_refused_untouched_and_a_killed_rollback_is_finished_by_resume(cli: Cli) -> None:
+    kc = cli.up("rk", "--version", "v1.31.4", "--control-planes", "1", "--workers", "1")["kubeconfig"]
+    cli.kubectl(kc, "create", "configmap", "kept", "-n", "default", "--from-literal=k=v")
+    good = json.loads(cli.run("snapshot", "create", "rk", "-o", "json").stdout)
+    cli.kubectl(kc, "create", "configmap", "later", "-n", "default", "--from-literal=k=v")
+    bad = json.loads(cli.run("snapshot", "create", "rk", "-o", "json").stdout)
+    with open(bad["path"], "r+b") as f:  # one flipped byte in the middle of the database
+        f.seek(bad["size"] // 2)
+        byte = f.read(1)
+        f.seek(bad["size"] // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+    refused = cli.run("rollback", "rk", "--to", str(bad["id"]), "--yes", check=False)
+    assert refused.returncode == 8 and f"snapshot {bad['id']} failed verification" in refused.stderr, refused.stderr
+    assert json.loads(cli.run("runs", "list", "rk", "-o", "json").stdout) == []  # nothing was touched
+    assert "later" in _configmaps(cli, kc)
+    none = cli.run("rollback", "rk", check=False)  # no upgrade run: nothing to go back to by default
+    assert none.returncode == 3 and "upgrader snapshot create rk" in none.stderr
+
+    ledger = Ledger(cli.home / "ledger.db")
+    with Background(cli, "rollback", "rk", "--to", str(good["id"]), "--yes", "-o", "json", name="rb") as rolling:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            run_id = ledger.run_id()
+            if run_id is not None and ("restore-etcd", "cp-1", "running") in ledger.steps(run_id).values():
+                break
+            time.sleep(0.01)
+        os.kill(rolling.pid, signal.SIGKILL)  # the rollback dies in the middle of its etcd restore
+        rolling.wait()
+    assert run_id is not None
+    resumed = cli.run("resume", str(run_id), "--yes", "-o", "json", timeout=600)
+    run = json.loads(resumed.stdout)
+    assert run["status"] == "succeeded", run["outcome"]
+    names = _configmaps(cli, kc)
+    assert "kept" in names and "later" not in names
+    assert _version(cli, kc) == "v1.31.4"
+    assert _kubelets(cli, kc) == {"cp-1": "v1.31.4", "worker-1": "v1.31.4"}
+    assert steps_of(run_doc(cli, run_id), "restore-etcd")[0]["status"] == "succeeded"
