@@ -119,7 +119,8 @@ def test_apply_whose_gate_fails_rolls_back_automatically_and_exits_5(cli: Cli) -
 
 
 @pytest.mark.timeout(900)
-def test_a_corrupt_snapshot_is_refused_untouched_and_a_killed_rollback_is_finished_by_resume(cli: Cli) -> None:
+def test_a_corrupt_snapshot_is_refused_an_unreachable_node_stops_it_and_resume_finishes_a_killed_one(
+        cli: Cli) -> None:
     kc = cli.up("rk", "--version", "v1.31.4", "--control-planes", "1", "--workers", "1")["kubeconfig"]
     cli.kubectl(kc, "create", "configmap", "kept", "-n", "default", "--from-literal=k=v")
     good = json.loads(cli.run("snapshot", "create", "rk", "-o", "json").stdout)
@@ -138,12 +139,23 @@ def test_a_corrupt_snapshot_is_refused_untouched_and_a_killed_rollback_is_finish
     none = cli.run("rollback", "rk", check=False)  # no upgrade run: nothing to go back to by default
     assert none.returncode == 3 and "upgrader snapshot create rk" in none.stderr
 
+    # the control-plane node drops off the network: the rollback stops (exit 6) saying where each node is
+    cli.run("sandbox", "fault", "rk", "node-unreachable:cp-1")
+    lost = cli.run("rollback", "rk", "--to", str(good["id"]), "--yes", "-o", "json", check=False, timeout=600)
+    assert lost.returncode == 6, lost.stderr
+    failed = json.loads(lost.stdout)
+    run_id = failed["id"]
+    assert failed["status"] == "failed" and failed["outcome"]["runbook"] == "restore-etcd"
+    assert "node cp-1 is unreachable" in failed["outcome"]["error"] and failed["outcome"]["deleted"] == "nothing"
+    assert failed["outcome"]["nodes"]["cp-1"][0] == "stop-control-plane: failed"
+    assert "restore-etcd" in lost.stderr
+    cli.run("sandbox", "fault", "rk", "--clear")
+
     ledger = Ledger(cli.home / "ledger.db")
-    with Background(cli, "rollback", "rk", "--to", str(good["id"]), "--yes", "-o", "json", name="rb") as rolling:
+    with Background(cli, "resume", str(run_id), "--yes", "-o", "json", name="rb") as rolling:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            run_id = ledger.run_id()
-            if run_id is not None and ("restore-etcd", "cp-1", "running") in ledger.steps(run_id).values():
+            if ("restore-etcd", "cp-1", "running") in ledger.steps(run_id).values():
                 break
             time.sleep(0.01)
         os.kill(rolling.pid, signal.SIGKILL)  # the rollback dies in the middle of its etcd restore
