@@ -26,7 +26,7 @@ from upgrader.domain.inventory import parse_inventory
 from upgrader.domain.names import validate_name
 from upgrader.domain.plans import plan_from_dict
 from upgrader.domain.records import ClusterRecord, PlanRecord, RunRecord, SnapshotRecord
-from upgrader.domain.rollback import RollbackPlan, plan_rollback
+from upgrader.domain.rollback import RollbackKind, RollbackPlan, plan_rollback
 from upgrader.domain.runs import RunStatus, StepStatus
 from upgrader.engine.context import ApplyOptions, RollbackHooks
 from upgrader.engine.executor import StepFailedError
@@ -170,6 +170,10 @@ def resume(app: AppContext, run_id: int, token: int, *, report: Report, stop: th
 def _go(app: AppContext, cluster: ClusterRecord, started: RunRecord, token: int, options: ApplyOptions,
         document: Mapping[str, Any], report: Report, stop: threading.Event) -> RunResult:
     spec = document["rollback"]
+    # The place for other kinds of rollback: a two-step soak's ("soak": binaries and manifests swapped
+    # back, no etcd restore, no snapshot file) brings its own plan, hooks and verification here.
+    if spec.get("kind", str(RollbackKind.ETCD_RESTORE)) != str(RollbackKind.ETCD_RESTORE):
+        raise UsageError(f"run {started.id}: a {spec.get('kind')!r} rollback is not supported by this upgrader")
     with app.unit_of_work() as uow:
         snapshot = uow.repo.get_snapshot(int(spec["snapshot_id"]))
     inventory = spec["inventory"]
