@@ -173,3 +173,20 @@ def test_packages_go_down_to_the_snapshots_builds_with_allow_downgrades_and_are_
     assert b"v1.30" in node.files[APT_LIST][0]
     assert HANDLERS[Action.DOWNGRADE_PACKAGES].observe(ctx, s) == {"packages": {p: "1.30.6-1.1" for p in
                                                                                ("kubeadm", "kubelet", "kubectl")}}
+
+
+def test_a_worker_newer_than_the_api_server_goes_down_to_its_version_and_is_ready_there(tmp_path: Path) -> None:
+    world = NodeWorld(tmp_path, control_planes=1, workers=1)
+    node = world.nodes["w-1"]
+    node.installed = {"kubeadm": "1.31.2-1.1", "kubelet": "1.31.2-1.1", "kubectl": "1.30.6-1.1"}
+    node.files[APT_LIST] = (node.files[APT_LIST][0].replace(b"v1.30", b"v1.31"), 0o644)
+    world.set_kubelet("w-1", Version.parse("v1.31.2"))
+    ctx = context(world)
+    s = Step(n=99, action=Action.DOWNGRADE_KUBELET, node="w-1", version=Version.parse("v1.30.6"), batch=1,
+             reversibility=step(ctx, Action.DOWNGRADE_PACKAGES).reversibility)
+    assert HANDLERS[Action.DOWNGRADE_KUBELET].observe(ctx, s) is None
+    out = HANDLERS[Action.DOWNGRADE_KUBELET].act(ctx, s)
+    assert node.installed == {p: "1.30.6-1.1" for p in ("kubeadm", "kubelet", "kubectl")}
+    assert out["downgraded"] == ["kubeadm", "kubelet"]  # kubectl was not newer: left alone
+    assert world.kubelets()["w-1"] == "v1.30.6"
+    assert HANDLERS[Action.DOWNGRADE_KUBELET].observe(ctx, s) is not None

@@ -216,17 +216,22 @@ def _newer(build: str | None, than: str) -> bool:
     return have is not None and want is not None and have > want
 
 
-def _take_to(ctx: RunContext, node: str, builds: dict[str, str], minor_of: Version) -> dict[str, Any]:
-    """Each package at exactly its build: the repository back at the build's minor, downgraded when newer."""
+def _take_to(ctx: RunContext, node: str, wanted: Mapping[str, str | Version], minor_of: Version,
+             now: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+    """Each package at exactly its build (or the repository's build of a version): the repository back at
+    the minor, downgraded when newer. ``now``: the installed builds, when the caller read them already."""
     out = steps.ensure_repo(ctx, node, minor_of.line)
     pm = out["manager"]
     ctx.run(node, commands.refresh(pm))
-    for name, build in builds.items():
+    builds: dict[str, str] = {}
+    for name, want in wanted.items():
         listed = commands.parse_builds(pm, name, ctx.run(node, commands.list_builds(pm, name)).stdout)
-        if build not in listed:
-            raise StepError(f"{name} {build} is not offered by the repository on {node} "
+        build = commands.pick_build(listed, want) if isinstance(want, Version) else want
+        if build is None or build not in listed:
+            raise StepError(f"{name} {want} is not offered by the repository on {node} "
                             f"(it offers {', '.join(listed[-3:]) or 'nothing'})")
-    now = {name: steps.installed(ctx, node, name) for name in builds}
+        builds[name] = build
+    now = dict(now) if now is not None else {name: steps.installed(ctx, node, name) for name in builds}
     down = {n: b for n, b in builds.items() if now[n] != b and _newer(now[n], b)}
     up = {n: b for n, b in builds.items() if now[n] != b and n not in down}
     for argv in [*(commands.downgrade(pm, down) if down else []), *(commands.install(pm, up) if up else [])]:
@@ -265,29 +270,16 @@ def _downgrade_packages_observe(ctx: RunContext, step: Step) -> dict[str, Any] |
     return {"packages": builds} if _builds_at(ctx, node, builds) else None
 
 
-def _worker_builds(ctx: RunContext, node: str, version: Version) -> dict[str, str]:
-    """The worker's installed Kubernetes packages newer than ``version``, each with the repository's
-    build of ``version`` (kubeadm only when it is installed there)."""
-    pm = steps.manager(ctx, node)
-    steps.ensure_repo(ctx, node, version.line)
-    ctx.run(node, commands.refresh(pm))
-    builds = {}
-    for name in PACKAGES:
-        current = steps.installed(ctx, node, name)
-        if current is None or not _newer(current, f"{version.major}.{version.minor}.{version.patch}-0"):
-            continue
-        listed = commands.parse_builds(pm, name, ctx.run(node, commands.list_builds(pm, name)).stdout)
-        build = commands.pick_build(listed, version)
-        if build is None:
-            raise StepError(f"{name} {version} is not offered by the repository on {node}")
-        builds[name] = build
-    return builds
-
-
 def _downgrade_kubelet(ctx: RunContext, step: Step) -> dict[str, Any]:
+    """The worker's installed Kubernetes packages newer than the step's version (kubeadm only when it is
+    there) down to the repository's build of it; then the kubelet restarted and the node Ready at it."""
     node = _node(step)
-    assert step.version is not None
-    out = _take_to(ctx, node, _worker_builds(ctx, node, step.version), step.version)
+    version = step.version
+    assert version is not None
+    now = {name: steps.installed(ctx, node, name) for name in PACKAGES}
+    newer = {name: version for name, build in now.items()
+             if build is not None and _newer(build, f"{version.major}.{version.minor}.{version.patch}-0")}
+    out = _take_to(ctx, node, newer, version, now={n: now[n] for n in newer})
     for argv in commands.restart_kubelet():
         ctx.run(node, argv)
     return out | gates.wait_for(ctx, f"{node} Ready at {step.version}", [gates.nodes_at(ctx.api, [node], step.version)])
