@@ -14,7 +14,6 @@ done and what was not, naming the restore-etcd runbook.
 
 from __future__ import annotations
 
-import importlib
 import secrets
 import threading
 from collections.abc import Iterator, Mapping
@@ -32,7 +31,7 @@ from upgrader.engine.context import ApplyOptions, RollbackHooks
 from upgrader.engine.executor import StepFailedError
 from upgrader.engine.rollback import aside_dir
 from upgrader.errors import ClusterUnreachableError, IntegrityError, UpgraderError, UsageError
-from upgrader.services import rollback_target
+from upgrader.services import rollback_loss, rollback_target
 from upgrader.services.apply import DriveExtras, Report, RunResult, _drive, _lease
 from upgrader.services.audit import record_event
 from upgrader.services.etcd_access import EtcdSession, etcd_session
@@ -117,13 +116,9 @@ def _inventory(app: AppContext, cluster: ClusterRecord, wait: float) -> dict[str
 
 def _loss(app: AppContext, cluster: ClusterRecord, snapshot: SnapshotRecord,
           inventory: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """The loss list, when the rollback-loss machinery is there and the scratch restore works."""
+    """The loss list; None and why when it cannot be made (the scratch restore failed, etcd unreachable)."""
     try:
-        module: Any = importlib.import_module("upgrader.services.rollback_loss")
-    except ImportError:
-        return None, "the loss list is not available in this version of upgrader"
-    try:
-        return module.loss_since(app, cluster, snapshot, inventory=inventory).to_dict(), None
+        return rollback_loss.loss_since(app, cluster, snapshot, inventory=inventory).to_dict(), None
     except UpgraderError as e:
         return None, e.message
 
@@ -382,9 +377,4 @@ def rehearse(app: AppContext, *, cluster: str, to: str | None = None) -> dict[st
     (revision, hash, key count, the loss list), never into the cluster; recorded on the snapshot."""
     validate_name(cluster)
     snapshot, _last = rollback_target.choose(app, cluster, to)
-    try:
-        module: Any = importlib.import_module("upgrader.services.rollback_loss")
-    except ImportError:
-        raise UsageError("rollback --rehearse is not available in this version of upgrader") from None
-    result = module.rehearse(app, cluster=cluster, snapshot_id=int(snapshot.id))
-    return dict(result.to_dict())
+    return rollback_loss.rehearse(app, cluster=cluster, snapshot_id=int(snapshot.id)).to_dict()
