@@ -190,8 +190,8 @@ def test_kubeadm_apply_backs_up_rewrites_and_records_the_version(cluster: FakeCl
     assert conf["kubernetesVersion"] == "v1.31.4"
     # kubeadm never downgrades etcd: the documented recovery `apply --force vOLD` keeps 3.5.16-0
     code, out, err = run(cluster, "cp-1", "kubeadm", "upgrade", "apply", "v1.30.6", "--yes", "--force")
-    assert ('the desired etcd version for this Kubernetes version "v1.30.6" is "3.5.15-0", but the current etcd '
-            'version is "3.5.16-0". Won\'t downgrade etcd, instead just continue') in out
+    assert ('[upgrade/etcd] Non fatal issue encountered during upgrade: the desired etcd version "3.5.15-0" is older '
+            'than the currently installed "3.5.16-0". Skipping etcd upgrade\n') in out
     assert "image: registry.k8s.io/etcd:3.5.16-0" in cluster.manifest("etcd").read_text()
 
 
