@@ -254,7 +254,7 @@ def test_v1beta3_extra_args_map_reaches_the_manifests_and_is_uploaded_as_a_list(
     target = Version(1, 31, 4)
     kubeadm_at(sandbox, "cp-1", target)
     code, out, err = run(sandbox, "cp-1", "kubeadm", "upgrade", "apply", str(target), "--yes")
-    assert code == 0, err
+    assert code == 0 and f'SUCCESS! Your cluster was upgraded to "{target}". Enjoy!' in out, err
     command = flags(sandbox, "cp-1", "kube-scheduler")
     assert "--bind-address=127.0.0.2" in command and "--bind-address=127.0.0.1" not in command
     assert command[-1] == "--v=4"

@@ -63,8 +63,9 @@ def test_the_help_paragraph_has_each_release_s_wording() -> None:
     new = help_text("kube-apiserver", "1.34.2")
     assert ("      --emulated-version strings" + " " * 27 + "The versions different components emulate their "
             "capabilities (APIs, features, ...) of.\n") in new
-    assert (f"for example: '--emulated-version=wardle=1.2,kube=1.31'.\n{' ' * 59}Options are: "
-            f"kube=1.31..1.34(default:1.34)\n{' ' * 59}If the component is not specified, defaults to \"kube\"\n") in new
+    pad = " " * 59
+    assert (f"for example: '--emulated-version=wardle=1.2,kube=1.31'.\n{pad}Options are: "
+            f"kube=1.31..1.34(default:1.34)\n{pad}If the component is not specified, defaults to \"kube\"\n") in new
     with pytest.raises(ValueError, match="not a control-plane component"):
         help_text("etcd", "v1.34.2")
 
