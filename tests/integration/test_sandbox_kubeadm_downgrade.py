@@ -230,8 +230,11 @@ def test_etcd_upgrade_false_and_extra_args_survive_apply_and_node(sandbox: FakeA
     assert "[upgrade/etcd]" not in out and 'Preparing for "etcd" upgrade' not in out
     code, out, err = run(sandbox, "cp-2", "kubeadm", "upgrade", "node", "--etcd-upgrade=false")
     assert code == 0, err
-    assert out.endswith("[upgrade] Now you should go ahead and upgrade the kubelet package using your package "
-                        "manager.\n")
+    assert ("[upgrade/control-plane] The control plane instance for this node was successfully upgraded!\n"
+            in out)
+    assert "[addons] Applied essential addon: CoreDNS\n[addons] Applied essential addon: kube-proxy\n" in out
+    assert out.endswith("[upgrade] The configuration for this node was successfully upgraded!\n[upgrade] Now you "
+                        "should go ahead and upgrade the kubelet package using your package manager.\n")
     for node in ("cp-1", "cp-2"):
         assert sandbox.manifest(node, "etcd").read_bytes() == etcd_before[node]
         assert image(sandbox, node, "etcd") == releases.etcd_tag(NEWEST[33])
