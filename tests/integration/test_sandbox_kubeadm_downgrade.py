@@ -264,3 +264,15 @@ def test_v1beta3_extra_args_map_reaches_the_manifests_and_is_uploaded_as_a_list(
     uploaded = yaml.safe_load(sandbox.config_map["data"]["ClusterConfiguration"])
     assert uploaded["scheduler"]["extraArgs"] == [{"name": "bind-address", "value": "127.0.0.2"},
                                                   {"name": "v", "value": "4"}]
+
+
+@pytest.mark.parametrize("sandbox", [(str(NEWEST[32]), 1)], indirect=True)
+def test_dry_run_checks_and_changes_nothing(sandbox: FakeApi) -> None:
+    before = {c: sandbox.manifest("cp-1", c).read_bytes() for c in manifests.COMPONENTS}
+    target = Version(1, 31, 4)
+    kubeadm_at(sandbox, "cp-1", target, allow_downgrades=True)
+    code, out, err = run(sandbox, "cp-1", "kubeadm", "upgrade", "apply", str(target), "--dry-run")
+    assert (code, err) == (0, "")
+    assert out.endswith("[dryrun] Finished dryrunning successfully!\n")
+    assert {c: sandbox.manifest("cp-1", c).read_bytes() for c in manifests.COMPONENTS} == before
+    assert yaml.safe_load(sandbox.config_map["data"]["ClusterConfiguration"])["kubernetesVersion"] == str(NEWEST[32])

@@ -15,7 +15,7 @@ from upgrader.domain.versions import Version
 from upgrader.sandbox import releases
 from upgrader.sandbox.kubeclient import ApiError, KubeClient
 from upgrader.sandbox.node import manifests
-from upgrader.sandbox.node.tools import Node, option
+from upgrader.sandbox.node.tools import Node
 from upgrader.sandbox.node.tools.kubeadm.cluster import CP_LABEL, Fatal, is_ready, nodes
 
 COREDNS = "/apis/apps/v1/namespaces/kube-system/deployments/coredns"
@@ -24,8 +24,12 @@ IGNORE_HINT = "[preflight] If you know what you are doing, you can make a check 
 
 
 def ignored(args: list[str]) -> set[str]:
-    """The checks ``--ignore-preflight-errors`` names, lower-cased as kubeadm compares them."""
-    return {v.strip().lower() for v in (option(args, "--ignore-preflight-errors") or "").split(",") if v.strip()}
+    """The checks ``--ignore-preflight-errors`` names (a string slice: repeatable, comma-separated),
+    lower-cased as kubeadm compares them."""
+    flag = "--ignore-preflight-errors"
+    values = [args[i + 1] for i, a in enumerate(args[:-1]) if a == flag]
+    values += [a.split("=", 1)[1] for a in args if a.startswith(flag + "=")]
+    return {v.strip().lower() for value in values for v in value.split(",") if v.strip()}
 
 
 def _run(node: Node, errors: list[tuple[str, str]], skip: set[str], *, warn_on_stderr: bool) -> str | None:

@@ -84,8 +84,8 @@ def _policy(node: Node, api: KubeClient, *, cluster: Version, target: Version, k
 
 
 def _confirm(node: Node, args: list[str]) -> None:
-    if {"--yes", "-y"} & set(args) or "--yes=true" in args:
-        return
+    if {"--yes", "-y", "--force", "-f", "--dry-run"} & set(args) or "--yes=true" in args:
+        return  # sessionIsInteractive: -y, -f and --dry-run all mean no question
     node.say("[upgrade] Are you sure you want to proceed? [y/N]: ")
     answer = sys.stdin.readline().strip().lower()
     if answer not in ("y", "yes"):
@@ -139,6 +139,10 @@ def apply(node: Node, args: list[str], *, kubeadm: Version) -> int:
     node.say(f"[upgrade/versions] Cluster version: {cluster}\n[upgrade/versions] kubeadm version: {kubeadm}")
     _policy(node, api, cluster=cluster, target=target, kubeadm=kubeadm, force="--force" in args)
     _confirm(node, args)
+    if "--dry-run" in args:  # the checks ran; nothing is changed (the sandbox prints no would-be manifests)
+        node.say("[upgrade/successful] Finished dryrunning successfully!" if modern
+                 else "[dryrun] Finished dryrunning successfully!")
+        return 0
     label = "[upgrade/preflight]" if modern else "[upgrade/prepull]"
     node.say(f"{label} Pulling images required for setting up a Kubernetes cluster")
     node.say(f"{label} This might take a minute or two, depending on the speed of your internet connection")
