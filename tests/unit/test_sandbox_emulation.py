@@ -66,6 +66,7 @@ def test_the_help_paragraph_has_each_release_s_wording() -> None:
     pad = " " * 59
     assert (f"for example: '--emulated-version=wardle=1.2,kube=1.31'.\n{pad}Options are: "
             f"kube=1.31..1.34(default:1.34)\n{pad}If the component is not specified, defaults to \"kube\"\n") in new
+    assert not new.endswith("\n")
     with pytest.raises(ValueError, match="not a control-plane component"):
         help_text("etcd", "v1.34.2")
 

@@ -67,8 +67,9 @@ def flag_paragraph(version: Version) -> str:
 
 
 def help_text(component: str, version: str) -> str:
-    """``COMPONENT --help`` of the binary at ``version`` (``v1.34.2`` or ``1.34.2``), cut to its
-    summary and the generic section's ``--emulated-version`` entry (absent before v1.31).
+    """``COMPONENT --help`` of the binary at ``version`` (the image tag ``v1.34.2``, or ``1.34.2``), cut
+    to its summary and the generic section's ``--emulated-version`` entry (absent before v1.31), without
+    the final newline.
 
     ValueError for a component that is not one of :data:`COMPONENTS` or a version that does not parse.
     """
@@ -80,4 +81,4 @@ def help_text(component: str, version: str) -> str:
     if paragraph:
         lines.append(paragraph)
     lines.append(GATES.ljust(COLUMN) + GATES_USAGE)
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)  # the caller prints it as a line, as the binary ends it with one newline
