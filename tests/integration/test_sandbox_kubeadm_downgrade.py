@@ -276,3 +276,22 @@ def test_dry_run_checks_and_changes_nothing(sandbox: FakeApi) -> None:
     assert out.endswith("[dryrun] Finished dryrunning successfully!\n")
     assert {c: sandbox.manifest("cp-1", c).read_bytes() for c in manifests.COMPONENTS} == before
     assert yaml.safe_load(sandbox.config_map["data"]["ClusterConfiguration"])["kubernetesVersion"] == str(NEWEST[32])
+
+
+@pytest.mark.parametrize("sandbox", [(str(NEWEST[33]), 1)], indirect=True)
+def test_the_component_images_print_their_emulation_range(sandbox: FakeApi) -> None:
+    """What the two-step reads before a hop: the range from the new binary's own --help, never computed."""
+    for tag, options in [("v1.34.2", "Options are: kube=1.31..1.34(default:1.34)\n"),
+                         ("v1.32.3", "Options are:\n" + " " * 59 + "kube=1.31..1.32 (default=1.32)If the component")]:
+        for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+            assert run(sandbox, "cp-1", "ctr", "-n", "k8s.io", "images", "pull",
+                       f"registry.k8s.io/{component}:{tag}")[0] == 0
+            code, out, err = run(sandbox, "cp-1", "ctr", "-n", "k8s.io", "run", "--rm",
+                                 f"registry.k8s.io/{component}:{tag}", "upgrader-help", component, "--help")
+            assert (code, err) == (0, ""), (component, tag)
+            assert f"Usage:\n  {component} [flags]\n" in out and options in out, out
+    old = "registry.k8s.io/kube-apiserver:v1.30.6"
+    assert run(sandbox, "cp-1", "ctr", "-n", "k8s.io", "images", "pull", old)[0] == 0
+    code, out, _ = run(sandbox, "cp-1", "ctr", "-n", "k8s.io", "run", "--rm", old, "upgrader-help", "kube-apiserver",
+                       "--help")
+    assert code == 0 and "Usage:\n  kube-apiserver [flags]\n" in out and "--emulated-version" not in out
