@@ -295,3 +295,28 @@ def test_the_component_images_print_their_emulation_range(sandbox: FakeApi) -> N
     code, out, _ = run(sandbox, "cp-1", "ctr", "-n", "k8s.io", "run", "--rm", old, "upgrader-help", "kube-apiserver",
                        "--help")
     assert code == 0 and "Usage:\n  kube-apiserver [flags]\n" in out and "--emulated-version" not in out
+
+
+@pytest.mark.parametrize("sandbox", [(str(NEWEST[32]), 2)], indirect=True)
+def test_other_control_planes_follow_a_downgrade_with_upgrade_node(sandbox: FakeApi) -> None:
+    target = Version(1, 31, 4)
+    etcd_before = {n: sandbox.manifest(n, "etcd").read_bytes() for n in ("cp-1", "cp-2")}
+    for node in ("cp-1", "cp-2"):
+        kubeadm_at(sandbox, node, target, allow_downgrades=True)
+    code, out, err = run(sandbox, "cp-1", "kubeadm", "upgrade", "apply", str(target), "--yes")
+    assert code == 0, err
+    assert "[upgrade/addons] skip upgrade addons because control plane instances [cp-2] have not been upgraded" in out
+    code, out, err = run(sandbox, "cp-2", "kubeadm", "upgrade", "node")
+    assert code == 0, err
+    assert ('[upgrade] Upgrading your Static Pod-hosted control plane instance to version "v1.31.4"...\n' in out)
+    assert "Skipping etcd upgrade\n" in out
+    # before v1.32 the addons are part of the control-plane phase: they come before its closing line
+    assert ("[addons] Applied essential addon: CoreDNS\n[addons] Applied essential addon: kube-proxy\n"
+            "[upgrade] The control plane instance for this node was successfully updated!\n"
+            "[upgrade] Backing up kubelet config file to ") in out
+    assert out.endswith("[upgrade] The configuration for this node was successfully updated!\n[upgrade] Now you "
+                        "should go ahead and upgrade the kubelet package using your package manager.\n")
+    for node in ("cp-1", "cp-2"):
+        assert sandbox.manifest(node, "etcd").read_bytes() == etcd_before[node]
+        assert image(sandbox, node, "kube-apiserver") == str(target)
+    assert sandbox.image("kube-proxy") == f"registry.k8s.io/kube-proxy:{target}"
