@@ -131,6 +131,17 @@ def test_images_are_the_manifests_and_the_pulled_ones(cfg: SandboxConfig) -> Non
     assert (not_there.exit_code, not_there.stderr.strip()) == (1, f'ctr: image "{ETCD}:3.6.5-0": not found')
 
 
+def test_kubeadm_config_images_pull_puts_them_in_containerd(tmp_path: Path) -> None:
+    cfg = make_nodes(tmp_path)
+    assert f"{ETCD}:3.6.5-0" not in run(cfg, "cp-1", "ctr", "-n", "k8s.io", "images", "ls", "-q").stdout
+    pulled = run(cfg, "cp-1", "kubeadm", "config", "images", "pull", "--kubernetes-version", "v1.34.5")
+    assert pulled.exit_code == 0, pulled
+    listed = run(cfg, "cp-1", "ctr", "-n", "k8s.io", "images", "ls", "-q").stdout.splitlines()
+    assert {f"{ETCD}:3.6.5-0", "registry.k8s.io/kube-apiserver:v1.34.5"} <= set(listed)
+    tags = json.loads(run(cfg, "cp-1", "crictl", "images", "-o", "json").stdout)
+    assert f"{ETCD}:3.6.5-0" in {t for i in tags["images"] for t in i["repoTags"]}
+
+
 # --- the tools of both image kinds, as the caller's probe reads them ------------------------------
 
 
