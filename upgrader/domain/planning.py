@@ -94,7 +94,8 @@ def _two_step_hops(hops: list[Hop], current: Version, two_step: TwoStep) -> tupl
             else:
                 why = found if isinstance(found, str) else why_not_two_step(line, hop.minor, found)
             if why is None:
-                hop = Hop(hop.minor, hop.version, hop.kind, emulate=line, hold_etcd=etcd_minor_move(hop.minor) is not None)
+                held = etcd_minor_move(hop.minor) is not None
+                hop = Hop(hop.minor, hop.version, hop.kind, emulate=line, hold_etcd=held)
             else:
                 notes.append(f"the hop to {hop.version} is a plain upgrade, not two-step: {why}")
         result.append(hop)

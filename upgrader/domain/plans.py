@@ -128,7 +128,7 @@ class Hop:
     hold_etcd: bool = False  # a two-step hop that moves etcd's minor: etcd moves at finalize
 
     def to_dict(self) -> dict[str, Any]:
-        doc = {"minor": str(self.minor), "version": str(self.version), "kind": str(self.kind)}
+        doc: dict[str, Any] = {"minor": str(self.minor), "version": str(self.version), "kind": str(self.kind)}
         if self.emulate is not None:
             doc |= {"two_step": {"emulate": str(self.emulate), "hold_etcd": self.hold_etcd}}
         return doc

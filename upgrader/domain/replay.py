@@ -29,7 +29,7 @@ class ClusterModel:
     kubeadm: dict[str, Version | None]
     cordoned: set[str]
     cluster_version: Version
-    previous_line: Minor = Minor(0, 0)
+    previous_line: Minor | None = None  # the minor before the last kubeadm apply
     snapshot_ready: bool = False
     emulated: Minor | None = None  # a two-step hop between step one and finalize
     soaked: bool = False
