@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -276,10 +277,15 @@ def test_when_a_node_of_a_batch_fails_the_others_finish_their_step_and_start_no_
     failing = run.step(Action.KUBEADM_UPGRADE_NODE, "w-1")
     world.nodes["w-1"].answer("kubeadm", "upgrade", "node", result=CommandResult(1, "", "[upgrade] FATAL: boom\n"))
 
+    w2_started = threading.Event()
+
     def hold_on(argv: list[str]) -> None:  # w-2 is in the middle of its first step when w-1 fails
+        w2_started.set()
         _wait_until(lambda: run.records()[failing.n].status is StepStatus.FAILED)
         time.sleep(0.5)  # and its thread has told the batch (right after that write)
-    world.nodes["w-2"].hook("apt-get", "install", before=hold_on)
+    world.nodes["w-2"].hook("apt-get", "install", before=hold_on, times=1)
+    # w-1 fails only once w-2 is inside its first step (else w-2's thread may not have started at all)
+    world.nodes["w-1"].hook("kubeadm", "upgrade", "node", before=lambda argv: w2_started.wait(10))
 
     with pytest.raises(StepFailedError) as failed:
         run.execute()
