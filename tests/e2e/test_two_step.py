@@ -1,0 +1,100 @@
+"""The rollback-safe two-step upgrade end to end on a sandbox (1 control plane + 1 worker), v1.33 -> v1.34:
+step one leaves the new binaries emulating v1.33 with etcd still at 3.5 and the run soaking; finalize
+is refused while etcd is below its 3.5.32 prerequisite, then raises the emulation and moves etcd."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.apply_helpers import api_get, run_doc, server_of, steps_of
+from tests.e2e.conftest import Cli, eventually
+
+NAME = "twostep"
+
+
+def _etcd_image(cli: Cli) -> str:
+    text = cli.exec(NAME, "cp-1", "cat", "/etc/kubernetes/manifests/etcd.yaml").stdout
+    found = re.search(r"image:\s*\S+/etcd:(\S+)", text)
+    assert found, text
+    return found.group(1)
+
+
+def _cluster_configuration(cli: Cli, kubeconfig: str) -> str:
+    cm = json.loads(cli.kubectl(kubeconfig, "-n", "kube-system", "get", "configmap", "kubeadm-config",
+                                "-o", "json").stdout)
+    return str(cm["data"]["ClusterConfiguration"])
+
+
+def _kubelets(cli: Cli, kubeconfig: str) -> dict[str, str]:
+    nodes = json.loads(cli.kubectl(kubeconfig, "get", "nodes", "-o", "json").stdout)["items"]
+    return {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes}
+
+
+def _node_file(cli: Cli, node: str, path: str) -> Path:
+    return cli.home / "upgrader" / "sandboxes" / NAME / "nodes" / node / path.lstrip("/")
+
+
+@pytest.mark.timeout(900)
+def test_two_step_soaks_emulating_the_old_minor_and_finalize_raises_it_and_etcd(cli: Cli) -> None:
+    info = cli.up(NAME, "--version", "v1.33", "--control-planes", "1", "--workers", "1")
+    kc = info["kubeconfig"]
+    server = server_of(kc)
+    source = api_get(server, "/version")["gitVersion"]
+
+    plan = json.loads(cli.run("plan", NAME, "--to", "v1.34", "--two-step", "--soak", "2h", "-o", "json").stdout)
+    (hop,) = plan["hops"]
+    assert hop["two_step"] == {"emulate": "v1.33", "hold_etcd": True}, plan["warnings"]
+    assert plan["two_step"] == {"soak_seconds": 7200.0}
+    by_action = {s["action"]: s for s in plan["steps"]}
+    for action in ("emulated-upgrade-apply", "soak"):
+        assert by_action[action]["reversibility"] == "emulated-version"
+    finalize_n = by_action["finalize-emulated-version"]["n"]
+    assert {(p["kind"], p["step"]) for p in plan["points_of_no_return"]} == {
+        ("emulated-version-raised", finalize_n), ("etcd-minor-upgrade", finalize_n),
+        ("storage-version-migration", finalize_n)}
+    shown = cli.run("plans", "show", str(plan["id"])).stdout
+    assert "roll binary back (emulation)" in shown and "points of no return" in shown
+
+    # step one: the run pauses soaking, apply exits 0 and says what comes next
+    done = cli.run("apply", str(plan["id"]), "--yes", "--gate-interval", "0.5s", "--gate-passes", "2", "-o", "json",
+                   timeout=600)
+    run = json.loads(done.stdout)
+    assert run["status"] == "interrupted" and run["outcome"]["soaking"]["emulated"] == "v1.33", run["outcome"]
+    assert any(n.startswith(f"upgrader finalize {run['id']}") for n in run["outcome"]["next"])
+    assert any(n.startswith(f"upgrader rollback {NAME}") for n in run["outcome"]["next"])
+    version = api_get(server, "/version")
+    assert version["gitVersion"] == plan["target"] and version["emulationMinor"] == "33", version
+    etcd_before = _etcd_image(cli)
+    assert etcd_before.startswith("3.5."), etcd_before
+    assert "emulated-version" in _cluster_configuration(cli, kc)
+    assert _kubelets(cli, kc) == {"cp-1": source, "worker-1": source}  # kubelets wait for finalize
+
+    # finalize refuses while etcd is below 3.5.32, changing nothing
+    refused = cli.run("finalize", str(run["id"]), "--yes", check=False, timeout=300)
+    assert refused.returncode == 4, refused.stderr
+    assert "3.5.32" in refused.stderr and "still soaking" in refused.stderr
+    assert api_get(server, "/version")["emulationMinor"] == "33"
+    assert _etcd_image(cli) == etcd_before
+
+    # the operator moves etcd to the prerequisite patch (as etcd.local.imageTag would), then finalizes
+    manifest = _node_file(cli, "cp-1", "/etc/kubernetes/manifests/etcd.yaml")
+    manifest.write_text(manifest.read_text().replace(f"etcd:{etcd_before}", "etcd:3.5.32-0"))
+    eventually(lambda: cli.kubectl(kc, "get", "--raw", "/readyz").returncode == 0, timeout=60)
+    done = cli.run("finalize", str(run["id"]), "--yes", "-o", "json", timeout=600)
+    run = json.loads(done.stdout)
+    assert run["status"] == "succeeded", run["outcome"]
+    version = api_get(server, "/version")
+    assert version["gitVersion"] == plan["target"] and version["emulationMinor"] == "34", version
+    assert _etcd_image(cli).startswith("3.6."), _etcd_image(cli)
+    assert "emulated-version" not in _cluster_configuration(cli, kc)
+    assert _kubelets(cli, kc) == {"cp-1": plan["target"], "worker-1": plan["target"]}
+
+    recorded = run_doc(cli, run["id"])
+    (soak,) = steps_of(recorded, "soak")
+    assert soak["status"] == "succeeded" and soak["outputs"]["ended_by"] == "finalize" and soak["outputs"]["early"]
+    kinds = [e["kind"] for e in json.loads(cli.run("history", NAME, "-o", "json").stdout)["events"]]
+    assert "soak-started" in kinds and "point-of-no-return" in kinds
