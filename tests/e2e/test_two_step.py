@@ -60,6 +60,13 @@ def test_two_step_soaks_emulating_the_old_minor_and_finalize_raises_it_and_etcd(
         ("storage-version-migration", finalize_n)}
     shown = cli.run("plans", "show", str(plan["id"])).stdout
     assert "roll binary back (emulation)" in shown and "points of no return" in shown
+    for bad in ("abc", "200h", "-1s"):
+        refused = cli.run("plan", NAME, "--to", "v1.34", "--two-step", "--soak", bad, check=False)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    dry = json.loads(cli.run("apply", str(plan["id"]), "--dry-run", "-o", "json").stdout)
+    would = {s["action"]: " ".join(s["would"]) for s in dry["steps"]}
+    assert "--etcd-upgrade=false" in would["emulated-upgrade-apply"] and "emulated-version=1.33" in would[
+        "emulated-upgrade-apply"]
 
     # step one: the run pauses soaking, apply exits 0 and says what comes next
     done = cli.run("apply", str(plan["id"]), "--yes", "--gate-interval", "0.5s", "--gate-passes", "2", "-o", "json",
@@ -100,3 +107,37 @@ def test_two_step_soaks_emulating_the_old_minor_and_finalize_raises_it_and_etcd(
     assert soak["status"] == "succeeded" and soak["outputs"]["ended_by"] == "finalize" and soak["outputs"]["early"]
     kinds = [e["kind"] for e in json.loads(cli.run("history", NAME, "-o", "json").stdout)["events"]]
     assert "soak-started" in kinds and "point-of-no-return" in kinds
+
+    # a run that is not soaking, or none at all: one line, exit 2
+    again = cli.run("finalize", str(run["id"]), "--yes", check=False)
+    assert again.returncode == 2 and "is not soaking" in again.stderr, again.stderr
+    missing = cli.run("finalize", "999", "--yes", check=False)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr
+
+
+@pytest.mark.timeout(900)
+def test_two_step_with_two_control_planes_moves_both_and_keeps_etcd_when_its_minor_stays(cli: Cli) -> None:
+    info = cli.up("two", "--version", "v1.34", "--control-planes", "2", "--workers", "0")
+    kc = info["kubeconfig"]
+    without_workers_budget(cli, kc)
+    server = server_of(kc)
+    plan = json.loads(cli.run("plan", "two", "--to", "v1.35", "--two-step", "-o", "json").stdout)
+    assert plan["hops"][0]["two_step"] == {"emulate": "v1.34", "hold_etcd": False}, plan["warnings"]
+    assert [s["node"] for s in plan["steps"] if s["action"] == "emulated-upgrade-node"] == ["cp-2"]
+    assert {p["kind"] for p in plan["points_of_no_return"]} == {"emulated-version-raised",
+                                                                 "storage-version-migration"}
+    run = json.loads(cli.run("apply", str(plan["id"]), "--yes", "--gate-interval", "0.5s", "--gate-passes", "2",
+                             "-o", "json", timeout=600).stdout)
+    assert run["outcome"]["soaking"]["etcd_held"] is False, run["outcome"]
+    for node in ("cp-1", "cp-2"):
+        text = cli.exec("two", node, "cat", "/etc/kubernetes/manifests/kube-apiserver.yaml").stdout
+        assert "--emulated-version=1.34" in text and f"kube-apiserver:{plan['target']}" in text
+    assert api_get(server, "/version")["emulationMinor"] == "34"
+
+    run = json.loads(cli.run("finalize", str(run["id"]), "--yes", "-o", "json", timeout=600).stdout)
+    assert run["status"] == "succeeded", run["outcome"]
+    for node in ("cp-1", "cp-2"):
+        for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+            text = cli.exec("two", node, "cat", f"/etc/kubernetes/manifests/{component}.yaml").stdout
+            assert "--emulated-version" not in text
+    assert api_get(server, "/version")["emulationMinor"] == "35"
