@@ -366,6 +366,14 @@ class SnapshotStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyListing:
+    """Every key of an etcd with its mod revision, read at ``revision`` (keys only: never a value)."""
+
+    revision: int
+    keys: Mapping[str, int]  # key -> mod_revision
+
+
+@dataclass(frozen=True, slots=True)
 class EtcdTls:
     """Client TLS files for etcd, as local paths (a private 0700 temp dir; never logged). kubeadm's are
     /etc/kubernetes/pki/etcd/ca.crt and healthcheck-client.crt/.key (or apiserver-etcd-client)."""
@@ -432,6 +440,37 @@ class EtcdTool(Protocol):
 
     def restore(self, *, path: str, name: str, data_dir: str, initial_cluster: str, token: str,
                 peer_url: str) -> None: ...
+
+    def keys(self, endpoints: Sequence[str], tls: EtcdTls | None, timeout: float = 120.0) -> KeyListing:
+        """Every key with its mod revision (``get "" --prefix --keys-only -w json``), never a value;
+        ClusterUnreachableError when no endpoint answers."""
+        ...
+
+
+class ScratchEtcd(Protocol):
+    """A snapshot restored into a private one-member etcd beside the orchestrator (never into a cluster),
+    running for as long as the context that made it is open."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    @property
+    def restore_tool(self) -> str:
+        """"etcdutl" or "etcdctl": what restored it."""
+        ...
+
+    @property
+    def bumped_by(self) -> int:
+        """The revision bump the restore applied (0 when the tool has no ``--bump-revision``)."""
+        ...
+
+    def keys(self, timeout: float = 300.0) -> KeyListing:
+        """Its keys and mod revisions (never a value), and its revision."""
+        ...
+
+    def hashkv(self, revision: int, timeout: float = 60.0) -> int:
+        """``endpoint hashkv --rev=REVISION``: the hash of its key space up to that revision."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, dict]]
     _need("kubectl")
     cli = Cli(tmp_path_factory.mktemp("upgrader-home"))
     try:
-        yield cli, cli.up("demo", "--version", "v1.30.6")
+        yield cli, cli.up("demo", "--version", "v1.30.6", "--node-etcd-tools")  # the tests type etcdctl on nodes
     finally:
         cli.down_all()
 

@@ -112,7 +112,7 @@ def test_node_unreachable_fails_like_ssh(cli: Cli) -> None:
 
 
 def test_etcd_member_down(cli: Cli) -> None:
-    cli.up("f6", "--control-planes", "3", "--workers", "0")
+    cli.up("f6", "--control-planes", "3", "--workers", "0", "--node-etcd-tools")
     cli.run("sandbox", "fault", "f6", "etcd-member-down:cp-3")
 
     def cp3_down() -> bool:

@@ -270,3 +270,20 @@ def test_systemctl_restart_runs_the_kubelet_dnf_installed(kubelet: tuple[Sandbox
     assert _node_version(kv) == "v1.31.5"
     assert "Loaded: loaded (/usr/lib/systemd/system/kubelet.service;" in run(cfg, "systemctl", "status", "kubelet",
                                                                              node="worker-1")[1]
+
+
+def test_downgrade_back_a_minor_once_the_repository_points_at_it(rhel: SandboxConfig) -> None:
+    """The rollback's package step on RHEL: baseurl back to v1.31, then `dnf downgrade NAME-VERSION`."""
+    newest_132 = releases.patches(Minor(1, 32))[-1].rpm
+    code, out, err = sh(rhel, f"{TO_132} && dnf install -y kubeadm-{newest_132} {DISABLE}")
+    assert code == 0 and installed(rhel, "kubeadm") == newest_132, out + err
+    code, out, err = run(rhel, "dnf", "downgrade", "-y", "kubeadm-1.31.4-150500.1.1", DISABLE)
+    assert (code, err) == (1, "Error: No packages marked for downgrade.\n"), "the v1.32 repository has no 1.31.4"
+    assert "No package kubeadm-1.31.4-150500.1.1 available.\n" in out
+    code, out, err = sh(rhel, f"sed -i 's|/v1.32/|/v1.31/|g' {REPO} && "
+                              f"yum downgrade -y kubeadm-1.31.4-150500.1.1 {DISABLE}")
+    assert code == 0, out + err
+    assert "Downgrading:\n kubeadm " in out and "\nDowngrade  1 Package\n" in out
+    assert f"  Cleanup          : kubeadm-{newest_132}.x86_64" in out
+    assert out.endswith("Downgraded:\n  kubeadm-1.31.4-150500.1.1.x86_64\n\nComplete!\n")
+    assert installed(rhel, "kubeadm") == "1.31.4-150500.1.1"

@@ -121,9 +121,10 @@ def canaries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Canaries]:
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upgrader]:
     """One sandbox for the module: cp-1 and worker-1, isolated in namespaces (the default)."""
     u = Upgrader(tmp_path_factory.mktemp("isolation-home"))
-    done = u.run("sandbox", "up", "iso", "--control-planes", "1", "--workers", "1", "-o", "json")
+    done = u.run("sandbox", "up", "iso", "--control-planes", "1", "--workers", "1", "--node-etcd-tools", "-o", "json")
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["isolation"] == "namespace"
+    assert json.loads(done.stdout)["node_etcd_tools"] is True
     try:
         yield u
     finally:
@@ -487,8 +488,12 @@ def test_a_tool_the_machine_keeps_in_the_other_directory_is_shadowed_there_too(t
     (usr / "bin" / "service").touch()  # and service in /usr/bin
     runtime = Runtime(mounts=(), python="/usr/lib/upgrader-sandbox/python/bin/python3", pythonpath=("/p",),
                       library_path=None, real=(("etcdctl", "/usr/lib/upgrader-sandbox/libexec/etcdctl"),))
-    scripts = wrappers.node_scripts(node="cp-1", runtime=runtime, host_usr=usr)
+    scripts = wrappers.node_scripts(node="cp-1", runtime=runtime, host_usr=usr, etcd_tools=True)
     assert set(scripts) == set(wrappers.tool_paths().values()) | {"/usr/sbin/apt-get", "/usr/bin/service"}
     assert scripts["/usr/sbin/apt-get"] == scripts["/usr/bin/apt-get"]
     assert "UPGRADER_SANDBOX_REAL_ETCDCTL=/usr/lib/upgrader-sandbox/libexec/etcdctl" in scripts["/usr/bin/etcdctl"]
     assert "REAL" not in scripts["/usr/bin/kubeadm"]
+    (usr / "bin" / "etcdctl").touch()  # by default a node hides the machine's etcdctl, as a kubeadm node has none
+    plain = wrappers.node_scripts(node="cp-1", runtime=runtime, host_usr=usr)
+    assert isinstance(plain["/usr/bin/etcdctl"], wrappers.Whiteout) and "/usr/bin/etcdutl" not in plain
+    assert "UPGRADER_SANDBOX_REAL_ETCDCTL=" in str(plain["/usr/bin/ctr"])  # ctr's etcd tools run the real one

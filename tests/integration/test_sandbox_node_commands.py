@@ -190,8 +190,8 @@ def test_kubeadm_apply_backs_up_rewrites_and_records_the_version(cluster: FakeCl
     assert conf["kubernetesVersion"] == "v1.31.4"
     # kubeadm never downgrades etcd: the documented recovery `apply --force vOLD` keeps 3.5.16-0
     code, out, err = run(cluster, "cp-1", "kubeadm", "upgrade", "apply", "v1.30.6", "--yes", "--force")
-    assert ('the desired etcd version for this Kubernetes version "v1.30.6" is "3.5.15-0", but the current etcd '
-            'version is "3.5.16-0". Won\'t downgrade etcd, instead just continue') in out
+    assert ('[upgrade/etcd] Non fatal issue encountered during upgrade: the desired etcd version "3.5.15-0" is older '
+            'than the currently installed "3.5.16-0". Skipping etcd upgrade\n') in out
     assert "image: registry.k8s.io/etcd:3.5.16-0" in cluster.manifest("etcd").read_text()
 
 
@@ -260,3 +260,20 @@ def test_node_paths_never_leave_the_node_root(cluster: FakeCluster, monkeypatch:
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "operator-kubeconfig"))
     code, out, _ = run(cluster, "worker-1", "sh", "-c", 'echo "$HOME ${KUBECONFIG-unset}"; pwd; cd ~ && pwd')
     assert out == "/root unset\n/root\n/root\n"
+
+
+def test_apt_checks_downgrades_before_holds_and_only_under_yes(cluster: FakeCluster) -> None:
+    """apt's fail-safe order (private-install.cc): a held package taken down trips the downgrade check first."""
+    code, out, err = run(cluster, "cp-1", "apt-get", "install", "-y", "kubeadm=1.30.0-1.1")
+    assert code == 100 and "The following held packages will be changed:\n  kubeadm" in out
+    assert "The following packages will be DOWNGRADED:\n  kubeadm\n" in out
+    assert "0 upgraded, 0 newly installed, 1 downgraded, 0 to remove and 0 not upgraded.\n" in out
+    assert err == "E: Packages were downgraded and -y was used without --allow-downgrades.\n"
+    code, _, err = run(cluster, "cp-1", "apt-get", "install", "-y", "--allow-downgrades", "kubeadm=1.30.0-1.1")
+    assert (code, err) == (100, "E: Held packages were changed and -y was used without --allow-change-held-packages.\n")
+    code, out, err = run(cluster, "cp-1", "apt-get", "install", "kubeadm=1.30.0-1.1")  # no -y: apt asks
+    assert (code, err) == (1, "") and out.endswith("Do you want to continue? [Y/n] Abort.\n")
+    code, out, err = run(cluster, "cp-1", "apt-get", "install", "-y", "--allow-downgrades",
+                         "--allow-change-held-packages", "kubeadm=1.30.0-1.1")
+    assert code == 0 and "Unpacking kubeadm (1.30.0-1.1) over (1.30.6-1.1) ..." in out, out + err
+    assert run(cluster, "cp-1", "kubeadm", "version", "-o", "short")[1] == "v1.30.0\n"

@@ -136,7 +136,8 @@ def sandbox(members: list[EtcdMember], tmp_path: Path, request: pytest.FixtureRe
         member_port = urlsplit(members[0].client_url).port
         assert port and member_port
         cfg = new_config(name="safe", sandbox_dir=xdg / "upgrader" / "sandboxes" / "safe", version="v1.30.6",
-                         control_planes=1, workers=1, lb_port=port, isolation=request.param)
+                         control_planes=1, workers=1, lb_port=port, isolation=request.param,
+                         node_etcd_tools=True)  # these tests try the node's etcdctl (`sandbox up --node-etcd-tools`)
         cfg = dataclasses.replace(cfg, apiserver_ports={"cp-1": port}, etcd_client_ports={"cp-1": member_port})
         cfg.dir.mkdir(parents=True)
         cfg.save()
@@ -306,8 +307,8 @@ def test_node_tools_are_where_a_node_has_them_and_every_spelling_is_the_nodes(sa
 
 @pytest.mark.parametrize("argv", [
     ["reboot", "--help"], ["/sbin/shutdown", "--help"], ["service", "--status-all"], ["/usr/sbin/service", "--help"],
-    ["systemd-run", "--version"], ["journalctl", "--version"], ["crictl", "--version"], ["apt", "--version"],
-    ["kubelet", "--help"], ["/usr/bin/ctr", "--help"], ["sysctl", "-a"], ["/sbin/modprobe", "--version"],
+    ["systemd-run", "--version"], ["journalctl", "--version"], ["containerd", "--version"], ["apt", "--version"],
+    ["kubelet", "--help"], ["/usr/sbin/runc", "--help"], ["sysctl", "-a"], ["/sbin/modprobe", "--version"],
 ])
 def test_host_tools_the_sandbox_does_not_simulate_are_refused(sandbox: Sandbox, argv: list[str]) -> None:
     code, out, err = sandbox.run("worker-1", *argv)

@@ -303,6 +303,12 @@ class FakeNode(FakeTransport):
                                      f"[upgrade/version] FATAL: {refused}\n")
             self.world.move_control_plane(self, target)
             self.world.set_cluster_version(target)
+            mine = self.upstream("kubeadm")
+            if mine is not None and (mine.major, mine.minor) >= (1, 32):  # apply as a phase workflow
+                return ok(f"[upgrade/preflight] You have chosen to upgrade the cluster version to \"{target}\"\n"
+                          "\n[upgrade] SUCCESS! A control plane node of your cluster was upgraded to "
+                          f"\"{target}\".\n\n[upgrade] Now please proceed with upgrading the rest of the nodes by "
+                          "following the right order.\n")
             return ok(f"[upgrade/version] You have chosen to change the cluster version to \"{target}\"\n"
                       f"[upgrade/successful] SUCCESS! Your cluster was upgraded to \"{target}\". Enjoy!\n")
         if argv[1:3] == ["upgrade", "node"]:

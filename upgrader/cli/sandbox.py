@@ -62,6 +62,10 @@ def up(
                                   "against mistakes only)."),
     os_name: str = typer.Option("debian", "--os", help="The nodes' OS, so their package manager: debian (apt, "
                                 "dpkg, kubernetes.list) or rhel (dnf, rpm, kubernetes.repo)."),
+    node_etcd_tools: bool = typer.Option(False, "--node-etcd-tools/--no-node-etcd-tools", help="Put etcdctl on "
+                                         "the nodes' PATH (this machine's, pointed at the sandbox's members). "
+                                         "Without it, as on a kubeadm node, the etcd tools come from the etcd "
+                                         "image through ctr."),
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Start a sandbox (or resume a stopped one as it is) and wait until it is healthy."""
@@ -83,6 +87,7 @@ def up(
         kubelet_restart=parse_duration(kubelet_restart) if given("kubelet_restart") else None,
         wait=parse_duration(wait), isolation=isolation if given("isolation") else None,
         os=os_name if given("os_name") else None,
+        node_etcd_tools=node_etcd_tools if given("node_etcd_tools") else None,
     )
     result = sandbox.up(ctx.obj, req, register=register)
     cfg = result.config
@@ -90,7 +95,7 @@ def up(
         emit_json({"name": cfg.name, "resumed": result.resumed, "dir": str(cfg.dir), "server": cfg.server,
                    "kubeconfig": str(result.kubeconfig), "version": result.version,
                    "created_version": cfg.version, "nodes": cfg.nodes, "isolation": cfg.isolation,
-                   "os": cfg.os, "seconds": round(result.seconds, 2)})
+                   "os": cfg.os, "node_etcd_tools": cfg.node_etcd_tools, "seconds": round(result.seconds, 2)})
         return
     verb = "resumed" if result.resumed else "up"
     typer.echo(f"sandbox {cfg.name} {verb} in {result.seconds:.1f}s: {len(cfg.control_planes)} control planes, "

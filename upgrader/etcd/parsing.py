@@ -17,12 +17,13 @@ etcdutl/etcdutl/) and checked against etcdctl 3.4.23:
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from upgrader.ports import SnapshotStatus
+from upgrader.ports import KeyListing, SnapshotStatus
 
 _VERSION = re.compile(r"^\s*(etcdctl|etcdutl) version:\s*v?(\d+\.\d+\.\d+\S*)\s*$", re.MULTILINE)
 _USAGE_HEADER = re.compile(r"^\s*(USAGE|Usage):\s*$")
@@ -176,3 +177,36 @@ def parse_snapshot_status(text: str) -> SnapshotStatus:
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def parse_key_listing(text: str) -> KeyListing:
+    """``get "" --prefix --keys-only -w json``: the header's revision and each key (base64 in the JSON)
+    with its mod_revision; ValueError when it is not that document. An empty etcd has no ``kvs``."""
+    doc = _json(text, "key listing")
+    header = doc.get("header") if isinstance(doc, dict) else None
+    revision = _int(header.get("revision")) if isinstance(header, dict) else None
+    if revision is None:
+        raise ValueError("key listing: no revision in the answer's header")
+    keys: dict[str, int] = {}
+    for kv in doc.get("kvs") or []:
+        mod = _int(kv.get("mod_revision")) if isinstance(kv, dict) else None
+        raw = kv.get("key") if isinstance(kv, dict) else None
+        if mod is None or not isinstance(raw, str):
+            raise ValueError("key listing: an entry without a key or a mod_revision")
+        try:
+            key = base64.b64decode(raw, validate=True).decode("utf-8", errors="backslashreplace")
+        except ValueError as e:
+            raise ValueError("key listing: a key that is not base64") from e
+        keys[key] = mod
+    return KeyListing(revision=revision, keys=keys)
+
+
+def parse_hashkv(text: str) -> int:
+    """The hash of ``endpoint hashkv -w json`` (one endpoint); ValueError when there is none."""
+    doc = _json(text, "endpoint hashkv")
+    first = doc[0] if isinstance(doc, list) and doc else None
+    found = first.get("HashKV") if isinstance(first, dict) else None
+    value = _int(found.get("hash")) if isinstance(found, dict) else None
+    if value is None:
+        raise ValueError("endpoint hashkv: no hash in the answer")
+    return value

@@ -19,7 +19,7 @@ from upgrader.errors import ClusterUnreachableError, EtcdCommandError, EtcdToolE
 from upgrader.etcd import parsing
 from upgrader.etcd.diagnose import diagnose
 from upgrader.etcd.integrity import check_trailer
-from upgrader.ports import CommandResult, EtcdMember, EtcdTls, EtcdToolInfo, SnapshotStatus
+from upgrader.ports import CommandResult, EtcdMember, EtcdTls, EtcdToolInfo, KeyListing, SnapshotStatus
 
 Runner = Callable[[list[str], float], CommandResult]
 BUMP_REVISION = "1000000000"  # kubernetes #118501: resource versions keep moving forward after a restore
@@ -214,6 +214,20 @@ class EtcdctlTool:
             os.chmod(path, 0o600)
         except OSError as e:
             raise SnapshotStoreError(f"snapshot save left no file at {path}: {e.strerror}") from e
+
+    def keys(self, endpoints: Sequence[str], tls: EtcdTls | None, timeout: float = 120.0) -> KeyListing:
+        """Keys and mod revisions only (``--keys-only``): no value, so no Secret, ever leaves etcd."""
+        failures = []
+        for endpoint in endpoints:
+            done = self._run([*self._client([endpoint], tls, timeout), "get", "", "--prefix", "--keys-only",
+                              "-w", "json"], timeout + 10)
+            if done.ok:
+                try:
+                    return parsing.parse_key_listing(done.stdout)
+                except ValueError as e:
+                    raise EtcdCommandError(f"{endpoint}: {e}") from e
+            failures.append(self._explain(endpoint, tls, done))
+        raise ClusterUnreachableError("no etcd endpoint listed its keys: " + "; ".join(failures or ["none given"]))
 
     # the file
     def status(self, path: Path) -> SnapshotStatus:

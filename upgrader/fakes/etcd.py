@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from upgrader import errors
-from upgrader.ports import EtcdMember, EtcdTls, EtcdToolInfo, SnapshotStatus
+from upgrader.ports import EtcdMember, EtcdTls, EtcdToolInfo, KeyListing, SnapshotStatus
 
 
 class FakeEtcdTool:
@@ -31,6 +33,10 @@ class FakeEtcdTool:
         self.revision = revision
         self.payload = payload
         self.unreachable = unreachable
+        self.keyspace: dict[str, int] = {}  # the live keys and their mod revisions, for ``keys``
+        self.snapshot_keyspace: dict[str, int] = {}  # what a snapshot restored by ``scratch`` holds
+        self.scratches: list[Path] = []  # snapshots restored into a scratch etcd
+        self.scratch_open = 0  # scratch etcds running now
         self.saved: list[tuple[str, Path]] = []
         self.restored: list[dict[str, str]] = []
 
@@ -83,6 +89,24 @@ class FakeEtcdTool:
                 peer_url: str) -> None:
         self.restored.append({"path": path, "name": name, "data_dir": data_dir})
 
+    def keys(self, endpoints: Sequence[str], tls: EtcdTls | None, timeout: float = 120.0) -> KeyListing:
+        if self.unreachable is not None:
+            raise errors.ClusterUnreachableError(self.unreachable)
+        return KeyListing(revision=max([self.revision, *self.keyspace.values()]), keys=dict(self.keyspace))
+
+    @contextlib.contextmanager
+    def scratch(self, path: Path, snapshot_etcd: str | None = None) -> Iterator[FakeScratchEtcd]:
+        """For ``AppContext(scratch_etcd_factory=tool.scratch)``: the snapshot's status (IntegrityError
+        when corrupt), then a scratch holding ``snapshot_keyspace`` at the snapshot's revision."""
+        status = self.status(path)
+        self.scratches.append(path)
+        self.scratch_open += 1
+        try:
+            yield FakeScratchEtcd(endpoint="http://127.0.0.1:1", restore_tool="etcdctl", bumped_by=0,
+                                  listing=KeyListing(revision=status.revision, keys=dict(self.snapshot_keyspace)))
+        finally:
+            self.scratch_open -= 1
+
     @staticmethod
     def corrupt(path: Path, offset: int = 10) -> None:
         """Flip one byte of a file, as a bad disk would."""
@@ -96,3 +120,20 @@ class FakeEtcdTool:
 def _minor(version: str) -> tuple[int, int]:
     parts = version.lstrip("v").split(".")
     return int(parts[0]), int(parts[1])
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeScratchEtcd:
+    """The ScratchEtcd port over a fixed listing; its hashkv is a CRC of the keys up to the revision."""
+
+    endpoint: str
+    restore_tool: str
+    bumped_by: int
+    listing: KeyListing
+
+    def keys(self, timeout: float = 300.0) -> KeyListing:
+        return self.listing
+
+    def hashkv(self, revision: int, timeout: float = 60.0) -> int:
+        text = "".join(f"{k}={m}\n" for k, m in sorted(self.listing.keys.items()) if m <= revision)
+        return zlib.crc32(text.encode())

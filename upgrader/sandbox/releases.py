@@ -16,6 +16,8 @@ between patch releases and never go backwards within a minor.
 from __future__ import annotations
 
 import hashlib
+import re
+from dataclasses import dataclass
 from functools import cache
 
 from upgrader.data import builtin_catalog
@@ -48,7 +50,7 @@ ETCD_TAGS: dict[int, list[tuple[int, str]]] = {
     # Past what the stored kubeadm sources showed: 3.6.x as kubeadm pins it for 1.34, approximate.
     35: [(0, "3.6.5-0")],
     36: [(0, "3.6.6-0")],
-    37: [(0, "3.6.6-0")],
+    37: [(0, "3.7.0-0")],  # DOMAIN.md: 1.37 -> etcd 3.7.0
 }
 
 COREDNS: dict[int, str] = {
@@ -109,6 +111,66 @@ def etcd_semver(tag: str) -> tuple[int, ...]:
     """Comparable form of an etcd image tag such as 3.5.16-0."""
     base, _, build = tag.partition("-")
     return (*(int(p) for p in base.split(".")), int(build or 0))
+
+
+# The first official (etcd-io built) tags; Kubernetes-built ones before them (contract, DOMAIN.md "etcd snapshots")
+_FIRST_OFFICIAL = (3, 5, 24)
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdImage:
+    """What a registry.k8s.io/etcd tag holds: which build it is and which tools are in it.
+
+    Tags up to 3.5.21-0 are built by Kubernetes (a shell, etcd and etcdctl, no etcdutl); 3.5.24-0 and
+    every 3.6+ tag are etcd's official images (etcd, etcdctl, etcdutl, no shell). etcdctl's ``snapshot
+    restore`` has ``--bump-revision``/``--mark-compacted`` from 3.5.10 and is gone from 3.6 (only
+    ``snapshot save`` is left); etcdutl has them in every official image.
+    """
+
+    tag: str
+    version: tuple[int, int, int]
+
+    @property
+    def official(self) -> bool:
+        return self.version >= _FIRST_OFFICIAL
+
+    @property
+    def kind(self) -> str:
+        return "official" if self.official else "kubernetes-built"
+
+    @property
+    def tools(self) -> tuple[str, ...]:
+        """The executables on the image's PATH."""
+        return ("etcd", "etcdctl", "etcdutl") if self.official else ("sh", "etcd", "etcdctl")
+
+    @property
+    def semver(self) -> str:
+        return ".".join(str(p) for p in self.version)
+
+    @property
+    def minor(self) -> tuple[int, int]:
+        return self.version[0], self.version[1]
+
+    @property
+    def etcdctl_restores(self) -> bool:
+        """Whether its etcdctl still has ``snapshot restore``/``status`` (removed in 3.6)."""
+        return self.minor < (3, 6)
+
+    def bump_flags(self, tool: str) -> bool:
+        """Whether TOOL's ``snapshot restore`` takes --bump-revision/--mark-compacted."""
+        if tool == "etcdutl":
+            return "etcdutl" in self.tools
+        return tool == "etcdctl" and self.etcdctl_restores and self.version >= (3, 5, 10)
+
+
+def etcd_image(tag: str) -> EtcdImage:
+    """The kind and tools of an etcd image tag (``3.5.21-0``: Kubernetes-built; ``3.7.0-0``: official);
+    InvalidVersionError for a tag that is not ``X.Y.Z-N``."""
+    match = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)-\d+", tag)
+    if match is None:
+        raise InvalidVersionError(f"{tag!r} is not an etcd image tag (like 3.5.24-0)")
+    major, minor, patch = (int(g) for g in match.groups())
+    return EtcdImage(tag, (major, minor, patch))
 
 
 def coredns_tag(version: Version) -> str:

@@ -47,6 +47,10 @@ class SandboxConfig:
     # which OS its nodes play, so which package manager they have: "debian" (apt, dpkg) or "rhel" (dnf,
     # rpm); see node/distros.py. Sandboxes made before there was a choice are Debian
     os: str = "debian"
+    # whether its nodes have etcdctl on their PATH (the machine's, mapped onto the sandbox's members); a
+    # kubeadm node has none (`sandbox up --node-etcd-tools` lends it). Sandboxes made before there was a
+    # choice lose it on their next command
+    node_etcd_tools: bool = False
 
     @property
     def nodes(self) -> list[str]:
@@ -114,7 +118,7 @@ def free_ports(count: int) -> list[int]:
 
 def new_config(*, name: str, sandbox_dir: Path, version: str, control_planes: int, workers: int,
                lb_port: int | None = None, timeouts: Timeouts | None = None,
-               isolation: str = "namespace", os: str = "debian") -> SandboxConfig:
+               isolation: str = "namespace", os: str = "debian", node_etcd_tools: bool = False) -> SandboxConfig:
     """Names nodes cp-N and worker-N and gives every endpoint its own free loopback port."""
     cps = [f"cp-{i}" for i in range(1, control_planes + 1)]
     ports = iter(free_ports(3 * len(cps) + 1))
@@ -131,4 +135,5 @@ def new_config(*, name: str, sandbox_dir: Path, version: str, control_planes: in
         timeouts=timeouts or Timeouts(),
         isolation=isolation,
         os=os,
+        node_etcd_tools=node_etcd_tools,
     )

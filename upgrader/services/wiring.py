@@ -26,7 +26,16 @@ from upgrader.domain.records import ClusterRecord
 from upgrader.domain.text import excerpt
 from upgrader.errors import UsageError
 from upgrader.ledger.busy import DEFAULT_BUSY_TIMEOUT
-from upgrader.ports import Clock, ClusterApi, EtcdTool, NodeLayout, NodeTransport, SnapshotStore, UnitOfWork
+from upgrader.ports import (
+    Clock,
+    ClusterApi,
+    EtcdTool,
+    NodeLayout,
+    NodeTransport,
+    ScratchEtcd,
+    SnapshotStore,
+    UnitOfWork,
+)
 
 if TYPE_CHECKING:
     from upgrader.cluster.observe import KubeClusterApi
@@ -89,6 +98,8 @@ class AppContext:
     # Replaces etcd access as a whole (tests): etcd_session() yields what this opens, when set.
     etcd_session_factory: Callable[[ClusterRecord, Mapping[str, Any] | None],
                                    AbstractContextManager[EtcdSession]] | None = None
+    # Replaces the scratch etcd a snapshot is restored into (tests): (snapshot file, its etcd version) -> context.
+    scratch_etcd_factory: Callable[[Path, str | None], AbstractContextManager[ScratchEtcd]] | None = None
     accept_new_host_keys: bool = False  # SSH: trust a node's first key (an explicit opt-in, recorded as an event)
     ssh_connect_timeout: float = 5.0  # seconds to reach a node's port (ssh -o ConnectTimeout; an option overrides)
     snapshot_dir: Path | None = None  # where snapshot files go (--store > UPGRADER_SNAPSHOT_DIR > the data dir)
@@ -175,6 +186,21 @@ class AppContext:
         from upgrader.etcd.tool import EtcdctlTool
 
         return EtcdctlTool()
+
+    def scratch_etcd(self, snapshot: Path, *, snapshot_etcd: str | None) -> AbstractContextManager[ScratchEtcd]:
+        """``snapshot`` restored into a scratch etcd beside the orchestrator (this host's etcd tools and
+        server); EtcdToolError (exit 2) naming what to install when they cannot do it."""
+        if self.scratch_etcd_factory is not None:
+            return self.scratch_etcd_factory(snapshot, snapshot_etcd)
+        from upgrader.errors import EtcdToolError
+        from upgrader.etcd.scratch import scratch_etcd
+        from upgrader.etcd.tool import EtcdctlTool
+
+        tool = self.etcd_tool()
+        if not isinstance(tool, EtcdctlTool):
+            raise EtcdToolError("restoring a snapshot beside the orchestrator needs this host's etcdctl or etcdutl "
+                                "and etcd server: install them (Debian's etcd-client and etcd-server)")
+        return scratch_etcd(tool, snapshot, snapshot_etcd=snapshot_etcd)
 
     def snapshot_store(self, directory: Path | None = None) -> SnapshotStore:
         """The snapshot store at ``directory`` (default: ``snapshot_dir``, else the data dir's snapshots/)."""

@@ -7,12 +7,12 @@ supervisor waits for it), and exits cleanly on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import sys
 import threading
+import time
 
-from upgrader.sandbox.apiserver import health
+from upgrader.sandbox.apiserver import emulation, health
 from upgrader.sandbox.apiserver.server import ApiServer, ServerConfig
 
 
@@ -25,24 +25,36 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     p.add_argument("--node-name", default=None, help="the control-plane node this server runs on (informational)")
     p.add_argument("--unready", action="store_true", help='fault "apiserver-unready": /readyz answers 500')
     p.add_argument("--etcd-prefix", default="/registry", help="key prefix of every object in etcd")
-    p.add_argument("--emulated-version", default=None, help="MAJOR.MINOR reported as the emulated version (1.33+)")
+    p.add_argument("--emulated-version", default=None,
+                   help="KEP-4330 emulation, 1.33 or kube=1.33, within the range of --git-version's minor")
     args = p.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     if not host.startswith("127.") and host != "localhost":
         p.error("--listen must be a loopback address")
-    emulated = None
-    if args.emulated_version:
-        m = re.fullmatch(r"(?:kube=)?v?1\.(\d+)", args.emulated_version)
-        if not m:
-            p.error("--emulated-version must look like 1.32")
-        emulated = int(m.group(1))
     try:
         health.version_info(args.git_version)
     except ValueError as e:
         p.error(str(e))
+    emulated = None
+    if args.emulated_version is not None:
+        emulated = _emulated_minor(args.git_version, args.emulated_version)
     return ServerConfig(etcd_endpoints=tuple(e for e in args.etcd_endpoints.split(",") if e), host=host,
                         port=int(port), git_version=args.git_version, node_name=args.node_name,
                         unready=args.unready, etcd_prefix=args.etcd_prefix, emulated_minor=emulated)
+
+
+def _emulated_minor(git_version: str, value: str) -> int:
+    """The minor this binary emulates; exits as kube-apiserver does when it refuses the value."""
+    major, minor = (int(p) for p in git_version.lstrip("v").split(".")[:2])
+    try:
+        return emulation.parse(value, major=major, minor=minor)
+    except emulation.EmulationError as e:
+        if str(e).startswith("unknown flag"):
+            print(f"Error: {e}", file=sys.stderr)
+        else:  # component-base's cli.Run logs the failed validation, then exits 1
+            stamp = time.strftime("%m%d %H:%M:%S", time.gmtime())
+            print(f'E{stamp}.000000       1 run.go:72] "command failed" err="{e}"', file=sys.stderr)
+        raise SystemExit(1) from e
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,6 +76,7 @@ class UpRequest:
     wait: float = 180.0
     isolation: str | None = None  # "namespace" (the default for a new sandbox) or "best-effort"
     os: str | None = None  # the nodes' OS: "debian" (the default for a new sandbox) or "rhel"
+    node_etcd_tools: bool | None = None  # etcdctl on the nodes' PATH (a kubeadm node has none: the default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +179,8 @@ def _refuse_changes(req: UpRequest, cfg: SandboxConfig, versions: dict[str, Vers
                              ("--workers", req.workers, len(cfg.workers)),
                              ("--api-port", req.api_port, cfg.lb_port),
                              ("--isolation", req.isolation, cfg.isolation),
-                             ("--os", req.os, cfg.os)):
+                             ("--os", req.os, cfg.os),
+                             ("--node-etcd-tools", req.node_etcd_tools, cfg.node_etcd_tools)):
         if given is not None and given != has:
             changes.append(f"{flag} {given} (it has {has})")
     for flag, seconds, has_seconds in (("--kubeadm-timeout", req.kubeadm_timeout, cfg.timeouts.kubeadm),
@@ -243,7 +245,8 @@ def _new_config(req: UpRequest) -> SandboxConfig:
         name=req.name, sandbox_dir=Path(req.dir or default_root() / req.name).absolute(), version=str(version),
         control_planes=DEFAULT_CONTROL_PLANES if req.control_planes is None else req.control_planes,
         workers=DEFAULT_WORKERS if req.workers is None else req.workers, lb_port=req.api_port, timeouts=timeouts,
-        isolation=req.isolation or isolation.NAMESPACE, os=req.os or distros.DEBIAN)
+        isolation=req.isolation or isolation.NAMESPACE, os=req.os or distros.DEBIAN,
+        node_etcd_tools=bool(req.node_etcd_tools))
 
 
 def _create(req: UpRequest, register: Register | None) -> SandboxConfig:

@@ -37,6 +37,7 @@ from upgrader.errors import UsageError
 from upgrader.ports import NodeLayout
 from upgrader.sandbox.node import wrappers
 from upgrader.sandbox.node.runtime import Mount, Runtime, RuntimeUnavailableError, config_mount, current
+from upgrader.sandbox.sandbox_config import SandboxConfig
 
 NAMESPACE = "namespace"
 BEST_EFFORT = "best-effort"
@@ -91,6 +92,14 @@ def _probe(tmp: Path, *, unshare: str, links: dict[str, str], runtime: Runtime) 
         unshare, [runtime.python, "-I", "-S", "-c", "import os"])
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=PROBE_TIMEOUT,
                           stdin=subprocess.DEVNULL, check=False)
+
+
+def _etcd_tools(sandbox_dir: Path) -> bool:
+    """Whether the sandbox lends its nodes etcdctl (no readable config: no, as on a kubeadm node)."""
+    try:
+        return SandboxConfig.load(sandbox_dir).node_etcd_tools
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def check_mode(mode: str) -> None:
@@ -187,15 +196,16 @@ class Plan:
 class NodeNamespace:
     """Runs one node's commands isolated: ``NodeNamespace(sandbox_dir, "cp-1").argv(["kubeadm", ...])``."""
 
-    def __init__(self, sandbox_dir: Path, node: str) -> None:
+    def __init__(self, sandbox_dir: Path, node: str, *, etcd_tools: bool | None = None) -> None:
         self.sandbox_dir = Path(sandbox_dir).resolve()
         self.node = node
         self.root = self.sandbox_dir / "nodes" / node
+        self.etcd_tools = _etcd_tools(self.sandbox_dir) if etcd_tools is None else etcd_tools
 
     def prepare(self) -> Runtime:
         """Wrappers and mount points of the node (before every command: a lost one comes back)."""
         runtime = current()
-        wrappers.ensure(self.root, wrappers.node_scripts(node=self.node, runtime=runtime))
+        wrappers.ensure(self.root, wrappers.node_scripts(node=self.node, runtime=runtime, etcd_tools=self.etcd_tools))
         prepare(self.root, links=usr_links(), runtime=runtime, extra=self._extra())
         (self.sandbox_dir / STAGE).mkdir(exist_ok=True)
         return runtime

@@ -180,6 +180,6 @@ def write_tools(cfg: SandboxConfig, layout: NodeLayout, node: str) -> None:
     An isolated node also gets its mount points (see :mod:`.isolation`); its transport checks them
     again before every command."""
     if cfg.isolation == isolation.NAMESPACE:
-        isolation.NodeNamespace(cfg.dir, node).prepare()
+        isolation.NodeNamespace(cfg.dir, node, etcd_tools=cfg.node_etcd_tools).prepare()
     else:
         wrappers.ensure(layout.root, wrappers.host_scripts(sandbox_dir=cfg.dir, node=node, root=layout.root))

@@ -23,6 +23,8 @@ from upgrader.domain.versions import Version
 from upgrader.errors import InvalidVersionError, NodePathError
 from upgrader.ports import NodeLayout
 from upgrader.sandbox import faults, processes
+from upgrader.sandbox.etcd.data_dir import REFUSAL
+from upgrader.sandbox.etcd.data_dir import refusal as data_dir_refusal
 from upgrader.sandbox.etcd.health import probe
 from upgrader.sandbox.etcd.members import DEFAULT_TOKEN, EtcdMember, spawn_member
 from upgrader.sandbox.kubeclient import KubeClient
@@ -114,6 +116,13 @@ class StaticPodRunner:
         flags = {k: v.replace("https://", "http://") for k, v in manifests.flags(sp.pod).items()}
         data_dir = self.layout.host_path(manifests.host_path_for(sp.pod, flags.get("data-dir", "/var/lib/etcd")))
         _refuse_links(data_dir)
+        refused = data_dir_refusal(data_dir, manifests.image_tag(sp.pod))
+        if refused is not None:  # etcd 3.6+: it logs and exits, and the kubelet restarts it with back-off
+            log_file = self.layout.host_path("/var/log/pods/etcd.log")
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            with log_file.open("a") as f:
+                f.write(refused + "\n")
+            raise OSError(REFUSAL)
         member = EtcdMember(flags.get("name", self.node), flags.get("advertise-client-urls", "").split(",")[0],
                                  flags.get("initial-advertise-peer-urls", "").split(",")[0], data_dir)
         peers = flags.get("initial-cluster", f"{member.name}={member.peer_url}")

@@ -14,8 +14,8 @@ transport keeps every command inside the node, as the sandbox's isolation mode s
 
 and in both:
 
-- tools: the node's own commands (simulated kubeadm, apt-get, apt-mark, systemctl, etcdctl, kubectl,
-  dpkg, ... and refusing guards for apt, service, reboot, crictl, ...) are in its ``/usr/bin`` and
+- tools: the node's own commands (simulated kubeadm, apt-get, apt-mark, systemctl, kubectl, dpkg, ctr,
+  crictl, ... and refusing guards for apt, service, reboot, containerd, ...) are in its ``/usr/bin`` and
   ``/usr/sbin``, first on PATH, and ``/bin/X``, ``/usr/bin/X``, ``/usr/sbin/X``, ``/sbin/X`` name them:
   the host's package manager, systemd or kubelet are never run; they are re-created before every
   command if a node lost one;

@@ -16,6 +16,12 @@ command, with a message on stderr and exit code 127, and never reach the host's 
 has both package managers' wrappers, whatever its OS (see :mod:`.distros`): the other OS's answer
 as a missing command would (exit 127), and the host's binary of that name is never reached either.
 
+The etcd client tools (:data:`ETCD_TOOLS`) are not on a node unless its sandbox was created with
+``--node-etcd-tools``, as a kubeadm node has none (they come from the etcd image, through ``ctr``): an
+isolated node gets an overlay whiteout where the machine has one, so the shell does not find it at
+all; a best-effort node keeps a wrapper that answers ``etcdctl: command not found`` (exit 127), since
+its PATH also lists the machine's directories (``command -v`` still finds that wrapper there).
+
 Two kinds of wrapper run the same tool: :func:`host_script` for best-effort nodes (machine paths:
 the node root, the sandbox directory, this interpreter) and :func:`node_script` for isolated
 nodes (the paths the node sees, see :mod:`.runtime`). Both bake in everything the tool needs, so
@@ -28,8 +34,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import stat
 import sys
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import upgrader
@@ -39,7 +48,8 @@ SIMULATED: dict[str, str] = {
     "kubeadm": "/usr/bin", "kubelet": "/usr/bin", "kubectl": "/usr/bin", "etcdctl": "/usr/bin",
     "apt-get": "/usr/bin", "apt-mark": "/usr/bin", "apt": "/usr/bin", "apt-cache": "/usr/bin",
     "dpkg": "/usr/bin", "dpkg-query": "/usr/bin", "systemctl": "/usr/bin", "hostname": "/usr/bin",
-    "sudo": "/usr/bin", "dnf": "/usr/bin", "yum": "/usr/bin", "rpm": "/usr/bin",
+    "sudo": "/usr/bin", "dnf": "/usr/bin", "yum": "/usr/bin", "rpm": "/usr/bin", "ctr": "/usr/bin",
+    "crictl": "/usr/bin",
 }
 REFUSED: dict[str, str] = {
     # package managers, init system and services, power
@@ -48,8 +58,8 @@ REFUSED: dict[str, str] = {
     "timedatectl": "/usr/bin", "service": "/usr/sbin", "invoke-rc.d": "/usr/sbin", "update-rc.d": "/usr/sbin",
     "reboot": "/usr/sbin", "shutdown": "/usr/sbin", "halt": "/usr/sbin", "poweroff": "/usr/sbin",
     "init": "/usr/sbin", "telinit": "/usr/sbin",
-    # container runtime and etcd itself (the sandbox supervisor runs those)
-    "crictl": "/usr/bin", "ctr": "/usr/bin", "containerd": "/usr/bin", "runc": "/usr/sbin", "docker": "/usr/bin",
+    # container runtime and etcd itself (the sandbox supervisor runs those; ctr and crictl are simulated)
+    "containerd": "/usr/bin", "runc": "/usr/sbin", "docker": "/usr/bin",
     "nerdctl": "/usr/bin", "etcd": "/usr/bin",
     # the kernel, mounts, firewall, users and processes of the host (kubeadm's prerequisites touch these)
     "sysctl": "/usr/sbin", "modprobe": "/usr/sbin", "swapoff": "/usr/sbin", "swapon": "/usr/sbin",
@@ -57,6 +67,20 @@ REFUSED: dict[str, str] = {
     "nft": "/usr/sbin", "su": "/usr/bin", "pkill": "/usr/bin", "killall": "/usr/bin",
 }
 ALL: dict[str, str] = {**SIMULATED, **REFUSED}
+# A kubeadm node has no etcd client tools of its own (they come from the etcd image, through ctr): on a
+# sandbox node these are absent unless it was created with them (`sandbox up --node-etcd-tools`).
+ETCD_TOOLS = ("etcdctl", "etcdutl")
+# The real tool a simulated one hands its work to, when it is not the tool of the same name
+REAL_FOR = {"ctr": "etcdctl"}
+
+
+@dataclass(frozen=True, slots=True)
+class Whiteout:
+    """No such command on an isolated node: an overlay whiteout hides the machine's binary of that name.
+
+    Where a whiteout cannot be made, ``fallback`` (a wrapper that answers "command not found") stands in."""
+
+    fallback: str
 # What every wrapper runs with ``python -m``: the simulated tools' package.
 TOOLS = "upgrader.sandbox.node.tools"
 
@@ -95,9 +119,10 @@ def node_script(tool: str, *, node: str, runtime: Runtime) -> str:
     """The wrapper of an isolated node: the same tool, run by the interpreter the node sees (its root is /)."""
     env = {"UPGRADER_SANDBOX_DIR": SANDBOX_DIR, "UPGRADER_SANDBOX_NODE": node, "UPGRADER_SANDBOX_NODE_ROOT": "/",
            "PYTHONPATH": ":".join(runtime.pythonpath)}
-    real = runtime.real_tool(tool)
+    real_name = REAL_FOR.get(tool, tool)
+    real = runtime.real_tool(real_name)
     if real:
-        env[f"UPGRADER_SANDBOX_REAL_{tool.upper()}"] = real
+        env[f"UPGRADER_SANDBOX_REAL_{real_name.upper()}"] = real
     if runtime.library_path:  # a shared libpython; the tools drop this before they run anything
         env["LD_LIBRARY_PATH"] = runtime.library_path
     exports = "".join(f"{k}={shlex.quote(v)}; export {k}\n" for k, v in env.items())
@@ -118,35 +143,72 @@ def host_scripts(*, sandbox_dir: Path, node: str, root: Path) -> dict[str, str]:
             for tool, path in tool_paths().items()}
 
 
-def node_scripts(*, node: str, runtime: Runtime, host_usr: Path = Path("/usr")) -> dict[str, str]:
+def node_scripts(*, node: str, runtime: Runtime, host_usr: Path = Path("/usr"),
+                 etcd_tools: bool = False) -> dict[str, str | Whiteout]:
     """Node path -> wrapper text, for an isolated node: in the tool's directory, and in the other of
-    bin/sbin too where the machine has the tool there (it would come first on root's PATH)."""
-    scripts: dict[str, str] = {}
-    for tool, path in tool_paths().items():
+    bin/sbin too where the machine has the tool there (it would come first on root's PATH).
+
+    Without ``etcd_tools`` the etcd client tools are whiteouts: the node has none, like a kubeadm node."""
+    scripts: dict[str, str | Whiteout] = {}
+    for tool, path in {**tool_paths(), "etcdutl": "/usr/bin/etcdutl"}.items():
         text = node_script(tool, node=node, runtime=runtime)
-        scripts[path] = text
+        absent = tool in ETCD_TOOLS and not etcd_tools
+        if tool == "etcdutl" and not absent:
+            continue  # the machine's etcdutl, if any, is what --node-etcd-tools lends (Debian has none)
+        entry: str | Whiteout = Whiteout(text) if absent else text
+        if not absent or os.path.lexists(host_usr / path.removeprefix("/usr/")):
+            scripts[path] = entry
         for other in ("bin", "sbin"):
             spelling = f"/usr/{other}/{tool}"
             if spelling != path and os.path.lexists(host_usr / other / tool):
-                scripts[spelling] = text
+                scripts[spelling] = entry
     return scripts
 
 
-def ensure(root: Path, scripts: dict[str, str]) -> None:
+def ensure(root: Path, scripts: Mapping[str, str | Whiteout]) -> None:
     """Write every wrapper that is missing or changed: a node never falls through to a host binary.
 
     Called before every command a sandbox node runs, so a wrapper deleted or overwritten on the node
     (``rm /usr/bin/apt-get`` on a best-effort node, or from the host) comes back instead of exposing
     the host's tool of that name.
     """
-    for node_path, text in scripts.items():
+    for node_path, entry in scripts.items():
         path = root / node_path.lstrip("/")
-        try:
-            if path.read_text() == text and os.access(path, os.X_OK):
-                continue
-        except (OSError, UnicodeDecodeError):
-            pass
-        _write_executable(path, text, root)
+        if isinstance(entry, Whiteout):
+            if not _whiteout(path, root):
+                _ensure_text(path, entry.fallback, root)
+            continue
+        _ensure_text(path, entry, root)
+
+
+def _whiteout(path: Path, root: Path) -> bool:
+    """An overlay whiteout (a 0/0 character device) at path; False when this machine cannot make one."""
+    try:
+        st = os.lstat(path)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return True
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.resolve().is_relative_to(root.resolve()):
+        raise OSError(f"{path.parent} leads outside the node root {root}")
+    tmp = path.with_name(f".{path.name}.whiteout")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.mknod(tmp, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+        os.replace(tmp, path)
+    except PermissionError:
+        return False
+    return True
+
+
+def _ensure_text(path: Path, text: str, root: Path) -> None:
+    try:
+        if path.is_file() and path.read_text() == text and os.access(path, os.X_OK):
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    _write_executable(path, text, root)
 
 
 def _write_executable(path: Path, text: str, root: Path) -> None:

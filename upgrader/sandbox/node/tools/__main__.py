@@ -17,6 +17,8 @@ from upgrader.sandbox.node.tools import (
     Node,
     Tool,
     apt,
+    crictl,
+    ctr,
     dnf,
     dpkg,
     etcdctl,
@@ -26,20 +28,33 @@ from upgrader.sandbox.node.tools import (
     systemctl,
 )
 from upgrader.sandbox.node.tools.kubeadm import command as kubeadm
+from upgrader.sandbox.sandbox_config import SandboxConfig
 
 DEBIAN_ONLY = ("apt-get", "apt-mark", "apt", "apt-cache", "dpkg", "dpkg-query", "aptitude", "apt-key",
                "dpkg-reconfigure")
 RHEL_ONLY = ("dnf", "yum", "rpm")
 
 
-def registry(os_name: str = distros.DEBIAN) -> dict[str, Tool]:
+def _etcd_tools(node: Node | None) -> bool:
+    """Whether the node's sandbox lends it etcdctl (`sandbox up --node-etcd-tools`); a kubeadm node has none."""
+    if node is None or node.sandbox_dir is None:
+        return True  # no sandbox to ask: the tool itself decides (tests that build a registry alone)
+    try:
+        return SandboxConfig.load(node.sandbox_dir).node_etcd_tools
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def registry(os_name: str = distros.DEBIAN, node: Node | None = None) -> dict[str, Tool]:
     found: dict[str, Tool] = {name: host_commands.refuse(name) for name in wrappers.REFUSED}
     found |= {
         "kubeadm": kubeadm.main,
         "apt-get": apt.apt_get,
         "apt-mark": apt.apt_mark,
         "systemctl": systemctl.main,
-        "etcdctl": etcdctl.main,
+        "etcdctl": etcdctl.main if _etcd_tools(node) else host_commands.missing("etcdctl"),
+        "ctr": ctr.main,
+        "crictl": crictl.main,
         "kubectl": kubectl.main,
         "kubelet": host_commands.kubelet,
         "apt": host_commands.apt_front,
@@ -61,7 +76,7 @@ def run(argv: list[str]) -> int:
     if os.environ.get("LD_LIBRARY_PATH", "").startswith(RUNTIME + "/"):
         del os.environ["LD_LIBRARY_PATH"]  # it was only for this interpreter's libpython (node/runtime.py)
     node = Node.from_env()
-    known = registry(distros.node_os(node.layout))
+    known = registry(distros.node_os(node.layout), node)
     if not argv or argv[0] not in known:
         print(f"usage: python -m {wrappers.TOOLS} {{{','.join(sorted(known))}}} ARGS...", file=sys.stderr)
         return 2

@@ -2,7 +2,9 @@
 
 They follow apt's rules that upgrades trip over: the per-minor repository only offers its own
 minor (so the source list must move first, then ``apt-get update``), held packages are not changed
-without ``--allow-change-held-packages``, and downgrades need ``--allow-downgrades`` under ``-y``.
+without ``--allow-change-held-packages`` and downgrades need ``--allow-downgrades`` under ``-y``
+(checked in that order: downgrades first; the rollback's ``apt-get install -y --allow-downgrades
+kubeadm=1.31.4-1.1`` goes back a minor once the source list points at it again).
 Messages and exit codes (100 for errors) are apt's.
 """
 
@@ -107,11 +109,12 @@ def _apply(node: Node, installed: dict[str, machine.Package], wanted: dict[str, 
     _summary(node, up, down, held)
     if not changes:
         return 0
-    if held and not {"--allow-change-held-packages"} & opts:
-        node.warn("E: Held packages were changed and -y was used without --allow-change-held-packages.")
-        return 100
+    # apt's fail-safe (apt-private/private-install.cc): under -y, downgrades are checked before holds
     if down and assume_yes and "--allow-downgrades" not in opts:
         node.warn("E: Packages were downgraded and -y was used without --allow-downgrades.")
+        return 100
+    if held and assume_yes and "--allow-change-held-packages" not in opts:
+        node.warn("E: Held packages were changed and -y was used without --allow-change-held-packages.")
         return 100
     if not assume_yes:
         node.say("Do you want to continue? [Y/n] Abort.")

@@ -23,6 +23,7 @@ import os
 import shutil
 import socket
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -156,7 +157,20 @@ def real_binary(node: Node) -> str | None:
     return shutil.which("etcdctl", path="/usr/local/bin:/usr/bin:/bin") or REAL
 
 
-def main(node: Node, args: list[str]) -> int:
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The real etcdctl's command line for what the operator typed: binary, mapped endpoints, the rest."""
+
+    binary: str
+    endpoints: list[str]
+    rest: list[str]
+    env: dict[str, str]
+
+
+def resolve(node: Node, args: list[str], *, reachable: bool = True) -> Resolved | int:
+    """The real command for ``etcdctl ARGS`` on this node, or the exit code after saying why not.
+
+    ``reachable=False`` (a container without the host's network) leaves no member reachable."""
     rest, endpoints = split_args(args)
     if any(_flag_value(rest, i, REFUSED_FLAGS)[1] for i in range(len(rest))):
         node.warn("Error: --discovery-srv is not supported on a sandbox node: name the member with --endpoints")
@@ -179,21 +193,33 @@ def main(node: Node, args: list[str]) -> int:
     if binary is None:
         node.warn("etcdctl: command not found")
         return 127
-    if NO_MEMBER not in mapped:
-        os.execve(binary, [binary, f"--endpoints={','.join(dict.fromkeys(mapped))}", *rest], env)
-    return _without_local_member(node, binary, mapped, rest, env)
+    return Resolved(binary, mapped if reachable else [NO_MEMBER] * len(mapped), rest, env)
 
 
-def _without_local_member(node: Node, binary: str, mapped: list[str], rest: list[str], env: dict[str, str]) -> int:
-    """etcdctl against a bound loopback port that never listens: its own "connection refused" failure."""
+def main(node: Node, args: list[str]) -> int:
+    r = resolve(node, args)
+    if isinstance(r, int):
+        return r
+    if NO_MEMBER not in r.endpoints:
+        os.execve(r.binary, [r.binary, f"--endpoints={','.join(dict.fromkeys(r.endpoints))}", *r.rest], r.env)
+    done = run_captured(r)
+    for text, stream in ((done.stdout, node.out), (done.stderr, node.err)):
+        stream.write(text)
+        stream.flush()
+    return done.returncode
+
+
+def run_captured(r: Resolved, *, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The real etcdctl, its output captured; a missing local member is a bound loopback port that never
+    listens, so the operator gets etcdctl's own "connection refused" failure, shown as 127.0.0.1:2379."""
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused; nobody else can take it
         port = closed.getsockname()[1]
         dead = f"http://127.0.0.1:{port}"
-        endpoints = ",".join(dict.fromkeys(dead if m == NO_MEMBER else m for m in mapped))
-        done = subprocess.run([binary, f"--endpoints={endpoints}", *rest], env=env, capture_output=True,
-                              text=True, check=False)
-    for text, stream in ((done.stdout, node.out), (done.stderr, node.err)):
-        stream.write(text.replace(dead, "127.0.0.1:2379").replace(f"127.0.0.1:{port}", "127.0.0.1:2379"))
-        stream.flush()
-    return done.returncode
+        endpoints = ",".join(dict.fromkeys(dead if m == NO_MEMBER else m for m in r.endpoints))
+        done = subprocess.run([r.binary, f"--endpoints={endpoints}", *r.rest], env=r.env, capture_output=True,
+                              text=True, check=False, cwd=cwd)
+    for name in ("stdout", "stderr"):
+        text = getattr(done, name)
+        setattr(done, name, text.replace(dead, "127.0.0.1:2379").replace(f"127.0.0.1:{port}", "127.0.0.1:2379"))
+    return done

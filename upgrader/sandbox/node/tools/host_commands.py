@@ -34,8 +34,6 @@ HINTS = {
     "halt": "stop the kubelet with `systemctl stop kubelet`",
     "poweroff": "stop the kubelet with `systemctl stop kubelet`",
     "kubelet": "the sandbox supervisor runs the kubelet: use systemctl",
-    "crictl": "sandbox nodes have no container runtime: use kubectl get pods -n kube-system",
-    "ctr": "sandbox nodes have no container runtime: use kubectl get pods -n kube-system",
     "etcd": "etcd runs as the static pod /etc/kubernetes/manifests/etcd.yaml",
     "hostnamectl": "the node's name is in /etc/hostname",
 }

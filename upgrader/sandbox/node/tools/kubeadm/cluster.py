@@ -22,7 +22,23 @@ CP_LABEL = "node-role.kubernetes.io/control-plane"
 
 
 class Fatal(Exception):
-    """Printed as is on stderr, exit 1."""
+    """Printed on stderr, exit 1: as is by a kubeadm whose command has no phases, and as
+    ``error execution phase PHASE: MODERN`` by one whose command runs as a phase workflow
+    (``upgrade node`` always, ``upgrade apply`` from v1.32 on: k/k PR #126032).
+
+    ``modern`` is the error without the old ``[upgrade/...] FATAL:`` label (defaults to the message);
+    ``phase`` is None for errors raised before any phase runs (flags, the client, the config).
+    """
+
+    def __init__(self, message: str, *, phase: str | None = None, modern: str | None = None) -> None:
+        super().__init__(message)
+        self.phase = phase
+        self.modern = message if modern is None else modern
+
+    def render(self, *, phased: bool) -> str:
+        if not phased:
+            return str(self)
+        return f"error execution phase {self.phase}: {self.modern}" if self.phase else self.modern
 
 
 def client(node: Node, conf: str) -> KubeClient:

@@ -56,3 +56,19 @@ def migrate_cluster_configuration(conf: dict[str, Any], *, target: Version, kube
         for key, default in V1BETA4_DEFAULTS.items():
             out.setdefault(key, default)
     return dict(sorted(out.items()))
+
+
+SECTIONS = {"kube-apiserver": "apiServer", "kube-controller-manager": "controllerManager",
+            "kube-scheduler": "scheduler"}
+
+
+def extra_args(conf: dict[str, Any], component: str) -> list[tuple[str, str]]:
+    """The ClusterConfiguration's extraArgs for a control-plane component as (name, value) pairs, in
+    either API: v1beta4's list of ``{name, value}`` (a name may repeat) or v1beta3's map."""
+    section = conf.get(SECTIONS.get(component, ""))
+    extra = section.get("extraArgs") if isinstance(section, dict) else None
+    if isinstance(extra, dict):
+        return [(str(k), str(v)) for k, v in sorted(extra.items())]
+    if isinstance(extra, list):
+        return [(str(a["name"]), str(a.get("value", ""))) for a in extra if isinstance(a, dict) and a.get("name")]
+    return []

@@ -2,6 +2,8 @@
 
 Mandatory violations cannot be overridden; skippable ones can with ``--force``. The messages are
 kubeadm's, word for word, because operators and upgrader's own error handling match on them.
+A one-minor downgrade is allowed by the policy (``MaximumAllowedMinorVersionDowngradeSkew``); only
+a bigger step is refused. The kubeadm v1.9-era "Downgrades are not supported yet" is long gone.
 
 The kubelet-skew rule here is written again on purpose, apart from the planner's
 (:mod:`upgrader.domain.skew`): the sandbox is an independent oracle of kubeadm, so a planner that
@@ -13,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from upgrader.domain.versions import Version
+from upgrader.sandbox.node.tools.kubeadm.cluster import Fatal
 
 MAXIMUM_ALLOWED_MINOR_SKEW = 1
 
@@ -35,6 +38,11 @@ def enforce(*, cluster: Version, target: Version, kubeadm: Version, kubelets: li
     """EnforceVersionPolicies: may kubeadm at `kubeadm` move a cluster at `cluster` to `target`?"""
     errs = PolicyErrors()
     t = f'"{target}"'
+    if (target.major, target.minor) < (kubeadm.major, kubeadm.minor - 1):  # constants.MinimumControlPlaneVersion
+        # kubeadm quotes the cluster version as "the minimum supported version" here; so does this
+        errs.mandatory.append(
+            f"Specified version to upgrade to {t} is equal to or lower than the minimum supported version "
+            f'"{cluster}". Please specify a higher version to upgrade to')
     if target.minor > cluster.minor + MAXIMUM_ALLOWED_MINOR_SKEW or target.major != cluster.major:
         errs.mandatory.append(
             f"Specified version to upgrade to {t} is too high; kubeadm can upgrade only "
@@ -55,10 +63,6 @@ def enforce(*, cluster: Version, target: Version, kubeadm: Version, kubelets: li
         errs.skippable.append(
             f"Kubeadm version {kubeadm} can only be used to upgrade to Kubernetes version "
             f"{kubeadm.major}.{kubeadm.minor}")
-    if target < cluster:
-        errs.skippable.append(
-            f'Specified version to upgrade to {t} is lower than the cluster version "{cluster}". '
-            "Downgrades are not supported yet")
     too_old = sorted({str(k) for k in kubelets if target.minor - k.minor > kubelet_skew(kubeadm)})
     if too_old:
         errs.skippable.append(
@@ -66,14 +70,16 @@ def enforce(*, cluster: Version, target: Version, kubeadm: Version, kubelets: li
     return errs
 
 
-def render(errs: PolicyErrors, *, force: bool) -> str | None:
-    """kubeadm's fatal output for these errors, or None when the upgrade may go on."""
+def render(errs: PolicyErrors, *, force: bool) -> Fatal | None:
+    """kubeadm's fatal error for these errors (its v1.32+ form drops the ``--`` of ``--version``), or
+    None when the upgrade may go on."""
     if errs.mandatory:
         lines = "\n".join(f"\t- {e}" for e in errs.mandatory)
-        return ("[upgrade/version] FATAL: the --version argument is invalid due to these fatal errors:\n\n"
-                f"{lines}\n\nPlease fix the misalignments highlighted above and try upgrading again")
-    if errs.skippable and not force:
+        why = (f"argument is invalid due to these fatal errors:\n\n{lines}\n\nPlease fix the misalignments "
+               "highlighted above and try upgrading again")
+    elif errs.skippable and not force:
         lines = "\n".join(f"\t- {e}" for e in errs.skippable)
-        return ("[upgrade/version] FATAL: the --version argument is invalid due to these errors:\n\n"
-                f"{lines}\n\nCan be bypassed if you pass the --force flag")
-    return None
+        why = f"argument is invalid due to these errors:\n\n{lines}\n\nCan be bypassed if you pass the --force flag"
+    else:
+        return None
+    return Fatal(f"[upgrade/version] FATAL: the --version {why}", phase="preflight", modern=f"the version {why}")

@@ -5,7 +5,9 @@ move the new one in, wait for the kubelet to pick it up (the mirror pod's config
 for the component to be ready, and on any failure move every backed-up manifest back and fail with
 kubeadm's "couldn't upgrade control plane" error. etcd goes first, with its data directory copied
 into kubeadm-backup-etcd-<date>-<time>/ (so /var/lib/etcd/member lands in .../etcd/member), and is
-never downgraded. Backups are never cleaned up.
+never downgraded; ``--etcd-upgrade=false`` leaves it (manifest and data) alone. The manifests carry
+the ClusterConfiguration's extraArgs, so flags put there (``--emulated-version``) survive every
+later kubeadm run. Backups are never cleaned up.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from upgrader.domain.versions import Version
 from upgrader.sandbox import releases
@@ -45,6 +48,20 @@ def go_duration(seconds: float) -> str:
     return f"{minutes}m{sec}" if minutes else sec
 
 
+def with_extra_args(pod: dict[str, Any], extra: list[tuple[str, str]]) -> dict[str, Any]:
+    """The pod with kubeadm's flags merged with ``extra`` (BuildArgumentListFromMap): an extra argument
+    replaces every default flag of its name, the others are added, and the flags are sorted by name."""
+    if not extra:
+        return pod
+    container = manifests.container(pod)
+    binary, *flags = container["command"]
+    names = {name for name, _ in extra}
+    kept = [f for f in flags if f[2:].partition("=")[0] not in names]
+    merged = kept + [f"--{name}={value}" for name, value in extra]
+    container["command"] = [binary, *sorted(merged, key=lambda f: f[2:].partition("=")[0])]
+    return pod
+
+
 @dataclass
 class StaticPodUpgrade:
     node: Node
@@ -53,6 +70,9 @@ class StaticPodUpgrade:
     target: Version
     timeout: float
     etcd_upgrade: bool = True
+    # per component, the ClusterConfiguration's extraArgs (name, value) that kubeadm writes into its manifest
+    extra_args: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    modern: bool = False  # a v1.32+ kubeadm, which words its progress lines differently
     stamp: str = field(default_factory=lambda: time.strftime("%Y-%m-%d-%H-%M-%S"))
     recover: dict[str, Path] = field(default_factory=dict)
 
@@ -80,7 +100,8 @@ class StaticPodUpgrade:
             self.node.say("[upgrade/staticpods] Writing new Static Pod manifests to "
                           f'"/etc/kubernetes/tmp/{temp_dir.name}"')
             for component in CONTROL_PLANE:
-                pod = manifests.RENDER[component](self.cfg, self.node.name, self.target)
+                pod = with_extra_args(manifests.RENDER[component](self.cfg, self.node.name, self.target),
+                                      self.extra_args.get(component, []))
                 (temp_dir / f"{component}.yaml").write_text(manifests.dump(pod))
             for component in CONTROL_PLANE:
                 self._component(component, before[component], temp_dir, recover_etcd=False)
@@ -111,9 +132,10 @@ class StaticPodUpgrade:
             raise UpgradeFailed(f"failed to back up etcd data: {e}") from e
         desired, current = releases.etcd_tag(self.target), manifests.image_tag(current_pod)
         if releases.etcd_semver(desired) < releases.etcd_semver(current):
-            self.node.say(f"[upgrade/etcd] non fatal issue encountered during upgrade: the desired etcd version for "
-                          f'this Kubernetes version "{self.target}" is "{desired}", but the current etcd version is '
-                          f'"{current}". Won\'t downgrade etcd, instead just continue')
+            # the wording of every kubeadm since v1.19 (seen from v1.19.11 to v1.30.14 in the field); the
+            # "Won't downgrade etcd, instead just continue" of DOMAIN.md is v1.18's and older
+            self.node.say(f'[upgrade/etcd] Non fatal issue encountered during upgrade: the desired etcd version '
+                          f'"{desired}" is older than the currently installed "{current}". Skipping etcd upgrade')
             return
         if desired == current:
             return
@@ -152,8 +174,9 @@ class StaticPodUpgrade:
             shutil.move(new, current)
         except OSError as e:
             self._rollback(str(e), recover_etcd=recover_etcd)
-        self.node.say(f'[upgrade/staticpods] Moved new manifest to "/etc/kubernetes/manifests/{component}.yaml" '
-                      f'and backed up old manifest to "{self.backup_manifests}/{component}.yaml"')
+        moved, backed = ("Moving", "backing") if self.modern else ("Moved", "backed")
+        self.node.say(f'[upgrade/staticpods] {moved} new manifest to "/etc/kubernetes/manifests/{component}.yaml" '
+                      f'and {backed} up old manifest to "{self.backup_manifests}/{component}.yaml"')
         self.node.say("[upgrade/staticpods] Waiting for the kubelet to restart the component")
         self.node.say(f"[upgrade/staticpods] This can take up to {go_duration(self.timeout)}")
         if not self._wait(lambda: self._hash_or_empty(component) not in ("", before_hash)):

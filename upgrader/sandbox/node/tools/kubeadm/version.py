@@ -13,6 +13,7 @@ import yaml
 from upgrader.domain.versions import Version
 from upgrader.errors import InvalidVersionError
 from upgrader.sandbox import releases
+from upgrader.sandbox.node import images as images_
 from upgrader.sandbox.node import machine
 from upgrader.sandbox.node.tools import Node, option
 
@@ -47,6 +48,7 @@ def images(node: Node, args: list[str], *, pull: bool) -> int:
         node.warn(f'could not convert "{text}" to a Kubernetes version\nTo see the stack trace of this error '
                   "execute with --v=5 or higher")
         return 1
+    pulled: list[str] = []
     for image in releases.images(target):
         if pull and not releases.is_released(target):  # the registry has no such tag
             node.warn(f'failed to pull image "{image}": output: level=fatal msg="pulling image: rpc error: code = '
@@ -54,4 +56,7 @@ def images(node: Node, args: list[str], *, pull: bool) -> int:
                       "exit status 1\nTo see the stack trace of this error execute with --v=5 or higher")
             return 1
         node.say(f"[config/images] Pulled {image}" if pull else image)
+        pulled.append(image)
+    if pull:  # containerd now has them: ctr and crictl list them
+        images_.record_pulled(node.layout, pulled)
     return 0

@@ -1,0 +1,80 @@
+"""``crictl`` on a sandbox node, read-only: ``crictl images`` and ``crictl ps`` (also ``-o json``).
+
+The images are the node's (see :mod:`upgrader.sandbox.node.images`, the same list as ``ctr -n k8s.io
+images ls``); the containers are the node's static pods, one running container per manifest in
+``/etc/kubernetes/manifests``, always shown as Running (the sandbox does not track a container's state
+here: ``sandbox status`` and the mirror pods do). Anything that would change
+the runtime (``rmi``, ``pull``, ``stop``, ``exec``...) is refused with a line on stderr.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from upgrader.sandbox.node import images, manifests
+from upgrader.sandbox.node.tools import Node, option
+
+
+def main(node: Node, args: list[str]) -> int:
+    words = [a for a in args if not a.startswith("-") and a not in ("json", "yaml", "table")]
+    fmt = option(args, "-o", "--output") or "table"
+    if words[:1] in (["images"], ["image"], ["img"]):
+        return _images(node, fmt, quiet=any(a in ("-q", "--quiet") for a in args))
+    if words[:1] == ["ps"]:
+        return _ps(node, fmt)
+    node.warn(f"crictl {' '.join(words[:1]) or '(no command)'}: not simulated on sandbox node {node.name} (it is "
+              "read-only here: images and ps are)")
+    return 1
+
+
+def _image_id(ref: str) -> str:
+    return images.digest(ref)
+
+
+def _images(node: Node, fmt: str, *, quiet: bool) -> int:
+    refs = images.present(node.layout)
+    if fmt == "json":
+        node.say(json.dumps({"images": [{"id": _image_id(r), "repoTags": [r], "repoDigests": [], "size": "0",
+                                         "uid": None, "username": "", "spec": None, "pinned": False}
+                                        for r in refs]}, indent=2))
+        return 0
+    if quiet:
+        for r in refs:
+            node.say(_image_id(r))
+        return 0
+    node.say(f"{'IMAGE':<48}{'TAG':<20}{'IMAGE ID':<16}SIZE")
+    for r in refs:
+        name, tag = images.split(r)
+        node.say(f"{name:<48}{tag:<20}{_image_id(r)[7:20]:<16}-")
+    return 0
+
+
+def _containers(node: Node) -> list[dict[str, str]]:
+    found = []
+    for component in manifests.COMPONENTS:
+        pod, _ = manifests.read_node_manifest(node.layout, component)
+        if pod is None:
+            continue
+        image = str(manifests.container(pod).get("image", ""))
+        cid = hashlib.sha256(f"{node.name}/{component}/{image}".encode()).hexdigest()
+        found.append({"id": cid, "image": image, "name": component, "pod": f"{component}-{node.name}",
+                      "podId": hashlib.sha256(f"{node.name}/{component}".encode()).hexdigest()})
+    return found
+
+
+def _ps(node: Node, fmt: str) -> int:
+    found = _containers(node)
+    if fmt == "json":
+        node.say(json.dumps({"containers": [
+            {"id": c["id"], "podSandboxId": c["podId"], "metadata": {"name": c["name"], "attempt": 0},
+             "image": {"image": c["image"]}, "imageRef": _image_id(c["image"]), "state": "CONTAINER_RUNNING",
+             "labels": {"io.kubernetes.container.name": c["name"], "io.kubernetes.pod.name": c["pod"],
+                        "io.kubernetes.pod.namespace": "kube-system"}} for c in found]}, indent=2))
+        return 0
+    node.say(f"{'CONTAINER':<16}{'IMAGE':<16}{'CREATED':<16}{'STATE':<10}{'NAME':<26}{'ATTEMPT':<10}"
+             f"{'POD ID':<16}POD")
+    for c in found:
+        node.say(f"{c['id'][:13]:<16}{_image_id(c['image'])[7:20]:<16}{'-':<16}{'Running':<10}{c['name']:<26}"
+                 f"{'0':<10}{c['podId'][:13]:<16}{c['pod']}")
+    return 0
