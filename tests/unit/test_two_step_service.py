@@ -159,3 +159,25 @@ def test_soak_out_of_range_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(errors.UsageError, match="--soak"):
         make_plan(world.app, PlanRequest(cluster=CLUSTER, target="v1.34", state=None, catalog=None,
                                          two_step=True, soak_seconds=8 * 86400))
+
+
+def test_a_crash_after_kubeadm_in_step_one_is_observed_on_resume_not_run_again(tmp_path: Path) -> None:
+    world = TwoStepWorld(tmp_path)
+    plan_id = world.two_step_plan()
+
+    def crash(argv: list[str]) -> None:
+        raise KeyboardInterrupt  # the process dies right after kubeadm rendered the manifests
+
+    world.nodes["cp-1"].hook("kubeadm", "upgrade", "apply", after=crash, times=1)
+    with pytest.raises(KeyboardInterrupt):
+        apply.apply(world.app, plan_id, OPTIONS)
+    run_id = world.runs()[0].id
+    step = next(s for s in world.run(run_id).steps if s.action == Action.EMULATED_UPGRADE_APPLY)
+    assert step.status is StepStatus.RUNNING
+
+    resumed = apply.resume(world.app, run_id).run
+    assert resumed.outcome["soaking"]["emulated"] == "v1.33"
+    step = next(s for s in world.run(run_id).steps if s.action == Action.EMULATED_UPGRADE_APPLY)
+    assert step.status is StepStatus.SUCCEEDED and step.outputs["observed"] is True
+    applies = [a for a in world.nodes["cp-1"].ran if a[:3] == ["kubeadm", "upgrade", "apply"]]
+    assert len(applies) == 1 and "--etcd-upgrade=false" in applies[0]
