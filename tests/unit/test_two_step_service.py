@@ -181,3 +181,14 @@ def test_a_crash_after_kubeadm_in_step_one_is_observed_on_resume_not_run_again(t
     assert step.status is StepStatus.SUCCEEDED and step.outputs["observed"] is True
     applies = [a for a in world.nodes["cp-1"].ran if a[:3] == ["kubeadm", "upgrade", "apply"]]
     assert len(applies) == 1 and "--etcd-upgrade=false" in applies[0]
+
+
+def test_resuming_a_soaking_run_soaks_on_with_one_soak_started_event(tmp_path: Path) -> None:
+    world = TwoStepWorld(tmp_path)
+    run = apply.apply(world.app, world.two_step_plan(), OPTIONS).run
+    world.clock.advance(600)
+    again = apply.resume(world.app, run.id).run
+    assert again.outcome["soaking"]["until"] == run.outcome["soaking"]["until"]  # the soak started once
+    with world.ledger.unit_of_work() as uow:
+        kinds = [e.kind for e in uow.repo.list_events(CLUSTER)]
+    assert kinds.count("soak-started") == 1

@@ -269,24 +269,27 @@ def _emulated_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None:
 
 # -- the soak -----------------------------------------------------------------------------------
 
-def soak_started(ctx: RunContext, step: Step) -> Any:
-    """When the soak began: when step one's last step finished (stable across resumes)."""
+def soak_started(ctx: RunContext, step: Step) -> tuple[Any, bool]:
+    """When the soak began: when step one's last step finished (stable across resumes); and whether this
+    is the soak step's first attempt (a resume of a soaking run soaks on without a new event)."""
     with ctx.unit_of_work() as uow:
         run = uow.repo.get_run(ctx.run_id)
     before = [s.finished_at for s in run.steps if s.n < step.n and s.finished_at is not None]
-    return max(before) if before else ctx.clock.now()
+    first = all(s.attempts <= 1 for s in run.steps if s.n == step.n)
+    return (max(before) if before else ctx.clock.now()), first
 
 
 def _soak(ctx: RunContext, step: Step) -> dict[str, Any]:
     hop, old = _hop(ctx, step)
-    started = soak_started(ctx, step)
+    started, first = soak_started(ctx, step)
     until = started + timedelta(seconds=ctx.plan.soak_seconds or 0)
     pending = {"step": step.n, "hop": step.hop or 0, "version": str(hop.version), "emulated": str(old),
                "started": started.isoformat(), "until": until.isoformat(), "hold_etcd": hop.hold_etcd}
     if ctx.finalize_step != step.n:
         verified = wait_emulation(ctx, hop.version, old)
-        ctx.hooks.event("soak-started", {"step": step.n, "version": str(hop.version), "emulated": str(old),
-                                         "until": until.isoformat(), "verified": verified["checks"]})
+        if first:
+            ctx.hooks.event("soak-started", {"step": step.n, "version": str(hop.version), "emulated": str(old),
+                                             "until": until.isoformat(), "verified": verified["checks"]})
         raise SoakPendingError(**pending)
     finalize = next((s for s in ctx.plan.steps if s.hop == step.hop and s.action is Action.FINALIZE_EMULATED_VERSION),
                     None)
