@@ -227,3 +227,17 @@ def test_every_two_step_plan_keeps_its_promises(scenario, readable):
         assert plan.steps[point.step - 1].action in (Action.KUBEADM_UPGRADE_APPLY, Action.FINALIZE_EMULATED_VERSION)
     assert plan_from_dict(plan.to_dict()) == plan
     assert re.fullmatch(r"[0-9.]+", str(plan.soak_seconds))
+
+
+@pytest.mark.parametrize(("etcd", "warned"), [("3.5.15-0", True), ("3.5.31-0", True), ("3.5.32-0", False)])
+def test_the_plan_warns_when_etcd_is_below_the_patch_its_minor_move_needs(etcd, warned):
+    from dataclasses import replace
+
+    node = cp("cp-1", "v1.33.2")
+    assert node.components is not None
+    inv = inventory(replace(node, components=replace(node.components, etcd=etcd)), worker("w-1", "v1.33.2"))
+    plan = plan_upgrade(inv, V("v1.34.5"), CATALOG, two_step=TwoStep({V("v1.34.5"): domain_md_range(V("v1.34.5"))}))
+    found = [w for w in plan.warnings if "finalize refuses until then" in w]
+    assert bool(found) == warned
+    if warned:
+        assert f"cp-1: etcd {etcd.split('-')[0]} must first be at 3.5.32" in found[0]

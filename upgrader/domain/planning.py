@@ -16,7 +16,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from upgrader.domain.catalog import Catalog
-from upgrader.domain.emulation import EmulationRange, etcd_minor_move, points_of_no_return, why_not_two_step
+from upgrader.domain.emulation import (
+    EmulationRange,
+    EtcdVersion,
+    etcd_blockers,
+    etcd_minor_move,
+    points_of_no_return,
+    why_not_two_step,
+)
 from upgrader.domain.inventory import Inventory, Node
 from upgrader.domain.plans import REVERSIBILITY, Action, Hop, HopKind, Plan, Step, Strategy, WorkerStrategy
 from upgrader.domain.skew import kubelet_may_stay
@@ -74,7 +81,7 @@ def plan_upgrade(
         skipped_versions=honoured,
         hops=tuple(hops),
         steps=tuple(steps),
-        warnings=tuple([*_warnings(inventory, current, hops), *notes]),
+        warnings=tuple([*_warnings(inventory, current, hops), *notes, *_etcd_prerequisite(inventory, current, hops)]),
         soak_seconds=two_step.soak_seconds if two_step is not None else None,
         points_of_no_return=points_of_no_return(hops, steps, source=current),
     )
@@ -351,6 +358,26 @@ def _warnings(inventory: Inventory, current: Version, hops: list[Hop]) -> Iterab
     if hops and current.line < _ETCD_36 <= hops[-1].minor:
         yield ("the hop to v1.34 moves etcd from 3.5 to 3.6: going back past it needs the etcd snapshot, "
                "and writes made after that snapshot are lost")
+
+
+def _etcd_prerequisite(inventory: Inventory, current: Version, hops: list[Hop]) -> Iterable[str]:
+    """The first hop that moves etcd's minor, when a member is below the patch that move needs (etcd's
+    upgrade guides; kubeadm does not check it). Later hops: etcd's version by then is not known here."""
+    line = current.line
+    for hop in hops:
+        moved = etcd_minor_move(hop.minor) if hop.kind is HopKind.UPGRADE and hop.minor != line else None
+        line = hop.minor
+        if moved is None:
+            continue
+        (a, b), (c, d) = moved
+        members = {n.name: EtcdVersion.from_tag(n.components.etcd) for n in inventory.control_planes
+                   if n.components is not None and n.components.etcd}
+        at_old = {name: v for name, v in members.items() if v is not None and v.line == (a, b)}
+        blockers = etcd_blockers(at_old, EtcdVersion(c, d, 0))
+        if blockers:
+            when = "finalize refuses until then" if hop.emulate else "kubeadm does not check it"
+            yield f"the hop to {hop.version} moves etcd {a}.{b} -> {c}.{d} ({when}): " + "; ".join(blockers)
+        return
 
 
 def _names(names: list[str], limit: int = 8) -> str:
