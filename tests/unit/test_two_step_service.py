@@ -192,3 +192,11 @@ def test_resuming_a_soaking_run_soaks_on_with_one_soak_started_event(tmp_path: P
     with world.ledger.unit_of_work() as uow:
         kinds = [e.kind for e in uow.repo.list_events(CLUSTER)]
     assert kinds.count("soak-started") == 1
+
+
+def test_applying_the_plan_of_a_soaking_run_again_names_finalize_and_rollback(tmp_path: Path) -> None:
+    world = TwoStepWorld(tmp_path)
+    plan_id = world.two_step_plan()
+    run = apply.apply(world.app, plan_id, OPTIONS).run
+    with pytest.raises(errors.RunRefusedError, match=f"upgrader finalize {run.id}.*upgrader rollback {CLUSTER}"):
+        apply.apply(world.app, plan_id, OPTIONS)

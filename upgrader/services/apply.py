@@ -80,6 +80,10 @@ def _refuse_reapply(plan: PlanRecord, runs: list[RunRecord], lock: LockRecord | 
             raise RunLockedError(f"plan {plan.id} is being applied by run {run.id}: cluster {plan.cluster!r} is "
                                  f"locked by {lock.holder} (token {lock.fencing_token}, run {run.id}) until "
                                  f"{lock.expires_at:%Y-%m-%dT%H:%M:%SZ}; watch it with `upgrader runs show {run.id}`")
+        if run.status is RunStatus.INTERRUPTED and isinstance((run.outcome or {}).get("soaking"), dict):
+            raise RunRefusedError(f"plan {plan.id} already has run {run.id}, soaking in a two-step hop: end the "
+                                  f"soak with `upgrader finalize {run.id}` or go back with "
+                                  f"`upgrader rollback {plan.cluster}`")
         if run.status in (RunStatus.RUNNING, RunStatus.INTERRUPTED, RunStatus.FAILED):
             raise RunRefusedError(f"plan {plan.id} already has run {run.id} ({run.status.value}): continue it with "
                                   f"`upgrader resume {run.id}`")
