@@ -8,7 +8,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from upgrader.engine.emulation import (
+from upgrader.engine.emulation_config import (
     EmulationError,
     config_flags,
     config_with_flag,

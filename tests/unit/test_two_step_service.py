@@ -17,7 +17,7 @@ from upgrader.domain.plans import Action
 from upgrader.domain.runs import RunStatus, StepStatus
 from upgrader.domain.versions import Version
 from upgrader.engine.context import ApplyOptions
-from upgrader.engine.emulation import config_flags
+from upgrader.engine.emulation_config import config_flags
 from upgrader.ports import CommandResult
 from upgrader.services import apply, finalize
 from upgrader.services.plans import PlanRequest, make_plan

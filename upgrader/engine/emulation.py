@@ -28,13 +28,20 @@ from upgrader.domain.plans import Action, Hop, Step
 from upgrader.domain.versions import Minor, Version
 from upgrader.engine import gates, kubeadm_lock
 from upgrader.engine.context import RunContext, SoakPendingError, last_lines
-from upgrader.errors import FileMissingError, UpgraderError
+from upgrader.engine.emulation_config import (
+    CONFIG_KEYS,
+    FLAG,
+    EmulationError,
+    config_flags,
+    config_with_flag,
+    flag_value,
+    manifest_flag,
+    manifest_with_flag,
+)
+from upgrader.errors import FileMissingError
 from upgrader.nodes import commands
 from upgrader.nodes.component_help import read_help
 
-FLAG = "emulated-version"
-CONFIG_KEYS = {"kube-apiserver": "apiServer", "kube-controller-manager": "controllerManager",
-               "kube-scheduler": "scheduler"}
 ETCD_MANIFEST = "/etc/kubernetes/manifests/etcd.yaml"
 _IMAGE_TAG = re.compile(r"^\s*-?\s*image:\s*['\"]?\S+?:([^\s'\"@]+)['\"]?\s*$", re.MULTILINE)
 _ETCD_IMAGE = re.compile(r"^\S+/etcd:(\S+)$", re.MULTILINE)
@@ -43,86 +50,9 @@ _ETCD_IMAGE = re.compile(r"^\S+/etcd:(\S+)$", re.MULTILINE)
 MANIFESTS = {c: f"/etc/kubernetes/manifests/{c}.yaml" for c in gates.CONTROL_PLANE}
 
 
-class EmulationError(UpgraderError):
-    """Step one or finalize found the cluster unable to do what the two-step hop needs."""
-
-    exit_code = 6
-
-
 def control_planes(ctx: RunContext) -> list[str]:
     """The plan's control-plane nodes: its serial node steps (as engine.steps counts them)."""
     return sorted({s.node for s in ctx.plan.steps if s.node and s.batch is None})
-
-
-# -- kubeadm-config and manifests (text in, text out) ------------------------------------------------
-
-def _flag_value(minor: Minor | None) -> str | None:
-    return f"{minor.major}.{minor.minor}" if minor is not None else None
-
-
-def config_with_flag(text: str, value: str | None) -> str:
-    """The ClusterConfiguration with ``emulated-version`` set to ``value`` (or removed) in the extraArgs of
-    apiServer, controllerManager and scheduler: v1beta4's ``[{name, value}]`` list, v1beta3's map."""
-    doc = yaml.safe_load(text) or {}
-    if not isinstance(doc, dict):
-        raise EmulationError("kubeadm-config's ClusterConfiguration is not a YAML mapping")
-    listed = str(doc.get("apiVersion", "")).endswith("v1beta4")
-    for key in CONFIG_KEYS.values():
-        found = doc.get(key)
-        section: dict[str, Any] = found if isinstance(found, dict) else {}
-        args = section.get("extraArgs")
-        if listed or isinstance(args, list):
-            kept = [a for a in (args or []) if not (isinstance(a, dict) and a.get("name") == FLAG)]
-            section["extraArgs"] = kept + ([{"name": FLAG, "value": value}] if value is not None else [])
-        else:
-            mapping = dict(args or {})
-            mapping.pop(FLAG, None)
-            if value is not None:
-                mapping[FLAG] = value
-            section["extraArgs"] = mapping
-        if not section["extraArgs"]:
-            section.pop("extraArgs")
-        if section or key in doc:
-            doc[key] = section
-    return yaml.safe_dump(doc, sort_keys=False)
-
-
-def config_flags(text: str) -> dict[str, str | None]:
-    """Per component, the ``emulated-version`` its ClusterConfiguration extraArgs give (None: not set)."""
-    doc = yaml.safe_load(text) or {}
-    found: dict[str, str | None] = {}
-    for component, key in CONFIG_KEYS.items():
-        found_section = doc.get(key) if isinstance(doc, dict) else None
-        args = found_section.get("extraArgs") if isinstance(found_section, dict) else None
-        if isinstance(args, list):
-            values = [str(a.get("value")) for a in args if isinstance(a, dict) and a.get("name") == FLAG]
-            found[component] = values[-1] if values else None
-        else:
-            found[component] = str(args[FLAG]) if isinstance(args, dict) and FLAG in args else None
-    return found
-
-
-def manifest_with_flag(text: str, value: str | None) -> str:
-    """The static pod manifest with ``--emulated-version=value`` in its container's command (or without it)."""
-    pod = yaml.safe_load(text)
-    try:
-        container = pod["spec"]["containers"][0]
-        command = list(container["command"])
-    except (TypeError, KeyError, IndexError) as e:
-        raise EmulationError("a control-plane manifest has no container command to carry the flag") from e
-    kept = [a for a in command if not str(a).startswith(f"--{FLAG}=")]
-    container["command"] = kept + ([f"--{FLAG}={value}"] if value is not None else [])
-    return yaml.safe_dump(pod, sort_keys=False)
-
-
-def manifest_flag(text: str) -> str | None:
-    pod = yaml.safe_load(text) or {}
-    try:
-        command = pod["spec"]["containers"][0]["command"]
-    except (TypeError, KeyError, IndexError):
-        return None
-    values = [str(a).split("=", 1)[1] for a in command if str(a).startswith(f"--{FLAG}=")]
-    return values[-1] if values else None
 
 
 # -- what the node and the API say ----------------------------------------------------------------
@@ -234,10 +164,10 @@ def _emulated_apply(ctx: RunContext, step: Step) -> dict[str, Any]:
     node, version = step.node or "", hop.version
     ranges = check_range(ctx, node, version, old)
     etcd_before = etcd_tag(ctx, node)
-    config_changed = write_config_flag(ctx, _flag_value(old))
+    config_changed = write_config_flag(ctx, flag_value(old))
     result = kubeadm_lock.run(ctx, node, [*commands.kubeadm_apply(version), *_kubeadm_args(hop)])
-    rewritten = ensure_manifests(ctx, node, _flag_value(old))
-    return {"ranges": ranges, "kubeadm_config": {FLAG: _flag_value(old), "changed": config_changed},
+    rewritten = ensure_manifests(ctx, node, flag_value(old))
+    return {"ranges": ranges, "kubeadm_config": {FLAG: flag_value(old), "changed": config_changed},
             "manifests_rewritten": rewritten, "etcd": {"before": etcd_before, "after": etcd_tag(ctx, node),
                                                        "held": hop.hold_etcd},
             "output": last_lines(result.stdout, 20)}
@@ -246,12 +176,12 @@ def _emulated_apply(ctx: RunContext, step: Step) -> dict[str, Any]:
 def _emulated_node(ctx: RunContext, step: Step) -> dict[str, Any]:
     hop, old = _hop(ctx, step)
     node = step.node or ""
-    if set(config_flags(_config_text(ctx)).values()) != {_flag_value(old)}:
+    if set(config_flags(_config_text(ctx)).values()) != {flag_value(old)}:
         raise EmulationError("kubeadm-config no longer carries --emulated-version="
-                             f"{_flag_value(old)}: someone changed it during the hop")
+                             f"{flag_value(old)}: someone changed it during the hop")
     etcd_before = etcd_tag(ctx, node)
     result = kubeadm_lock.run(ctx, node, [*commands.kubeadm_node(), *_kubeadm_args(hop)])
-    rewritten = ensure_manifests(ctx, node, _flag_value(old))
+    rewritten = ensure_manifests(ctx, node, flag_value(old))
     return {"manifests_rewritten": rewritten, "etcd": {"before": etcd_before, "after": etcd_tag(ctx, node),
                                                        "held": hop.hold_etcd},
             "output": last_lines(result.stdout, 20)}
@@ -260,11 +190,11 @@ def _emulated_node(ctx: RunContext, step: Step) -> dict[str, Any]:
 def _emulated_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None:
     hop, old = _hop(ctx, step)
     kubeadm_lock.wait(ctx, step.node or "")
-    if not manifests_flag_is(ctx, step.node or "", _flag_value(old), hop.version):
+    if not manifests_flag_is(ctx, step.node or "", flag_value(old), hop.version):
         return None
-    if set(config_flags(_config_text(ctx)).values()) != {_flag_value(old)}:
+    if set(config_flags(_config_text(ctx)).values()) != {flag_value(old)}:
         return None
-    return {"manifests": str(hop.version), FLAG: _flag_value(old)}
+    return {"manifests": str(hop.version), FLAG: flag_value(old)}
 
 
 # -- the soak -----------------------------------------------------------------------------------
@@ -382,7 +312,7 @@ HANDLED = {
 
 def describe(ctx: RunContext, step: Step) -> list[str]:
     hop = ctx.plan.hops[step.hop] if step.hop is not None else None
-    old = _flag_value(hop.emulate) if hop else None
+    old = flag_value(hop.emulate) if hop else None
     etcd = " --etcd-upgrade=false" if hop and hop.hold_etcd else ""
     if step.action is Action.EMULATED_UPGRADE_APPLY:
         return [f"ctr: kube-apiserver/-controller-manager/-scheduler {step.version} --help must allow {old}",
