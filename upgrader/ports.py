@@ -342,6 +342,16 @@ class ClusterApi(Protocol):
         no such ConfigMap; ClusterUnreachableError when the API cannot be reached."""
         ...
 
+    def server_version(self) -> dict[str, Any]:
+        """``GET /version`` of the apiserver that answers: gitVersion, and from v1.33 emulationMajor/
+        emulationMinor (KEP-4330; absent when omitted)."""
+        ...
+
+    def patch_configmap(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        """Set these keys of a ConfigMap's data (a JSON merge patch: the other keys stay); NotFound and
+        refusals raise like every write."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotStatus:

@@ -120,6 +120,12 @@ class TimedApi:
     def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
         return self._call(self._inner.get_configmap, namespace, name)
 
+    def server_version(self) -> dict[str, Any]:
+        return self._call(self._inner.server_version)
+
+    def patch_configmap(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        self._call(self._inner.patch_configmap, namespace, name, data)
+
 
 class WaitingClock:
     """The run's clock, whose sleeps count as waiting (what a drain sleeps while evicted pods terminate)."""

@@ -44,6 +44,7 @@ class FakeClusterApi:
         self.clock, self.terminating_seconds, self.on_evicted = clock, terminating_seconds, on_evicted
         self._refusals: dict[tuple[str, str], int] = {}
         self._timers: list[tuple[float, Callable[[], None]]] = []
+        self.version_info: dict[str, Any] | None = None  # /version; None: made from the inventory's control plane
 
     def observe_inventory(self) -> dict[str, Any]:
         self.calls += 1
@@ -154,6 +155,23 @@ class FakeClusterApi:
             raise errors.ClusterUnreachableError(self._unreachable)
         data = self.configmaps.get((namespace, name))
         return dict(data) if data is not None else None
+
+    def server_version(self) -> dict[str, Any]:
+        self._reach()
+        if self.version_info is not None:
+            return dict(self.version_info)
+        versions = [n.get("components", {}).get("apiserver") for n in (self._inventory or {}).get("nodes", [])
+                    if n.get("control_plane") and n.get("components")]
+        git = str(min(versions)) if versions else "v0.0.0"
+        major, minor = git.lstrip("v").split(".")[:2]
+        return {"major": major, "minor": minor, "gitVersion": git}
+
+    def patch_configmap(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        self._reach()
+        found = self.configmaps.get((namespace, name))
+        if found is None:
+            raise errors.ClusterUnreachableError(f"configmaps {name!r} not found")
+        found.update(data)
 
 
 def _api_nodes(inventory: Mapping[str, Any] | None) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from upgrader.domain.plans import Plan, Step, plan_from_dict
 from upgrader.domain.records import ClusterRecord, LockRecord, PlanRecord, RunRecord
 from upgrader.domain.runs import RunStatus
 from upgrader.domain.text import excerpt
-from upgrader.engine.context import ApplyOptions, Hooks, RunContext, StepEvent, StopRequestedError
+from upgrader.engine.context import ApplyOptions, Hooks, RunContext, SoakPendingError, StepEvent, StopRequestedError
 from upgrader.engine.executor import StepFailedError, execute
 from upgrader.engine.lease import TTL_SECONDS, LeaseKeeper
 from upgrader.errors import (
@@ -80,6 +80,10 @@ def _refuse_reapply(plan: PlanRecord, runs: list[RunRecord], lock: LockRecord | 
             raise RunLockedError(f"plan {plan.id} is being applied by run {run.id}: cluster {plan.cluster!r} is "
                                  f"locked by {lock.holder} (token {lock.fencing_token}, run {run.id}) until "
                                  f"{lock.expires_at:%Y-%m-%dT%H:%M:%SZ}; watch it with `upgrader runs show {run.id}`")
+        if run.status is RunStatus.INTERRUPTED and isinstance((run.outcome or {}).get("soaking"), dict):
+            raise RunRefusedError(f"plan {plan.id} already has run {run.id}, soaking in a two-step hop: end the "
+                                  f"soak with `upgrader finalize {run.id}` or go back with "
+                                  f"`upgrader rollback {plan.cluster}`")
         if run.status in (RunStatus.RUNNING, RunStatus.INTERRUPTED, RunStatus.FAILED):
             raise RunRefusedError(f"plan {plan.id} already has run {run.id} ({run.status.value}): continue it with "
                                   f"`upgrader resume {run.id}`")
@@ -112,7 +116,8 @@ def apply(app: AppContext, plan_id: int, options: ApplyOptions, *, report: Repor
 
 
 def resume(app: AppContext, run_id: int, *, report: Report = lambda e: None,
-           stop: threading.Event | None = None) -> RunResult:
+           stop: threading.Event | None = None, finalize_step: int | None = None) -> RunResult:
+    """Continue the run; ``finalize_step`` (only `upgrader finalize`) is the soak step that ends now."""
     with app.unit_of_work() as uow:
         run = uow.repo.get_run(run_id)
         if run.status in (RunStatus.SUCCEEDED, RunStatus.ROLLED_BACK):
@@ -134,7 +139,8 @@ def resume(app: AppContext, run_id: int, *, report: Report = lambda e: None,
                 raise PreflightError("preflight refused: " + "; ".join(c.message for c in again.checks if c.blocks))
             return {"passed": True, "checks": len(again.checks)}
 
-        return _drive(app, cluster, plan, run, token, options, report, stop or threading.Event(), preflight=preflight)
+        return _drive(app, cluster, plan, run, token, options, report, stop or threading.Event(), preflight=preflight,
+                      finalize_step=finalize_step)
 
 
 MIN_TTL, MAX_TTL = 5.0, 3600.0
@@ -224,7 +230,8 @@ def _short(value: Any) -> str:
 
 
 def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, token: int, options: ApplyOptions,
-           report: Report, stop: threading.Event, *, preflight: Callable[[], dict[str, Any]]) -> RunResult:
+           report: Report, stop: threading.Event, *, preflight: Callable[[], dict[str, Any]],
+           finalize_step: int | None = None) -> RunResult:
     api = app.cluster_api(cluster)
     try:
         inventory = api.observe_inventory()
@@ -245,7 +252,7 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
                       event=lambda kind, data: _event(app, cluster.name, run.id, kind, data))
         ctx = RunContext(run_id=run.id, token=token, cluster=cluster.name, plan=plan, options=options,
                          unit_of_work=app.unit_of_work, api=api, transports=transport, clock=app.clock, hooks=hooks,
-                         report=report, stop=stop)
+                         report=report, stop=stop, finalize_step=finalize_step)
         lost: list[str] = []
 
         def on_lost(message: str) -> None:
@@ -265,6 +272,9 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
                 return RunResult(_get(app, run.id), lease_lost=lost[0])
             return RunResult(_end(app, cluster, run.id, token, RunStatus.INTERRUPTED,
                                   {"next": f"upgrader resume {run.id}", "reason": "interrupted by the operator"}))
+        except SoakPendingError as e:  # step one done: the run pauses until finalize (or a rollback)
+            return RunResult(_end(app, cluster, run.id, token, RunStatus.INTERRUPTED, soaking_outcome(e, run.id,
+                                                                                                      cluster.name)))
         except StepFailedError as e:
             outcome = failure_outcome(app, api, cluster.name, _get(app, run.id), e, options)
             return RunResult(_end(app, cluster, run.id, token, RunStatus.FAILED, outcome))
@@ -274,6 +284,21 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
                      {"next": f"upgrader resume {run.id}", "reason": "interrupted in the middle of a step"})
             raise
         return RunResult(_end(app, cluster, run.id, token, RunStatus.SUCCEEDED, {"target": str(plan.target)}))
+
+
+def soaking_outcome(e: SoakPendingError, run_id: int, cluster: str) -> dict[str, Any]:
+    """The run's outcome while a two-step hop soaks: what runs, until when, and the two ways on."""
+    soak = e.details
+    outcome: dict[str, Any] = {
+        "soaking": soak,
+        "reason": f"soaking at {soak['version']} emulating {soak['emulated']} until {soak['until']}"
+                  + (" (etcd held at its minor)" if soak["etcd_held"] else ""),
+        "next": [f"upgrader finalize {run_id}  (raise the emulated version: the point of no return)",
+                 f"upgrader rollback {cluster}  (swap the binaries back; no etcd restore)"],
+    }
+    if soak.get("finalize_refused"):
+        outcome["finalize_refused"] = soak["finalize_refused"]
+    return outcome
 
 
 @contextmanager
@@ -326,4 +351,4 @@ def _etcd_health(session: EtcdSession) -> tuple[bool, str]:
     return ok, "; ".join(c.message for c in checks if not c.ok) if not ok else checks[0].message
 
 
-__all__ = ["RunResult", "apply", "cordoned_by_run", "describe_changes", "load_plan", "resume"]
+__all__ = ["RunResult", "apply", "cordoned_by_run", "describe_changes", "load_plan", "resume", "soaking_outcome"]
