@@ -297,10 +297,6 @@ class ClusterApi(Protocol):
         """``GET /readyz?verbose``: the status code and the body (200 is ready; 500 names the failing checks)."""
         ...
 
-    def server_version(self) -> str:
-        """``GET /version``'s gitVersion (``v1.31.4``)."""
-        ...
-
     def list_nodes(self) -> list[dict[str, Any]]: ...
 
     def list_pods(self) -> list[dict[str, Any]]:
@@ -344,6 +340,16 @@ class ClusterApi(Protocol):
     def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
         """A ConfigMap's data (kube-system/kubeadm-config holds the ClusterConfiguration), None when there is
         no such ConfigMap; ClusterUnreachableError when the API cannot be reached."""
+        ...
+
+    def server_version(self) -> dict[str, Any]:
+        """``GET /version`` of the apiserver that answers: gitVersion, and from v1.33 emulationMajor/
+        emulationMinor (KEP-4330; absent when omitted)."""
+        ...
+
+    def patch_configmap(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        """Set these keys of a ConfigMap's data (a JSON merge patch: the other keys stay); NotFound and
+        refusals raise like every write."""
         ...
 
 

@@ -139,3 +139,18 @@ def test_every_health_read_of_an_unreachable_cluster_is_cluster_unreachable_erro
                  cluster_api.metrics):
         with pytest.raises(errors.ClusterUnreachableError):
             read()
+
+
+def test_version_and_a_configmap_patch_answer_like_the_fake(api, tmp_path):
+    real = _kube_api(api)
+    info = real.server_version()
+    assert info["gitVersion"].startswith("v1.") and info["minor"] == info["gitVersion"].split(".")[1]
+    before = real.get_configmap("kube-system", "kubeadm-config")
+    assert before is not None
+    real.patch_configmap("kube-system", "kubeadm-config", {"upgrader-contract": "1"})
+    assert real.get_configmap("kube-system", "kubeadm-config") == before | {"upgrader-contract": "1"}
+    fake = FakeClusterApi({"cluster": "c", "nodes": []}, configmaps={("kube-system", "kubeadm-config"): before})
+    fake.patch_configmap("kube-system", "kubeadm-config", {"upgrader-contract": "1"})
+    assert fake.get_configmap("kube-system", "kubeadm-config") == before | {"upgrader-contract": "1"}
+    fake.version_info = info
+    assert fake.server_version() == info

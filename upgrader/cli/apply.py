@@ -99,6 +99,11 @@ def resume_command(
     _run(ctx, output, len(plan.steps), lambda report, stop: apply.resume(ctx.obj, run_id, report=report, stop=stop))
 
 
+def run_and_render(ctx: typer.Context, output: Output, total: int, start: Any) -> None:
+    """Drive a run with Ctrl-C handling and progress, print how it ended, exit with its code."""
+    _run(ctx, output, total, start)
+
+
 def _run(ctx: typer.Context, output: Output, total: int, start: Any) -> None:
     from upgrader.cli.progress import Progress
     from upgrader.cli.runs import run_dict
@@ -127,13 +132,19 @@ def _run(ctx: typer.Context, output: Output, total: int, start: Any) -> None:
     if result.lease_lost:
         raise LockLostError(f"run {run.id} stopped: {result.lease_lost}")
     code = EXIT.get(run.status.value, 1)
+    if _soaking(run):  # step one done: pausing for the soak is what the plan asked for
+        code = 0
     if code:
         raise typer.Exit(code)
 
 
+def _soaking(run: Any) -> bool:
+    return run.status.value == "interrupted" and isinstance((run.outcome or {}).get("soaking"), dict)
+
+
 def render_result(run: Any) -> str:
     outcome = dict(run.outcome or {})
-    status = run.status.value
+    status = "soaking" if _soaking(run) else run.status.value
     if status == "succeeded":
         return f"run {run.id} succeeded: {run.cluster} is at {outcome.get('target')} (`upgrader runs show {run.id}`)"
     lines = [f"run {run.id} {status}: {outcome.get('error') or outcome.get('reason') or ''}".rstrip(": ")]

@@ -42,6 +42,13 @@ def plan_command(
         help="skip-level: upgrade workers as rarely as the skew policy allows; every-minor: follow each hop.",
     ),
     max_unavailable: int = typer.Option(1, "--max-unavailable", help="Workers drained at once, 1 to 10000."),
+    two_step: bool = typer.Option(
+        False, "--two-step", help="Rollback-safe two-step hops where the new binaries can emulate the old minor "
+        "(read from the kube-apiserver image's --help on a control-plane node): new binaries with "
+        "--emulated-version at the old minor, a soak, then `upgrader finalize RUN` (the point of no return).",
+    ),
+    soak: str = typer.Option("6h", "--soak", help="With --two-step: how long each two-step hop soaks "
+                             "before finalize is due, e.g. 6h, 90m (at most 168h)."),
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Plan an upgrade across several minors, store it in the ledger and print it.
@@ -50,13 +57,19 @@ def plan_command(
     snapshot. Workers jump several minors where the version-skew policy allows. Versions in the
     cluster's skip list (`upgrader cluster skip`) and given with --skip are never used.
 
+    With --two-step, a hop whose new kube-apiserver can emulate the old minor (KEP-4330) is applied in
+    two steps: the new binaries emulate the old minor (etcd keeps its minor) and the run pauses for
+    the soak, during which `upgrader rollback` only swaps binaries back; `upgrader finalize RUN`
+    raises the emulation (the point of no return) and continues. Points of no return are listed.
+
     Exit codes: 0 planned (or nothing to do), 2 bad input, 3 no valid plan.
     """
+    from upgrader.cli.sandbox import parse_duration
     from upgrader.services import plans
 
     request = plans.PlanRequest(
         cluster=cluster, target=to, state=state, catalog=catalog, skip=tuple(skip),
-        workers=workers, max_unavailable=max_unavailable,
+        workers=workers, max_unavailable=max_unavailable, two_step=two_step, soak_seconds=parse_duration(soak),
     )
     result = plans.make_plan(ctx.obj, request)
     if output is Output.JSON:
@@ -73,9 +86,12 @@ def render_plan(plan_id: int, plan: Plan) -> str:
         f"  workers: {plan.strategy.workers}, at most {plan.strategy.max_unavailable} unavailable at once",
         "  skipped versions honoured: " + (", ".join(map(str, plan.skipped_versions)) or "none"),
         "  control-plane hops: " + (" -> ".join(
-            f"{h.version}{' (finish half-done hop)' if h.kind is HopKind.LEVEL else ''}" for h in plan.hops
+            f"{h.version}{' (finish half-done hop)' if h.kind is HopKind.LEVEL else ''}"
+            f"{f' (two-step: emulating {h.emulate} during the soak)' if h.emulate else ''}" for h in plan.hops
         ) or "none"),
     ]
+    if plan.soak_seconds is not None:
+        lines.append(f"  two-step soak: {_hours(plan.soak_seconds)} per two-step hop, then `upgrader finalize RUN`")
     upgrades = plan.worker_upgrades()
     if upgrades:
         counts = sorted({len(v) for v in upgrades.values()})
@@ -86,9 +102,23 @@ def render_plan(plan_id: int, plan: Plan) -> str:
         lines.append("")
         lines += [f"warning: {w}" for w in plan.warnings]
     lines.append("")
+    lines += render_no_return(plan)
     lines.append("undo: steps marked 'restore the hop's etcd snapshot' lose writes made after that snapshot.")
     lines.append(f"next: review, then `upgrader apply {plan_id}` (`--dry-run` shows every command first).")
     return "\n".join(lines)
+
+
+def render_no_return(plan: Plan) -> list[str]:
+    """The points of no return, one line each: after them going back needs the etcd snapshot."""
+    if not plan.points_of_no_return:
+        return ["points of no return: none (every step can be undone without restoring etcd)"]
+    lines = ["points of no return (after them a rollback restores the etcd snapshot; later writes are lost):"]
+    lines += [f"  step {p.step:>4}  {p.kind:<26} {p.detail}" for p in plan.points_of_no_return]
+    return lines
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:g}h" if seconds >= 3600 else f"{seconds / 60:g}m" if seconds >= 60 else f"{seconds:g}s"
 
 
 def _render_steps(plan: Plan) -> list[str]:

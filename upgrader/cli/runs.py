@@ -58,9 +58,15 @@ def list_(
     if not records:
         typer.echo("no runs (start one with `upgrader apply PLAN`)")
         return
-    rows = [(r.id, r.cluster, r.plan_id, r.status.value, f"{sum(1 for s in r.steps if s.status.value == 'succeeded')}"
+    rows = [(r.id, r.cluster, r.plan_id, _status(r), f"{sum(1 for s in r.steps if s.status.value == 'succeeded')}"
              f"/{len(r.steps)}", f"{r.started_by}@{r.host}", r.created_at.strftime("%Y-%m-%d %H:%M")) for r in records]
     typer.echo(table(["id", "cluster", "plan", "status", "steps", "by", "started"], rows))
+
+
+def _status(run: Any) -> str:
+    """The run's status, saying so when an interrupted run is a two-step hop's soak."""
+    soaking = run.status.value == "interrupted" and isinstance((run.outcome or {}).get("soaking"), dict)
+    return "interrupted (soaking)" if soaking else str(run.status.value)
 
 
 @app.command("show")

@@ -84,16 +84,6 @@ class HealthReads:
             raise api_refused(f"cluster {self._cluster}", status, None, what="GET /readyz")
         return status, body
 
-    def server_version(self) -> str:
-        def read(api_client: Any) -> str:
-            status, text = _raw_get(api_client, "/version", self._timeout)
-            if status != 200:
-                raise api_refused(f"cluster {self._cluster}", status, None, what="GET /version")
-            doc = json.loads(text)
-            return str(doc.get("gitVersion", "")) if isinstance(doc, dict) else ""
-
-        return self._call(read)
-
     def list_nodes(self) -> list[dict[str, Any]]:
         return self._list("/api/v1/nodes")
 

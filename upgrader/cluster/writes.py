@@ -66,6 +66,21 @@ class NodeWrites(HealthReads):
         return True
 
 
+    def patch_configmap(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        """A JSON merge patch of the ConfigMap's data: only the keys given change."""
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps/{quote(name, safe='')}"
+        status, text = self._send("PATCH", path, {"data": dict(data)}, content_type=MERGE_PATCH)
+        if status != 200:
+            raise api_refused(f"cluster {self._cluster}", status, _message(text), what=f"PATCH {path}")
+
+    def server_version(self) -> dict[str, Any]:
+        """GET /version."""
+        found = self.get_object("/version")
+        if found is None:
+            raise api_refused(f"cluster {self._cluster}", 404, None, what="GET /version")
+        return found
+
+
 def _message(text: str) -> str:
     """A Status answer's message and its causes' messages, in one line (the raw text when it is not a Status)."""
     try:

@@ -12,10 +12,18 @@ Gather facts, decide in pure code: nothing here does I/O. The rules it follows (
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from upgrader.domain.catalog import Catalog
+from upgrader.domain.emulation import (
+    EmulationRange,
+    EtcdVersion,
+    etcd_blockers,
+    etcd_minor_move,
+    points_of_no_return,
+    why_not_two_step,
+)
 from upgrader.domain.inventory import Inventory, Node
 from upgrader.domain.plans import REVERSIBILITY, Action, Hop, HopKind, Plan, Step, Strategy, WorkerStrategy
 from upgrader.domain.skew import kubelet_may_stay
@@ -24,6 +32,16 @@ from upgrader.domain.versions import Minor, Version
 from upgrader.errors import NoUpgradePathError
 
 _ETCD_36 = Minor(1, 34)
+DEFAULT_SOAK = 6 * 3600.0  # GKE's two-step soak starts at 6 hours
+
+
+@dataclass(frozen=True, slots=True)
+class TwoStep:
+    """``--two-step``: per hop target, the emulation range its kube-apiserver's ``--help`` states (or
+    why it could not be read); hops whose new binary can emulate the old minor soak before finalize."""
+
+    ranges: Mapping[Version, EmulationRange | str]
+    soak_seconds: float = DEFAULT_SOAK
 
 
 def plan_upgrade(
@@ -33,6 +51,7 @@ def plan_upgrade(
     *,
     skip: frozenset[Version] = frozenset(),
     strategy: Strategy = Strategy(),
+    two_step: TwoStep | None = None,
 ) -> Plan:
     """Plan the path to ``target``; a plan with no steps means there is nothing to do."""
     validate_cluster_state(inventory)
@@ -40,11 +59,16 @@ def plan_upgrade(
     final = _resolve_target(target, current, catalog, skip)
     _refuse_unreachable_target(inventory, final, current, catalog, skip)
     hops = _hops(inventory, current, final, catalog, skip)
+    notes: list[str] = []
+    if two_step is not None:
+        hops, notes = _two_step_hops(hops, current, two_step)
     steps = _steps(inventory, hops, current=current, final=final, strategy=strategy)
     if current in skip and _uses(steps, current):
         # The cluster runs a banned version and finishing this plan would install it on more nodes
         # (levelling a half-done hop, or workers catching up): move the control plane off it first.
         hops = _move_off(current, final, hops, catalog, skip)
+        if two_step is not None:
+            hops, notes = _two_step_hops(hops, current, two_step)
         steps = _steps(inventory, hops, current=current, final=final, strategy=strategy)
     _refuse_skipped(steps, skip)
     honoured = tuple(v for v in sorted(skip) if current <= v and v.line <= final.line)
@@ -57,8 +81,33 @@ def plan_upgrade(
         skipped_versions=honoured,
         hops=tuple(hops),
         steps=tuple(steps),
-        warnings=tuple(_warnings(inventory, current, hops)),
+        warnings=tuple([*_warnings(inventory, current, hops), *notes, *_etcd_prerequisite(inventory, current, hops)]),
+        soak_seconds=two_step.soak_seconds if two_step is not None else None,
+        points_of_no_return=points_of_no_return(hops, steps, source=current),
     )
+
+
+def _two_step_hops(hops: list[Hop], current: Version, two_step: TwoStep) -> tuple[list[Hop], list[str]]:
+    """Each minor hop whose new binary can emulate the old minor becomes two-step; the others stay
+    plain, each with a warning saying why."""
+    result: list[Hop] = []
+    notes: list[str] = []
+    line = current.line
+    for hop in hops:
+        if hop.kind is HopKind.UPGRADE and hop.minor != line:
+            found = two_step.ranges.get(hop.version)
+            if found is None:
+                why: str | None = f"the emulation range of {hop.version} was not read"
+            else:
+                why = found if isinstance(found, str) else why_not_two_step(line, hop.minor, found)
+            if why is None:
+                held = etcd_minor_move(hop.minor) is not None
+                hop = Hop(hop.minor, hop.version, hop.kind, emulate=line, hold_etcd=held)
+            else:
+                notes.append(f"the hop to {hop.version} is a plain upgrade, not two-step: {why}")
+        result.append(hop)
+        line = hop.minor
+    return result, notes
 
 
 def _resolve_target(target: Version | Minor, current: Version, catalog: Catalog, skip: frozenset[Version]) -> Version:
@@ -188,6 +237,9 @@ class _Builder:
         )
 
     def control_plane_hop(self, hop: Hop, index: int, *, snapshot_of: Version) -> None:
+        if hop.emulate is not None:
+            self.two_step_hop(hop, index, snapshot_of=snapshot_of)
+            return
         first, *others = _control_plane_order(self.inventory)
         self.add(Action.SNAPSHOT, first.name, snapshot_of, hop=index,
                  note=f"known-good point at {snapshot_of} before kubeadm rewrites the control plane")
@@ -198,6 +250,32 @@ class _Builder:
             self.add(Action.UPGRADE_KUBEADM, node.name, hop.version, hop=index)
             self.add(Action.KUBEADM_UPGRADE_NODE, node.name, hop.version, hop=index)
             self.add(Action.HEALTH_GATE, node.name, hop.version, hop=index, note="control plane ready on node")
+        for node in (first, *others):
+            self.kubelet(node.name, hop.version, hop=index, batch=None)
+
+    def two_step_hop(self, hop: Hop, index: int, *, snapshot_of: Version) -> None:
+        """Step one (new binaries emulating the old minor; etcd held when the hop moves its minor), a
+        soak, then finalize. Kubelets may not be newer than the emulated version: they move after it."""
+        first, *others = _control_plane_order(self.inventory)
+        etcd = "; etcd stays at its minor until finalize" if hop.hold_etcd else ""
+        self.add(Action.SNAPSHOT, first.name, snapshot_of, hop=index,
+                 note=f"known-good point at {snapshot_of} before kubeadm rewrites the control plane")
+        self.add(Action.UPGRADE_KUBEADM, first.name, hop.version, hop=index)
+        self.add(Action.EMULATED_UPGRADE_APPLY, first.name, hop.version, hop=index,
+                 note=f"--emulated-version={_flag(hop.emulate)} in kubeadm-config and the manifests{etcd}")
+        self.add(Action.HEALTH_GATE, first.name, hop.version, hop=index, note="apiserver ready at the new version")
+        for node in others:
+            self.add(Action.UPGRADE_KUBEADM, node.name, hop.version, hop=index)
+            self.add(Action.EMULATED_UPGRADE_NODE, node.name, hop.version, hop=index,
+                     note=f"--emulated-version={_flag(hop.emulate)}{etcd}")
+            self.add(Action.HEALTH_GATE, node.name, hop.version, hop=index, note="control plane ready on node")
+        self.add(Action.SOAK, None, hop.version, hop=index,
+                 note="the run pauses; `upgrader finalize RUN` ends the soak, `upgrader rollback` swaps back")
+        self.add(Action.FINALIZE_EMULATED_VERSION, first.name, hop.version, hop=index,
+                 note="point of no return: emulation raised to " + str(hop.minor)
+                 + (", etcd upgraded" if hop.hold_etcd else ""))
+        for node in (first, *others):
+            self.add(Action.HEALTH_GATE, node.name, hop.version, hop=index, note="control plane ready after finalize")
         for node in (first, *others):
             self.kubelet(node.name, hop.version, hop=index, batch=None)
 
@@ -244,6 +322,11 @@ class _Builder:
             self.add(Action.HEALTH_GATE, None, version, hop=hop, batch=self.batch, note="batch nodes Ready")
 
 
+def _flag(minor: Minor | None) -> str:
+    assert minor is not None
+    return f"{minor.major}.{minor.minor}"
+
+
 def _control_plane_order(inventory: Inventory) -> list[Node]:
     """The node that runs ``kubeadm upgrade apply`` first: the one furthest along, then by name."""
     nodes = sorted(inventory.control_planes, key=lambda n: n.name)
@@ -275,6 +358,26 @@ def _warnings(inventory: Inventory, current: Version, hops: list[Hop]) -> Iterab
     if hops and current.line < _ETCD_36 <= hops[-1].minor:
         yield ("the hop to v1.34 moves etcd from 3.5 to 3.6: going back past it needs the etcd snapshot, "
                "and writes made after that snapshot are lost")
+
+
+def _etcd_prerequisite(inventory: Inventory, current: Version, hops: list[Hop]) -> Iterable[str]:
+    """The first hop that moves etcd's minor, when a member is below the patch that move needs (etcd's
+    upgrade guides; kubeadm does not check it). Later hops: etcd's version by then is not known here."""
+    line = current.line
+    for hop in hops:
+        moved = etcd_minor_move(hop.minor) if hop.kind is HopKind.UPGRADE and hop.minor != line else None
+        line = hop.minor
+        if moved is None:
+            continue
+        (a, b), (c, d) = moved
+        members = {n.name: EtcdVersion.from_tag(n.components.etcd) for n in inventory.control_planes
+                   if n.components is not None and n.components.etcd}
+        at_old = {name: v for name, v in members.items() if v is not None and v.line == (a, b)}
+        blockers = etcd_blockers(at_old, EtcdVersion(c, d, 0))
+        if blockers:
+            when = "finalize refuses until then" if hop.emulate else "kubeadm does not check it"
+            yield f"the hop to {hop.version} moves etcd {a}.{b} -> {c}.{d} ({when}): " + "; ".join(blockers)
+        return
 
 
 def _names(names: list[str], limit: int = 8) -> str:

@@ -30,6 +30,10 @@ class Action(StrEnum):
     START_CONTROL_PLANE = "start-control-plane"
     DOWNGRADE_KUBELET = "downgrade-kubelet"
     VERIFY_ROLLBACK = "verify-rollback"
+    # two-step hops (KEP-4330): the new binaries emulating the old minor, a soak, then finalize
+    EMULATED_UPGRADE_APPLY = "emulated-upgrade-apply"
+    EMULATED_UPGRADE_NODE = "emulated-upgrade-node"
+    SOAK = "soak"
 
 
 class Reversibility(StrEnum):
@@ -53,7 +57,7 @@ REVERSIBILITY: dict[Action, Reversibility] = {
     Action.UPGRADE_KUBELET: Reversibility.PACKAGE_DOWNGRADE,
     Action.UNCORDON: Reversibility.NONE,
     Action.HEALTH_GATE: Reversibility.NONE,
-    Action.FINALIZE_EMULATED_VERSION: Reversibility.NONE,
+    Action.FINALIZE_EMULATED_VERSION: Reversibility.ETCD_RESTORE,  # the point of no return of a two-step hop
     Action.POSTFLIGHT: Reversibility.NONE,
     # A rollback's steps are not undone by another rollback: what they move aside stays on the node
     # (manifests and etcd data under the run's directories), for a person to put back by hand.
@@ -65,7 +69,33 @@ REVERSIBILITY: dict[Action, Reversibility] = {
     Action.START_CONTROL_PLANE: Reversibility.NONE,
     Action.DOWNGRADE_KUBELET: Reversibility.PACKAGE_DOWNGRADE,
     Action.VERIFY_ROLLBACK: Reversibility.NONE,
+    Action.EMULATED_UPGRADE_APPLY: Reversibility.EMULATED_VERSION,
+    Action.EMULATED_UPGRADE_NODE: Reversibility.EMULATED_VERSION,
+    Action.SOAK: Reversibility.EMULATED_VERSION,
 }
+
+
+class NoReturnKind(StrEnum):
+    """Moments after which going back needs the etcd snapshot (DOMAIN.md, "Irreversible moments")."""
+
+    ETCD_MINOR_UPGRADE = "etcd-minor-upgrade"
+    EMULATED_VERSION_RAISED = "emulated-version-raised"
+    STORAGE_VERSION_MIGRATION = "storage-version-migration"
+
+
+@dataclass(frozen=True, slots=True)
+class NoReturn:
+    """A point of no return: which step passes it, in which hop, and what it costs."""
+
+    kind: NoReturnKind
+    step: int
+    hop: int
+    version: Version
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": str(self.kind), "step": self.step, "hop": self.hop, "version": str(self.version),
+                "detail": self.detail}
 
 
 class WorkerStrategy(StrEnum):
@@ -113,9 +143,21 @@ class Hop:
     minor: Minor
     version: Version
     kind: HopKind
+    emulate: Minor | None = None  # a two-step hop: the minor the new binaries emulate until finalize
+    hold_etcd: bool = False  # a two-step hop that moves etcd's minor: etcd moves at finalize
 
     def to_dict(self) -> dict[str, Any]:
-        return {"minor": str(self.minor), "version": str(self.version), "kind": str(self.kind)}
+        doc: dict[str, Any] = {"minor": str(self.minor), "version": str(self.version), "kind": str(self.kind)}
+        if self.emulate is not None:
+            doc |= {"two_step": {"emulate": str(self.emulate), "hold_etcd": self.hold_etcd}}
+        return doc
+
+
+def hop_from_dict(doc: dict[str, Any]) -> Hop:
+    two = doc.get("two_step") or {}
+    return Hop(Minor.parse(doc["minor"]), Version.parse(doc["version"]), HopKind(doc["kind"]),
+               emulate=Minor.parse(two["emulate"]) if two.get("emulate") else None,
+               hold_etcd=bool(two.get("hold_etcd", False)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +171,8 @@ class Plan:
     hops: tuple[Hop, ...]
     steps: tuple[Step, ...]
     warnings: tuple[str, ...] = ()
+    soak_seconds: float | None = None  # --two-step: how long each two-step hop soaks before finalize
+    points_of_no_return: tuple[NoReturn, ...] = ()
 
     def worker_upgrades(self) -> dict[str, tuple[Version, ...]]:
         """Per worker, the kubelet versions it is taken to, in order."""
@@ -149,6 +193,8 @@ class Plan:
             "hops": [h.to_dict() for h in self.hops],
             "steps": [s.to_dict() for s in self.steps],
             "warnings": list(self.warnings),
+            "two_step": {"soak_seconds": self.soak_seconds} if self.soak_seconds is not None else None,
+            "points_of_no_return": [p.to_dict() for p in self.points_of_no_return],
         }
 
 
@@ -166,11 +212,16 @@ def plan_from_dict(doc: dict[str, Any]) -> Plan:
         source_fingerprint=doc["source"]["fingerprint"],
         strategy=Strategy(workers=WorkerStrategy(strategy["workers"]), max_unavailable=strategy["max_unavailable"]),
         skipped_versions=tuple(Version.parse(v) for v in doc["skipped_versions"]),
-        hops=tuple(Hop(Minor.parse(h["minor"]), Version.parse(h["version"]), HopKind(h["kind"])) for h in doc["hops"]),
+        hops=tuple(hop_from_dict(h) for h in doc["hops"]),
         steps=tuple(
             Step(n=s["n"], action=Action(s["action"]), node=s["node"], version=version(s["version"]), batch=s["batch"],
                  reversibility=Reversibility(s["reversibility"]), hop=s.get("hop"), note=s.get("note", ""))
             for s in doc["steps"]
         ),
         warnings=tuple(doc.get("warnings", ())),
+        soak_seconds=(doc.get("two_step") or {}).get("soak_seconds"),
+        points_of_no_return=tuple(
+            NoReturn(NoReturnKind(p["kind"]), p["step"], p["hop"], Version.parse(p["version"]), p["detail"])
+            for p in doc.get("points_of_no_return", ())
+        ),
     )

@@ -29,7 +29,10 @@ class ClusterModel:
     kubeadm: dict[str, Version | None]
     cordoned: set[str]
     cluster_version: Version
+    previous_line: Minor | None = None  # the minor before the last kubeadm apply
     snapshot_ready: bool = False
+    emulated: Minor | None = None  # a two-step hop between step one and finalize
+    soaked: bool = False
     counts: Counter[Minor] = field(default_factory=Counter)
 
     @classmethod
@@ -77,9 +80,21 @@ def _apply(m: ClusterModel, step: Step, banned: frozenset[Version]) -> None:
     elif step.action is Action.UPGRADE_KUBEADM:
         assert node and v
         m.kubeadm[node] = v
-    elif step.action is Action.KUBEADM_UPGRADE_APPLY:
+    elif step.action in (Action.KUBEADM_UPGRADE_APPLY, Action.EMULATED_UPGRADE_APPLY):
+        if m.emulated is not None:
+            raise ReplayError(f"step {step.n}: a new hop before the last two-step hop was finalized")
         _apply_control_plane(m, step)
-    elif step.action is Action.KUBEADM_UPGRADE_NODE:
+        if step.action is Action.EMULATED_UPGRADE_APPLY:
+            m.emulated, m.soaked = m.previous_line, False  # the minor it behaved as before
+    elif step.action is Action.SOAK:
+        if m.emulated is None:
+            raise ReplayError(f"step {step.n}: a soak without the binaries emulating the old minor")
+        m.soaked = True
+    elif step.action is Action.FINALIZE_EMULATED_VERSION:
+        if m.emulated is None or not m.soaked:
+            raise ReplayError(f"step {step.n}: finalize without a soak of emulated binaries before it")
+        m.emulated = None
+    elif step.action in (Action.KUBEADM_UPGRADE_NODE, Action.EMULATED_UPGRADE_NODE):
         assert node and v
         if m.kubeadm.get(node) != v or v != m.cluster_version:
             raise ReplayError(f"step {step.n}: kubeadm upgrade node at {v} with kubeadm {m.kubeadm.get(node)} "
@@ -113,6 +128,7 @@ def _apply_control_plane(m: ClusterModel, step: Step) -> None:
         raise ReplayError(f"step {step.n}: kubeadm would refuse kubelets too old on {old}")
     m.apiserver[node] = v
     m.components[node] = v
+    m.previous_line = m.cluster_version.line
     m.cluster_version = v
     m.snapshot_ready = False
     _check_apiservers(m, step)
@@ -126,6 +142,8 @@ def _upgrade_kubelet(m: ClusterModel, step: Step) -> None:
     oldest, _ = m.api_range()
     if v.line > oldest:
         raise ReplayError(f"step {step.n}: kubelet {v} on {node} newer than the oldest apiserver {oldest}")
+    if m.emulated is not None and v.line > m.emulated:
+        raise ReplayError(f"step {step.n}: kubelet {v} on {node} newer than the emulated version {m.emulated}")
     m.kubelet[node] = v
 
 
@@ -141,6 +159,8 @@ def _check_apiservers(m: ClusterModel, step: Step) -> None:
 def _check_final(m: ClusterModel, plan: Plan) -> None:
     if not plan.steps:
         return
+    if m.emulated is not None:
+        raise ReplayError(f"the plan ends with the control plane still emulating {m.emulated}")
     t = plan.target
     wrong = [f"{n} apiserver" for n, v in m.apiserver.items() if v != t]
     wrong += [f"{n} controller-manager/scheduler" for n, v in m.components.items() if v != t]

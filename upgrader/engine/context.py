@@ -105,6 +105,7 @@ class RunContext:
     managers: dict[str, str] = field(default_factory=dict)  # node -> apt | dnf | yum, found once
     repo_files: dict[str, str | None] = field(default_factory=dict)  # node -> its Kubernetes repository file
     document: Mapping[str, Any] = field(default_factory=dict)  # the plan's document (a rollback's spec)
+    finalize_step: int | None = None  # `upgrader finalize`: this soak step ends now (the operator said so)
 
     def __post_init__(self) -> None:
         # What steps reach through ``ctx.api`` and ``ctx.transports(node)`` is timed (see engine/timing.py).
@@ -214,3 +215,16 @@ def _ssh_failure(result: CommandResult) -> str | None:
 
 class StopRequestedError(Exception):
     """The operator asked the run to stop (Ctrl-C, SIGTERM): raised at the next safe point."""
+
+
+class SoakPendingError(Exception):
+    """A two-step hop is soaking: the run pauses here, its soak step left ``running``, until
+    ``upgrader finalize`` ends the soak (or ``upgrader rollback`` swaps the binaries back)."""
+
+    def __init__(self, *, step: int, hop: int, version: str, emulated: str, started: str, until: str,
+                 hold_etcd: bool, finalize_refused: str | None = None) -> None:
+        self.details: dict[str, Any] = {"step": step, "hop": hop, "version": version, "emulated": emulated,
+                                        "started": started, "until": until, "etcd_held": hold_etcd}
+        if finalize_refused is not None:  # finalize was asked and refused before changing anything
+            self.details["finalize_refused"] = finalize_refused
+        super().__init__(f"soaking at {version} emulating {emulated} until {until}")

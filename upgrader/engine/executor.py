@@ -21,7 +21,7 @@ from typing import Any
 from upgrader.domain.plans import Step
 from upgrader.domain.records import RunStepRecord
 from upgrader.domain.runs import StepStatus
-from upgrader.engine.context import RunContext, StepCommandError, StepEvent, StopRequestedError
+from upgrader.engine.context import RunContext, SoakPendingError, StepCommandError, StepEvent, StopRequestedError
 from upgrader.engine.steps import HANDLERS
 from upgrader.errors import LockLostError, UpgraderError
 
@@ -135,6 +135,9 @@ def run_step(ctx: RunContext, step: Step, record: RunStepRecord) -> None:
         _finish(ctx, step, StepStatus.FAILED, _timing(ctx, started), "interrupted by the operator", "failed")
         raise
     except LockLostError:
+        raise
+    except SoakPendingError as e:  # the run pauses; the step stays `running` until finalize ends the soak
+        ctx.report(_event(ctx, step, "soaking", str(e)))
         raise
     except UpgraderError as e:
         tail = e.tail() if isinstance(e, StepCommandError) else None

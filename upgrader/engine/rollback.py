@@ -308,7 +308,7 @@ def _start(ctx: RunContext, step: Step) -> dict[str, Any]:
 
 def api_version(ctx: RunContext, version: Version) -> gates.Probe:
     def probe() -> Reading:
-        found = ctx.api.server_version()
+        found = str(ctx.api.server_version().get("gitVersion") or "")
         return Reading(found == str(version), f"/version says {found or 'nothing'}, expected {version}")
     return probe
 

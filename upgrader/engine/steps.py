@@ -21,9 +21,9 @@ from typing import Any
 
 from upgrader.domain.plans import Action, Step
 from upgrader.domain.versions import Minor, Version
-from upgrader.engine import drain, gates, kubeadm_lock
+from upgrader.engine import drain, emulation, gates, kubeadm_lock
 from upgrader.engine.context import RunContext, StopRequestedError, last_lines
-from upgrader.errors import FileMissingError, RunRefusedError, UpgraderError
+from upgrader.errors import FileMissingError, UpgraderError
 from upgrader.nodes import commands, packages
 
 MANIFESTS = {c: f"/etc/kubernetes/manifests/{c}.yaml" for c in gates.CONTROL_PLANE}
@@ -308,10 +308,6 @@ def _describe_gate(ctx: RunContext, step: Step) -> list[str]:
             f"(at most {ctx.options.gate_timeout:g}s)"]
 
 
-def _unsupported(ctx: RunContext, step: Step) -> dict[str, Any]:
-    raise RunRefusedError(f"step {step.n}: {step.action} is not supported by this upgrader yet")
-
-
 def _locked(ctx: RunContext, argv: list[str]) -> str:
     return " ".join(commands.kubeadm_locked(argv, ctx.options.command_timeout))
 
@@ -338,7 +334,7 @@ HANDLERS: dict[Action, Handler] = {
         "(only if it names this run)"]),
     Action.HEALTH_GATE: Handler(_gate, _never, _describe_gate),
     Action.POSTFLIGHT: Handler(_postflight, _never, _describe_gate),
-    Action.FINALIZE_EMULATED_VERSION: Handler(_unsupported, _never, lambda c, s: ["(not supported yet)"]),
+    **{action: Handler(act, observe, emulation.describe) for action, (act, observe) in emulation.HANDLED.items()},
 }
 
 # A rollback's handlers (engine/rollback.py) register themselves in HANDLERS; imported last, so that

@@ -87,9 +87,6 @@ class TimedApi:
     def readyz(self) -> tuple[int, str]:
         return self._call(self._inner.readyz)
 
-    def server_version(self) -> str:
-        return self._call(self._inner.server_version)
-
     def list_nodes(self) -> list[dict[str, Any]]:
         return self._call(self._inner.list_nodes)
 
@@ -122,6 +119,12 @@ class TimedApi:
 
     def get_configmap(self, namespace: str, name: str) -> dict[str, str] | None:
         return self._call(self._inner.get_configmap, namespace, name)
+
+    def server_version(self) -> dict[str, Any]:
+        return self._call(self._inner.server_version)
+
+    def patch_configmap(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        self._call(self._inner.patch_configmap, namespace, name, data)
 
 
 class WaitingClock:

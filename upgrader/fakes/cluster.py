@@ -40,11 +40,11 @@ class FakeClusterApi:
         self.pods = [copy.deepcopy(dict(p)) for p in pods]
         self.pdbs = [copy.deepcopy(dict(p)) for p in pdbs]
         self.readyz_answer = readyz
-        self.version: str | None = None
         self.metrics_text = metrics
         self.clock, self.terminating_seconds, self.on_evicted = clock, terminating_seconds, on_evicted
         self._refusals: dict[tuple[str, str], int] = {}
         self._timers: list[tuple[float, Callable[[], None]]] = []
+        self.version_info: dict[str, Any] | None = None  # /version; None: made from the inventory's control plane
 
     def observe_inventory(self) -> dict[str, Any]:
         self.calls += 1
@@ -78,16 +78,6 @@ class FakeClusterApi:
     def readyz(self) -> tuple[int, str]:
         self._reach()
         return self.readyz_answer
-
-    def server_version(self) -> str:
-        """The newest API server of the inventory (``version`` overrides it)."""
-        self._reach()
-        if self.version is not None:
-            return self.version
-        nodes = (self._inventory or {}).get("nodes", [])
-        found = [str((n.get("components") or {}).get("kube-apiserver")) for n in nodes
-                 if (n.get("components") or {}).get("kube-apiserver")]
-        return max(found, default="", key=lambda v: tuple(int(p) for p in v.lstrip("v").split(".")))
 
     def list_nodes(self) -> list[dict[str, Any]]:
         self._reach()
@@ -165,6 +155,23 @@ class FakeClusterApi:
             raise errors.ClusterUnreachableError(self._unreachable)
         data = self.configmaps.get((namespace, name))
         return dict(data) if data is not None else None
+
+    def server_version(self) -> dict[str, Any]:
+        self._reach()
+        if self.version_info is not None:
+            return dict(self.version_info)
+        versions = [n.get("components", {}).get("apiserver") for n in (self._inventory or {}).get("nodes", [])
+                    if n.get("control_plane") and n.get("components")]
+        git = str(min(versions)) if versions else "v0.0.0"
+        major, minor = git.lstrip("v").split(".")[:2]
+        return {"major": major, "minor": minor, "gitVersion": git}
+
+    def patch_configmap(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        self._reach()
+        found = self.configmaps.get((namespace, name))
+        if found is None:
+            raise errors.ClusterUnreachableError(f"configmaps {name!r} not found")
+        found.update(data)
 
 
 def _api_nodes(inventory: Mapping[str, Any] | None) -> list[dict[str, Any]]:

@@ -26,7 +26,15 @@ from upgrader.domain.records import ClusterRecord, LockRecord, PlanRecord, RunRe
 from upgrader.domain.rollback import is_rollback
 from upgrader.domain.runs import RunStatus
 from upgrader.domain.text import excerpt
-from upgrader.engine.context import ApplyOptions, Hooks, RollbackHooks, RunContext, StepEvent, StopRequestedError
+from upgrader.engine.context import (
+    ApplyOptions,
+    Hooks,
+    RollbackHooks,
+    RunContext,
+    SoakPendingError,
+    StepEvent,
+    StopRequestedError,
+)
 from upgrader.engine.executor import StepFailedError, execute
 from upgrader.engine.lease import TTL_SECONDS, LeaseKeeper
 from upgrader.errors import (
@@ -81,6 +89,10 @@ def _refuse_reapply(plan: PlanRecord, runs: list[RunRecord], lock: LockRecord | 
             raise RunLockedError(f"plan {plan.id} is being applied by run {run.id}: cluster {plan.cluster!r} is "
                                  f"locked by {lock.holder} (token {lock.fencing_token}, run {run.id}) until "
                                  f"{lock.expires_at:%Y-%m-%dT%H:%M:%SZ}; watch it with `upgrader runs show {run.id}`")
+        if run.status is RunStatus.INTERRUPTED and isinstance((run.outcome or {}).get("soaking"), dict):
+            raise RunRefusedError(f"plan {plan.id} already has run {run.id}, soaking in a two-step hop: end the "
+                                  f"soak with `upgrader finalize {run.id}` or go back with "
+                                  f"`upgrader rollback {plan.cluster}`")
         if run.status in (RunStatus.RUNNING, RunStatus.INTERRUPTED, RunStatus.FAILED):
             raise RunRefusedError(f"plan {plan.id} already has run {run.id} ({run.status.value}): continue it with "
                                   f"`upgrader resume {run.id}`")
@@ -113,7 +125,8 @@ def apply(app: AppContext, plan_id: int, options: ApplyOptions, *, report: Repor
 
 
 def resume(app: AppContext, run_id: int, *, report: Report = lambda e: None,
-           stop: threading.Event | None = None) -> RunResult:
+           stop: threading.Event | None = None, finalize_step: int | None = None) -> RunResult:
+    """Continue the run; ``finalize_step`` (only `upgrader finalize`) is the soak step that ends now."""
     with app.unit_of_work() as uow:
         run = uow.repo.get_run(run_id)
         if run.status in (RunStatus.SUCCEEDED, RunStatus.ROLLED_BACK):
@@ -139,7 +152,8 @@ def resume(app: AppContext, run_id: int, *, report: Report = lambda e: None,
                 raise PreflightError("preflight refused: " + "; ".join(c.message for c in again.checks if c.blocks))
             return {"passed": True, "checks": len(again.checks)}
 
-        return _drive(app, cluster, plan, run, token, options, report, stop or threading.Event(), preflight=preflight)
+        return _drive(app, cluster, plan, run, token, options, report, stop or threading.Event(), preflight=preflight,
+                      finalize_step=finalize_step)
 
 
 MIN_TTL, MAX_TTL = 5.0, 3600.0
@@ -246,7 +260,7 @@ class DriveExtras:
 
 def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, token: int, options: ApplyOptions,
            report: Report, stop: threading.Event, *, preflight: Callable[[], dict[str, Any]],
-           extras: DriveExtras | None = None) -> RunResult:
+           finalize_step: int | None = None, extras: DriveExtras | None = None) -> RunResult:
     api = app.cluster_api(cluster)
     if extras is not None:
         inventory: Mapping[str, Any] = extras.inventory
@@ -274,7 +288,8 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
                       rollback=extras.rollback if extras is not None else None)
         ctx = RunContext(run_id=run.id, token=token, cluster=cluster.name, plan=plan, options=options,
                          unit_of_work=app.unit_of_work, api=api, transports=transport, clock=app.clock, hooks=hooks,
-                         report=report, stop=stop, document=extras.document if extras is not None else {})
+                         report=report, stop=stop, finalize_step=finalize_step,
+                         document=extras.document if extras is not None else {})
         lost: list[str] = []
 
         def on_lost(message: str) -> None:
@@ -294,6 +309,9 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
                 return RunResult(_get(app, run.id), lease_lost=lost[0])
             return RunResult(_end(app, cluster, run.id, token, RunStatus.INTERRUPTED,
                                   {"next": f"upgrader resume {run.id}", "reason": "interrupted by the operator"}))
+        except SoakPendingError as e:  # step one done: the run pauses until finalize (or a rollback)
+            return RunResult(_end(app, cluster, run.id, token, RunStatus.INTERRUPTED, soaking_outcome(e, run.id,
+                                                                                                      cluster.name)))
         except StepFailedError as e:
             if extras is not None:
                 failed = extras.failure(_get(app, run.id), e)
@@ -340,6 +358,21 @@ def _auto_rollback(app: AppContext, cluster: ClusterRecord, run_id: int, token: 
         "next": [f"the automatic rollback (run {done.run.id}) {done.run.status.value}: "
                  f"{said.get('error') or said.get('reason')}; nothing was deleted",
                  *(said.get("next") or [f"upgrader resume {done.run.id}"])]}
+
+
+def soaking_outcome(e: SoakPendingError, run_id: int, cluster: str) -> dict[str, Any]:
+    """The run's outcome while a two-step hop soaks: what runs, until when, and the two ways on."""
+    soak = e.details
+    outcome: dict[str, Any] = {
+        "soaking": soak,
+        "reason": f"soaking at {soak['version']} emulating {soak['emulated']} until {soak['until']}"
+                  + (" (etcd held at its minor)" if soak["etcd_held"] else ""),
+        "next": [f"upgrader finalize {run_id}  (raise the emulated version: the point of no return)",
+                 f"upgrader rollback {cluster}  (swap the binaries back; no etcd restore)"],
+    }
+    if soak.get("finalize_refused"):
+        outcome["finalize_refused"] = soak["finalize_refused"]
+    return outcome
 
 
 @contextmanager
@@ -398,4 +431,4 @@ def _etcd_health(session: EtcdSession | None) -> tuple[bool, str]:
     return ok, "; ".join(c.message for c in checks if not c.ok) if not ok else checks[0].message
 
 
-__all__ = ["RunResult", "apply", "cordoned_by_run", "describe_changes", "load_plan", "resume"]
+__all__ = ["RunResult", "apply", "cordoned_by_run", "describe_changes", "load_plan", "resume", "soaking_outcome"]

@@ -11,9 +11,9 @@ from upgrader.data import builtin_catalog
 from upgrader.domain.catalog import Catalog, parse_catalog
 from upgrader.domain.inventory import Inventory, inventory_to_dict, parse_inventory
 from upgrader.domain.names import validate_name
-from upgrader.domain.planning import plan_upgrade
-from upgrader.domain.plans import Plan, Strategy, WorkerStrategy
-from upgrader.domain.records import NewObservation, ObservationSource
+from upgrader.domain.planning import DEFAULT_SOAK, TwoStep, plan_upgrade
+from upgrader.domain.plans import HopKind, Plan, Strategy, WorkerStrategy
+from upgrader.domain.records import ClusterRecord, NewObservation, ObservationSource
 from upgrader.domain.replay import replay
 from upgrader.domain.text import excerpt
 from upgrader.domain.versions import Version, parse_target
@@ -24,6 +24,7 @@ from upgrader.services.wiring import AppContext
 
 MAX_ID = 2**63 - 1  # ledger ids are 64-bit integers
 MAX_UNAVAILABLE = 10_000  # workers drained at once; more than any batch a cluster could absorb
+MAX_SOAK = 7 * 86400.0  # GKE soaks a two-step upgrade for 6 hours up to 7 days
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,8 @@ class PlanRequest:
     skip: tuple[str, ...] = ()
     workers: WorkerStrategy = WorkerStrategy.SKIP_LEVEL
     max_unavailable: int = 1
+    two_step: bool = False
+    soak_seconds: float = DEFAULT_SOAK
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,8 @@ def make_plan(app: AppContext, request: PlanRequest) -> PlanResult:
     extra_skips = frozenset(Version.parse(v) for v in request.skip)
     if not 1 <= request.max_unavailable <= MAX_UNAVAILABLE:
         raise UsageError(f"--max-unavailable must be between 1 and {MAX_UNAVAILABLE} (workers drained at once)")
+    if not 0 <= request.soak_seconds <= MAX_SOAK:  # NaN fails too
+        raise UsageError(f"--soak must be between 0s and {MAX_SOAK / 3600:g}h")
     catalog = load_catalog(request.catalog)
     with app.unit_of_work() as uow:
         cluster = uow.repo.get_cluster(request.cluster)
@@ -60,12 +65,31 @@ def make_plan(app: AppContext, request: PlanRequest) -> PlanResult:
     skip = frozenset(Version.parse(s.version) for s in cluster.skips) | extra_skips
     strategy = Strategy(workers=request.workers, max_unavailable=request.max_unavailable)
     plan = plan_upgrade(inventory, target, catalog, skip=skip, strategy=strategy)
+    if request.two_step and plan.steps:
+        plan = plan_upgrade(inventory, target, catalog, skip=skip, strategy=strategy,
+                            two_step=_two_step(app, cluster, inventory, plan, request))
     document = plan.to_dict()
     if not plan.steps:
         return PlanResult(plan_id=None, plan=plan, document=document)
     replay(inventory, plan, skip=skip)  # an independent check of every rule; a failure is a planner bug
     plan_id = _record_plan(app, inventory, plan, document, source="file" if request.state else "live")
     return PlanResult(plan_id=plan_id, plan=plan, document=document)
+
+
+def _two_step(app: AppContext, cluster: ClusterRecord, inventory: Inventory, plain: Plan,
+              request: PlanRequest) -> TwoStep:
+    """The emulation ranges of the plain plan's minor hops, read from the binaries when they can be."""
+    line, versions = plain.source_version.line, []
+    for hop in plain.hops:
+        if hop.kind is HopKind.UPGRADE and hop.minor != line:
+            versions.append(hop.version)
+        line = hop.minor
+    if request.state is not None:
+        why = "planned from an inventory file: no node was asked for the binary's --help"
+        return TwoStep(dict.fromkeys(versions, why), soak_seconds=request.soak_seconds)
+    from upgrader.services.emulation_ranges import read_ranges
+
+    return TwoStep(dict(read_ranges(app, cluster, inventory, versions)), soak_seconds=request.soak_seconds)
 
 
 def _record_plan(app: AppContext, inventory: Inventory, plan: Plan, document: dict[str, Any], *, source: str) -> int:
