@@ -230,7 +230,7 @@ class Repository(Protocol):
     # with that fencing token and that the run carries it; otherwise LockLostError (exit 7) and nothing
     # is written: a run whose lease was taken over stops instead of racing.
     def create_run(self, *, plan_id: int, started_by: str, host: str, command_line: str, token: int,
-                   options: Mapping[str, Any]) -> RunRecord:
+                   options: Mapping[str, Any], rollback_of: int | None = None) -> RunRecord:
         """A ``running`` run of the plan (started now) with one ``pending`` step per plan step."""
         ...
 

@@ -27,7 +27,8 @@ from tests.e2e.run_checks import (
     without_workers_budget,
 )
 
-FAST = ("--gate-timeout", "20s", "--drain-timeout", "15s", "--gate-interval", "1s")
+# --no-auto-rollback: these tests are about the stopped run and resume (test_rollback.py has the rollback)
+FAST = ("--gate-timeout", "20s", "--drain-timeout", "15s", "--gate-interval", "1s", "--no-auto-rollback")
 KUBEADM_FAILED = "failed on cp-1 (exit 1)"
 
 

@@ -42,14 +42,14 @@ def _stamp(url: str, revision: str) -> None:
         engine.dispose()
 
 
-def test_head_is_the_run_options_revision() -> None:
-    assert db.head() == "0003"
+def test_head_is_the_rollback_link_revision() -> None:
+    assert db.head() == "0004"
 
 
 def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert db.current(db_url) is None
     db.upgrade(db_url)
-    assert db.current(db_url) == "0003"
+    assert db.current(db_url) == "0004"
     assert db.check(db_url)
     assert set(Base.metadata.tables) | {"alembic_version"} == _tables(db_url)
 
@@ -59,7 +59,7 @@ def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert _tables(db_url) <= {"alembic_version"}
 
     db.upgrade(db_url)
-    assert db.current(db_url) == "0003"
+    assert db.current(db_url) == "0004"
 
 
 def test_migrated_schema_matches_the_models(db_url: str) -> None:
@@ -162,7 +162,7 @@ def test_postgres_behind_names_both_revisions(postgres_url: str) -> None:
     db.downgrade(postgres_url, "base")
     with pytest.raises(errors.SchemaMismatchError) as caught:
         db.open_ledger(postgres_url)
-    assert "needs 0003" in caught.value.message
+    assert "needs 0004" in caught.value.message
     assert caught.value.exit_code == 2
 
 

@@ -315,3 +315,18 @@ def test_a_snapshot_is_in_use_while_its_run_is_unfinished(ledger: Any) -> None:
     _write(ledger, lambda r: r.set_run_status(run_id, RunStatus.SUCCEEDED, token=token))
     with ledger.unit_of_work() as uow:
         assert uow.repo.snapshots_in_use("prod") == set()
+
+
+def test_a_rollbacks_run_names_the_run_it_rolls_back_and_that_run_names_it(ledger: Any) -> None:
+    _add(ledger)
+    failed, token = _started(ledger)
+    rollback_plan = _plan(ledger)
+    rollback = _write(ledger, lambda r: r.create_run(plan_id=rollback_plan, started_by="alice", host="ops-1",
+                                                     command_line="upgrader rollback prod", token=token,
+                                                     options={}, rollback_of=failed))
+    assert rollback.rollback_of == failed and rollback.rolled_back_by == ()
+    assert _run(ledger, failed).rolled_back_by == (rollback.id,) and _run(ledger, failed).rollback_of is None
+    # the failed run, still carrying the lease's token, is recorded rolled back once its rollback is done
+    done = _write(ledger, lambda r: r.set_run_status(failed, RunStatus.ROLLED_BACK, token=token,
+                                                     outcome={"rolled_back_by": rollback.id}))
+    assert done.status is RunStatus.ROLLED_BACK and done.rolled_back_by == (rollback.id,)

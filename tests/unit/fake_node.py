@@ -196,13 +196,17 @@ class FakeNode(FakeTransport):
             return ok(f"Hit:1 https://pkgs.k8s.io/core:/stable:/v{self.cache_minor}/deb  InRelease\n"
                       "Reading package lists...\n")
         if argv[1:3] == ["install", "-y"]:
-            wanted = dict(arg.split("=", 1) for arg in argv[3:])
+            wanted = dict(arg.split("=", 1) for arg in argv[3:] if not arg.startswith("--"))
             for package, version in wanted.items():
                 if package in self.held:
                     return CommandResult(100, "Reading package lists...\n", "E: Held packages were changed and -y "
                                          "was used without --allow-change-held-packages.\n")
                 if version not in self._offered():
                     return CommandResult(100, "", f"E: Version '{version}' for '{package}' was not found\n")
+            lower = [p for p, v in wanted.items() if _numbers(v) < _numbers(self.installed.get(p) or "0.0.0")]
+            if lower and "--allow-downgrades" not in argv:
+                return CommandResult(100, "", "E: Packages were downgraded and -y was used without "
+                                     "--allow-downgrades.\n")
             self.installed |= wanted
             return ok("".join(f"Setting up {p} ({v}) ...\n" for p, v in wanted.items()))
         return CommandResult(100, "", f"E: unexpected apt-get {argv[1:]}\n")
@@ -258,7 +262,7 @@ class FakeNode(FakeTransport):
                 return CommandResult(1, "", "Error: No matching Packages to list\n")
             lines = [f"{package}.x86_64    {b}    kubernetes\n" for b in self._offered()]
             return ok("Available Packages\n" + "".join(lines))
-        if argv[1:3] == ["install", "-y"]:
+        if argv[1:3] in (["install", "-y"], ["downgrade", "-y"]):
             wanted: dict[str, str] = {}
             for arg in argv[3:]:
                 if arg.startswith("--"):
@@ -367,6 +371,10 @@ class FakeNode(FakeTransport):
         if not names:
             return CommandResult(2, "", f"ls: cannot access '{argv[-1]}': No such file or directory\n")
         return ok("".join(f"{n}\n" for n in names))
+
+
+def _numbers(build: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in build.split("-", 1)[0].split(".") if p.isdigit())
 
 
 def _without_flock(argv: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Optional
 import typer
 
 from upgrader import __version__
-from upgrader.cli import apply, cluster, db, finalize, node, plan, plans, preflight, runs, sandbox, snapshot
+from upgrader.cli import apply, cluster, db, finalize, node, plan, plans, preflight, rollback, runs, sandbox, snapshot
 from upgrader.errors import UpgraderError
 from upgrader.services.wiring import DEFAULT_BUSY_TIMEOUT, AppContext
 
@@ -44,6 +44,7 @@ app.command("apply")(apply.apply_command)
 app.command("resume")(apply.resume_command)
 app.command("finalize")(finalize.finalize_command)
 app.command("history")(runs.history_command)
+app.command("rollback")(rollback.rollback_command)
 
 
 def _version(value: bool) -> None:

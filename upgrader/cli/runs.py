@@ -24,6 +24,7 @@ def run_dict(run: Any, *, full: bool = False) -> dict[str, Any]:
         "fencing_token": run.fencing_token, "created_at": _iso(run.created_at), "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at), "steps_done": done, "steps_total": len(run.steps),
         "outcome": dict(run.outcome) if run.outcome is not None else None,
+        "rollback_of": run.rollback_of, "rolled_back_by": list(run.rolled_back_by),
     }
     if full:
         doc["options"] = dict(run.options)
@@ -80,6 +81,10 @@ def show(ctx: typer.Context, run_id: int = RUN_ID, output: Output = OUTPUT_OPTIO
         return
     typer.echo(f"run {run.id}: plan {run.plan_id} on {run.cluster}, {run.status.value}; started by "
                f"{run.started_by}@{run.host} at {run.created_at:%Y-%m-%d %H:%M:%S}")
+    if run.rollback_of is not None:
+        typer.echo(f"a rollback of run {run.rollback_of}")
+    if run.rolled_back_by:
+        typer.echo(f"rolled back by run {', '.join(str(r) for r in run.rolled_back_by)}")
     rows = [(s.n, s.action, s.node, s.version, s.batch, s.status.value, s.attempts, _seconds(s),
              (s.error or "")[:70]) for s in run.steps]
     typer.echo(table(["n", "action", "node", "version", "batch", "status", "tries", "secs", "error"], rows))

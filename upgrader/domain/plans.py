@@ -21,6 +21,15 @@ class Action(StrEnum):
     HEALTH_GATE = "health-gate"
     FINALIZE_EMULATED_VERSION = "finalize-emulated-version"
     POSTFLIGHT = "postflight"
+    # a rollback's own steps (domain/rollback.py); it also uses drain and uncordon
+    STOP_CONTROL_PLANE = "stop-control-plane"
+    MOVE_ETCD_DATA = "move-etcd-data"
+    RESTORE_ETCD = "restore-etcd"
+    REINSTATE_MANIFESTS = "reinstate-manifests"
+    DOWNGRADE_PACKAGES = "downgrade-packages"
+    START_CONTROL_PLANE = "start-control-plane"
+    DOWNGRADE_KUBELET = "downgrade-kubelet"
+    VERIFY_ROLLBACK = "verify-rollback"
     # two-step hops (KEP-4330): the new binaries emulating the old minor, a soak, then finalize
     EMULATED_UPGRADE_APPLY = "emulated-upgrade-apply"
     EMULATED_UPGRADE_NODE = "emulated-upgrade-node"
@@ -50,6 +59,16 @@ REVERSIBILITY: dict[Action, Reversibility] = {
     Action.HEALTH_GATE: Reversibility.NONE,
     Action.FINALIZE_EMULATED_VERSION: Reversibility.ETCD_RESTORE,  # the point of no return of a two-step hop
     Action.POSTFLIGHT: Reversibility.NONE,
+    # A rollback's steps are not undone by another rollback: what they move aside stays on the node
+    # (manifests and etcd data under the run's directories), for a person to put back by hand.
+    Action.STOP_CONTROL_PLANE: Reversibility.MANIFEST_SWAP,
+    Action.MOVE_ETCD_DATA: Reversibility.NONE,
+    Action.RESTORE_ETCD: Reversibility.NONE,
+    Action.REINSTATE_MANIFESTS: Reversibility.MANIFEST_SWAP,
+    Action.DOWNGRADE_PACKAGES: Reversibility.PACKAGE_DOWNGRADE,
+    Action.START_CONTROL_PLANE: Reversibility.NONE,
+    Action.DOWNGRADE_KUBELET: Reversibility.PACKAGE_DOWNGRADE,
+    Action.VERIFY_ROLLBACK: Reversibility.NONE,
     Action.EMULATED_UPGRADE_APPLY: Reversibility.EMULATED_VERSION,
     Action.EMULATED_UPGRADE_NODE: Reversibility.EMULATED_VERSION,
     Action.SOAK: Reversibility.EMULATED_VERSION,

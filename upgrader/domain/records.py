@@ -151,6 +151,8 @@ class RunRecord:
     options: Mapping[str, Any]
     outcome: Mapping[str, Any] | None
     steps: tuple[RunStepRecord, ...]
+    rollback_of: RunId | None = None  # this run is the rollback of that one
+    rolled_back_by: tuple[RunId, ...] = ()  # the runs that rolled this one back
 
 
 SnapshotId = NewType("SnapshotId", int)

@@ -52,6 +52,17 @@ class ApplyOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class RollbackHooks:
+    """What a rollback's steps need from the use case: the snapshot's files (read from its store on this
+    host), whether a node's etcd member still answers, and the check of the cluster's objects."""
+
+    snapshot_file: Callable[[], bytes]  # the etcd snapshot, verified (its contents are never logged)
+    artefacts: Callable[[str], list[tuple[str, str, bytes]]]  # node -> (kind, node path, data) to reinstate
+    member_up: Callable[[str], bool]  # whether the etcd member of this node still answers
+    verify_objects: Callable[[], tuple[bool, str]]  # objects match the snapshot; what was seen
+
+
+@dataclass(frozen=True, slots=True)
 class Hooks:
     """Use cases the engine calls back into (they live in services, above it)."""
 
@@ -59,6 +70,7 @@ class Hooks:
     snapshot: Callable[[Step], dict[str, Any]]  # a verified snapshot under the run's lease: {"snapshot_id": ...}
     etcd_health: Callable[[], tuple[bool, str]]  # every member healthy and one leader; what was seen
     event: Callable[[str, dict[str, Any]], None] = lambda kind, data: None  # an audit event (an override)
+    rollback: RollbackHooks | None = None  # only for a rollback's run
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +104,7 @@ class RunContext:
     timer: StepTimer = field(default_factory=StepTimer)
     managers: dict[str, str] = field(default_factory=dict)  # node -> apt | dnf | yum, found once
     repo_files: dict[str, str | None] = field(default_factory=dict)  # node -> its Kubernetes repository file
+    document: Mapping[str, Any] = field(default_factory=dict)  # the plan's document (a rollback's spec)
     finalize_step: int | None = None  # `upgrader finalize`: this soak step ends now (the operator said so)
 
     def __post_init__(self) -> None:

@@ -336,3 +336,7 @@ HANDLERS: dict[Action, Handler] = {
     Action.POSTFLIGHT: Handler(_postflight, _never, _describe_gate),
     **{action: Handler(act, observe, emulation.describe) for action, (act, observe) in emulation.HANDLED.items()},
 }
+
+# A rollback's handlers (engine/rollback.py) register themselves in HANDLERS; imported last, so that
+# module finds everything above already defined whichever of the two is imported first.
+from upgrader.engine import rollback as _rollback  # noqa: E402,F401

@@ -33,7 +33,7 @@ class InMemoryRuns:
         raise NotImplementedError
 
     def create_run(self, *, plan_id: int, started_by: str, host: str, command_line: str, token: int,
-                   options: Mapping[str, Any]) -> RunRecord:
+                   options: Mapping[str, Any], rollback_of: int | None = None) -> RunRecord:
         plan = self.get_plan(plan_id)
         self._check_lease(plan.cluster, token, f"start a run of plan {plan_id}")
         run_id = RunId(self._s.new_id("run"))
@@ -44,15 +44,20 @@ class InMemoryRuns:
         self._s.runs[run_id] = RunRecord(
             id=run_id, plan_id=PlanId(plan_id), cluster=plan.cluster, status=RunStatus.RUNNING, started_by=started_by,
             host=host, command_line=command_line, fencing_token=FencingToken(token), created_at=now, started_at=now,
-            finished_at=None, options=copy.deepcopy(dict(options)), outcome=None, steps=steps)
+            finished_at=None, options=copy.deepcopy(dict(options)), outcome=None, steps=steps,
+            rollback_of=RunId(rollback_of) if rollback_of is not None else None)
         self._mark_lease(plan.cluster, token, run_id)
         return self._s.runs[run_id]
 
     def get_run(self, run_id: int) -> RunRecord:
         try:
-            return self._s.runs[run_id]
+            return self._linked(self._s.runs[run_id])
         except KeyError:
             raise errors.RunNotFoundError(f"no run with id {run_id} (see `upgrader runs list`)") from None
+
+    def _linked(self, run: RunRecord) -> RunRecord:
+        by = tuple(RunId(i) for i, r in sorted(self._s.runs.items()) if r.rollback_of == run.id)
+        return replace(run, rolled_back_by=by)
 
     def list_runs(self, cluster: str | None = None, *, plan_id: int | None = None) -> list[RunRecord]:
         if cluster is not None:

@@ -194,6 +194,8 @@ class Run(Base):
     finished_at: Mapped[datetime | None]
     options: Mapped[dict[str, Any]] = mapped_column(server_default="{}")  # apply's flags, for resume
     outcome: Mapped[dict[str, Any] | None]  # how it ended: the error, the snapshot to restore, what next
+    # a rollback's run: the run it rolls back (its row stays when that one is deleted with its plan)
+    rollback_of: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id", ondelete="SET NULL"), index=True)
 
     steps: Mapped[list[RunStep]] = relationship(
         order_by="RunStep.n", cascade="all, delete-orphan", passive_deletes=True

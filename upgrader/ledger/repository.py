@@ -299,9 +299,10 @@ class SqlRepository:
     # runs (fenced by the lease token: upgrader.ledger.runs) ---------------------------------
 
     def create_run(self, *, plan_id: int, started_by: str, host: str, command_line: str, token: int,
-                   options: Mapping[str, Any]) -> RunRecord:
+                   options: Mapping[str, Any], rollback_of: int | None = None) -> RunRecord:
         return runs.create(self._session, plan_id=plan_id, started_by=started_by, host=host,
-                           command_line=command_line, token=token, options=options, now=self._clock())
+                           command_line=command_line, token=token, options=options, now=self._clock(),
+                           rollback_of=rollback_of)
 
     def get_run(self, run_id: int) -> RunRecord:
         return runs.get(self._session, run_id)

@@ -26,7 +26,7 @@ _FINISHED_STEP = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.
 
 
 def create(session: Session, *, plan_id: int, started_by: str, host: str, command_line: str, token: int,
-           options: Mapping[str, Any], now: datetime) -> RunRecord:
+           options: Mapping[str, Any], now: datetime, rollback_of: int | None = None) -> RunRecord:
     """A running run of the plan with a pending copy of each plan step, under the lease ``token``;
     the lease is marked as this run's."""
     found = session.execute(sa.select(Plan.cluster_id, Cluster.name).join(Cluster, Cluster.id == Plan.cluster_id)
@@ -38,7 +38,7 @@ def create(session: Session, *, plan_id: int, started_by: str, host: str, comman
     run_id = int(session.execute(sa.insert(Run).values(
         plan_id=plan_id, cluster_id=cluster_id, status=RunStatus.RUNNING.value, started_by=started_by, host=host,
         command_line=command_line, fencing_token=token, created_at=now, started_at=now, finished_at=None,
-        options=dict(options), outcome=None,
+        options=dict(options), outcome=None, rollback_of=rollback_of,
     ).returning(Run.id)).scalar_one())
     # One INSERT .. SELECT: a plan for a large fleet has 10^5 steps, none of which need to pass through Python.
     copied = sa.select(sa.literal(run_id), PlanStep.n, PlanStep.action, PlanStep.node, PlanStep.version,
@@ -54,7 +54,8 @@ def get(session: Session, run_id: int) -> RunRecord:
     found = session.execute(_runs().where(Run.id == run_id)).one_or_none()
     if found is None:
         raise errors.RunNotFoundError(f"no run with id {run_id} (see `upgrader runs list`)")
-    return record(found[0], cluster=found[1])
+    by = session.execute(sa.select(Run.id).where(Run.rollback_of == run_id).order_by(Run.id)).scalars().all()
+    return record(found[0], cluster=found[1], rolled_back_by=tuple(RunId(i) for i in by))
 
 
 def list_(session: Session, *, cluster_id: int | None, plan_id: int | None) -> list[RunRecord]:
@@ -112,7 +113,7 @@ def finish_step(session: Session, run_id: int, n: int, status: StepStatus, *, to
     return _step(session, run_id, n)
 
 
-def record(row: Run, *, cluster: str) -> RunRecord:
+def record(row: Run, *, cluster: str, rolled_back_by: tuple[RunId, ...] = ()) -> RunRecord:
     return RunRecord(
         id=RunId(row.id),
         plan_id=PlanId(row.plan_id),
@@ -128,6 +129,8 @@ def record(row: Run, *, cluster: str) -> RunRecord:
         options=row.options,
         outcome=row.outcome,
         steps=tuple(step_record(s) for s in row.steps),
+        rollback_of=RunId(row.rollback_of) if row.rollback_of is not None else None,
+        rolled_back_by=rolled_back_by,
     )
 
 

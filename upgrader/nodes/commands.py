@@ -111,3 +111,23 @@ def kubeadm_locked(argv: list[str], wait: float) -> list[str]:
 
 def restart_kubelet() -> list[list[str]]:
     return [["systemctl", "daemon-reload"], ["systemctl", "restart", "kubelet"]]
+
+
+def downgrade(manager: str, builds: dict[str, str]) -> list[list[str]]:
+    """The commands that take these packages DOWN to exactly these builds and hold them there: apt needs
+    ``--allow-downgrades`` (without it a lower build is refused), dnf/yum have their own ``downgrade``."""
+    names = sorted(builds)
+    if manager == APT:
+        return [
+            ["apt-mark", "unhold", *names],
+            ["apt-get", "install", "-y", "--allow-downgrades", *(f"{n}={builds[n]}" for n in names)],
+            ["apt-mark", "hold", *names],
+        ]
+    return [[manager, "downgrade", "-y", *(f"{n}-{builds[n]}" for n in names), "--disableexcludes=kubernetes"]]
+
+
+def build_version(build: str) -> tuple[int, ...] | None:
+    """``1.31.4-1.1`` -> (1, 31, 4); None when it does not start with a version."""
+    head = build.split("-", 1)[0].lstrip("v")
+    parts = head.split(".")
+    return tuple(int(p) for p in parts) if len(parts) == 3 and all(p.isdigit() for p in parts) else None

@@ -16,16 +16,25 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from upgrader.domain.inventory import inventory_to_dict
 from upgrader.domain.plans import Plan, Step, plan_from_dict
 from upgrader.domain.records import ClusterRecord, LockRecord, PlanRecord, RunRecord
+from upgrader.domain.rollback import is_rollback
 from upgrader.domain.runs import RunStatus
 from upgrader.domain.text import excerpt
-from upgrader.engine.context import ApplyOptions, Hooks, RunContext, SoakPendingError, StepEvent, StopRequestedError
+from upgrader.engine.context import (
+    ApplyOptions,
+    Hooks,
+    RollbackHooks,
+    RunContext,
+    SoakPendingError,
+    StepEvent,
+    StopRequestedError,
+)
 from upgrader.engine.executor import StepFailedError, execute
 from upgrader.engine.lease import TTL_SECONDS, LeaseKeeper
 from upgrader.errors import (
@@ -43,7 +52,7 @@ from upgrader.services.audit import record_event
 from upgrader.services.etcd_access import EtcdSession, etcd_session
 from upgrader.services.health import etcd_checks
 from upgrader.services.preflight import PreflightRequest, run_preflight
-from upgrader.services.run_outcome import cordoned_by_run, failure_outcome
+from upgrader.services.run_outcome import RUNBOOK, cordoned_by_run, failure_outcome
 from upgrader.services.snapshots import create_snapshot
 from upgrader.services.wiring import AppContext
 
@@ -132,6 +141,10 @@ def resume(app: AppContext, run_id: int, *, report: Report = lambda e: None,
             run = uow.repo.claim_run(run_id, token=token)
             record_event(app, uow, "run-resumed", cluster=cluster.name, run_id=run.id, data={"lease": token})
             uow.commit()
+        if is_rollback(plan_record.document):
+            from upgrader.services import rollback
+
+            return rollback.resume(app, run.id, token, report=report, stop=stop or threading.Event())
 
         def preflight() -> dict[str, Any]:
             again = run_preflight(app, PreflightRequest(cluster=cluster.name, target=str(plan.target)))
@@ -229,16 +242,35 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+@dataclass(frozen=True, slots=True)
+class DriveExtras:
+    """What a rollback's run adds to the machinery an apply's run goes through (services/rollback.py).
+
+    ``inventory``: the nodes to reach, recorded when the rollback was planned: on resume the API may be
+    down (the control plane stopped), so it is not asked. ``etcd``: the session, opened when it can be
+    (a stopped control plane has none to open) instead of before the run starts. ``failure``: the
+    outcome of a failed step, in place of apply's. ``rollback``: the hooks of the rollback's steps."""
+
+    document: Mapping[str, Any]
+    inventory: Mapping[str, Any]
+    etcd: Callable[[], EtcdSession | None]
+    rollback: RollbackHooks
+    failure: Callable[[RunRecord, StepFailedError], dict[str, Any]]
+
+
 def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, token: int, options: ApplyOptions,
            report: Report, stop: threading.Event, *, preflight: Callable[[], dict[str, Any]],
-           finalize_step: int | None = None) -> RunResult:
+           finalize_step: int | None = None, extras: DriveExtras | None = None) -> RunResult:
     api = app.cluster_api(cluster)
-    try:
-        inventory = api.observe_inventory()
-    except UpgraderError as e:  # nothing ran yet: the run waits, resumable, for the API to come back
-        _end(app, cluster, run.id, token, RunStatus.INTERRUPTED,
-             {"next": f"upgrader resume {run.id}", "reason": f"could not start: {e.message}"})
-        raise
+    if extras is not None:
+        inventory: Mapping[str, Any] = extras.inventory
+    else:
+        try:
+            inventory = api.observe_inventory()
+        except UpgraderError as e:  # nothing ran yet: the run waits, resumable, for the API to come back
+            _end(app, cluster, run.id, token, RunStatus.INTERRUPTED,
+                 {"next": f"upgrader resume {run.id}", "reason": f"could not start: {e.message}"})
+            raise
     transports: dict[str, NodeTransport] = {}
 
     def transport(node: str) -> NodeTransport:
@@ -246,13 +278,18 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
             transports[node] = app.transport(cluster, node, inventory=inventory)
         return transports[node]
 
-    with _etcd_for(app, cluster, run.id, token, inventory) as session:
+    with _etcd_for(app, cluster, run.id, token, inventory, lazy=extras is not None) as session:
+        def etcd_health() -> tuple[bool, str]:
+            now = session if extras is None else extras.etcd()
+            return _etcd_health(now) if now is not None else (False, "etcd not reachable yet")
+
         hooks = Hooks(preflight=preflight, snapshot=lambda step: _snapshot(app, cluster, run.id, step),
-                      etcd_health=lambda: _etcd_health(session),
-                      event=lambda kind, data: _event(app, cluster.name, run.id, kind, data))
+                      etcd_health=etcd_health, event=lambda kind, data: _event(app, cluster.name, run.id, kind, data),
+                      rollback=extras.rollback if extras is not None else None)
         ctx = RunContext(run_id=run.id, token=token, cluster=cluster.name, plan=plan, options=options,
                          unit_of_work=app.unit_of_work, api=api, transports=transport, clock=app.clock, hooks=hooks,
-                         report=report, stop=stop, finalize_step=finalize_step)
+                         report=report, stop=stop, finalize_step=finalize_step,
+                         document=extras.document if extras is not None else {})
         lost: list[str] = []
 
         def on_lost(message: str) -> None:
@@ -276,14 +313,51 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
             return RunResult(_end(app, cluster, run.id, token, RunStatus.INTERRUPTED, soaking_outcome(e, run.id,
                                                                                                       cluster.name)))
         except StepFailedError as e:
+            if extras is not None:
+                failed = extras.failure(_get(app, run.id), e)
+                return RunResult(_end(app, cluster, run.id, token, RunStatus.FAILED, failed))
             outcome = failure_outcome(app, api, cluster.name, _get(app, run.id), e, options)
-            return RunResult(_end(app, cluster, run.id, token, RunStatus.FAILED, outcome))
+            status, outcome = _auto_rollback(app, cluster, run.id, token, options, outcome, report, stop)
+            return RunResult(_end(app, cluster, run.id, token, status, outcome))
         except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: the step in flight stays `running`
             with suppress(UpgraderError):
                 _end(app, cluster, run.id, token, RunStatus.INTERRUPTED,
                      {"next": f"upgrader resume {run.id}", "reason": "interrupted in the middle of a step"})
             raise
         return RunResult(_end(app, cluster, run.id, token, RunStatus.SUCCEEDED, {"target": str(plan.target)}))
+
+
+def _auto_rollback(app: AppContext, cluster: ClusterRecord, run_id: int, token: int, options: ApplyOptions,
+                   outcome: dict[str, Any], report: Report, stop: threading.Event) -> tuple[RunStatus, dict[str, Any]]:
+    """A failed step or gate with auto-rollback on: back to the snapshot taken before the failing hop,
+    under this run's lease, the two runs linked. (rolled_back, ...) when the rollback succeeded; else
+    (failed, ...) with the rollback's node-by-node state and the runbook to follow. Nothing is deleted."""
+    if not options.auto_rollback or outcome.get("snapshot_id") is None or not outcome.get("changed"):
+        return RunStatus.FAILED, outcome
+    from upgrader.services import rollback
+
+    try:
+        previewed = rollback.preview(app, cluster=cluster.name, snapshot_id=int(outcome["snapshot_id"]),
+                                     rollback_of=run_id, wait_api=options.gate_timeout)
+        done = rollback.run_under_lease(app, previewed, token=token, options=replace(options, auto_rollback=False),
+                                        report=report, stop=stop)
+    except UpgraderError as e:  # refused before it changed anything (a snapshot failing verification)
+        return RunStatus.FAILED, outcome | {
+            "auto_rollback": {"ok": False, "error": e.message},
+            "next": [*outcome["next"], f"automatic rollback was refused ({e.message}); nothing was rolled back"]}
+    said = dict(done.run.outcome or {})
+    if done.run.status is RunStatus.SUCCEEDED:
+        return RunStatus.ROLLED_BACK, outcome | {
+            "auto_rollback": {"ok": True, "run": done.run.id, "snapshot_id": outcome["snapshot_id"]},
+            "next": [f"rolled back to snapshot {outcome['snapshot_id']} by run {done.run.id} "
+                     f"(`upgrader runs show {done.run.id}`)"]}
+    return RunStatus.FAILED, outcome | {
+        "auto_rollback": {"ok": False, "run": done.run.id, "status": done.run.status.value,
+                          "error": said.get("error") or said.get("reason"), "nodes": said.get("nodes")},
+        "runbook": RUNBOOK,
+        "next": [f"the automatic rollback (run {done.run.id}) {done.run.status.value}: "
+                 f"{said.get('error') or said.get('reason')}; nothing was deleted",
+                 *(said.get("next") or [f"upgrader resume {done.run.id}"])]}
 
 
 def soaking_outcome(e: SoakPendingError, run_id: int, cluster: str) -> dict[str, Any]:
@@ -303,8 +377,12 @@ def soaking_outcome(e: SoakPendingError, run_id: int, cluster: str) -> dict[str,
 
 @contextmanager
 def _etcd_for(app: AppContext, cluster: ClusterRecord, run_id: int, token: int,
-              inventory: Mapping[str, Any]) -> Iterator[EtcdSession]:
-    """The cluster's etcd for the gates; when it cannot be opened the run is left interrupted, resumable."""
+              inventory: Mapping[str, Any], *, lazy: bool = False) -> Iterator[EtcdSession | None]:
+    """The cluster's etcd for the gates; when it cannot be opened the run is left interrupted, resumable
+    (``lazy``: the caller opens its own when it can, see DriveExtras)."""
+    if lazy:
+        yield None
+        return
     opened = etcd_session(app, cluster, inventory)
     try:
         session = opened.__enter__()
@@ -345,7 +423,9 @@ def _snapshot(app: AppContext, cluster: ClusterRecord, run_id: int, step: Step) 
             "revision": made.record.etcd_status.get("revision")}
 
 
-def _etcd_health(session: EtcdSession) -> tuple[bool, str]:
+def _etcd_health(session: EtcdSession | None) -> tuple[bool, str]:
+    if session is None:
+        return False, "etcd not reachable"
     checks = etcd_checks(session.members(timeout=5.0))
     ok = all(c.ok for c in checks)
     return ok, "; ".join(c.message for c in checks if not c.ok) if not ok else checks[0].message

@@ -45,10 +45,9 @@ def failure_outcome(app: AppContext, api: ClusterApi, cluster: str, run: RunReco
                   for s in run.steps)
     next_steps = [f"find and fix the cause, then continue: upgrader resume {run.id}"]
     if snapshot is not None and changed:
-        how = ("automatic rollback is not available in this version of upgrader, so nothing was rolled back"
-               if options.auto_rollback else "--no-auto-rollback was given, so nothing was rolled back")
-        next_steps.append(f"or go back to the known-good snapshot {snapshot} ({how}): follow the {RUNBOOK} "
-                          f"runbook with `upgrader snapshot show {snapshot}`")
+        how = ("" if options.auto_rollback else " (--no-auto-rollback was given, so nothing was rolled back)")
+        next_steps.append(f"or go back to the known-good snapshot {snapshot}{how}: "
+                          f"`upgrader rollback {cluster} --to {snapshot}`")
     if cordoned:
         next_steps.append(f"nodes this run cordoned stay cordoned until it finishes: {', '.join(cordoned)} "
                           f"(`kubectl uncordon NODE` to release one by hand)")
