@@ -14,6 +14,9 @@
   .venv/bin/python scripts/bench.py apply      upgrader's own overhead per step, and the apply against the critical
                                                path of its work: a 3+50 sandbox v1.30.6 -> v1.31, 10 workers at a
                                                time (not in "all": ~10 minutes; see scripts/bench_apply.py)
+  .venv/bin/python scripts/bench.py rollback [3+5] [3+50]
+                                               time to recover by automatic rollback from a failed v1.31 -> v1.32
+                                               hop, split by phase (not in "all"; see scripts/bench_rollback.py)
   .venv/bin/python scripts/bench.py setup      fresh-clone set-up: the lock (uv) vs an unlocked pip install
                                                (not in "all": it downloads, and takes a few minutes)
   .venv/bin/python scripts/bench.py busy [--baseline REV|DIR]
@@ -489,7 +492,7 @@ if __name__ == "__main__":
         at = args.index("--baseline")
         baseline = args[at + 1]
         del args[at : at + 2]
-    which = set(args) or {"planner", "cli", "sandbox"}
+    which = {a for a in args if "+" not in a} or {"planner", "cli", "sandbox"}
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
     if "planner" in which:
         bench_planner()
@@ -507,6 +510,10 @@ if __name__ == "__main__":
         from bench_apply import bench_apply  # scripts/ is this script's directory, first on sys.path
 
         bench_apply()
+    if "rollback" in which:
+        from bench_rollback import bench_rollback
+
+        bench_rollback([a for a in args if "+" in a])
     if "setup" in which:
         bench_setup()
     if "busy" in which:
