@@ -83,3 +83,17 @@ def test_a_failed_rehearsal_stops_the_run_before_the_hop_and_resume_rehearses_ag
     assert resumed.status is RunStatus.SUCCEEDED
     assert [d["ok"] for _, d in _rehearsals(world)] == [False] + [True] * sum(
         1 for s in resumed.steps if s.action == Action.SNAPSHOT)
+
+
+def test_the_command_exits_8_for_a_failed_rehearsal(world: NodeWorld, capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    from upgrader.cli.apply import _run
+    from upgrader.cli.output import Output
+
+    world.etcd.snapshot_keyspace["/registry/configmaps/default/late"] = 999_999
+    result = apply.apply(world.app, world.plan("v1.31"), OPTIONS)
+    with pytest.raises(typer.Exit) as e:
+        _run(None, Output.TABLE, len(result.run.steps), lambda report, stop: result)  # type: ignore[arg-type]
+    assert e.value.exit_code == 8
+    assert f"run {result.run.id} failed: step " in capsys.readouterr().out
