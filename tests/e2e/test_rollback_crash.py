@@ -30,6 +30,7 @@ import pytest
 from tests.e2e.apply_helpers import run_doc, steps_of
 from tests.e2e.conftest import REPO, Cli
 from tests.e2e.crash_helpers import Ledger, processes
+from tests.e2e.run_checks import without_workers_budget
 from tests.processes import stop
 
 NAME = "rbcrash"
@@ -125,6 +126,7 @@ def test_every_kind_of_rollback_step_killed_is_resumed_to_the_snapshot(
     began = time.monotonic()
     info = cli.up(NAME, "--version", "v1.31.4", "--control-planes", "1", "--workers", "1")
     kc = info["kubeconfig"]
+    without_workers_budget(cli, kc)  # one worker: the demo workload's budget would block every drain of it
     cli.kubectl(kc, "create", "configmap", "before-upgrade", "-n", "default", "--from-literal=k=v")
     plan = json.loads(cli.run("plan", NAME, "--to", "v1.32", "-o", "json").stdout)
     applied = json.loads(cli.run("apply", str(plan["id"]), "--yes", "--rehearse", "--gate-interval", "0.5s",
@@ -185,3 +187,11 @@ def test_every_kind_of_rollback_step_killed_is_resumed_to_the_snapshot(
     for n, action in {(n, a) for k in kills for n, a in k.caught}:
         step = by_n[n]
         assert step["attempts"] >= 2 or (step["outputs"] or {}).get("observed") is True, (n, action, step)
+
+    # the restore gave etcd new member ids: the cluster's snapshot is still known as its own, by the
+    # etcd-restored lineage, to `snapshot verify --cluster` and to a rehearsal
+    assert _events(cli, "etcd-restored")[-1][0] == final["id"]
+    verified = json.loads(cli.run("snapshot", "verify", str(taken[0]), "--cluster", NAME, "-o", "json").stdout)
+    assert verified["membership"].startswith("same members (the same etcd, restored since by run"), verified
+    rehearsed = json.loads(cli.run("rollback", NAME, "--rehearse", "--to", str(taken[0]), "-o", "json").stdout)
+    assert rehearsed["ok"] is True and rehearsed["snapshot"] == taken[0]
