@@ -96,6 +96,10 @@ class IntegrityError(UpgraderError):
     exit_code = 8
 
 
+class RehearsalFailedError(IntegrityError):
+    """`apply --rehearse`: the rollback rehearsal of a hop's snapshot failed; the hop did not start."""
+
+
 class PlanNotFoundError(UsageError):
     """No plan with that id in the ledger."""
 

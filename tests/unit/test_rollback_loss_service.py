@@ -4,14 +4,20 @@ etcd holds the snapshot's keys and whose live etcd holds the cluster's, an in-me
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.unit.snapshot_world import SECRET, SnapshotWorld
 from upgrader import errors
+from upgrader.domain.records import EventRecord
 from upgrader.fakes import FakeEtcdTool
-from upgrader.services import snapshots
+from upgrader.ports import EtcdMember
+from upgrader.services import snapshot_checks, snapshots
+from upgrader.services.audit import record_event
+from upgrader.services.etcd_lineage import RESTORED, lineage
 from upgrader.services.rollback_loss import LostObject, loss_since, rehearse
 
 SNAPSHOT_KEYS = {"/registry/configmaps/default/kept": 10, "/registry/configmaps/default/edited": 11,
@@ -134,3 +140,51 @@ def test_a_restored_key_newer_than_the_recorded_revision_fails_the_rehearsal(wor
                                                     "5000, after the recorded 4242") as e:
         rehearse(world.app, cluster="prod", snapshot_id=record.id)
     assert e.value.exit_code == 8 and world.etcd.scratch_open == 0
+
+
+def _members(*ids: int) -> list[EtcdMember]:
+    return [EtcdMember(f"{i:016x}", f"cp-{n}", (), (f"https://10.0.0.{n}:2379",), healthy=True, leader=n == 1)
+            for n, i in enumerate(ids, start=1)]
+
+
+def _restored(world: SnapshotWorld, run_id: int, record_id: int, before: list[str], after: list[EtcdMember]) -> None:
+    """What services.rollback records after a restore: the restored snapshot's ids and the new ones."""
+    world.etcd.etcd_members = after
+    with world.app.unit_of_work() as uow:
+        record_event(world.app, uow, RESTORED, cluster="prod", run_id=run_id,
+                     data={"snapshot": record_id, "member_ids": sorted(m.id for m in after),
+                           "from_member_ids": before})
+        uow.commit()
+
+
+def test_rehearse_follows_the_restores_that_gave_the_etcd_new_member_ids(world: SnapshotWorld) -> None:
+    older = _snapshot(world)
+    newer = snapshots.create_snapshot(world.app, cluster="prod").record
+    first = list(older.etcd_status["member_ids"])
+    # a rollback to the newer one (run 7), then to the older one (run 9): new ids each time
+    _restored(world, 7, newer.id, first, _members(0x21, 0x22, 0x23))
+    taken_between = snapshots.create_snapshot(world.app, cluster="prod").record
+    _restored(world, 9, older.id, first, _members(0x31, 0x32, 0x33))
+    for record in (older, newer, taken_between):  # taken_between's generation was abandoned: still this etcd
+        result = rehearse(world.app, cluster="prod", snapshot_id=record.id)
+        assert result.ok and "restored since by run" in result.checks[0].detail
+        assert snapshot_checks.verify_snapshot(world.app, snapshot_id=record.id, cluster="prod").membership.startswith(
+            "same members (the same etcd, restored since by run")
+    # the cluster named prod now runs another etcd, never restored by upgrader: every snapshot is refused
+    world.etcd.etcd_members = _members(0x41, 0x42, 0x43)
+    for record in (older, taken_between):
+        with pytest.raises(errors.IntegrityError, match="a snapshot of another cluster, refused") as e:
+            rehearse(world.app, cluster="prod", snapshot_id=record.id)
+        assert e.value.exit_code == 8
+    assert world.etcd.scratches == [Path(r.path) for r in (older, newer, taken_between)]
+
+
+def test_lineage_joins_only_restores_that_touch_it(world: SnapshotWorld) -> None:
+    def event(n: int, snapshot: int, before: list[str], after: list[str]) -> EventRecord:
+        return EventRecord(n, datetime(2026, 1, 1, tzinfo=UTC), "prod", 100 + n, "a", "h", "", RESTORED,
+                           {"snapshot": snapshot, "from_member_ids": before, "member_ids": after})
+
+    snap = replace(_snapshot(world), etcd_status={"member_ids": ["b"]})
+    found = lineage(snap, [event(1, 10, ["a"], ["b"]), event(2, 10, ["a"], ["c"]), event(3, 50, ["x"], ["y"]),
+                           event(4, snap.id, ["z"], ["d"])])
+    assert found.member_ids == {"a", "b", "c", "d", "z"} and found.restored_by == (101, 102, 104)

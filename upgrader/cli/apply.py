@@ -34,6 +34,9 @@ def apply_command(
     gate_interval: str = typer.Option("2s", "--gate-interval", help="Time between a gate's readings."),
     force_drain: bool = typer.Option(False, "--force-drain", help="Delete pods a drain could not evict in time "
                                      "(recorded). Without it a blocked drain fails the step."),
+    rehearse: bool = typer.Option(False, "--rehearse", help="Before each control-plane hop, rehearse the rollback "
+                                  "to the snapshot just taken (restored into a scratch etcd beside this host); a "
+                                  "failed rehearsal stops the run before the hop (exit 8)."),
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Apply a stored plan: upgrade the cluster node by node, with drains, health gates and a ledger record.
@@ -44,14 +47,14 @@ def apply_command(
 
     Exit codes: 0 done, 2 bad input or no confirmation, 3 cluster changed, 4 preflight refused,
     6 a step failed (the run's record says what to do next), 7 another run holds the cluster,
-    130 interrupted (resumable).
+    8 a rollback rehearsal (--rehearse) failed before its hop, 130 interrupted (resumable).
     """
     from upgrader.engine.context import ApplyOptions
     from upgrader.services import apply, runs
 
     options = ApplyOptions(auto_rollback=auto_rollback, drain_timeout=parse_duration(drain_timeout),
                            gate_timeout=parse_duration(gate_timeout), force_drain=force_drain,
-                           gate_passes=gate_passes, gate_interval=parse_duration(gate_interval))
+                           gate_passes=gate_passes, gate_interval=parse_duration(gate_interval), rehearse=rehearse)
     if dry_run:
         plan, steps = runs.preview(ctx.obj, plan_id, options)
         if output is Output.JSON:
@@ -132,6 +135,8 @@ def _run(ctx: typer.Context, output: Output, total: int, start: Any) -> None:
     if result.lease_lost:
         raise LockLostError(f"run {run.id} stopped: {result.lease_lost}")
     code = EXIT.get(run.status.value, 1)
+    if run.status.value == "failed" and isinstance((run.outcome or {}).get("exit_code"), int):
+        code = int(run.outcome["exit_code"])  # a failed rehearsal: 8
     if _soaking(run):  # step one done: pausing for the soak is what the plan asked for
         code = 0
     if code:

@@ -41,6 +41,7 @@ class ApplyOptions:
     node_attempts: int = 4  # tries of a command on an unreachable node before the step fails
     node_backoff: float = 2.0  # first wait between those tries, doubling
     evict_retry: float = 5.0  # seconds between evictions a PodDisruptionBudget refused (kubectl's 5 s)
+    rehearse: bool = False  # rehearse the rollback to each hop's snapshot before the hop (`apply --rehearse`)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

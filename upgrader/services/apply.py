@@ -41,6 +41,7 @@ from upgrader.errors import (
     ClusterChangedError,
     LockLostError,
     PreflightError,
+    RehearsalFailedError,
     RunLockedError,
     RunRefusedError,
     UpgraderError,
@@ -283,7 +284,8 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
             now = session if extras is None else extras.etcd()
             return _etcd_health(now) if now is not None else (False, "etcd not reachable yet")
 
-        hooks = Hooks(preflight=preflight, snapshot=lambda step: _snapshot(app, cluster, run.id, step),
+        hooks = Hooks(preflight=preflight,
+                      snapshot=lambda step: _snapshot(app, cluster, run.id, step, rehearse=options.rehearse),
                       etcd_health=etcd_health, event=lambda kind, data: _event(app, cluster.name, run.id, kind, data),
                       rollback=extras.rollback if extras is not None else None)
         ctx = RunContext(run_id=run.id, token=token, cluster=cluster.name, plan=plan, options=options,
@@ -317,6 +319,11 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
                 failed = extras.failure(_get(app, run.id), e)
                 return RunResult(_end(app, cluster, run.id, token, RunStatus.FAILED, failed))
             outcome = failure_outcome(app, api, cluster.name, _get(app, run.id), e, options)
+            if isinstance(e.cause, RehearsalFailedError):  # going back is what failed: no automatic rollback
+                return RunResult(_end(app, cluster, run.id, token, RunStatus.FAILED, outcome | {
+                    "reason": "rollback rehearsal failed", "exit_code": e.cause.exit_code,
+                    "next": [f"the hop did not start; fix what the rehearsal found, then: upgrader resume {run.id}",
+                             *outcome["next"][1:]]}))
             status, outcome = _auto_rollback(app, cluster, run.id, token, options, outcome, report, stop)
             return RunResult(_end(app, cluster, run.id, token, status, outcome))
         except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: the step in flight stays `running`
@@ -416,11 +423,26 @@ def _event(app: AppContext, cluster: str, run_id: int, kind: str, data: dict[str
         uow.commit()
 
 
-def _snapshot(app: AppContext, cluster: ClusterRecord, run_id: int, step: Step) -> dict[str, Any]:
+def _snapshot(app: AppContext, cluster: ClusterRecord, run_id: int, step: Step, *,
+              rehearse: bool = False) -> dict[str, Any]:
+    """The hop's snapshot; with ``rehearse``, its rollback rehearsed at once (a scratch etcd beside this
+    host, never the cluster): RehearsalFailedError, before the hop changes anything, when it fails."""
     made = create_snapshot(app, cluster=cluster.name, label=f"run-{run_id}-step-{step.n}", take_lease=False,
                            run_id=run_id)
-    return {"snapshot_id": made.record.id, "known_good": made.record.known_good, "sha256": made.record.sha256,
-            "revision": made.record.etcd_status.get("revision")}
+    taken = {"snapshot_id": made.record.id, "known_good": made.record.known_good, "sha256": made.record.sha256,
+             "revision": made.record.etcd_status.get("revision")}
+    if not rehearse:
+        return taken
+    from upgrader.services.rollback_loss import rehearse as rehearse_rollback
+
+    try:
+        done = rehearse_rollback(app, cluster=cluster.name, snapshot_id=int(made.record.id), run_id=run_id)
+    except UpgraderError as e:
+        raise RehearsalFailedError(f"the rollback rehearsal of snapshot {made.record.id} failed, so the hop did "
+                                   f"not start: {e.message}") from e
+    loss = done.loss.counts() if done.loss is not None else {}
+    return taken | {"rehearsed": {"ok": True, "restore_tool": done.restore_tool, "restored_keys": done.restored_keys,
+                                  "loss": loss, "seconds": round(done.seconds, 3)}}
 
 
 def _etcd_health(session: EtcdSession | None) -> tuple[bool, str]:

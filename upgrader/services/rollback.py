@@ -35,6 +35,7 @@ from upgrader.services import rollback_loss, rollback_target
 from upgrader.services.apply import DriveExtras, Report, RunResult, _drive, _lease
 from upgrader.services.audit import record_event
 from upgrader.services.etcd_access import EtcdSession, etcd_session
+from upgrader.services.etcd_lineage import RESTORED, compare_members
 from upgrader.services.run_outcome import RUNBOOK
 from upgrader.services.snapshot_checks import VerifyResult, verify_snapshot
 from upgrader.services.wiring import AppContext
@@ -190,7 +191,6 @@ def _go(app: AppContext, cluster: ClusterRecord, started: RunRecord, token: int,
     return result
 
 
-RESTORED = "etcd-restored"
 
 
 def _record_restore(app: AppContext, cluster: str, run_id: int, snapshot: SnapshotRecord,
@@ -211,25 +211,7 @@ def _record_restore(app: AppContext, cluster: str, run_id: int, snapshot: Snapsh
 def same_etcd(app: AppContext, cluster: ClusterRecord, snapshot: SnapshotRecord) -> str:
     """Refuse (IntegrityError) a snapshot whose etcd members share none with the live etcd's, counting the
     ids every restore upgrader made of this cluster gave its members; what was found, when it was checked."""
-    known = set(snapshot.etcd_status.get("member_ids") or [])
-    if not known:
-        return "not checked: no member ids recorded"
-    with app.unit_of_work() as uow:
-        restores = [e for e in uow.repo.list_events(cluster.name, limit=10000) if e.kind == RESTORED]
-    for event in sorted(restores, key=lambda e: e.id):  # every restore is a new generation of the same etcd
-        data = event.data or {}
-        if known & set(data.get("from_member_ids") or []) or data.get("snapshot") == snapshot.id:
-            known |= set(data.get("member_ids") or [])
-    try:
-        with etcd_session(app, cluster) as session:
-            live = {m.id for m in session.members()}
-    except UpgraderError as e:
-        return f"not checked: the etcd of {cluster.name} did not answer ({e.message})"
-    if live and known.isdisjoint(live):
-        raise IntegrityError(f"snapshot {snapshot.id} was taken from etcd members {', '.join(sorted(known))}; cluster "
-                             f"{cluster.name}'s etcd has members {', '.join(sorted(live))}: a snapshot of another "
-                             "cluster, refused")
-    return "same etcd cluster" if live else "not checked: no members listed"
+    return compare_members(app, cluster, snapshot, same="same etcd cluster")
 
 
 def _snapshot_bytes(snapshot: SnapshotRecord) -> bytes:

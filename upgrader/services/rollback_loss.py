@@ -125,8 +125,9 @@ class RehearsalResult:
                 "loss": self.loss.to_dict() if self.loss is not None else None}
 
 
-def rehearse(app: AppContext, *, cluster: str, snapshot_id: int) -> RehearsalResult:
-    """Restore ``snapshot_id`` into a scratch etcd, check it, list the loss, record "rollback-rehearsed"."""
+def rehearse(app: AppContext, *, cluster: str, snapshot_id: int, run_id: int | None = None) -> RehearsalResult:
+    """Restore ``snapshot_id`` into a scratch etcd, check it, list the loss, record "rollback-rehearsed"
+    (on ``run_id``'s record too when a run rehearses before its hop)."""
     validate_name(cluster)
     verified = verify_snapshot(app, snapshot_id=snapshot_id, cluster=cluster)  # exit 8 before any restore
     record = verified.record
@@ -145,7 +146,7 @@ def rehearse(app: AppContext, *, cluster: str, snapshot_id: int) -> RehearsalRes
     result = RehearsalResult(cluster=cluster, snapshot_id=int(record.id), checks=tuple(checks), loss=loss,
                              restore_tool=restore_tool, bumped_by=bumped_by, hashkv=hashkv,
                              restored_keys=len(restored.keys), seconds=app.clock.monotonic() - started)
-    _record(app, result)
+    _record(app, result, run_id)
     if not ok:
         failed = "; ".join(f"{c.name}: {c.detail}" for c in checks if not c.ok)
         raise IntegrityError(f"rehearsal of snapshot {record.id} failed: {failed}")
@@ -187,7 +188,7 @@ def _keys_check(record: SnapshotRecord, restored: KeyListing) -> RehearsalCheck:
                                         "(totalKey counts every revision and etcd's own entries)")
 
 
-def _record(app: AppContext, result: RehearsalResult) -> None:
+def _record(app: AppContext, result: RehearsalResult, run_id: int | None) -> None:
     data: dict[str, Any] = {"snapshot": result.snapshot_id, "ok": result.ok,
                             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks],
                             "restore_tool": result.restore_tool, "bumped_by": result.bumped_by,
@@ -198,7 +199,7 @@ def _record(app: AppContext, result: RehearsalResult) -> None:
                         "revisions_since": loss.revisions_since, "seconds_since": round(loss.seconds_since, 3),
                         "counts": loss.counts(), "excluded": dict(loss.excluded)}
     with app.unit_of_work() as uow:
-        record_event(app, uow, "rollback-rehearsed", cluster=result.cluster, data=data)
+        record_event(app, uow, "rollback-rehearsed", cluster=result.cluster, run_id=run_id, data=data)
         uow.commit()
 
 

@@ -5,8 +5,9 @@ verify checks, and reports every problem at once (IntegrityError, exit 8): the e
 sha256, the snapshot's own integrity as the etcd tool sees it (its checksum trailer; hash and
 revision equal to what was recorded), and each artefact's sha256. With ``--cluster`` it also
 refuses a snapshot of another cluster: another name in the ledger, or, when that cluster's etcd
-answers, a member list sharing no member with the one recorded at create time (member ids stay
-the same across a restore with the same peer URLs; a different etcd cluster has others).
+answers, a member list sharing no member with the one recorded at create time, nor with the ids
+the cluster's etcd got from the restores upgrader made since (services.etcd_lineage: a restore with a
+new cluster token gives new member ids; a different etcd cluster has others).
 
 prune works under the cluster's lease (a run or a create cannot overlap it). It first marks the
 doomed rows deleted, each in one transaction with its event, and only then removes their files: a
@@ -31,12 +32,11 @@ from upgrader.errors import (
     IntegrityError,
     NodeFileError,
     SnapshotStoreError,
-    UpgraderError,
     UsageError,
 )
 from upgrader.ports import StoredSnapshot
 from upgrader.services.audit import record_event
-from upgrader.services.etcd_access import etcd_session
+from upgrader.services.etcd_lineage import compare_members
 from upgrader.services.snapshot_lease import cluster_lease
 from upgrader.services.wiring import AppContext
 
@@ -107,21 +107,7 @@ def _own_integrity(app: AppContext, record: SnapshotRecord, checked: list[str]) 
 
 
 def _compare_members(app: AppContext, record: SnapshotRecord, cluster: Any) -> str:
-    recorded = set(record.etcd_status.get("member_ids") or [])
-    try:
-        with etcd_session(app, cluster) as session:
-            live = {m.id for m in session.members()}
-    except UpgraderError as e:
-        return f"not checked: the etcd of {cluster.name} did not answer ({e.message})"
-    if not recorded:
-        return "not checked: no member ids recorded"
-    if not live:
-        return f"not checked: the etcd of {cluster.name} listed no members"
-    if recorded.isdisjoint(live):
-        raise IntegrityError(f"snapshot {record.id} was taken from etcd members {', '.join(sorted(recorded))}; "
-                             f"cluster {cluster.name}'s etcd has members {', '.join(sorted(live))}: a snapshot of "
-                             "another cluster, refused")
-    return "same members"
+    return compare_members(app, cluster, record)  # through the restores the cluster's etcd went through
 
 
 def _store_root(record: SnapshotRecord) -> Path:
