@@ -67,7 +67,7 @@ class RollbackPreview:
             "cluster": self.cluster,
             "kind": kind,
             "etcd_restore": kind != str(RollbackKind.SOAK),
-            "needs_snapshot": rollback_soak.needs_snapshot(kind, s, list(self.passed)),
+            "needs_snapshot": rollback_soak.needs_snapshot(kind, s, [dict(p) for p in self.passed]),
             "points_of_no_return_passed": [dict(p) for p in self.passed],
             "nodes_touched": touched(self.rollback),
             "rollback_of": self.rollback_of,
