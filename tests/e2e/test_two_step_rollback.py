@@ -32,6 +32,15 @@ def _cluster_id(cli: Cli) -> str:
     return found
 
 
+def _create_configmap(server: str, name: str) -> None:
+    body = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"},
+                       "data": {"k": "v"}}).encode()
+    request = urllib.request.Request(f"{server}/api/v1/namespaces/default/configmaps", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.status == 201, resp.status
+
+
 def _soak(cli: Cli) -> dict:
     plan = json.loads(cli.run("plan", NAME, "--to", "v1.34", "--two-step", "--soak", "2h", "-o", "json").stdout)
     run = json.loads(cli.run("apply", str(plan["id"]), "--yes", *GATES, "-o", "json", timeout=600).stdout)
@@ -50,7 +59,7 @@ def test_a_soak_rollback_swaps_binaries_back_without_an_etcd_restore_and_after_f
     cluster_id = _cluster_id(cli)
     soaking = _soak(cli)
     assert api_get(server, "/version")["emulationMinor"] == "33"
-    cli.kubectl(kc, "-n", "default", "create", "configmap", "written-during-soak", "--from-literal=k=v")
+    _create_configmap(server, "written-during-soak")
 
     preview = json.loads(cli.run("rollback", NAME, "--dry-run", "-o", "json", timeout=300).stdout)
     assert preview["kind"] == "soak" and preview["etcd_restore"] is False and preview["needs_snapshot"] is None
@@ -87,7 +96,7 @@ def test_a_soak_rollback_swaps_binaries_back_without_an_etcd_restore_and_after_f
     eventually(lambda: cli.kubectl(kc, "get", "--raw", "/readyz").returncode == 0, timeout=60)
     done = json.loads(cli.run("finalize", str(again["id"]), "--yes", "-o", "json", timeout=600).stdout)
     assert done["status"] == "succeeded", done["outcome"]
-    cli.kubectl(kc, "-n", "default", "create", "configmap", "written-after-finalize", "--from-literal=k=v")
+    _create_configmap(server, "written-after-finalize")
     after = json.loads(cli.run("rollback", NAME, "--dry-run", "-o", "json", timeout=300).stdout)
     assert after["kind"] == "etcd-restore" and after["etcd_restore"] is True, after
     assert "point of no return passed" in after["needs_snapshot"]
