@@ -87,6 +87,10 @@ def _run(ctx: typer.Context, output: Output, previewed: Any) -> None:
         run_with_progress(ctx, output, len(previewed.rollback.plan.steps),
                           lambda report, stop: rollback.run(ctx.obj, previewed, report=report, stop=stop))
     except typer.Exit as e:
+        if e.exit_code == 6 and previewed.rollback.kind == "soak":
+            raise RunFailedError(f"the soak rollback of {previewed.cluster} failed; etcd was not touched and "
+                                 "nothing was deleted: see `upgrader runs show` for each node's state, fix the "
+                                 "cause and `upgrader resume` it") from None
         if e.exit_code == 6:  # a failed rollback: the one-line error names the runbook
             raise RunFailedError(f"the rollback of {previewed.cluster} failed; nothing was deleted: see "
                                  "`upgrader runs show` for each node's state and follow the restore-etcd "

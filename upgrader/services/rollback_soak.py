@@ -100,7 +100,10 @@ def go(app: AppContext, cluster: ClusterRecord, started: RunRecord, token: int, 
                 member_up=lambda name: True,
                 verify_objects=lambda: same_members(etcd.session(), spec)),
             failure=lambda failed, error: failure_outcome(app, cluster, failed, error, spec) | {
-                "kept": {"manifests": f"{aside_dir(failed.id)}/soak-manifests"}, "etcd": "not touched"})
+                "kept": {"manifests": f"{aside_dir(failed.id)}/soak-manifests"}, "etcd": "not touched",
+                "next": [f"fix the cause, then finish the soak rollback: upgrader resume {failed.id}",
+                         f"the manifests it replaced are kept under {aside_dir(failed.id)}/soak-manifests; "
+                         "etcd was not touched and nothing was deleted"]})
         result = _drive(app, cluster, plan_from_dict(dict(document)), started, token, options, report, stop,
                         preflight=lambda: {"passed": True}, extras=extras)
     if result.run.status is RunStatus.SUCCEEDED and spec.get("rollback_of") is not None:
