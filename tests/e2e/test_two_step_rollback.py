@@ -1,20 +1,25 @@
 """Rolling a two-step hop back on a sandbox (1 control plane + 1 worker), v1.33 -> v1.34 --two-step.
 
 During the soak `rollback --yes` (no --to) is the soak kind: the binaries and manifests go back, etcd is
-not restored (its cluster id is unchanged) and an object written during the soak survives; the soaking
-run ends rolled_back, linked both ways. After a second two-step upgrade is finalized, the point of no
-return has passed: the preview is the etcd-restore kind, needs the snapshot and names the point."""
+not restored (its cluster id is unchanged) and an object written during the soak survives; killed in its
+package downgrade, `resume` finishes it; the soaking run ends rolled_back, linked both ways. After a second
+two-step upgrade is finalized, the point of no return has passed: the preview is the etcd-restore kind,
+needs the snapshot and names the point."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 import urllib.request
 
 import pytest
 
 from tests.e2e.apply_helpers import api_get, run_doc, server_of, steps_of
 from tests.e2e.conftest import Cli, eventually
-from tests.e2e.run_checks import without_workers_budget
+from tests.e2e.crash_helpers import Ledger
+from tests.e2e.run_checks import Background, without_workers_budget
 from tests.e2e.test_two_step import _cluster_configuration, _etcd_image, _kubelets, _node_file
 
 NAME = "twostep"  # the helpers of test_two_step read this sandbox's files
@@ -69,7 +74,24 @@ def test_a_soak_rollback_swaps_binaries_back_without_an_etcd_restore_and_after_f
     shown = cli.run("rollback", NAME, "--dry-run", timeout=300).stdout
     assert "kind: soak" in shown and "what will be lost: nothing" in shown and "workers: untouched" in shown
 
-    rolled = json.loads(cli.run("rollback", NAME, "--yes", "-o", "json", timeout=600).stdout)
+    # the rollback is killed while it downgrades cp-1's packages; resume finishes it, observing what was done
+    ledger = Ledger(cli.home / "ledger.db")
+    rollback_id = None
+    with Background(cli, "rollback", NAME, "--yes", "-o", "json", name="soak-rollback") as rolling:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            rollback_id = ledger.run_id()
+            if rollback_id != soaking["id"] and rollback_id is not None and (
+                    "downgrade-packages", "cp-1", "running") in ledger.steps(rollback_id).values():
+                break
+            time.sleep(0.01)
+        os.kill(rolling.pid, signal.SIGKILL)
+        rolling.wait()
+    assert rollback_id is not None and rollback_id != soaking["id"]
+    killed = ledger.steps(rollback_id)
+    assert ("swap-manifests", "cp-1", "succeeded") in killed.values(), killed
+    assert ("verify-rollback", None, "succeeded") not in killed.values(), killed
+    rolled = json.loads(cli.run("resume", str(rollback_id), "--yes", "-o", "json", timeout=600).stdout)
     assert rolled["status"] == "succeeded", rolled["outcome"]
     version = api_get(server, "/version")
     assert version["gitVersion"] == source and version.get("emulationMinor") in (None, "33"), version
