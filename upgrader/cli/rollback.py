@@ -40,6 +40,12 @@ def rollback_command(
     what will be lost: every object written since the snapshot, by resource, namespace and name
     (Secrets by name only).
 
+    During a two-step soak (the last upgrade run did step one and was not finalized), no --to is a
+    "soak" rollback: kubeadm-config and the control-plane manifests go back to the old minor, kubeadm
+    and kubectl are downgraded, the kubelets restart; no etcd restore, nothing is lost, workers are not
+    touched. After `upgrader finalize` the point of no return has passed: the preview names it and the
+    rollback restores the snapshot. Every preview lists the points of no return passed since the snapshot.
+
     Exit codes: 0 rolled back (or previewed), 2 bad input or no confirmation, 3 no snapshot to go
     back to, 6 the rollback failed (the run says each node's state; follow the restore-etcd runbook),
     7 another run holds the cluster, 8 the snapshot failed verification or cannot be reinstated.
@@ -63,9 +69,10 @@ def rollback_command(
         return
     if not yes:
         if not sys.stdin.isatty():
-            raise UsageError(f"rollback changes cluster {cluster} and loses every write since snapshot "
-                             f"{doc['snapshot']['id']}: confirm with --yes (there is no terminal to ask on); "
-                             f"see it first with `upgrader rollback {cluster} --dry-run`")
+            cost = (f"loses every write since snapshot {doc['snapshot']['id']}" if doc["etcd_restore"]
+                    else "swaps its control-plane binaries and manifests back")
+            raise UsageError(f"rollback changes cluster {cluster} and {cost}: confirm with --yes (there is no "
+                             f"terminal to ask on); see it first with `upgrader rollback {cluster} --dry-run`")
         typer.echo(render_preview(doc), err=True)
         typer.confirm(f"\nRoll cluster {cluster} back to snapshot {doc['snapshot']['id']} "
                       f"({doc['target']['version']})?", abort=True, err=True)
@@ -80,6 +87,10 @@ def _run(ctx: typer.Context, output: Output, previewed: Any) -> None:
         run_with_progress(ctx, output, len(previewed.rollback.plan.steps),
                           lambda report, stop: rollback.run(ctx.obj, previewed, report=report, stop=stop))
     except typer.Exit as e:
+        if e.exit_code == 6 and previewed.rollback.kind == "soak":
+            raise RunFailedError(f"the soak rollback of {previewed.cluster} failed; etcd was not touched and "
+                                 "nothing was deleted: see `upgrader runs show` for each node's state, fix the "
+                                 "cause and `upgrader resume` it") from None
         if e.exit_code == 6:  # a failed rollback: the one-line error names the runbook
             raise RunFailedError(f"the rollback of {previewed.cluster} failed; nothing was deleted: see "
                                  "`upgrader runs show` for each node's state and follow the restore-etcd "
@@ -89,20 +100,42 @@ def _run(ctx: typer.Context, output: Output, previewed: Any) -> None:
 
 def render_preview(doc: dict[str, Any]) -> str:
     snap, target = doc["snapshot"], doc["target"]
+    soak = not doc.get("etcd_restore", True)
     lines = [f"rollback of {doc['cluster']} to snapshot {snap['id']} ({target['version']})"
              + (f", undoing run {doc['rollback_of']}" if doc.get("rollback_of") else ""),
+             f"  kind: {doc.get('kind')}" + (" (binaries and manifests swapped back, no etcd restore)" if soak
+                                             else " (etcd restored from the snapshot)"),
              f"  snapshot: taken {snap['created_at']}, revision {snap['revision']}, "
-             f"verified ({len(snap['checked'])} checks; {snap['membership']})", ""]
+             f"verified ({len(snap['checked'])} checks; {snap['membership']})"]
+    if doc.get("needs_snapshot"):
+        lines.append(f"  needs the snapshot: {doc['needs_snapshot']}")
+    lines.append("")
     rows = [(node, now.get("apiserver"), now.get("kubelet"), _target_of(doc, node)) for node, now in
             sorted(doc["current"].items())]
     lines += [table(["node", "apiserver now", "kubelet now", "after rollback"], rows), ""]
-    lines.append("control plane stopped, etcd restored, downgraded: " + ", ".join(doc["control_planes"]))
+    if soak:
+        lines.append("control plane manifests and kubeadm-config swapped back, kubeadm/kubectl downgraded, kubelet "
+                     "restarted: " + ", ".join(doc["control_planes"]))
+    else:
+        lines.append("control plane stopped, etcd restored, downgraded: " + ", ".join(doc["control_planes"]))
     workers = doc["workers_drained_and_downgraded"]
-    lines.append("workers drained and downgraded: " + (", ".join(f"{n} -> {v}" for n, v in sorted(workers.items()))
-                                                       or "none (no kubelet newer than the restored API server)"))
+    if soak:
+        lines.append("workers: untouched (their kubelets stayed at the old minor during the soak)")
+    else:
+        lines.append("workers drained and downgraded: " + (", ".join(f"{n} -> {v}" for n, v in sorted(workers.items()))
+                                                           or "none (no kubelet newer than the restored API server)"))
     lines.append("")
+    lines += render_points(doc.get("points_of_no_return_passed") or [])
     lines += render_loss(doc.get("loss"), doc.get("loss_error"))
     return "\n".join(lines)
+
+
+def render_points(points: list[dict[str, Any]]) -> list[str]:
+    if not points:
+        return ["points of no return passed since the snapshot: none", ""]
+    rows = [(p.get("kind"), p.get("run_id"), p.get("step"), p.get("at"), p.get("detail")) for p in points]
+    return ["points of no return passed since the snapshot:",
+            table(["point", "run", "step", "when", "what"], rows), ""]
 
 
 def _target_of(doc: dict[str, Any], node: str) -> str:
@@ -114,6 +147,8 @@ def _target_of(doc: dict[str, Any], node: str) -> str:
 def render_loss(loss: dict[str, Any] | None, error: str | None) -> list[str]:
     if loss is None:
         return [f"what will be lost: unknown ({error})"]
+    if loss.get("why_empty"):
+        return [f"what will be lost: nothing ({loss['why_empty']})"]
     counts = loss.get("counts", {})
     lines = [f"what will be lost: {loss.get('revisions_since')} etcd revisions written in the "
              f"{float(loss.get('seconds_since', 0)):.0f}s since the snapshot; "

@@ -34,6 +34,9 @@ class Action(StrEnum):
     EMULATED_UPGRADE_APPLY = "emulated-upgrade-apply"
     EMULATED_UPGRADE_NODE = "emulated-upgrade-node"
     SOAK = "soak"
+    # a soak rollback's own steps (domain/rollback_soak.py): binaries and manifests back, no etcd restore
+    RESTORE_KUBEADM_CONFIG = "restore-kubeadm-config"
+    SWAP_MANIFESTS = "swap-manifests"
 
 
 class Reversibility(StrEnum):
@@ -72,6 +75,8 @@ REVERSIBILITY: dict[Action, Reversibility] = {
     Action.EMULATED_UPGRADE_APPLY: Reversibility.EMULATED_VERSION,
     Action.EMULATED_UPGRADE_NODE: Reversibility.EMULATED_VERSION,
     Action.SOAK: Reversibility.EMULATED_VERSION,
+    Action.RESTORE_KUBEADM_CONFIG: Reversibility.NONE,
+    Action.SWAP_MANIFESTS: Reversibility.MANIFEST_SWAP,
 }
 
 

@@ -11,7 +11,7 @@ last, the cluster is verified at the snapshot's versions.
 
 Pure: the service reads the snapshot's manifests (member names, peer URLs, data dirs) and hands
 them in as values. A "soak" rollback (two-step upgrade, no etcd restore) is a different ``kind`` of
-the same document, built elsewhere (see ``RollbackKind``).
+the same document, planned by domain/rollback_soak.py.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ KIND = "rollback"  # a plan document's "kind" when it is a rollback
 
 class RollbackKind(StrEnum):
     ETCD_RESTORE = "etcd-restore"  # back to a snapshot: etcd restored, writes since then lost
-    SOAK = "soak"  # a two-step soak: binaries and manifests swapped back, no etcd restore (helper "twostep")
+    SOAK = "soak"  # a two-step soak: binaries and manifests swapped back, no etcd restore (domain/rollback_soak.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,7 @@ class RollbackPlan:
     rollback_of: int | None
     current: Mapping[str, Any]  # node -> {"kubelet": ..., "apiserver": ...}
     workers: Mapping[str, str]  # worker -> kubelet version it is taken back to
+    kind: RollbackKind = RollbackKind.ETCD_RESTORE
 
     def to_dict(self) -> dict[str, Any]:
         """The plan document: the executor's plan plus what the rollback's steps need."""
@@ -77,7 +78,7 @@ class RollbackPlan:
         return self.plan.to_dict() | {
             "kind": KIND,
             "rollback": {
-                "kind": str(RollbackKind.ETCD_RESTORE),
+                "kind": str(self.kind),
                 "snapshot_id": t.snapshot_id,
                 "rollback_of": self.rollback_of,
                 "from": dict(self.current),

@@ -340,3 +340,4 @@ HANDLERS: dict[Action, Handler] = {
 # A rollback's handlers (engine/rollback.py) register themselves in HANDLERS; imported last, so that
 # module finds everything above already defined whichever of the two is imported first.
 from upgrader.engine import rollback as _rollback  # noqa: E402,F401
+from upgrader.engine import rollback_soak as _rollback_soak  # noqa: E402,F401

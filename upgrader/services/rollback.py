@@ -26,16 +26,18 @@ from upgrader.domain.names import validate_name
 from upgrader.domain.plans import plan_from_dict
 from upgrader.domain.records import ClusterRecord, PlanRecord, RunRecord, SnapshotRecord
 from upgrader.domain.rollback import RollbackKind, RollbackPlan, plan_rollback
+from upgrader.domain.rollback_soak import plan_soak_rollback, touched
 from upgrader.domain.runs import RunStatus, StepStatus
 from upgrader.engine.context import ApplyOptions, RollbackHooks
 from upgrader.engine.executor import StepFailedError
 from upgrader.engine.rollback import aside_dir
 from upgrader.errors import ClusterUnreachableError, IntegrityError, UpgraderError, UsageError
-from upgrader.services import rollback_loss, rollback_target
+from upgrader.services import rollback_loss, rollback_soak, rollback_target
 from upgrader.services.apply import DriveExtras, Report, RunResult, _drive, _lease
 from upgrader.services.audit import record_event
 from upgrader.services.etcd_access import EtcdSession, etcd_session
 from upgrader.services.etcd_lineage import RESTORED, compare_members
+from upgrader.services.finalize import soaking
 from upgrader.services.run_outcome import RUNBOOK
 from upgrader.services.snapshot_checks import VerifyResult, verify_snapshot
 from upgrader.services.wiring import AppContext
@@ -52,6 +54,8 @@ class RollbackPreview:
     inventory: Mapping[str, Any]
     loss: Mapping[str, Any] | None  # the LossReport's document; None when it could not be made
     loss_error: str | None
+    passed: tuple[Mapping[str, Any], ...] = ()  # points of no return passed since the snapshot
+    etcd_member_ids: tuple[str, ...] = ()  # a soak rollback's etcd members, the same ones after it
 
     @property
     def rollback_of(self) -> int | None:
@@ -59,8 +63,14 @@ class RollbackPreview:
 
     def to_dict(self) -> dict[str, Any]:
         s, plan = self.snapshot, self.rollback.plan
+        kind = str(self.rollback.kind)
         return {
             "cluster": self.cluster,
+            "kind": kind,
+            "etcd_restore": kind != str(RollbackKind.SOAK),
+            "needs_snapshot": rollback_soak.needs_snapshot(kind, s, [dict(p) for p in self.passed]),
+            "points_of_no_return_passed": [dict(p) for p in self.passed],
+            "nodes_touched": touched(self.rollback),
             "rollback_of": self.rollback_of,
             "current": dict(self.rollback.current),
             "target": {"version": str(plan.target), "kubelets": dict(self.rollback.target.kubelets),
@@ -98,10 +108,18 @@ def preview(app: AppContext, *, cluster: str, to: str | None = None, rollback_of
     doc = _inventory(app, record, wait_api)
     inventory = parse_inventory(doc)
     linked = rollback_of if rollback_of is not None else (last.id if last is not None else None)
-    plan = plan_rollback(inventory, target, token=f"upgrader-rollback-{secrets.token_hex(6)}", rollback_of=linked,
-                         fingerprint=inventory.fingerprint)
+    token = f"upgrader-rollback-{secrets.token_hex(6)}"
+    passed = tuple(rollback_soak.points_passed(app, cluster, snapshot))
+    soak = soaking(last) if last is not None and to is None and snapshot_id is None else None
+    if soak is not None:  # a two-step soak: binaries and manifests swapped back, no etcd restore, nothing lost
+        plan = plan_soak_rollback(inventory, target, token=token, rollback_of=linked,
+                                  fingerprint=inventory.fingerprint)
+        members = tuple(rollback_soak.member_ids(app, record, doc))
+        return RollbackPreview(cluster, snapshot, verified, plan, doc, rollback_soak.no_loss(snapshot, soak), None,
+                               passed, members)
+    plan = plan_rollback(inventory, target, token=token, rollback_of=linked, fingerprint=inventory.fingerprint)
     loss, why = _loss(app, record, snapshot, doc)
-    return RollbackPreview(cluster, snapshot, verified, plan, doc, loss, why)
+    return RollbackPreview(cluster, snapshot, verified, plan, doc, loss, why, passed)
 
 
 def _inventory(app: AppContext, cluster: ClusterRecord, wait: float) -> dict[str, Any]:
@@ -136,7 +154,8 @@ def run_under_lease(app: AppContext, previewed: RollbackPreview, *, token: int, 
     """The rollback's plan and run, recorded and driven; for a caller that holds the lease (``token``)."""
     options = options or ApplyOptions(auto_rollback=False)
     document = previewed.rollback.to_dict()
-    document["rollback"] |= {"inventory": dict(previewed.inventory), "loss_vanishes": _vanishing(previewed.loss)}
+    document["rollback"] |= {"inventory": dict(previewed.inventory), "loss_vanishes": _vanishing(previewed.loss),
+                             "etcd_member_ids": list(previewed.etcd_member_ids)}
     plan = previewed.rollback.plan
     with app.unit_of_work() as uow:
         plan_id = uow.repo.save_plan(cluster=plan.cluster, observation=None, created_by=app.actor.user,
@@ -166,9 +185,10 @@ def resume(app: AppContext, run_id: int, token: int, *, report: Report, stop: th
 def _go(app: AppContext, cluster: ClusterRecord, started: RunRecord, token: int, options: ApplyOptions,
         document: Mapping[str, Any], report: Report, stop: threading.Event) -> RunResult:
     spec = document["rollback"]
-    # The place for other kinds of rollback: a two-step soak's ("soak": binaries and manifests swapped
-    # back, no etcd restore, no snapshot file) brings its own plan, hooks and verification here.
-    if spec.get("kind", str(RollbackKind.ETCD_RESTORE)) != str(RollbackKind.ETCD_RESTORE):
+    kind = spec.get("kind", str(RollbackKind.ETCD_RESTORE))
+    if kind == str(RollbackKind.SOAK):  # binaries and manifests swapped back, no etcd restore, no snapshot file
+        return rollback_soak.go(app, cluster, started, token, options, document, report, stop)
+    if kind != str(RollbackKind.ETCD_RESTORE):
         raise UsageError(f"run {started.id}: a {spec.get('kind')!r} rollback is not supported by this upgrader")
     with app.unit_of_work() as uow:
         snapshot = uow.repo.get_snapshot(int(spec["snapshot_id"]))
@@ -263,8 +283,8 @@ def _mark_rolled_back(app: AppContext, run_id: int, rollback: RunRecord, token: 
         rolled = uow.repo.get_run(run_id)
         if rolled.status not in (RunStatus.FAILED, RunStatus.INTERRUPTED):
             return
-        if rolled.fencing_token != token:
-            uow.repo.claim_run(run_id, token=token)
+        if rolled.fencing_token != token or rolled.status is RunStatus.INTERRUPTED:
+            uow.repo.claim_run(run_id, token=token)  # interrupted (a soak) -> running -> rolled_back
         outcome = dict(rolled.outcome or {}) | {"rolled_back_by": rollback.id,
                                                  "next": [f"rolled back by run {rollback.id}"]}
         uow.repo.set_run_status(run_id, RunStatus.ROLLED_BACK, token=token, outcome=outcome)
