@@ -198,7 +198,8 @@ def test_advertised_client_urls_read_like_kubeadm_writes_them() -> None:
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppContext, ClusterRecord]]:
     cli = Cli(tmp_path_factory.mktemp("upgrader-home"))
     try:
-        cli.up("etcdaccess", "--control-planes", "2", "--workers", "1")
+        # --node-etcd-tools: the node-local tools test needs an etcdctl on the nodes (kubeadm nodes have none)
+        cli.up("etcdaccess", "--control-planes", "2", "--workers", "1", "--node-etcd-tools")
         app = AppContext(db=str(cli.home / "ledger.db"))
         try:
             with app.unit_of_work() as uow:
