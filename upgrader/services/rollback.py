@@ -186,31 +186,35 @@ def _go(app: AppContext, cluster: ClusterRecord, started: RunRecord, token: int,
         document: Mapping[str, Any], report: Report, stop: threading.Event) -> RunResult:
     spec = document["rollback"]
     kind = spec.get("kind", str(RollbackKind.ETCD_RESTORE))
-    if kind == str(RollbackKind.SOAK):  # binaries and manifests swapped back, no etcd restore, no snapshot file
-        return rollback_soak.go(app, cluster, started, token, options, document, report, stop)
-    if kind != str(RollbackKind.ETCD_RESTORE):
+    if kind not in (str(RollbackKind.ETCD_RESTORE), str(RollbackKind.SOAK)):
         raise UsageError(f"run {started.id}: a {spec.get('kind')!r} rollback is not supported by this upgrader")
+    soak = kind == str(RollbackKind.SOAK)  # binaries and manifests swapped back, no etcd restore, no snapshot file
     with app.unit_of_work() as uow:
         snapshot = uow.repo.get_snapshot(int(spec["snapshot_id"]))
     inventory = spec["inventory"]
     with _LazyEtcd(app, cluster, inventory) as etcd:
-        extras = DriveExtras(
-            document=document, inventory=inventory, etcd=etcd.session,
-            rollback=RollbackHooks(
+        if soak:
+            hooks = rollback_soak.hooks(snapshot, spec, etcd.session)
+        else:
+            hooks = RollbackHooks(
                 snapshot_file=lambda: _snapshot_bytes(snapshot),
                 artefacts=lambda node: rollback_target.artefacts(snapshot, node),
                 member_up=lambda name: etcd.member_up(name, app),
-                verify_objects=lambda: _verify_objects(app, cluster, snapshot, spec, inventory)),
-            failure=lambda failed, error: failure_outcome(app, cluster, failed, error, spec))
+                verify_objects=lambda: _verify_objects(app, cluster, snapshot, spec, inventory))
+
+        def failure(failed: RunRecord, error: StepFailedError) -> dict[str, Any]:
+            outcome = failure_outcome(app, cluster, failed, error, spec)
+            return rollback_soak.failure(outcome, failed.id) if soak else outcome
+
+        extras = DriveExtras(document=document, inventory=inventory, etcd=etcd.session, rollback=hooks,
+                             failure=failure)
         result = _drive(app, cluster, plan_from_dict(dict(document)), started, token, options, report, stop,
                         preflight=lambda: {"passed": True}, extras=extras)
-        if result.run.status is RunStatus.SUCCEEDED:
+        if result.run.status is RunStatus.SUCCEEDED and not soak:
             _record_restore(app, cluster.name, result.run.id, snapshot, etcd.session())
     if result.run.status is RunStatus.SUCCEEDED and spec.get("rollback_of") is not None:
         _mark_rolled_back(app, int(spec["rollback_of"]), result.run, token)
     return result
-
-
 
 
 def _record_restore(app: AppContext, cluster: str, run_id: int, snapshot: SnapshotRecord,

@@ -13,20 +13,18 @@ preview names each point passed since the snapshot (what, in which run and step,
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from upgrader.domain.plans import plan_from_dict
 from upgrader.domain.records import ClusterRecord, RunRecord, SnapshotRecord
 from upgrader.domain.rollback import is_rollback
 from upgrader.domain.rollback_soak import WHY_NOTHING_LOST
-from upgrader.domain.runs import RunStatus, StepStatus
-from upgrader.engine.context import ApplyOptions, RollbackHooks
+from upgrader.domain.runs import StepStatus
+from upgrader.engine.context import RollbackHooks
 from upgrader.engine.rollback import aside_dir
 from upgrader.errors import UpgraderError
 from upgrader.services import rollback_target
-from upgrader.services.apply import DriveExtras, Report, RunResult, _drive
 from upgrader.services.etcd_access import EtcdSession, etcd_session
 from upgrader.services.wiring import AppContext
 
@@ -82,33 +80,21 @@ def needs_snapshot(kind: str, snapshot: SnapshotRecord, passed: list[dict[str, A
             f"{first.get('at')}); going back needs snapshot {snapshot.id} and loses every write since it")
 
 
-def go(app: AppContext, cluster: ClusterRecord, started: RunRecord, token: int, options: ApplyOptions,
-       document: Mapping[str, Any], report: Report, stop: threading.Event) -> RunResult:
-    """Drive a soak rollback's run (services.rollback._go hands it here)."""
-    from upgrader.services.rollback import _LazyEtcd, _mark_rolled_back, failure_outcome
+def hooks(snapshot: SnapshotRecord, spec: Mapping[str, Any],
+          session: Callable[[], EtcdSession | None]) -> RollbackHooks:
+    """The soak rollback's hooks for the run driver (services.rollback._go): no snapshot file, no member
+    to wait out, and its verification is that etcd's members are the ones the preview saw."""
+    return RollbackHooks(snapshot_file=_no_file, artefacts=lambda node: rollback_target.artefacts(snapshot, node),
+                         member_up=lambda name: True, verify_objects=lambda: same_members(session(), spec))
 
-    spec = document["rollback"]
-    with app.unit_of_work() as uow:
-        snapshot = uow.repo.get_snapshot(int(spec["snapshot_id"]))
-    inventory = spec["inventory"]
-    with _LazyEtcd(app, cluster, inventory) as etcd:
-        extras = DriveExtras(
-            document=document, inventory=inventory, etcd=etcd.session,
-            rollback=RollbackHooks(
-                snapshot_file=_no_file,
-                artefacts=lambda node: rollback_target.artefacts(snapshot, node),
-                member_up=lambda name: True,
-                verify_objects=lambda: same_members(etcd.session(), spec)),
-            failure=lambda failed, error: failure_outcome(app, cluster, failed, error, spec) | {
-                "kept": {"manifests": f"{aside_dir(failed.id)}/soak-manifests"}, "etcd": "not touched",
-                "next": [f"fix the cause, then finish the soak rollback: upgrader resume {failed.id}",
-                         f"the manifests it replaced are kept under {aside_dir(failed.id)}/soak-manifests; "
-                         "etcd was not touched and nothing was deleted"]})
-        result = _drive(app, cluster, plan_from_dict(dict(document)), started, token, options, report, stop,
-                        preflight=lambda: {"passed": True}, extras=extras)
-    if result.run.status is RunStatus.SUCCEEDED and spec.get("rollback_of") is not None:
-        _mark_rolled_back(app, int(spec["rollback_of"]), result.run, token)
-    return result
+
+def failure(outcome: dict[str, Any], run_id: int) -> dict[str, Any]:
+    """A failed soak rollback's outcome: where the replaced manifests are, and that etcd was not touched."""
+    return outcome | {
+        "kept": {"manifests": f"{aside_dir(run_id)}/soak-manifests"}, "etcd": "not touched",
+        "next": [f"fix the cause, then finish the soak rollback: upgrader resume {run_id}",
+                 f"the manifests it replaced are kept under {aside_dir(run_id)}/soak-manifests; "
+                 "etcd was not touched and nothing was deleted"]}
 
 
 def _no_file() -> bytes:
