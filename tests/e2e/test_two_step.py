@@ -35,6 +35,28 @@ def _kubelets(cli: Cli, kubeconfig: str) -> dict[str, str]:
     return {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes}
 
 
+def set_etcd_image(cli: Cli, kubeconfig: str, tag: str) -> None:
+    """Edit cp-1's etcd manifest to ``tag`` (as etcd.local.imageTag would) and wait until etcd runs it.
+
+    The kubelet restarts etcd at its next sync: a /readyz alone can still answer from the old etcd
+    before that, and the next command would then meet the restart."""
+    manifest = _node_file(cli, "cp-1", "/etc/kubernetes/manifests/etcd.yaml")
+    manifest.write_text(manifest.read_text().replace(f"etcd:{_etcd_image(cli)}", f"etcd:{tag}"))
+    eventually(lambda: _etcd_pod_ready_at(cli, kubeconfig, tag), timeout=60)
+    eventually(lambda: cli.kubectl(kubeconfig, "get", "--raw", "/readyz", check=False).returncode == 0, timeout=60)
+
+
+def _etcd_pod_ready_at(cli: Cli, kubeconfig: str, tag: str) -> bool:
+    """etcd-cp-1's mirror pod shows the manifest at ``tag`` and that etcd is ready."""
+    got = cli.kubectl(kubeconfig, "-n", "kube-system", "get", "pod", "etcd-cp-1", "-o", "json", check=False)
+    if got.returncode != 0:
+        return False
+    pod = json.loads(got.stdout)
+    images = [c["image"] for c in pod["spec"]["containers"]]
+    ready = [c["status"] for c in pod.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
+    return len(images) == 1 and images[0].endswith(f"/etcd:{tag}") and ready == ["True"]
+
+
 def _node_file(cli: Cli, node: str, path: str) -> Path:
     return cli.home / "upgrader" / "sandboxes" / NAME / "nodes" / node / path.lstrip("/")
 
@@ -90,9 +112,7 @@ def test_two_step_soaks_emulating_the_old_minor_and_finalize_raises_it_and_etcd(
     assert _etcd_image(cli) == etcd_before
 
     # the operator moves etcd to the prerequisite patch (as etcd.local.imageTag would), then finalizes
-    manifest = _node_file(cli, "cp-1", "/etc/kubernetes/manifests/etcd.yaml")
-    manifest.write_text(manifest.read_text().replace(f"etcd:{etcd_before}", "etcd:3.5.32-0"))
-    eventually(lambda: cli.kubectl(kc, "get", "--raw", "/readyz").returncode == 0, timeout=60)
+    set_etcd_image(cli, kc, "3.5.32-0")
     done = cli.run("finalize", str(run["id"]), "--yes", "-o", "json", timeout=600)
     run = json.loads(done.stdout)
     assert run["status"] == "succeeded", run["outcome"]

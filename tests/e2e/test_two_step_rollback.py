@@ -17,10 +17,10 @@ import urllib.request
 import pytest
 
 from tests.e2e.apply_helpers import api_get, run_doc, server_of, steps_of
-from tests.e2e.conftest import Cli, eventually
+from tests.e2e.conftest import Cli
 from tests.e2e.crash_helpers import Ledger
 from tests.e2e.run_checks import Background, without_workers_budget
-from tests.e2e.test_two_step import _cluster_configuration, _etcd_image, _kubelets, _node_file
+from tests.e2e.test_two_step import _cluster_configuration, _etcd_image, _kubelets, set_etcd_image
 
 NAME = "twostep"  # the helpers of test_two_step read this sandbox's files
 GATES = ("--gate-interval", "0.5s", "--gate-passes", "2")
@@ -113,9 +113,7 @@ def test_a_soak_rollback_swaps_binaries_back_without_an_etcd_restore_and_after_f
 
     # the same hop again, finalized this time: the point of no return has passed
     again = _soak(cli)
-    manifest = _node_file(cli, "cp-1", "/etc/kubernetes/manifests/etcd.yaml")
-    manifest.write_text(manifest.read_text().replace(f"etcd:{_etcd_image(cli)}", "etcd:3.5.32-0"))
-    eventually(lambda: cli.kubectl(kc, "get", "--raw", "/readyz").returncode == 0, timeout=60)
+    set_etcd_image(cli, kc, "3.5.32-0")
     done = json.loads(cli.run("finalize", str(again["id"]), "--yes", "-o", "json", timeout=600).stdout)
     assert done["status"] == "succeeded", done["outcome"]
     _create_configmap(server, "written-after-finalize")
