@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from upgrader.domain.versions import Minor, Version
 from upgrader.errors import InvalidCatalogError, InvalidVersionError
@@ -37,6 +38,14 @@ class Catalog:
     @property
     def newest_minor(self) -> Minor | None:
         return self.versions[-1].line if self.versions else None
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A released version and, where the source says, when it was released (aware UTC)."""
+
+    version: Version
+    released: datetime | None = None
 
 
 def parse_catalog(text: str, *, source: str = "catalog") -> Catalog:
