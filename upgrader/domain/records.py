@@ -42,6 +42,7 @@ class ClusterRecord:
     created_at: datetime
     skips: tuple[SkipRecord, ...]
     created_by: str
+    schedule: Mapping[str, Any] | None = None  # the schedule policy (domain.schedule), None: not scheduled
 
 
 @dataclass(frozen=True, slots=True)

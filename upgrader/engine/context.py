@@ -42,6 +42,7 @@ class ApplyOptions:
     node_backoff: float = 2.0  # first wait between those tries, doubling
     evict_retry: float = 5.0  # seconds between evictions a PodDisruptionBudget refused (kubectl's 5 s)
     rehearse: bool = False  # rehearse the rollback to each hop's snapshot before the hop (`apply --rehearse`)
+    scheduled: bool = False  # started by `upgrader schedule tick`: the next tick resumes it if it stops
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +108,9 @@ class RunContext:
     repo_files: dict[str, str | None] = field(default_factory=dict)  # node -> its Kubernetes repository file
     document: Mapping[str, Any] = field(default_factory=dict)  # the plan's document (a rollback's spec)
     finalize_step: int | None = None  # `upgrader finalize`: this soak step ends now (the operator said so)
+    # a scheduled run: asked before each step that has not started; a reason stops the run there,
+    # resumable (the maintenance window closes before what starts at this step could finish)
+    pause: Callable[[Step], str | None] | None = None
 
     def __post_init__(self) -> None:
         # What steps reach through ``ctx.api`` and ``ctx.transports(node)`` is timed (see engine/timing.py).
@@ -216,6 +220,15 @@ def _ssh_failure(result: CommandResult) -> str | None:
 
 class StopRequestedError(Exception):
     """The operator asked the run to stop (Ctrl-C, SIGTERM): raised at the next safe point."""
+
+
+class PausedError(StopRequestedError):
+    """The run stops at a safe point for a reason of its caller's (``RunContext.pause``), resumable."""
+
+    def __init__(self, step: Step, reason: str) -> None:
+        super().__init__(reason)
+        self.step = step
+        self.reason = reason
 
 
 class SoakPendingError(Exception):

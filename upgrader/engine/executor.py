@@ -21,7 +21,14 @@ from typing import Any
 from upgrader.domain.plans import Step
 from upgrader.domain.records import RunStepRecord
 from upgrader.domain.runs import StepStatus
-from upgrader.engine.context import RunContext, SoakPendingError, StepCommandError, StepEvent, StopRequestedError
+from upgrader.engine.context import (
+    PausedError,
+    RunContext,
+    SoakPendingError,
+    StepCommandError,
+    StepEvent,
+    StopRequestedError,
+)
 from upgrader.engine.steps import HANDLERS
 from upgrader.errors import LockLostError, UpgraderError
 
@@ -82,12 +89,17 @@ def execute(ctx: RunContext, records: Mapping[int, RunStepRecord]) -> None:
 def _run_batch(ctx: RunContext, batch: Batch, records: Mapping[int, RunStepRecord]) -> None:
     failed = threading.Event()
 
+    paused: list[PausedError] = []
+
     def one_node(steps: list[Step]) -> None:
         for step in steps:
             if failed.is_set():
                 return
             try:
                 run_step(ctx, step, records[step.n])
+            except PausedError as e:  # before this node's next step: the other nodes finish theirs
+                paused.append(e)
+                return
             except BaseException:
                 failed.set()
                 raise
@@ -106,6 +118,8 @@ def _run_batch(ctx: RunContext, batch: Batch, records: Mapping[int, RunStepRecor
         if raised:  # the most telling first: a lost lease, then an interruption, then a failure
             raised.sort(key=lambda e: (not isinstance(e, LockLostError), not isinstance(e, StopRequestedError)))
             raise raised[0]
+        if paused:
+            raise paused[0]
     for step in batch.after:
         run_step(ctx, step, records[step.n])
 
@@ -115,6 +129,10 @@ def run_step(ctx: RunContext, step: Step, record: RunStepRecord) -> None:
         return
     if ctx.stop.is_set():
         raise StopRequestedError
+    if record.status is StepStatus.PENDING and ctx.pause is not None:
+        reason = ctx.pause(step)
+        if reason is not None:
+            raise PausedError(step, reason)
     handler = HANDLERS[step.action]
     if record.status is StepStatus.RUNNING:  # the process died in this step: did it take effect?
         try:

@@ -27,7 +27,16 @@ from upgrader.domain.records import (
     SnapshotRecord,
     SnapshotState,
 )
-from upgrader.domain.runs import FINAL_RUN_STATUSES, EventId, FencingToken, ObservationId, PlanId, RunId, RunStatus
+from upgrader.domain.runs import (
+    FINAL_RUN_STATUSES,
+    EventId,
+    FencingToken,
+    ObservationId,
+    PlanId,
+    RunId,
+    RunStatus,
+    StepStatus,
+)
 from upgrader.fakes.ledger_runs import InMemoryRuns
 
 
@@ -79,6 +88,20 @@ class InMemoryRepository(InMemoryRuns):
         record = replace(self.get_cluster(name), transport=copy.deepcopy(dict(transport)) if transport else None)
         self._s.clusters[name] = record
         return record
+
+    def set_cluster_schedule(self, name: str, policy: Mapping[str, Any] | None) -> ClusterRecord:
+        record = replace(self.get_cluster(name), schedule=copy.deepcopy(dict(policy)) if policy is not None else None)
+        self._s.clusters[name] = record
+        return record
+
+    def recent_step_seconds(self, limit: int = 2000) -> dict[str, list[float]]:
+        done = sorted(((s.finished_at, s.action, (s.finished_at - s.started_at).total_seconds())
+                       for r in self._s.runs.values() for s in r.steps
+                       if s.status is StepStatus.SUCCEEDED and s.started_at and s.finished_at), reverse=True)[:limit]
+        found: dict[str, list[float]] = {}
+        for _, action, seconds in done:
+            found.setdefault(action, []).append(max(0.0, seconds))
+        return found
 
     def remove_cluster(self, name: str) -> None:
         self.get_cluster(name)

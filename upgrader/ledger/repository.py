@@ -41,6 +41,7 @@ from upgrader.ledger.models import (
     Event,
     Observation,
     Plan,
+    RunStep,
     SkippedVersion,
 )
 
@@ -87,6 +88,27 @@ class SqlRepository:
         row.updated_at = self._clock()
         self._session.flush()
         return rows.cluster(row)
+
+    def set_cluster_schedule(self, name: str, policy: Mapping[str, Any] | None) -> ClusterRecord:
+        """Replace the cluster's schedule policy (None: not scheduled)."""
+        row = self._cluster_row(name)
+        row.schedule_policy = dict(policy) if policy is not None else None
+        row.updated_at = self._clock()
+        self._session.flush()
+        return rows.cluster(row)
+
+    def recent_step_seconds(self, limit: int = 2000) -> dict[str, list[float]]:
+        """How long the newest ``limit`` succeeded steps took, by action (every cluster): the
+        schedule's estimates of what still fits in a maintenance window."""
+        query = (sa.select(RunStep.action, RunStep.started_at, RunStep.finished_at)
+                 .where(RunStep.status == StepStatus.SUCCEEDED.value, RunStep.started_at.is_not(None),
+                        RunStep.finished_at.is_not(None))
+                 .order_by(RunStep.finished_at.desc()).limit(limit))
+        found: dict[str, list[float]] = {}
+        for action, started, finished in self._session.execute(query):
+            if started is not None and finished is not None:  # the query's filter: for the type checker
+                found.setdefault(action, []).append(max(0.0, (finished - started).total_seconds()))
+        return found
 
     def remove_cluster(self, name: str) -> None:
         """Delete the cluster and all it owns; its events stay (they name it by value)."""

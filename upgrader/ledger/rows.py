@@ -39,6 +39,7 @@ def cluster(row: Cluster) -> ClusterRecord:
         created_at=row.created_at,
         skips=tuple(skip(s) for s in row.skips),
         created_by=row.created_by,
+        schedule=row.schedule_policy,
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,7 @@ from upgrader.domain.text import excerpt
 from upgrader.engine.context import (
     ApplyOptions,
     Hooks,
+    PausedError,
     RollbackHooks,
     RunContext,
     SoakPendingError,
@@ -99,13 +100,20 @@ def _refuse_reapply(plan: PlanRecord, runs: list[RunRecord], lock: LockRecord | 
                                   f"`upgrader resume {run.id}`")
 
 
+Pause = Callable[[Step], "str | None"]
+
+
 def apply(app: AppContext, plan_id: int, options: ApplyOptions, *, report: Report = lambda e: None,
-          stop: threading.Event | None = None) -> RunResult:
+          stop: threading.Event | None = None, lease_token: int | None = None,
+          pause: Pause | None = None) -> RunResult:
+    """``lease_token``: the caller already holds the cluster's lease (the scheduler's tick) and keeps
+    it; ``pause``: asked before each step (see RunContext.pause)."""
     record, plan = load_plan(app, plan_id)
     with app.unit_of_work() as uow:
         cluster = uow.repo.get_cluster(record.cluster)
     _refuse_changed(app, cluster, record, plan)
-    with _lease(app, cluster.name, run_id=None) as token:
+    held = nullcontext(lease_token) if lease_token is not None else _lease(app, cluster.name, run_id=None)
+    with held as token:
         report_ = run_preflight(app, PreflightRequest(cluster=cluster.name, target=str(plan.target)))
         if not report_.passed:
             failing = [f"{c.name}: {c.message}" for c in report_.checks if c.blocks]
@@ -122,12 +130,14 @@ def apply(app: AppContext, plan_id: int, options: ApplyOptions, *, report: Repor
                          data={"plan": plan_id, "target": str(plan.target), "options": options.to_dict()})
             uow.commit()
         return _drive(app, cluster, plan, run, token, options, report, stop or threading.Event(),
-                      preflight=lambda: preflight_outputs)
+                      preflight=lambda: preflight_outputs, pause=pause)
 
 
 def resume(app: AppContext, run_id: int, *, report: Report = lambda e: None,
-           stop: threading.Event | None = None, finalize_step: int | None = None) -> RunResult:
-    """Continue the run; ``finalize_step`` (only `upgrader finalize`) is the soak step that ends now."""
+           stop: threading.Event | None = None, finalize_step: int | None = None,
+           lease_token: int | None = None, pause: Pause | None = None) -> RunResult:
+    """Continue the run; ``finalize_step`` (only `upgrader finalize`) is the soak step that ends now;
+    ``lease_token`` and ``pause`` as for :func:`apply`."""
     with app.unit_of_work() as uow:
         run = uow.repo.get_run(run_id)
         if run.status in (RunStatus.SUCCEEDED, RunStatus.ROLLED_BACK):
@@ -137,7 +147,9 @@ def resume(app: AppContext, run_id: int, *, report: Report = lambda e: None,
         lock = uow.repo.get_lock(cluster.name)
     plan = plan_from_dict(dict(plan_record.document))
     options = ApplyOptions.from_dict(run.options)
-    with _lease(app, cluster.name, run_id=run.id, take_over=_dead_holder(app, lock)) as token:
+    held = nullcontext(lease_token) if lease_token is not None else _lease(
+        app, cluster.name, run_id=run.id, take_over=_dead_holder(app, lock))
+    with held as token:
         with app.unit_of_work() as uow:
             run = uow.repo.claim_run(run_id, token=token)
             record_event(app, uow, "run-resumed", cluster=cluster.name, run_id=run.id, data={"lease": token})
@@ -154,7 +166,7 @@ def resume(app: AppContext, run_id: int, *, report: Report = lambda e: None,
             return {"passed": True, "checks": len(again.checks)}
 
         return _drive(app, cluster, plan, run, token, options, report, stop or threading.Event(), preflight=preflight,
-                      finalize_step=finalize_step)
+                      finalize_step=finalize_step, pause=pause)
 
 
 MIN_TTL, MAX_TTL = 5.0, 3600.0
@@ -261,7 +273,8 @@ class DriveExtras:
 
 def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, token: int, options: ApplyOptions,
            report: Report, stop: threading.Event, *, preflight: Callable[[], dict[str, Any]],
-           finalize_step: int | None = None, extras: DriveExtras | None = None) -> RunResult:
+           finalize_step: int | None = None, extras: DriveExtras | None = None,
+           pause: Pause | None = None) -> RunResult:
     api = app.cluster_api(cluster)
     if extras is not None:
         inventory: Mapping[str, Any] = extras.inventory
@@ -291,7 +304,7 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
         ctx = RunContext(run_id=run.id, token=token, cluster=cluster.name, plan=plan, options=options,
                          unit_of_work=app.unit_of_work, api=api, transports=transport, clock=app.clock, hooks=hooks,
                          report=report, stop=stop, finalize_step=finalize_step,
-                         document=extras.document if extras is not None else {})
+                         document=extras.document if extras is not None else {}, pause=pause)
         lost: list[str] = []
 
         def on_lost(message: str) -> None:
@@ -306,6 +319,10 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
                 execute(ctx, {s.n: s for s in run.steps})
         except LockLostError as e:
             return RunResult(_get(app, run.id), lease_lost=e.message)
+        except PausedError as e:  # a safe point the caller chose (the maintenance window closes)
+            return RunResult(_end(app, cluster, run.id, token, RunStatus.INTERRUPTED, {
+                "next": f"upgrader resume {run.id}", "reason": e.reason,
+                "paused": {"reason": e.reason, "before_step": e.step.n}}))
         except StopRequestedError:
             if lost:
                 return RunResult(_get(app, run.id), lease_lost=lost[0])
