@@ -16,7 +16,21 @@ from typing import Optional
 import typer
 
 from upgrader import __version__
-from upgrader.cli import apply, cluster, db, finalize, node, plan, plans, preflight, rollback, runs, sandbox, snapshot
+from upgrader.cli import (
+    apply,
+    cluster,
+    db,
+    finalize,
+    node,
+    plan,
+    plans,
+    preflight,
+    rollback,
+    runs,
+    sandbox,
+    schedule,
+    snapshot,
+)
 from upgrader.errors import UpgraderError
 from upgrader.services.wiring import DEFAULT_BUSY_TIMEOUT, AppContext
 
@@ -36,6 +50,7 @@ app.add_typer(node.app, name="node")
 app.add_typer(plans.app, name="plans")
 app.add_typer(runs.app, name="runs")
 app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(schedule.app, name="schedule")
 app.add_typer(snapshot.app, name="snapshot")
 app.command("plan")(plan.plan_command)
 app.command("inventory")(plan.inventory_command)

@@ -470,4 +470,8 @@ def _etcd_health(session: EtcdSession | None) -> tuple[bool, str]:
     return ok, "; ".join(c.message for c in checks if not c.ok) if not ok else checks[0].message
 
 
-__all__ = ["RunResult", "apply", "cordoned_by_run", "describe_changes", "load_plan", "resume", "soaking_outcome"]
+hold_lease = _lease  # the cluster's lease, for a caller that runs several use cases under one (the tick)
+dead_holder = _dead_holder
+
+__all__ = ["RunResult", "apply", "cordoned_by_run", "dead_holder", "describe_changes", "hold_lease", "load_plan",
+           "resume", "soaking_outcome"]

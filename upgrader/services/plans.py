@@ -42,13 +42,23 @@ class PlanRequest:
 
 @dataclass(frozen=True, slots=True)
 class PlanResult:
-    plan_id: int | None  # None when there was nothing to do (nothing is recorded then)
+    plan_id: int | None  # None when there was nothing to do, or not recorded (nothing is recorded then)
     plan: Plan
     document: dict[str, Any]  # plan.to_dict(), made once: it is large for big fleets
+    inventory: Inventory | None = None  # what it was planned from (kept for record_plan)
+    source: str = "live"
 
 
-def make_plan(app: AppContext, request: PlanRequest) -> PlanResult:
-    """Plan and record. Every refusal happens before the ledger is written, so it writes nothing."""
+def record_plan(app: AppContext, result: PlanResult) -> int:
+    """Record a plan made with ``make_plan(..., record=False)`` (the scheduler records it only once it
+    knows the plan's first hop fits in the maintenance window)."""
+    assert result.inventory is not None and result.plan.steps
+    return _record_plan(app, result.inventory, result.plan, result.document, source=result.source)
+
+
+def make_plan(app: AppContext, request: PlanRequest, *, record: bool = True) -> PlanResult:
+    """Plan and record (unless ``record`` is False: see record_plan). Every refusal happens before
+    the ledger is written, so it writes nothing."""
     validate_name(request.cluster)
     target = parse_target(request.target)
     extra_skips = frozenset(Version.parse(v) for v in request.skip)
@@ -72,8 +82,11 @@ def make_plan(app: AppContext, request: PlanRequest) -> PlanResult:
     if not plan.steps:
         return PlanResult(plan_id=None, plan=plan, document=document)
     replay(inventory, plan, skip=skip)  # an independent check of every rule; a failure is a planner bug
-    plan_id = _record_plan(app, inventory, plan, document, source="file" if request.state else "live")
-    return PlanResult(plan_id=plan_id, plan=plan, document=document)
+    source = "file" if request.state else "live"
+    if not record:
+        return PlanResult(plan_id=None, plan=plan, document=document, inventory=inventory, source=source)
+    plan_id = _record_plan(app, inventory, plan, document, source=source)
+    return PlanResult(plan_id=plan_id, plan=plan, document=document, inventory=inventory, source=source)
 
 
 def _two_step(app: AppContext, cluster: ClusterRecord, inventory: Inventory, plain: Plan,
