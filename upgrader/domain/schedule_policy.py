@@ -24,6 +24,7 @@ DEFAULT_MIN_RELEASE_AGE = 14 * 86400.0
 MAX_NOTIFY_LENGTH = 2048
 MAX_UNAVAILABLE = 10000
 MAX_HORIZON_DAYS = 365
+MAX_AGE = 365 * 86400.0
 
 
 class Channel(StrEnum):
@@ -113,7 +114,7 @@ def _check_policy(values: Mapping[str, Any], labels: Mapping[str, str]) -> None:
         raise fail("channel", f"{excerpt(p.channel)} is not patch, minor or pinned")
     _check_target(p, fail)
     age = p.min_release_age
-    if isinstance(age, bool) or not isinstance(age, int | float) or not math.isfinite(age) or not 0 <= age <= 365 * 86400:
+    if isinstance(age, bool) or not isinstance(age, int | float) or not (math.isfinite(age) and 0 <= age <= MAX_AGE):
         raise fail("min_release_age", f"{excerpt(age)} is not 0 to 365 days in seconds")
     if not isinstance(p.freezes, tuple) or not all(isinstance(f, Freeze) for f in p.freezes):
         raise fail("freezes", "expected freezes")
