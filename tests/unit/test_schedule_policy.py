@@ -165,9 +165,9 @@ def test_channel_and_target_parse_as_typed() -> None:
     assert parse_channel("Minor") is Channel.MINOR
     assert parse_schedule_target("v1.33") == Minor(1, 33)
     assert parse_schedule_target("1.33.2") == Version(1, 33, 2)
-    with pytest.raises(InvalidScheduleError, match="^--channel: 'weekly' is not patch, minor or pinned"):
+    with pytest.raises(InvalidScheduleError, match=r"^--channel: 'weekly' is not patch, minor or pinned"):
         parse_channel("weekly")
-    with pytest.raises(InvalidScheduleError, match="^--target: invalid version 'latest'"):
+    with pytest.raises(InvalidScheduleError, match=r"^--target: invalid version 'latest'"):
         parse_schedule_target("latest")
 
 
