@@ -130,3 +130,10 @@ def test_the_patch_channel_takes_the_newest_allowed_patch_of_the_minor(
     allowed = [r.version for r in releases if r.version.line == current.line and r.version not in skip]
     expected = max(allowed) if allowed and max(allowed) > current else None
     assert pick_target(PATCH, current, releases, skip, NOW).target == expected
+
+
+def test_a_decision_prints_as_json_and_a_naive_clock_is_refused() -> None:
+    assert Decision(V("v1.33.4"), "why").to_dict() == {"target": "v1.33.4", "reason": "why"}
+    assert Decision(None, "why").to_dict() == {"target": None, "reason": "why"}
+    with pytest.raises(ValueError, match="aware"):
+        pick_target(PATCH, V("v1.33.0"), LISTING, frozenset(), datetime(2026, 12, 5))

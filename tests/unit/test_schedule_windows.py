@@ -103,6 +103,17 @@ def test_a_midnight_crossing_window_is_open_after_midnight_on_the_next_day() -> 
     assert next_window(w, BERLIN, utc(2026, 12, 5, 0, 30)) == Occurrence(utc(2026, 12, 11, 21), utc(2026, 12, 12, 1))
 
 
+def test_a_midnight_crossing_window_over_a_dst_change_is_an_hour_shorter_or_longer() -> None:
+    w = [parse_window("sat 22:00-04:00")]
+    spring = next_window(w, BERLIN, utc(2026, 3, 28))
+    assert spring == Occurrence(utc(2026, 3, 28, 21), utc(2026, 3, 29, 2))  # 22:00 CET to 04:00 CEST: 5 hours
+    autumn = next_window(w, BERLIN, utc(2026, 10, 24))
+    assert autumn == Occurrence(utc(2026, 10, 24, 20), utc(2026, 10, 25, 3))  # 22:00 CEST to 04:00 CET: 7 hours
+    assert window_at(w, BERLIN, utc(2026, 10, 25, 2, 30)) == autumn  # 03:30 CET, the morning after
+    assert Occurrence(utc(2026, 10, 24, 20), utc(2026, 10, 25, 3)).to_dict() == {
+        "start": "2026-10-24T20:00:00+00:00", "end": "2026-10-25T03:00:00+00:00"}
+
+
 def test_a_window_ending_at_24_00_ends_at_the_next_midnight() -> None:
     w = [parse_window("sat 20:00-24:00")]
     assert window_at(w, ZoneInfo("UTC"), utc(2026, 12, 5, 23, 59)) == Occurrence(utc(2026, 12, 5, 20),
@@ -113,6 +124,14 @@ def test_windows_that_touch_or_overlap_are_one_stretch() -> None:
     w = [parse_window("sat 22:00-24:00"), parse_window("sun 00:00-06:00"), parse_window("sun 05:00-07:00")]
     assert window_at(w, ZoneInfo("UTC"), utc(2026, 12, 5, 23)) == Occurrence(utc(2026, 12, 5, 22),
                                                                               utc(2026, 12, 6, 7))
+
+
+def test_new_york_windows_follow_its_own_dst_dates() -> None:
+    new_york = ZoneInfo("America/New_York")
+    w = [parse_window("sun 01:00-05:00")]
+    # 2026-03-08: 02:00 EST jumps to 03:00 EDT; 2026-11-01: 02:00 EDT falls back to 01:00 EST
+    assert next_window(w, new_york, utc(2026, 3, 7)) == Occurrence(utc(2026, 3, 8, 6), utc(2026, 3, 8, 9))
+    assert next_window(w, new_york, utc(2026, 10, 31)) == Occurrence(utc(2026, 11, 1, 5), utc(2026, 11, 1, 10))
 
 
 def test_no_windows_means_never_open() -> None:

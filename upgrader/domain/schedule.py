@@ -31,6 +31,7 @@ from upgrader.domain.schedule_windows import (
     next_window,
     occurrences,
     parse_window,
+    require_aware,
     wall_to_utc,
     window_at,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "parse_window",
     "pause_reason",
     "pick_target",
+    "require_aware",
     "step_estimates",
     "wall_to_utc",
     "window_at",

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 
+from upgrader.domain.schedule_windows import require_aware
 from upgrader.domain.text import excerpt
 from upgrader.errors import InvalidScheduleError
 
@@ -66,7 +67,7 @@ def _date(text: str, fail: _Fail) -> date:
 
 def frozen(freezes: Sequence[Freeze], tz: tzinfo, now: datetime) -> Freeze | None:
     """The freeze that covers ``now``'s day in ``tz``, or None."""
-    today = now.astimezone(tz).date()
+    today = require_aware(now).astimezone(tz).date()
     return next((f for f in freezes if f.covers(today)), None)
 
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from upgrader.domain.catalog import Release
 from upgrader.domain.schedule_dates import describe_duration, format_age
 from upgrader.domain.schedule_policy import Channel, SchedulePolicy
+from upgrader.domain.schedule_windows import require_aware
 from upgrader.domain.versions import Minor, Version
 
 
@@ -27,6 +28,9 @@ class Decision:
 
     target: Version | None
     reason: str
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"target": str(self.target) if self.target else None, "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,7 @@ class _Facts:
 def pick_target(policy: SchedulePolicy, current: Version, releases: Sequence[Release], skip: frozenset[Version],
                 now: datetime, *, skip_reasons: Mapping[Version, str] | None = None) -> Decision:
     """The version the policy's channel wants now, from the release listing (``now`` is aware)."""
+    require_aware(now)
     released: dict[Version, datetime | None] = {}
     for r in releases:
         released[r.version] = released.get(r.version) or r.released

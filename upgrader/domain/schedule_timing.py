@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from upgrader.domain.plans import Action, Plan, Step
+from upgrader.domain.schedule_windows import require_aware
 
 FALLBACK_STEP_SECONDS = 60.0
 MIN_SAMPLES = 3
@@ -110,7 +111,7 @@ def pause_reason(step: Step, plan: Plan, per_action: Mapping[str, float], window
         return None
     label, steps = part
     needed = estimate(steps, per_action)
-    left = (window_end - now).total_seconds()
+    left = (require_aware(window_end) - require_aware(now)).total_seconds()
     if left >= needed:
         return None
     ends = window_end.astimezone(UTC).strftime("%H:%M UTC")

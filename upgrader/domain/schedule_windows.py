@@ -61,6 +61,9 @@ class Occurrence:
     def __contains__(self, instant: object) -> bool:
         return isinstance(instant, datetime) and self.start <= instant < self.end
 
+    def to_dict(self) -> dict[str, str]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
 
 def window(days: Iterable[int], start: int, end: int) -> Window:
     """A window from its parts, with its canonical text; the parts must already be valid."""
@@ -202,7 +205,7 @@ _AHEAD_DAYS = 8
 
 def window_at(windows: Sequence[Window], tz: tzinfo, now: datetime) -> Occurrence | None:
     """The open window containing ``now`` (one that began the day before and crosses midnight too)."""
-    today = _require_aware(now).astimezone(tz).date()
+    today = require_aware(now).astimezone(tz).date()
     for o in occurrences(windows, tz, today - timedelta(days=1), today + timedelta(days=_AHEAD_DAYS)):
         if now in o:
             return o
@@ -211,14 +214,14 @@ def window_at(windows: Sequence[Window], tz: tzinfo, now: datetime) -> Occurrenc
 
 def next_window(windows: Sequence[Window], tz: tzinfo, now: datetime) -> Occurrence | None:
     """The earliest window opening after ``now`` (the one containing ``now`` does not count)."""
-    today = _require_aware(now).astimezone(tz).date()
+    today = require_aware(now).astimezone(tz).date()
     for o in occurrences(windows, tz, today - timedelta(days=1), today + timedelta(days=_AHEAD_DAYS)):
         if o.start > now:
             return o
     return None
 
 
-def _require_aware(now: datetime) -> datetime:
+def require_aware(now: datetime) -> datetime:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("a schedule's clock must be an aware datetime")
     return now
