@@ -236,3 +236,7 @@ class DrainTimeoutError(DrainError):
         super().__init__(message)
         self.pods = pods
         self.budgets = budgets
+
+
+class InvalidScheduleError(UsageError):
+    """The schedule is malformed (a window, freeze, age, channel or target that upgrader cannot read)."""
