@@ -59,7 +59,7 @@ def cron_line(
     if env:
         lines.append("# These settings apply to every line below them in this crontab.")
         lines.extend(f"{name}={_cron_env_value(name, value)}" for name, value in sorted(env.items()))
-    lines.append(f"{minutes} * * * * {command.replace('%', chr(92) + '%')}")
+    lines.append(f"{minutes} * * * * {_cron_command(command)}")
     return "\n".join(lines) + "\n"
 
 
@@ -156,6 +156,14 @@ def check_env(env: Mapping[str, str]) -> Mapping[str, str]:
             raise UsageError(f"invalid environment variable name {excerpt(name)}")
         _line_safe(value, what=f"value of {name}")
     return env
+
+
+def _cron_command(command: str) -> str:
+    """``command`` for a crontab entry: cron cuts the line at a bare ``%`` and turns ``\\%`` into ``%``.
+    A backslash right before a ``%`` cannot be written (cron keeps ``\\\\`` whole, then cuts at the ``%``)."""
+    if "\\%" in command:
+        raise UsageError("cron cannot pass a '\\' right before a '%': rename the path")
+    return command.replace("%", "\\%")
 
 
 def _cron_env_value(name: str, value: str) -> str:
