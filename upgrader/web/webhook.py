@@ -66,7 +66,7 @@ def post_summary(
     """
     if attempts < 1 or not timeout > 0 or not wait_max >= 0:
         raise ValueError(f"need attempts >= 1, timeout > 0, wait_max >= 0; got {attempts}, {timeout}, {wait_max}")
-    body = json.dumps(document, sort_keys=True, allow_nan=False).encode()  # not JSON: a programming error
+    body = json.dumps(dict(document), allow_nan=False).encode()  # not JSON: a programming error
     target = _target(url)
     if isinstance(target, str):
         log.warning("webhook_refused", reason=target)
