@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -173,29 +174,41 @@ def _parse_now(text: str) -> datetime:
 
 
 def _upgrader() -> str:
-    return shutil.which("upgrader") or f"{sys.executable} -m upgrader"
+    """This upgrader's console script, by its absolute path (cron's PATH is short)."""
+    found = shutil.which("upgrader") or str(Path(sys.executable).with_name("upgrader"))
+    return str(Path(found).absolute())
+
+
+EVERY = typer.Option(5, "--every", min=1, max=60, metavar="MINUTES",
+                     help="Minutes between ticks: a divisor of 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60).")
 
 
 @app.command("cron-line")
 def cron_line_command(
-    every: int = typer.Option(5, "--every", min=1, max=59, metavar="MINUTES", help="Minutes between ticks."),
-    db: Optional[str] = typer.Option(None, "--db-env", metavar="URL", help="UPGRADER_DB for the line (a "  # noqa: UP045
-                                     "PostgreSQL URL for fleets; better kept in a root-only env file)."),
+    every: int = EVERY,
+    log: Optional[str] = typer.Option(None, "--log", metavar="FILE", help="Append each tick's JSON summary "  # noqa: UP045
+                                      "here (default: cron mails it)."),
 ) -> None:
-    """Print a crontab line that runs the tick (install with `crontab -e`)."""
+    """Print crontab lines that run the tick (add them with `crontab -e`; root's crontab on the
+    orchestrator host). The ledger comes from UPGRADER_DB in cron's environment: for a PostgreSQL
+    URL with a password, prefer the systemd units and their root-only EnvironmentFile."""
     from upgrader.domain.schedule_units import cron_line
 
-    typer.echo(cron_line(upgrader=_upgrader(), every_minutes=every, env={"UPGRADER_DB": db} if db else {}))
+    typer.echo(cron_line(upgrader=_upgrader(), every_minutes=every, log=log), nl=False)
 
 
 @app.command("systemd")
 def systemd_command(
-    every: int = typer.Option(5, "--every", min=1, max=59, metavar="MINUTES", help="Minutes between ticks."),
+    every: int = EVERY,
+    env_file: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--env-file", metavar="FILE", help="An EnvironmentFile (root-only, 0600) with UPGRADER_DB=... "
+        "for a PostgreSQL ledger, e.g. /etc/upgrader/env."),
 ) -> None:
-    """Print a systemd service and timer that run the tick (save under /etc/systemd/system/)."""
+    """Print a systemd service and timer that run the tick. Save each under /etc/systemd/system/ with
+    the name shown, then `systemctl daemon-reload && systemctl enable --now upgrader-tick.timer`."""
     from upgrader.domain.schedule_units import systemd_units
 
-    for name, text in systemd_units(upgrader=_upgrader(), every_minutes=every).items():
+    for name, text in systemd_units(upgrader=_upgrader(), every_minutes=every, env_file=env_file).items():
         typer.echo(f"# --- {name}\n{text}")
 
 
@@ -206,16 +219,31 @@ def cronjob_command(
     name: str = typer.Option("upgrader-tick", "--name", help="Name of the CronJob."),
     secret: str = typer.Option("upgrader-db", "--secret", help="Secret holding the PostgreSQL URL."),
     secret_key: str = typer.Option("url", "--secret-key", help="Key of the URL in that Secret."),
-    every: int = typer.Option(5, "--every", min=1, max=59, metavar="MINUTES", help="Minutes between ticks."),
+    snapshot_claim: str = typer.Option(
+        "upgrader-snapshots", "--snapshot-claim", help="PersistentVolumeClaim for the snapshot store: a rollback "
+        "needs the files after the pod is gone."),
+    mount: Optional[list[str]] = typer.Option(  # noqa: UP045
+        None, "--mount", metavar="SECRET=DIR", help="Mount a Secret read-only at DIR (kubeconfigs, an SSH "
+        "directory), repeatable. Register clusters with kubeconfig paths under such a DIR."),
+    every: int = EVERY,
 ) -> None:
     """Print a Kubernetes CronJob that runs ticks from a management cluster, the ledger's PostgreSQL URL
-    read from a Secret (`kubectl create secret generic upgrader-db --from-literal=url=postgresql://...`)."""
+    read from a Secret (`kubectl create secret generic upgrader-db --from-literal=url=postgresql://...`).
+    The image's entrypoint must be `upgrader`. concurrencyPolicy Forbid: while one tick drives a long
+    upgrade, the next starts after it (use cron on hosts when many clusters share windows)."""
     import yaml
 
-    from upgrader.domain.schedule_units import cronjob_object
+    from upgrader.domain.schedule_cronjob import cronjob_object
 
-    doc = cronjob_object(name=name, namespace=namespace, image=image, schedule=f"*/{every} * * * *",
-                         secret=secret, secret_key=secret_key)
+    mounts = {}
+    for item in mount or ():
+        secret_name, sep, directory = item.partition("=")
+        if not sep or not secret_name or not directory:
+            raise UsageError(f"--mount {item[:60]!r}: expected SECRET=DIR, e.g. kubeconfigs=/etc/upgrader/kube")
+        mounts[secret_name] = directory
+    doc = cronjob_object(name=name, namespace=namespace, image=image, schedule=f"*/{every} * * * *" if every < 60
+                         else "0 * * * *", secret=secret, secret_key=secret_key, snapshot_claim=snapshot_claim,
+                         secret_mounts=mounts)
     typer.echo(yaml.safe_dump(doc, sort_keys=False), nl=False)
 
 

@@ -67,15 +67,13 @@ class Scheduled:
 
 
 def shown_policy(policy: SchedulePolicy) -> dict[str, Any]:
-    """The policy to print or record in an event: the webhook URL without its query or user part,
-    which may carry a token."""
+    """The policy to print or record in an event: the webhook URL without its query, fragment or user
+    part, which may carry a token."""
     doc = policy.to_dict()
     if doc.get("notify"):
-        from urllib.parse import urlsplit
+        from upgrader.web.webhook import safe_url
 
-        parts = urlsplit(str(doc["notify"]))
-        doc["notify"] = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}" \
-            + ("?***" if parts.query else "")
+        doc["notify"] = safe_url(str(doc["notify"]))
     return doc
 
 
