@@ -308,9 +308,10 @@ def _ended(name: str, result: RunResult, target: str | None, window: Occurrence 
     if run.status is RunStatus.INTERRUPTED and said.get("soaking"):
         return ClusterTick(name, "soaking", str(said.get("reason")), run_id=run.id, target=target)
     nxt = said.get("next")
-    return ClusterTick(name, "needs-person", f"run {run.id} {run.status.value}: {said.get('error') or said.get('reason')}"
-                       + (f"; next: {nxt[0] if isinstance(nxt, list) and nxt else nxt}" if nxt else ""), 6,
-                       run_id=run.id, target=target)
+    first = nxt[0] if isinstance(nxt, list) and nxt else nxt
+    why = said.get("error") or said.get("reason")
+    return ClusterTick(name, "needs-person", f"run {run.id} {run.status.value}: {why}"
+                       + (f"; next: {first}" if first else ""), 6, run_id=run.id, target=target)
 
 
 def _certificates(state: _Tick, record: ClusterRecord, policy: SchedulePolicy,
