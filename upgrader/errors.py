@@ -236,3 +236,9 @@ class DrainTimeoutError(DrainError):
         super().__init__(message)
         self.pods = pods
         self.budgets = budgets
+
+
+class CatalogUnavailableError(UsageError):
+    """The release listing could not be read (network down, server error, timeout); nothing was stored.
+
+    Exit 2. A schedule tick carries on with the listing the ledger already holds."""

@@ -17,6 +17,7 @@ import typer
 
 from upgrader import __version__
 from upgrader.cli import apply, cluster, db, finalize, node, plan, plans, preflight, rollback, runs, sandbox, snapshot
+from upgrader.cli import catalog as catalog_cli
 from upgrader.errors import UpgraderError
 from upgrader.services.wiring import DEFAULT_BUSY_TIMEOUT, AppContext
 
@@ -37,6 +38,7 @@ app.add_typer(plans.app, name="plans")
 app.add_typer(runs.app, name="runs")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(snapshot.app, name="snapshot")
+app.add_typer(catalog_cli.app, name="catalog")
 app.command("plan")(plan.plan_command)
 app.command("inventory")(plan.inventory_command)
 app.command("preflight")(preflight.preflight_command)
