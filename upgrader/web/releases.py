@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import IO, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from upgrader.domain.catalog import Release
 from upgrader.domain.text import excerpt
@@ -167,12 +167,32 @@ def _reason(reason: object) -> str:
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follows redirects to http and https only, and never from https down to plain http."""
+    """Follows redirects to http and https only, and never from https down to plain http.
+
+    Checked before urllib's own handling (which refuses some schemes with a bare HTTP 302 error and
+    allows ftp), so every refusal says where the listing tried to send us."""
+
+    def http_error_302(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                       headers: http.client.HTTPMessage) -> Any:
+        location = headers.get("Location") or headers.get("URI")
+        if location:
+            try:
+                _check_redirect(req.full_url, urljoin(req.full_url, location))
+            except CatalogUnavailableError:
+                fp.close()  # the redirect's own answer: nothing more is read from it
+                raise
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
     def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
                          headers: http.client.HTTPMessage, newurl: str) -> Any:
-        old, new = urlsplit(req.full_url).scheme, urlsplit(newurl).scheme
-        if new not in _SCHEMES or (old == "https" and new != "https"):
-            raise CatalogUnavailableError(f"{req.full_url}: redirected to {excerpt(newurl)}, which is refused "
-                                          "(only http/https, never from https to http)")
+        _check_redirect(req.full_url, newurl)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _check_redirect(old_url: str, new_url: str) -> None:
+    old, new = urlsplit(old_url).scheme, urlsplit(new_url).scheme
+    if new not in _SCHEMES or (old == "https" and new != "https"):
+        raise CatalogUnavailableError(f"{old_url}: redirected to {excerpt(new_url)}, which is refused "
+                                      "(only http/https, never from https to http)")
