@@ -251,10 +251,13 @@ class InMemoryRepository(InMemoryRuns):
 
     # the release catalog
     def save_releases(self, releases: Sequence[Release], *, source: str, fetched_at: datetime) -> None:
-        if fetched_at.tzinfo is None:
-            raise ValueError(f"naive datetime {fetched_at!r} given to the ledger; use an aware UTC time")
-        for release in releases:
-            self._s.catalog[release.version] = (release, source, fetched_at)
+        for moment in (fetched_at, *(r.released for r in releases if r.released is not None)):
+            if moment.tzinfo is None:
+                raise ValueError(f"naive datetime {moment!r} given to the ledger; use an aware UTC time")
+        for release in releases:  # times come back in UTC, as the ledger's columns give them
+            released = release.released.astimezone(UTC) if release.released is not None else None
+            self._s.catalog[release.version] = (replace(release, released=released), source,
+                                                fetched_at.astimezone(UTC))
 
     def stored_catalog(self) -> StoredCatalog | None:
         if not self._s.catalog:
