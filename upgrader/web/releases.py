@@ -53,14 +53,20 @@ def fetch_listing(base_url: str, *, timeout: float = 10.0, first_minor: int = OL
     known = first_minor - 1 if known_minor is None else max(known_minor, first_minor - 1)
     last = first_minor + max_minors - 1
     opener = urllib.request.build_opener(_HttpOnlyRedirects())
+    # The newest known marker first, alone: a server that cannot be reached (a blackholed network)
+    # costs one timeout, not one for each worker.
+    probe = min(max(known, first_minor), last)
+    answers = {probe: _fetch_one(opener, base, probe, timeout)}
     found: list[Release] = []
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="catalog") as pool:
         start = first_minor
         while start <= last:
             # The first batch asks for every known minor at once; after that, WORKERS at a time.
             stop = min(last, max(known, start - 1) + WORKERS)
-            answers = _fetch_all(pool, opener, base, range(start, stop + 1), timeout)
-            for minor, release in answers:
+            batch = range(start, stop + 1)
+            answers.update(_fetch_all(pool, opener, base, [m for m in batch if m not in answers], timeout))
+            for minor in batch:
+                release = answers[minor]
                 if release is not None:
                     found.append(release)
                 elif minor > known:
@@ -74,7 +80,7 @@ def marker_url(base: str, minor: int) -> str:
 
 
 def _fetch_all(pool: ThreadPoolExecutor, opener: urllib.request.OpenerDirector, base: str,
-               minors: range, timeout: float) -> list[tuple[int, Release | None]]:
+               minors: list[int], timeout: float) -> list[tuple[int, Release | None]]:
     futures = [pool.submit(_fetch_one, opener, base, minor, timeout) for minor in minors]
     try:
         return [(minor, future.result()) for minor, future in zip(minors, futures, strict=True)]
