@@ -240,3 +240,9 @@ class DrainTimeoutError(DrainError):
 
 class InvalidScheduleError(UsageError):
     """The schedule is malformed (a window, freeze, age, channel or target that upgrader cannot read)."""
+
+
+class CatalogUnavailableError(UsageError):
+    """The release listing could not be read (network down, server error, timeout); nothing was stored.
+
+    Exit 2. A schedule tick carries on with the listing the ledger already holds."""

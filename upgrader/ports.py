@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from upgrader.domain.catalog import Release, StoredCatalog
 from upgrader.domain.records import (
     ClusterRecord,
     EventRecord,
@@ -268,6 +269,16 @@ class Repository(Protocol):
     def finish_step(self, run_id: int, n: int, status: StepStatus, *, token: int,
                     outputs: Mapping[str, Any] | None = None, error: str | None = None) -> RunStepRecord:
         """``succeeded``, ``failed`` or ``skipped`` (from pending), with finished_at now."""
+        ...
+
+    # The release catalog: the upstream listing `catalog refresh` read (upgrader.web.releases).
+    def save_releases(self, releases: Sequence[Release], *, source: str, fetched_at: datetime) -> None:
+        """Store (upsert) these releases with their dates, from ``source`` at ``fetched_at``; versions stored
+        before and not named again stay. Safe when two refreshes run at once."""
+        ...
+
+    def stored_catalog(self) -> StoredCatalog | None:
+        """Every stored release, oldest first, with the latest refresh's time and source; None before any."""
         ...
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from tests.e2e.apply_helpers import steps_of
 from tests.e2e.conftest import Cli
-from tests.e2e.run_checks import Background, without_workers_budget, wait_for
+from tests.e2e.run_checks import Background, wait_for, without_workers_budget
 from upgrader.data import builtin_catalog
 from upgrader.domain.plans import plan_from_dict
 from upgrader.domain.versions import Minor

@@ -42,14 +42,14 @@ def _stamp(url: str, revision: str) -> None:
         engine.dispose()
 
 
-def test_head_is_the_rollback_link_revision() -> None:
-    assert db.head() == "0004"
+def test_head_is_the_catalog_releases_revision() -> None:
+    assert db.head() == "0005"
 
 
 def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert db.current(db_url) is None
     db.upgrade(db_url)
-    assert db.current(db_url) == "0004"
+    assert db.current(db_url) == "0005"
     assert db.check(db_url)
     assert set(Base.metadata.tables) | {"alembic_version"} == _tables(db_url)
 
@@ -59,7 +59,7 @@ def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert _tables(db_url) <= {"alembic_version"}
 
     db.upgrade(db_url)
-    assert db.current(db_url) == "0004"
+    assert db.current(db_url) == "0005"
 
 
 def test_migrated_schema_matches_the_models(db_url: str) -> None:
@@ -128,6 +128,36 @@ def test_run_options_revision_keeps_runs_and_their_steps_both_ways(db_url: str) 
         engine.dispose()
 
 
+def test_catalog_releases_revision_goes_up_and_back_keeping_the_rest(db_url: str) -> None:
+    """0004 -> 0005 adds the release listing's table; back to 0004 drops it and nothing else; up again
+    matches the models."""
+    db.upgrade(db_url, "0004")
+    engine = sa.create_engine(db_url)
+    at = "'2026-12-01 00:00:00'"
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                f"INSERT INTO clusters (name, kubeconfig, created_by, created_at, updated_at) "
+                f"VALUES ('prod', '/k', 'a', {at}, {at})"))
+        db.upgrade(db_url, "0005")
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                f"INSERT INTO catalog_releases (version, minor, released_at, source, fetched_at) "
+                f"VALUES ('v1.38.0', 'v1.38', NULL, 'https://dl.k8s.io/release', {at})"))
+            indexes = {i["name"] for i in sa.inspect(conn).get_indexes("catalog_releases")}
+        assert "ix_catalog_releases_minor" in indexes
+        db.downgrade(db_url, "0004")
+        assert "catalog_releases" not in _tables(db_url)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT name FROM clusters")).scalar_one() == "prod"
+        db.upgrade(db_url)
+        assert _schema_diff(db_url) == []
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM catalog_releases")).scalar_one() == 0
+    finally:
+        engine.dispose()
+
+
 def test_sqlite_is_migrated_on_first_use(sqlite_url: str) -> None:
     with db.open_ledger(sqlite_url) as ledger:
         assert db.current(sqlite_url) == db.head()
@@ -162,7 +192,7 @@ def test_postgres_behind_names_both_revisions(postgres_url: str) -> None:
     db.downgrade(postgres_url, "base")
     with pytest.raises(errors.SchemaMismatchError) as caught:
         db.open_ledger(postgres_url)
-    assert "needs 0004" in caught.value.message
+    assert "needs 0005" in caught.value.message
     assert caught.value.exit_code == 2
 
 

@@ -115,7 +115,7 @@ def test_plan_from_the_live_cluster_is_recorded_with_its_observation(prod):
 
 
 def test_plan_skips_a_skipped_patch(prod):
-    catalog = plans.load_catalog(None)
+    catalog = plans.load_catalog(None, app=prod.app)
     newest = catalog.newest(Version.parse("v1.31.0").line)
     assert newest is not None
     clusters.skip_version(prod.app, cluster="prod", version=str(newest), reason="bad patch")

@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from upgrader.data import builtin_catalog
 from upgrader.domain.catalog import parse_catalog
 from upgrader.domain.names import validate_name
 from upgrader.domain.skew import kubeadm_kubelet_skew, kubelet_max_skew, lowest_kubelet_for_hop
 from upgrader.domain.versions import Minor, Version, parse_target
 from upgrader.errors import InvalidCatalogError, InvalidNameError, InvalidVersionError
-from upgrader.services.plans import load_catalog
 
 parts = st.integers(0, 999)
 
@@ -64,7 +64,7 @@ def test_catalog_parsing_and_errors():
 
 
 def test_builtin_catalog_covers_every_minor_from_124():
-    catalog = load_catalog(None)
+    catalog = builtin_catalog()
     minors = sorted({v.minor for v in catalog.versions})
     assert minors[0] == 24 and minors == list(range(24, minors[-1] + 1))
     assert all(catalog.patches(Minor(1, m))[0] == Version(1, m, 0) for m in minors)

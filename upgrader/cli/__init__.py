@@ -31,6 +31,7 @@ from upgrader.cli import (
     schedule,
     snapshot,
 )
+from upgrader.cli import catalog as catalog_cli
 from upgrader.errors import UpgraderError
 from upgrader.services.wiring import DEFAULT_BUSY_TIMEOUT, AppContext
 
@@ -52,6 +53,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(schedule.app, name="schedule")
 app.add_typer(snapshot.app, name="snapshot")
+app.add_typer(catalog_cli.app, name="catalog")
 app.command("plan")(plan.plan_command)
 app.command("inventory")(plan.inventory_command)
 app.command("preflight")(preflight.preflight_command)

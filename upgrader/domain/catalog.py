@@ -62,3 +62,29 @@ def parse_catalog(text: str, *, source: str = "catalog") -> Catalog:
     if not versions:
         raise InvalidCatalogError(f"{source}: no versions listed")
     return Catalog.of(versions)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCatalog:
+    """The release listing the ledger holds (``catalog refresh``): its releases, oldest first, when it
+    was last fetched (the newest ``fetched_at`` of its rows) and from where."""
+
+    releases: tuple[Release, ...]
+    fetched_at: datetime
+    source: str
+
+
+def merged_catalog(builtin: Catalog, stored: StoredCatalog | None) -> Catalog:
+    """The built-in catalog plus every stored release: a listing adds newer patches and minors, it
+    never removes a built-in version (a listing names only the newest patch of each minor)."""
+    if stored is None:
+        return builtin
+    return Catalog.of([*builtin.versions, *(r.version for r in stored.releases)])
+
+
+def merged_releases(builtin: Catalog, stored: StoredCatalog | None) -> list[Release]:
+    """Every version of :func:`merged_catalog`, oldest first: dated where the stored listing dates it,
+    undated (``released=None``) for what only the built-in list knows."""
+    dated = {r.version: r for r in stored.releases} if stored is not None else {}
+    versions = merged_catalog(builtin, stored).versions
+    return [dated.get(v, Release(v)) for v in versions]

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from upgrader import errors
+from upgrader.domain.catalog import Release, StoredCatalog
 from upgrader.domain.records import (
     ClusterRecord,
     EventRecord,
@@ -37,6 +38,7 @@ from upgrader.domain.runs import (
     RunStatus,
     StepStatus,
 )
+from upgrader.domain.versions import Version
 from upgrader.fakes.ledger_runs import InMemoryRuns
 
 
@@ -51,6 +53,7 @@ class _State:
     runs: dict[int, RunRecord] = field(default_factory=dict)
     run_statuses: dict[int, RunStatus] = field(default_factory=dict)  # stand-ins: InMemoryLedger.set_run_status
     next_id: dict[str, int] = field(default_factory=dict)
+    catalog: dict[Version, tuple[Release, str, datetime]] = field(default_factory=dict)  # release, source, fetched
 
     def new_id(self, kind: str) -> int:
         self.next_id[kind] = self.next_id.get(kind, 0) + 1
@@ -268,6 +271,23 @@ class InMemoryRepository(InMemoryRuns):
     def _run_status(self, run_id: int) -> RunStatus | None:
         run = self._s.runs.get(run_id)
         return run.status if run is not None else self._s.run_statuses.get(run_id)
+
+    # the release catalog
+    def save_releases(self, releases: Sequence[Release], *, source: str, fetched_at: datetime) -> None:
+        for moment in (fetched_at, *(r.released for r in releases if r.released is not None)):
+            if moment.tzinfo is None:
+                raise ValueError(f"naive datetime {moment!r} given to the ledger; use an aware UTC time")
+        for release in releases:  # times come back in UTC, as the ledger's columns give them
+            released = release.released.astimezone(UTC) if release.released is not None else None
+            self._s.catalog[release.version] = (replace(release, released=released), source,
+                                                fetched_at.astimezone(UTC))
+
+    def stored_catalog(self) -> StoredCatalog | None:
+        if not self._s.catalog:
+            return None
+        _, source, fetched_at = max(self._s.catalog.values(), key=lambda row: (row[2], row[0].version))
+        return StoredCatalog(releases=tuple(self._s.catalog[v][0] for v in sorted(self._s.catalog)),
+                             fetched_at=fetched_at, source=source)
 
 
 class InMemoryLedger:

@@ -299,3 +299,19 @@ class LockToken(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     value: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class CatalogRelease(Base):
+    """The stored release listing (``catalog refresh``): one row per version it named.
+
+    Keyed by version, so a refresh is an upsert and two refreshes at once cannot duplicate a row;
+    ``released_at`` is the source's date (a marker's Last-Modified), NULL when it gave none.
+    """
+
+    __tablename__ = "catalog_releases"
+
+    version: Mapped[str] = mapped_column(sa.String(VERSION), primary_key=True)
+    minor: Mapped[str] = mapped_column(sa.String(VERSION), index=True)
+    released_at: Mapped[datetime | None]
+    source: Mapped[str] = mapped_column(sa.Text)
+    fetched_at: Mapped[datetime]

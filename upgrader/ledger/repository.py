@@ -17,6 +17,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, selectinload
 
 from upgrader import errors
+from upgrader.domain.catalog import Release, StoredCatalog
 from upgrader.domain.records import (
     ClusterRecord,
     EventRecord,
@@ -33,7 +34,7 @@ from upgrader.domain.records import (
     SnapshotRecord,
 )
 from upgrader.domain.runs import EventId, FencingToken, ObservationId, PlanId, RunStatus, StepStatus
-from upgrader.ledger import locks, plan_steps, rows, runs, snapshots
+from upgrader.ledger import catalog, locks, plan_steps, rows, runs, snapshots
 from upgrader.ledger.models import (
     Cluster,
     ClusterLock,
@@ -361,6 +362,14 @@ class SqlRepository:
         if row is None:
             raise errors.ClusterNotFoundError(f"no cluster named {name!r} (see `upgrader cluster list`)")
         return row
+
+    # the release catalog (upgrader.ledger.catalog) ---------------------------------------------
+
+    def save_releases(self, releases: Sequence[Release], *, source: str, fetched_at: datetime) -> None:
+        catalog.save(self._session, releases, source=source, fetched_at=fetched_at)
+
+    def stored_catalog(self) -> StoredCatalog | None:
+        return catalog.stored(self._session)
 
 
 def _plans() -> sa.Select[Plan]:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from upgrader.data import builtin_catalog
 from upgrader.domain.catalog import Catalog, parse_catalog
 from upgrader.domain.inventory import Inventory, inventory_to_dict, parse_inventory
 from upgrader.domain.names import validate_name
@@ -20,6 +19,7 @@ from upgrader.domain.versions import Version, parse_target
 from upgrader.errors import InvalidCatalogError, InvalidInventoryError, PlanNotFoundError, UsageError
 from upgrader.inputs import read_text
 from upgrader.services.audit import record_event
+from upgrader.services.catalog import effective_catalog
 from upgrader.services.wiring import AppContext
 
 MAX_ID = 2**63 - 1  # ledger ids are 64-bit integers
@@ -66,7 +66,7 @@ def make_plan(app: AppContext, request: PlanRequest, *, record: bool = True) -> 
         raise UsageError(f"--max-unavailable must be between 1 and {MAX_UNAVAILABLE} (workers drained at once)")
     if not 0 <= request.soak_seconds <= MAX_SOAK:  # NaN fails too
         raise UsageError(f"--soak must be between 0s and {MAX_SOAK / 3600:g}h")
-    catalog = load_catalog(request.catalog)
+    catalog = load_catalog(request.catalog, app=app)
     with app.unit_of_work() as uow:
         cluster = uow.repo.get_cluster(request.cluster)
     inventory = _load_inventory(request) if request.state else observe(app, cluster=cluster.name)
@@ -149,10 +149,11 @@ def show_plan(app: AppContext, *, plan_id: int) -> tuple[Any, Plan]:
     return record, plan_from_dict(dict(record.document))
 
 
-def load_catalog(path: Path | None) -> Catalog:
-    """``--catalog FILE`` (an air-gapped mirror's list), else the built-in catalog."""
+def load_catalog(path: Path | None, *, app: AppContext) -> Catalog:
+    """``--catalog FILE`` (an air-gapped mirror's list), else the built-in catalog with the release
+    listing the ledger holds (`upgrader catalog refresh`) added to it."""
     if path is None:
-        return builtin_catalog()
+        return effective_catalog(app)
     return parse_catalog(read_text(path, kind="catalog", error=InvalidCatalogError), source=str(path))
 
 

@@ -72,7 +72,7 @@ def run_preflight(app: AppContext, request: PreflightRequest) -> PreflightReport
     except InvalidInventoryError as e:
         raise InvalidInventoryError(f"observed inventory of {cluster.name}: {e.message}") from e
     skip = frozenset(Version.parse(s.version) for s in cluster.skips)
-    skew_check, plan = preflight.skew(inventory, target, load_catalog(None), skip=skip)
+    skew_check, plan = preflight.skew(inventory, target, load_catalog(None, app=app), skip=skip)
     final = plan.target if plan is not None else target
     control_planes = [n.name for n in inventory.control_planes]
 

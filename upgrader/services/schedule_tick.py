@@ -20,7 +20,8 @@ back, 7 busy, 0 nothing to do or all good.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,8 +44,9 @@ from upgrader.domain.schedule import (
 from upgrader.domain.validation import control_plane_version
 from upgrader.domain.versions import Version
 from upgrader.engine.context import ApplyOptions
+from upgrader.engine.lease import LeaseKeeper
 from upgrader.errors import ClusterNotFoundError, RunLockedError, UpgraderError, UsageError
-from upgrader.services.apply import Report, RunResult, apply, dead_holder, hold_lease, resume
+from upgrader.services.apply import Report, RunResult, apply, dead_holder, hold_lease, lease_ttl, resume
 from upgrader.services.audit import record_event
 from upgrader.services.schedule import load_zone, policy_of
 from upgrader.services.wiring import AppContext
@@ -188,6 +190,19 @@ def _one(state: _Tick, record: ClusterRecord) -> ClusterTick:
     return _next_target(state, record, policy, window, runs)
 
 
+@contextmanager
+def _leased(app: AppContext, cluster: str, *, run_id: int | None = None,
+            take_over: int | None = None) -> Iterator[int]:
+    """The cluster's lease, taken without waiting (RunLockedError) and renewed from a thread while
+    the tick plans and preflights under it, before the run's own renewals start."""
+    with hold_lease(app, cluster, run_id=run_id, take_over=take_over) as token:
+        keeper = LeaseKeeper(unit_of_work=app.unit_of_work, now=app.clock.now, cluster=cluster, token=token,
+                             ttl=lease_ttl(), on_lost=lambda message: log.warning("lease_lost", cluster=cluster,
+                                                                                  error=message))
+        with keeper:
+            yield token
+
+
 def _live(app: AppContext, lock: LockRecord | None) -> bool:
     """Someone holds the cluster's lease now: not expired, and not a dead process of this host."""
     return lock is not None and lock.expires_at > app.clock.now() and dead_holder(app, lock) is None
@@ -221,7 +236,7 @@ def _open_run(state: _Tick, record: ClusterRecord, policy: SchedulePolicy, windo
             return ClusterTick(name, "waiting", f"run {run.id} continues in a later window: {reason}",
                                run_id=run.id, window_end=_iso(window.end))
     try:
-        with hold_lease(app, name, run_id=run.id, take_over=dead_holder(app, lock)) as token:
+        with _leased(app, name, run_id=run.id, take_over=dead_holder(app, lock)) as token:
             result = resume(app, run.id, report=state.report, lease_token=token,
                             pause=_pauser(state, plan, window))
     except RunLockedError as e:
@@ -254,7 +269,7 @@ def _next_target(state: _Tick, record: ClusterRecord, policy: SchedulePolicy, wi
         renewed = _certificates(state, record, policy, window)
         return renewed or ClusterTick(name, "up-to-date", decision.reason, window_end=_iso(window.end))
     try:
-        with hold_lease(app, name, run_id=None) as token:
+        with _leased(app, name) as token:
             made = plans.make_plan(app, plans.PlanRequest(cluster=name, target=str(decision.target), state=None,
                                                           catalog=None, max_unavailable=policy.max_unavailable),
                                    record=False)
@@ -308,9 +323,10 @@ def _ended(name: str, result: RunResult, target: str | None, window: Occurrence 
     if run.status is RunStatus.INTERRUPTED and said.get("soaking"):
         return ClusterTick(name, "soaking", str(said.get("reason")), run_id=run.id, target=target)
     nxt = said.get("next")
-    return ClusterTick(name, "needs-person", f"run {run.id} {run.status.value}: {said.get('error') or said.get('reason')}"
-                       + (f"; next: {nxt[0] if isinstance(nxt, list) and nxt else nxt}" if nxt else ""), 6,
-                       run_id=run.id, target=target)
+    first = nxt[0] if isinstance(nxt, list) and nxt else nxt
+    why = said.get("error") or said.get("reason")
+    return ClusterTick(name, "needs-person", f"run {run.id} {run.status.value}: {why}"
+                       + (f"; next: {first}" if first else ""), 6, run_id=run.id, target=target)
 
 
 def _certificates(state: _Tick, record: ClusterRecord, policy: SchedulePolicy,
@@ -335,7 +351,7 @@ def _certificates(state: _Tick, record: ClusterRecord, policy: SchedulePolicy,
     if not found.due:
         return None
     try:
-        with hold_lease(app, name, run_id=None) as token:
+        with _leased(app, name) as token:
             result = certificates.renew(app, name, options=ApplyOptions(scheduled=True), report=state.report,
                                         lease_token=token)
     except RunLockedError as e:
