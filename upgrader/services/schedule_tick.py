@@ -396,6 +396,8 @@ def _record(app: AppContext, one: ClusterTick) -> None:
 def _notify(app: AppContext, result: TickResult, records: dict[str, ClusterRecord]) -> TickResult:
     """Post each webhook the summary of its clusters, when something happened to one of them. A
     failure is logged and listed, never fatal: the tick's exit code is about the clusters."""
+    if all(c.action in QUIET for c in result.clusters):  # the idle tick: no policy read again
+        return result
     by_url: dict[str, list[ClusterTick]] = {}
     for one in result.clusters:
         policy = policy_of(records[one.cluster]) if records[one.cluster].schedule else None
