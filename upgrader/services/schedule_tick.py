@@ -32,11 +32,10 @@ from upgrader.domain.schedule import (
     Occurrence,
     SchedulePolicy,
     frozen,
-    next_window,
     pause_reason,
     pick_target,
     step_estimates,
-    window_at,
+    windows_around,
 )
 from upgrader.domain.versions import Version
 from upgrader.errors import ClusterNotFoundError, RunLockedError, UpgraderError, UsageError
@@ -169,9 +168,8 @@ def _one(state: _Tick, record: ClusterRecord) -> ClusterTick:
     assert policy is not None
     zone = load_zone(policy.tz)
     now = state.now()
-    window = window_at(policy.windows, zone, now)
+    window, upcoming = windows_around(policy.windows, zone, now)
     if window is None:
-        upcoming = next_window(policy.windows, zone, now)
         return ClusterTick(name, "outside-window", "outside its maintenance windows",
                            next_window=_iso(upcoming.start) if upcoming else None)
     freeze = frozen(policy.freezes, zone, now)
