@@ -177,7 +177,9 @@ def test_ticks_upgrade_in_windows_once_renew_certificates_and_finish_a_paused_th
 
 
 def _age_certificates(fleet: Fleet, *, days: int) -> None:
-    raise NotImplementedError
+    fleet.run("sandbox", "certs", NAME, "--expire-in", f"{days}d")
+    checked = json.loads(fleet.run("certs", "check", NAME, "-o", "json").stdout)
+    assert checked["due"] is True, checked
 
 
 def _hop_estimates(fleet: Fleet, target: str) -> tuple[float, float]:

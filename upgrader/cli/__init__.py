@@ -18,6 +18,7 @@ import typer
 from upgrader import __version__
 from upgrader.cli import (
     apply,
+    certs,
     cluster,
     db,
     finalize,
@@ -45,6 +46,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help: rendering it with rich costs ~250 ms of imports per call
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(certs.app, name="certs")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(db.app, name="db")
 app.add_typer(node.app, name="node")

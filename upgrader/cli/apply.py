@@ -150,6 +150,8 @@ def _soaking(run: Any) -> bool:
 def render_result(run: Any) -> str:
     outcome = dict(run.outcome or {})
     status = "soaking" if _soaking(run) else run.status.value
+    if status == "succeeded" and outcome.get("summary"):  # a run that is not an upgrade says what it did
+        return f"run {run.id} succeeded: {outcome['summary']} (`upgrader runs show {run.id}`)"
     if status == "succeeded":
         return f"run {run.id} succeeded: {run.cluster} is at {outcome.get('target')} (`upgrader runs show {run.id}`)"
     lines = [f"run {run.id} {status}: {outcome.get('error') or outcome.get('reason') or ''}".rstrip(": ")]

@@ -200,6 +200,41 @@ def fault(
                    f"`upgrader sandbox up {name}`")
 
 
+_DAYS = re.compile(r"([0-9]{1,4})(d|h)", re.ASCII)
+
+
+def parse_days(text: str) -> float:
+    """10d, 36h -> seconds (certificate lifetimes are counted in days)."""
+    m = _DAYS.fullmatch(text.strip())
+    if not m:
+        raise UsageError(f"invalid duration {excerpt(text)}: expected days or hours, e.g. 10d or 36h")
+    return float(m.group(1)) * (86400 if m.group(2) == "d" else 3600)
+
+
+@app.command("certs")
+def certs(
+    name: str = typer.Argument(..., help="Sandbox name."),
+    expire_in: str = typer.Option(..., "--expire-in", help="When the certificates expire from now: 10d, 36h, "
+                                  "0d (expired now); at most 365d."),
+    node: Optional[str] = typer.Option(None, "--node", help="Only this control-plane node (default: all)."),  # noqa: UP045
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Age a sandbox's kubeadm certificates so they expire soon, to rehearse `upgrader certs renew`.
+
+    Rewrites when each control-plane node's certificates were issued, as `kubeadm certs
+    check-expiration` reports them (the certificate authorities are left alone). The running static
+    pods keep the certificates they started with until the kubelet restarts them: `crictl ps` and
+    the mirror pods' containerStatuses startedAt show when that happened.
+    """
+    from upgrader.services import sandbox
+
+    done = sandbox.age_certs(name=name, expire_in=parse_days(expire_in), node=node)
+    if output is Output.JSON:
+        emit_json(done)
+        return
+    typer.echo(f"certificates of {', '.join(done['nodes'])} in sandbox {name} now expire at {done['expires']}")
+
+
 @app.command("exec", context_settings={"allow_interspersed_args": False})
 def exec_(
     ctx: typer.Context,

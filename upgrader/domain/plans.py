@@ -37,6 +37,9 @@ class Action(StrEnum):
     # a soak rollback's own steps (domain/rollback_soak.py): binaries and manifests back, no etcd restore
     RESTORE_KUBEADM_CONFIG = "restore-kubeadm-config"
     SWAP_MANIFESTS = "swap-manifests"
+    # a certificate renewal's own steps (domain/certificates.py); it also uses health-gate
+    RENEW_CERTIFICATES = "renew-certificates"
+    RESTART_CONTROL_PLANE = "restart-control-plane"
 
 
 class Reversibility(StrEnum):
@@ -77,6 +80,9 @@ REVERSIBILITY: dict[Action, Reversibility] = {
     Action.SOAK: Reversibility.EMULATED_VERSION,
     Action.RESTORE_KUBEADM_CONFIG: Reversibility.NONE,
     Action.SWAP_MANIFESTS: Reversibility.MANIFEST_SWAP,
+    # kubeadm keeps no copy of a renewed certificate: there is nothing to go back to, and no need to
+    Action.RENEW_CERTIFICATES: Reversibility.NONE,
+    Action.RESTART_CONTROL_PLANE: Reversibility.NONE,
 }
 
 

@@ -131,3 +131,19 @@ def build_version(build: str) -> tuple[int, ...] | None:
     head = build.split("-", 1)[0].lstrip("v")
     parts = head.split(".")
     return tuple(int(p) for p in parts) if len(parts) == 3 and all(p.isdigit() for p in parts) else None
+
+
+# -- certificates (kubeadm's "Certificate Management with kubeadm") --------------------------------
+
+def certs_check() -> list[str]:
+    return ["kubeadm", "certs", "check-expiration"]
+
+
+def certs_renew_all() -> list[str]:
+    return ["kubeadm", "certs", "renew", "all"]
+
+
+def running_containers() -> list[str]:
+    """The node's running containers as its container runtime lists them (cri-tools come with kubeadm)."""
+    return ["crictl", "ps", "-o", "json"]
+

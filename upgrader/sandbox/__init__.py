@@ -5,7 +5,7 @@ This is its public face, and the only part of it that code outside the sandbox u
 
 - :func:`up` (with :class:`UpRequest`, :class:`UpResult`), :func:`down`, :func:`require` a sandbox by name;
 - :func:`status` of one sandbox, :func:`listing` of them all;
-- :func:`inject` a fault, :func:`clear_faults`;
+- :func:`inject` a fault, :func:`clear_faults`; :func:`age_certs`, so its certificates expire soon;
 - :class:`SandboxTransport`, the node transport of a sandbox node; :class:`SandboxConfig`, what a sandbox is.
 
 Inside, from the top: ``lifecycle`` (the CLI's side) > ``supervisor`` (the background process) >
@@ -23,6 +23,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from upgrader.sandbox.lifecycle.certs import age_certs
     from upgrader.sandbox.lifecycle.down import down
     from upgrader.sandbox.lifecycle.inject import clear_faults, inject
     from upgrader.sandbox.lifecycle.registry import require
@@ -36,6 +37,7 @@ _FACE = {
     "SandboxTransport": "upgrader.sandbox.node.transport",
     "UpRequest": "upgrader.sandbox.lifecycle.up",
     "UpResult": "upgrader.sandbox.lifecycle.up",
+    "age_certs": "upgrader.sandbox.lifecycle.certs",
     "clear_faults": "upgrader.sandbox.lifecycle.inject",
     "down": "upgrader.sandbox.lifecycle.down",
     "inject": "upgrader.sandbox.lifecycle.inject",
@@ -49,6 +51,7 @@ __all__ = [
     "SandboxTransport",
     "UpRequest",
     "UpResult",
+    "age_certs",
     "clear_faults",
     "down",
     "inject",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from upgrader.domain.certificates import is_renewal
 from upgrader.domain.inventory import inventory_to_dict
 from upgrader.domain.plans import Plan, Step, plan_from_dict
 from upgrader.domain.records import ClusterRecord, LockRecord, PlanRecord, RunRecord
@@ -158,6 +159,10 @@ def resume(app: AppContext, run_id: int, *, report: Report = lambda e: None,
             from upgrader.services import rollback
 
             return rollback.resume(app, run.id, token, report=report, stop=stop or threading.Event())
+        if is_renewal(plan_record.document):
+            from upgrader.services import certificates
+
+            return certificates.resume(app, run.id, token, report=report, stop=stop or threading.Event())
 
         def preflight() -> dict[str, Any]:
             again = run_preflight(app, PreflightRequest(cluster=cluster.name, target=str(plan.target)))
@@ -257,7 +262,8 @@ def _short(value: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DriveExtras:
-    """What a rollback's run adds to the machinery an apply's run goes through (services/rollback.py).
+    """What a rollback's run (services/rollback.py) or a certificate renewal's (services/certificates.py,
+    no rollback hooks) adds to the machinery an apply's run goes through.
 
     ``inventory``: the nodes to reach, recorded when the rollback was planned: on resume the API may be
     down (the control plane stopped), so it is not asked. ``etcd``: the session, opened when it can be
@@ -267,8 +273,9 @@ class DriveExtras:
     document: Mapping[str, Any]
     inventory: Mapping[str, Any]
     etcd: Callable[[], EtcdSession | None]
-    rollback: RollbackHooks
+    rollback: RollbackHooks | None
     failure: Callable[[RunRecord, StepFailedError], dict[str, Any]]
+    succeeded: Mapping[str, Any] | None = None  # added to the outcome of a run that succeeded
 
 
 def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, token: int, options: ApplyOptions,
@@ -348,7 +355,9 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
                 _end(app, cluster, run.id, token, RunStatus.INTERRUPTED,
                      {"next": f"upgrader resume {run.id}", "reason": "interrupted in the middle of a step"})
             raise
-        return RunResult(_end(app, cluster, run.id, token, RunStatus.SUCCEEDED, {"target": str(plan.target)}))
+        added = dict(extras.succeeded or {}) if extras is not None else {}
+        done = {"target": str(plan.target)} | added
+        return RunResult(_end(app, cluster, run.id, token, RunStatus.SUCCEEDED, done))
 
 
 def _auto_rollback(app: AppContext, cluster: ClusterRecord, run_id: int, token: int, options: ApplyOptions,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from upgrader.sandbox import SandboxConfig, UpRequest, UpResult
 from upgrader.services import clusters
 from upgrader.services.wiring import AppContext
 
-__all__ = ["DownResult", "FaultsResult", "UpRequest", "UpResult", "clear_faults", "down", "exec_on_node",
+__all__ = ["DownResult", "FaultsResult", "UpRequest", "UpResult", "age_certs", "clear_faults", "down", "exec_on_node",
            "inject_fault", "list_sandboxes", "status", "up"]
 
 
@@ -102,6 +103,12 @@ def clear_faults(*, name: str, spec: str | None) -> FaultsResult:
     """Remove a fault from a sandbox, or every fault when ``spec`` is None."""
     change = sandbox.clear_faults(sandbox.require(name), spec)
     return FaultsResult(change.faults, change.pending)
+
+
+def age_certs(*, name: str, expire_in: float, node: str | None = None) -> dict[str, Any]:
+    """Make a sandbox's control-plane certificates expire ``expire_in`` seconds from now (to rehearse renewal)."""
+    done = sandbox.age_certs(sandbox.require(name), expire_in, node=node)
+    return {"name": name, "nodes": done.nodes, "expires": datetime.fromtimestamp(done.expires, UTC).isoformat()}
 
 
 def exec_on_node(app: AppContext, *, name: str, node: str, argv: list[str], timeout: float) -> CommandResult:

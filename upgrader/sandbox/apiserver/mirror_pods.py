@@ -21,12 +21,13 @@ _ATTEMPTS = 10  # the garbage collector may delete a mirror pod under our feet: 
 
 def upsert_mirror_pod(
     kv: EtcdKV | Store, *, node_name: str, manifest: Obj, config_hash: str | None = None, ready: bool = True,
-    prefix: str = "/registry",
+    prefix: str = "/registry", started: str | None = None,
 ) -> Obj:
     """Mirror a static pod manifest as the kubelet does: ``<name>-<node>`` in the manifest's namespace.
 
     A changed manifest (another ``config_hash``) replaces the mirror pod with a new one (new uid),
-    which is what kubeadm waits for; the same hash only refreshes readiness.
+    which is what kubeadm waits for; the same hash only refreshes readiness and, when the kubelet
+    restarted the pod (its manifest moved out and back), its containers' ``startedAt`` (``started``).
     """
     store = store_of(kv, prefix)
     config_hash = config_hash or hashlib.md5(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
@@ -38,10 +39,10 @@ def upsert_mirror_pod(
         try:
             if existing is not None:
                 if (existing["metadata"].get("annotations") or {}).get(objects.MIRROR_ANNOTATION) == config_hash:
-                    return _refresh_ready(store, existing, ready)
+                    return _refresh(store, existing, ready, started)
                 store.delete(resources.PODS, namespace, name, uid=existing["metadata"]["uid"])
             pod = _mirror_pod(manifest, node, name=name, namespace=namespace, config_hash=config_hash)
-            pod["status"] = objects.running_status(pod, node, ready=ready, host_network=True)
+            pod["status"] = objects.running_status(pod, node, ready=ready, host_network=True, started=started)
             return store.create(resources.PODS, pod)
         except errors.ApiError as e:
             if e.code not in (404, 409):
@@ -65,9 +66,10 @@ def _mirror_pod(manifest: Obj, node: Obj, *, name: str, namespace: str, config_h
     return pod
 
 
-def _refresh_ready(store: Store, pod: Obj, ready: bool) -> Obj:
+def _refresh(store: Store, pod: Obj, ready: bool, started: str | None) -> Obj:
     def flip(obj: Obj) -> Obj | None:
-        return obj if objects.set_pod_ready(obj, ready) else None
+        moved = started is not None and objects.set_started(obj, started)
+        return obj if objects.set_pod_ready(obj, ready) or moved else None
 
     return store.guaranteed_update(resources.PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], flip)
 

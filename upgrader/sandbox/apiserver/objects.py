@@ -153,9 +153,11 @@ def pod_ip(node: Obj) -> str:
     return str(net.network_address + random.randint(2, min(net.num_addresses - 2, 254)))
 
 
-def running_status(pod: Obj, node: Obj, *, ready: bool = True, host_network: bool = False) -> Obj:
-    """A pod's status once its containers run on ``node`` (Running; Ready unless ``ready`` is False)."""
-    stamp = now()
+def running_status(pod: Obj, node: Obj, *, ready: bool = True, host_network: bool = False,
+                   started: str | None = None) -> Obj:
+    """A pod's status once its containers run on ``node`` (Running; Ready unless ``ready`` is False);
+    ``started``: when its containers started (RFC 3339), when that was not now."""
+    stamp = started or now()
     flag = "True" if ready else "False"
     host_ip = node_internal_ip(node)
     ip = host_ip if host_network or pod.get("spec", {}).get("hostNetwork") else pod_ip(node)
@@ -198,6 +200,17 @@ def set_pod_ready(pod: Obj, ready: bool) -> bool:
             changed = True
     for cs in (pod.get("status") or {}).get("containerStatuses") or []:
         cs["ready"] = ready
+    return changed
+
+
+def set_started(pod: Obj, started: str) -> bool:
+    """The containers' ``state.running.startedAt`` (a static pod the kubelet restarted); True if it moved."""
+    changed = False
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        running = (cs.get("state") or {}).get("running")
+        if isinstance(running, dict) and running.get("startedAt") != started:
+            running["startedAt"] = started
+            changed = True
     return changed
 
 

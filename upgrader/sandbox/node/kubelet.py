@@ -76,7 +76,7 @@ class SimKubelet(threading.Thread):
         # set once the Node carries this kubelet's own verdict (past its start-up NotReady moment)
         self.reported = threading.Event()
         self._posted_at = 0.0
-        self._mirrors: dict[str, tuple[str, bool]] = {}
+        self._mirrors: dict[str, tuple[str, bool, str]] = {}
         self._mirrors_synced = 0.0
         self._status_written = 0.0
 
@@ -180,15 +180,17 @@ class SimKubelet(threading.Thread):
     def _write_mirrors(self) -> None:
         assert self.runner is not None
         if time.monotonic() - self._mirrors_synced >= MIRROR_RESYNC:
-            self._mirrors = {c: ("", ready) for c, (_, ready) in self._mirrors.items()}  # re-check each one
+            self._mirrors = {c: ("", ready, at) for c, (_, ready, at) in self._mirrors.items()}  # re-check each one
             self._mirrors_synced = time.monotonic()
         for component in [c for c in self._mirrors if c not in self.runner.pods]:
             remove_mirror_pod(self.kv, node_name=self.node, component=component)
             del self._mirrors[component]
         for component, sp in self.runner.pods.items():
             ready = component_ready(sp)
-            key = (sp.hash, ready)
+            started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sp.started))
+            key = (sp.hash, ready, started)
             if self._mirrors.get(component) == key:
                 continue
-            upsert_mirror_pod(self.kv, node_name=self.node, manifest=sp.pod, config_hash=sp.hash, ready=ready)
+            upsert_mirror_pod(self.kv, node_name=self.node, manifest=sp.pod, config_hash=sp.hash, ready=ready,
+                              started=started)
             self._mirrors[component] = key

@@ -30,6 +30,7 @@ DNF_CACHE = "/var/cache/dnf/sandbox-pkgs.k8s.io.json"  # which repository URLs d
 KUBELET_UNIT = "/var/lib/systemd-sim/kubelet.json"  # what systemctl asked for
 KUBELET_STATUS = "/run/kubelet-sim/status.json"  # what the running kubelet reports
 CERTS = "/etc/kubernetes/pki/.sandbox-certs.json"
+RUNNING_PODS = "/run/kubelet-sim/pods.json"  # the static pods the kubelet runs, as crictl would list them
 K8S_PACKAGES = ("kubeadm", "kubelet", "kubectl")
 MAX_STATE = 4 * 1024 * 1024  # the simulated machine's state files are a few KB
 
@@ -116,6 +117,17 @@ def certs(layout: NodeLayout) -> dict[str, Any]:
 
 def save_certs(layout: NodeLayout, data: dict[str, Any]) -> None:
     _write(layout, CERTS, data)
+
+
+def running_pods(layout: NodeLayout) -> dict[str, Any] | None:
+    """component -> {"image", "started": epoch seconds} of the static pods the node's kubelet runs now;
+    None when no kubelet has run on this node (a node root made without a supervisor)."""
+    found = _read(layout, RUNNING_PODS, {"absent": True})
+    return None if found.get("absent") is True else found
+
+
+def save_running_pods(layout: NodeLayout, pods: dict[str, Any]) -> None:
+    _write(layout, RUNNING_PODS, pods)
 
 
 def read_text(layout: NodeLayout, path: str) -> str:

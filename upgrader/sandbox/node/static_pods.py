@@ -28,7 +28,7 @@ from upgrader.sandbox.etcd.data_dir import refusal as data_dir_refusal
 from upgrader.sandbox.etcd.health import probe
 from upgrader.sandbox.etcd.members import DEFAULT_TOKEN, EtcdMember, spawn_member
 from upgrader.sandbox.kubeclient import KubeClient
-from upgrader.sandbox.node import manifests
+from upgrader.sandbox.node import machine, manifests
 
 # Manifest flags passed to etcd as they are (TLS flags are not: the sandbox speaks plain http).
 ETCD_OPTIONS = ("listen-client-urls", "listen-peer-urls", "snapshot-count")
@@ -58,6 +58,7 @@ class StaticPodRunner:
         self.layout = layout
         self.sandbox_dir = sandbox_dir
         self.pods: dict[str, StaticPod] = {}
+        self._published: dict[str, Any] | None = None
 
     def sync(self) -> None:
         """One reconcile pass: manifests on disk -> running pods."""
@@ -79,6 +80,16 @@ class StaticPodRunner:
                     continue
                 current = self.pods[component] = StaticPod(component, digest, pod)
             self._keep_running(current, active)
+        self._publish()
+
+    def _publish(self) -> None:
+        """What runs, for the node's ``crictl ps``: a removed manifest's container is gone only once the
+        kubelet stopped it (a real kubelet notices within its fileCheckFrequency, 20 s by default)."""
+        running = {c: {"image": str(manifests.container(sp.pod).get("image", "")), "started": sp.started}
+                   for c, sp in self.pods.items() if sp.pid or c not in ("etcd", "kube-apiserver")}
+        if running != self._published:
+            machine.save_running_pods(self.layout, running)
+            self._published = running
 
     def _held(self, component: str, pod: dict[str, Any], active: list[faults.Fault]) -> bool:
         """kubeadm-apply-fails: the kubelet never picks up an apiserver manifest at that minor."""
@@ -158,6 +169,8 @@ class StaticPodRunner:
         """API server before etcd, as a node shutdown would leave them."""
         for sp in sorted(self.pods.values(), key=lambda p: p.component != "kube-apiserver"):
             self._stop(sp)
+        machine.save_running_pods(self.layout, {})
+        self._published = {}
 
     def pids(self) -> dict[str, dict[str, Any]]:
         return {c: {"pid": sp.pid, "marker": sp.marker} for c, sp in self.pods.items() if sp.pid}

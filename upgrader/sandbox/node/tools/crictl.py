@@ -1,10 +1,10 @@
 """``crictl`` on a sandbox node, read-only: ``crictl images`` and ``crictl ps`` (also ``-o json``).
 
 The images are the node's (see :mod:`upgrader.sandbox.node.images`, the same list as ``ctr -n k8s.io
-images ls``); the containers are the node's static pods, one running container per manifest in
-``/etc/kubernetes/manifests``, always shown as Running (the sandbox does not track a container's state
-here: ``sandbox status`` and the mirror pods do). Anything that would change
-the runtime (``rmi``, ``pull``, ``stop``, ``exec``...) is refused with a line on stderr.
+images ls``); the containers are the static pods the node's kubelet runs (a manifest moved away is
+listed until the kubelet has stopped its pod, as on a real node), always shown as Running; on a node
+root where no kubelet ever ran, one container per manifest in ``/etc/kubernetes/manifests``. Anything
+that would change the runtime (``rmi``, ``pull``, ``stop``, ``exec``...) is refused with a line on stderr.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from upgrader.sandbox.node import images, manifests
+from upgrader.sandbox.node import images, machine, manifests
 from upgrader.sandbox.node.tools import Node, option
 
 
@@ -50,16 +50,30 @@ def _images(node: Node, fmt: str, *, quiet: bool) -> int:
     return 0
 
 
-def _containers(node: Node) -> list[dict[str, str]]:
-    found = []
+def _running(node: Node) -> dict[str, tuple[str, float]]:
+    """component -> (image, started): what the node's kubelet runs; without a kubelet ever run on the node
+    (a node root made without a supervisor), one container per manifest."""
+    published = machine.running_pods(node.layout)
+    if published is not None:
+        return {c: (str(p.get("image", "")), float(p.get("started", 0))) for c, p in published.items()
+                if c in manifests.COMPONENTS and isinstance(p, dict)}
+    found = {}
     for component in manifests.COMPONENTS:
         pod, _ = manifests.read_node_manifest(node.layout, component)
-        if pod is None:
-            continue
-        image = str(manifests.container(pod).get("image", ""))
-        cid = hashlib.sha256(f"{node.name}/{component}/{image}".encode()).hexdigest()
+        if pod is not None:
+            found[component] = (str(manifests.container(pod).get("image", "")), 0.0)
+    return found
+
+
+def _containers(node: Node) -> list[dict[str, str]]:
+    found = []
+    running = _running(node)
+    for component in [c for c in manifests.COMPONENTS if c in running]:
+        image, started = running[component]
+        cid = hashlib.sha256(f"{node.name}/{component}/{image}/{started}".encode()).hexdigest()
         found.append({"id": cid, "image": image, "name": component, "pod": f"{component}-{node.name}",
-                      "podId": hashlib.sha256(f"{node.name}/{component}".encode()).hexdigest()})
+                      "podId": hashlib.sha256(f"{node.name}/{component}".encode()).hexdigest(),
+                      "createdAt": str(int(started * 1e9))})
     return found
 
 
@@ -68,6 +82,7 @@ def _ps(node: Node, fmt: str) -> int:
     if fmt == "json":
         node.say(json.dumps({"containers": [
             {"id": c["id"], "podSandboxId": c["podId"], "metadata": {"name": c["name"], "attempt": 0},
+             "createdAt": c["createdAt"],
              "image": {"image": c["image"]}, "imageRef": _image_id(c["image"]), "state": "CONTAINER_RUNNING",
              "labels": {"io.kubernetes.container.name": c["name"], "io.kubernetes.pod.name": c["pod"],
                         "io.kubernetes.pod.namespace": "kube-system"}} for c in found]}, indent=2))

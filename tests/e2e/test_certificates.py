@@ -1,0 +1,135 @@
+"""`upgrader certs check|renew` on a sandbox (1 control plane, no workers), through the real CLI.
+
+Its certificates are aged to expire in 10 days (`sandbox certs --expire-in 10d`): check says they are
+due; renew renews them (check then says about a year) and restarts the static pods, which the API
+shows as containers started after the renewal; the run and its plan (kind certificate-renewal) are
+recorded. Then the same renewal is killed (SIGKILL, by pid) while its restart step has the control
+plane's manifests aside, and `upgrader resume RUN` puts them back and finishes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.apply_helpers import api_get, server_of
+from tests.e2e.conftest import REPO, Cli, eventually
+from tests.e2e.crash_helpers import Ledger
+
+NAME = "certs"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+ACTIONS = ["renew-certificates", "restart-control-plane", "health-gate"]
+
+
+@pytest.fixture(scope="module")
+def sandbox(mcli: Cli) -> dict[str, Any]:
+    return mcli.up(NAME, "--control-planes", "1", "--workers", "0", "--version", "v1.33.6")
+
+
+def check(cli: Cli) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(cli.run("certs", "check", NAME, "-o", "json").stdout)
+    return doc
+
+
+def started(server: str) -> dict[str, str]:
+    """component -> its mirror pod's container startedAt."""
+    pods = api_get(server, "/api/v1/namespaces/kube-system/pods?labelSelector=tier%3Dcontrol-plane")["items"]
+    return {p["metadata"]["labels"]["component"]: p["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+            for p in pods if p["spec"]["nodeName"] == "cp-1"}
+
+
+def stamp(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def manifests(cli: Cli) -> Path:
+    return cli.home / "upgrader" / "sandboxes" / NAME / "nodes" / "cp-1" / "etc" / "kubernetes" / "manifests"
+
+
+def aged(cli: Cli) -> dict[str, Any]:
+    cli.run("sandbox", "certs", NAME, "--expire-in", "10d")
+    doc = check(cli)
+    assert doc["due"] is True and doc["horizon_days"] == 30, doc
+    leaves = [c for n in doc["nodes"] for c in n["certificates"] if not c["authority"]]
+    assert leaves and all(9 <= c["days_left"] <= 10 and c["within_horizon"] for c in leaves), leaves
+    return doc
+
+
+@pytest.mark.timeout(180)
+def test_due_certificates_are_renewed_and_the_static_pods_restarted(mcli: Cli, sandbox: dict[str, Any]) -> None:
+    aged(mcli)
+    table = mcli.run("certs", "check", NAME).stdout
+    assert "due: a certificate expires within 30 days" in table and "apiserver" in table
+    server = server_of(sandbox["kubeconfig"])
+    before = started(server)
+    assert set(before) == set(COMPONENTS)
+    renewal_began = stamp(time.time())
+
+    done = mcli.run("certs", "renew", NAME, "--yes", "-o", "json")
+    run = json.loads(done.stdout)
+    assert run["status"] == "succeeded", run
+    assert [(s["action"], s["node"], s["status"]) for s in run["steps"]] == [
+        (a, "cp-1", "succeeded") for a in ACTIONS]
+    after = check(mcli)
+    assert after["due"] is False
+    assert all(c["days_left"] >= 364 for n in after["nodes"] for c in n["certificates"] if not c["authority"])
+    now = started(server)  # every static pod runs a container started after the renewal began
+    assert all(now[c] >= renewal_began and now[c] > before[c] for c in COMPONENTS), (before, now)
+    ps = json.loads(mcli.exec(NAME, "cp-1", "crictl", "ps", "-o", "json").stdout)["containers"]
+    assert {c["metadata"]["name"] for c in ps} == set(COMPONENTS)
+
+    shown = json.loads(mcli.run("runs", "show", str(run["id"]), "-o", "json").stdout)
+    assert shown["status"] == "succeeded" and shown["outcome"]["certificates"] == {"renewed": ["cp-1"]}
+    plan = json.loads(mcli.run("plans", "show", str(shown["plan"]), "-o", "json").stdout)
+    assert plan["kind"] == "certificate-renewal" and [s["action"] for s in plan["steps"]] == ACTIONS
+    assert set(plan["certificates"]["before"]["cp-1"]) >= {"apiserver", "admin.conf", "etcd-server"}
+
+
+@pytest.mark.timeout(180)
+def test_a_renewal_killed_with_the_control_plane_stopped_is_finished_by_resume(
+        mcli: Cli, sandbox: dict[str, Any]) -> None:
+    aged(mcli)
+    ledger = Ledger(mcli.home / "ledger.db")
+    last = ledger.run_id() or 0
+    with (mcli.home / "renew.out").open("wb") as out, (mcli.home / "renew.err").open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "upgrader", "certs", "renew", NAME, "--yes", "-o", "json"],
+                                env=mcli.env, cwd=REPO, stdout=out, stderr=err, start_new_session=True)
+    try:
+        def stopped() -> int | None:
+            run_id = ledger.run_id()
+            if run_id is None or run_id <= last:
+                return None
+            steps = ledger.steps(run_id)
+            if steps.get(2, ("", None, ""))[2] == "running" and not (manifests(mcli) / "kube-apiserver.yaml").exists():
+                return run_id
+            return None
+
+        run_id = eventually(stopped, timeout=60, every=0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert isinstance(run_id, int)
+    assert ledger.steps(run_id)[2][2] == "running"
+    aside = manifests(mcli).parent / f"upgrader-certs-{run_id}" / "manifests"
+    assert (aside / "kube-apiserver.yaml").exists()  # the control plane is stopped, its manifests aside
+
+    resumed = json.loads(mcli.run("resume", str(run_id), "--yes", "-o", "json").stdout)
+    assert resumed["status"] == "succeeded", resumed
+    assert [(s["action"], s["status"]) for s in resumed["steps"]] == [(a, "succeeded") for a in ACTIONS]
+    assert all((manifests(mcli) / f"{c}.yaml").exists() for c in COMPONENTS)
+    assert not list(aside.iterdir())
+    assert check(mcli)["due"] is False
+    server = server_of(sandbox["kubeconfig"])
+    assert api_get(server, "/version")["gitVersion"] == "v1.33.6"
