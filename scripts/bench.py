@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Benchmarks: figures printed, not asserted (the README quotes them).
 
-  .venv/bin/python scripts/bench.py            all
+  .venv/bin/python scripts/bench.py            all (planner, cli, schedule, sandbox)
   .venv/bin/python scripts/bench.py planner    only the planner figures
   .venv/bin/python scripts/bench.py cli        only CLI start-up figures
+  .venv/bin/python scripts/bench.py schedule   an idle `schedule tick` (cron's every few minutes) for 1 and 500
+                                               scheduled clusters, on SQLite and on a throwaway PostgreSQL,
+                                               beside `cluster list` as the floor (see scripts/bench_schedule.py)
 
   .venv/bin/python scripts/bench.py sandbox    only the sandbox figures
   .venv/bin/python scripts/bench.py exec       per-command cost of `sandbox exec` on a 1+1 sandbox
@@ -46,6 +49,8 @@ Issue 8: twenty `upgrader plan` processes started at once, each planning a 10,00
 into one SQLite ledger: how many succeed, their exit codes, the plans actually stored, the wall
 time and each run's latency (start to exit, p50 and max); with --baseline, the same runs by an
 older tree first (its code from `git archive REV`, or a checkout DIR), on the same inventory.
+Issue 12: the tick cron runs when it has nothing to do, 1 and 500 clusters outside their windows (and
+500 frozen), as a process beside `cluster list` on the same ledger, and as the service call alone.
 """
 
 from __future__ import annotations
@@ -492,12 +497,16 @@ if __name__ == "__main__":
         at = args.index("--baseline")
         baseline = args[at + 1]
         del args[at : at + 2]
-    which = {a for a in args if "+" not in a} or {"planner", "cli", "sandbox"}
+    which = {a for a in args if "+" not in a} or {"planner", "cli", "schedule", "sandbox"}
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
     if "planner" in which:
         bench_planner()
     if "cli" in which:
         bench_cli()
+    if "schedule" in which:
+        from bench_schedule import bench_schedule  # scripts/ is this script's directory, first on sys.path
+
+        bench_schedule()
     if "sandbox" in which:
         bench_sandbox()
     if "exec" in which:

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.cli.conftest import inventory_doc, node
-from tests.conftest import PostgresServer, postgres_bindir
+from tests.pg_server import PostgresServer, postgres_bindir
 
 SECRET = "Zq7-hunter2-SECRET"
 STANDARD = inventory_doc(node("cp-1", "v1.29.10", cp=True), node("w-1", "v1.29.10"))

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from upgrader.domain.schedule import Occurrence, next_window, parse_window, wall_to_utc, window_at
+from upgrader.domain.schedule import (
+    Occurrence,
+    next_window,
+    parse_window,
+    wall_to_utc,
+    window_at,
+    windows_around,
+)
 from upgrader.domain.schedule_windows import window
 from upgrader.errors import InvalidScheduleError
 
@@ -158,6 +165,7 @@ def test_now_is_in_the_window_at_now_and_the_next_window_opens_after_it(
     windows = [window(days, start, end)]
     current = window_at(windows, tz, now)
     upcoming = next_window(windows, tz, now)
+    assert windows_around(windows, tz, now) == (current, upcoming)  # the tick's one reckoning of both
     if current is not None:
         assert current.start <= now < current.end
     if upcoming is None:  # open all week (daily 00:00-24:00): the stretch runs past the horizon

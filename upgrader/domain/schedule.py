@@ -34,6 +34,7 @@ from upgrader.domain.schedule_windows import (
     require_aware,
     wall_to_utc,
     window_at,
+    windows_around,
 )
 
 __all__ = [
@@ -65,4 +66,5 @@ __all__ = [
     "step_estimates",
     "wall_to_utc",
     "window_at",
+    "windows_around",
 ]

@@ -205,20 +205,23 @@ _AHEAD_DAYS = 8
 
 def window_at(windows: Sequence[Window], tz: tzinfo, now: datetime) -> Occurrence | None:
     """The open window containing ``now`` (one that began the day before and crosses midnight too)."""
-    today = require_aware(now).astimezone(tz).date()
-    for o in occurrences(windows, tz, today - timedelta(days=1), today + timedelta(days=_AHEAD_DAYS)):
-        if now in o:
-            return o
-    return None
+    return windows_around(windows, tz, now)[0]
 
 
 def next_window(windows: Sequence[Window], tz: tzinfo, now: datetime) -> Occurrence | None:
     """The earliest window opening after ``now`` (the one containing ``now`` does not count)."""
+    return windows_around(windows, tz, now)[1]
+
+
+def windows_around(windows: Sequence[Window], tz: tzinfo, now: datetime) -> tuple[Occurrence | None,
+                                                                                 Occurrence | None]:
+    """:func:`window_at` and :func:`next_window` together, from one reckoning of the occurrences
+    (a tick asks both for every cluster outside its windows)."""
     today = require_aware(now).astimezone(tz).date()
-    for o in occurrences(windows, tz, today - timedelta(days=1), today + timedelta(days=_AHEAD_DAYS)):
-        if o.start > now:
-            return o
-    return None
+    found = occurrences(windows, tz, today - timedelta(days=1), today + timedelta(days=_AHEAD_DAYS))
+    current = next((o for o in found if now in o), None)
+    upcoming = next((o for o in found if o.start > now), None)
+    return current, upcoming
 
 
 def require_aware(now: datetime) -> datetime:

@@ -22,13 +22,12 @@ from upgrader.domain.schedule import (
     Occurrence,
     SchedulePolicy,
     frozen,
-    next_window,
     parse_age,
     parse_channel,
     parse_freeze,
     parse_schedule_target,
     parse_window,
-    window_at,
+    windows_around,
 )
 from upgrader.domain.text import excerpt
 from upgrader.errors import InvalidScheduleError
@@ -94,8 +93,9 @@ def describe(record: ClusterRecord, policy: SchedulePolicy, now: datetime) -> Sc
     zone = load_zone(policy.tz)
     freeze = frozen(policy.freezes, zone, now)
     meta = record.schedule or {}
+    window, upcoming = windows_around(policy.windows, zone, now)
     return Scheduled(cluster=record.name, policy=policy, set_at=meta.get("set_at"), set_by=meta.get("set_by"),
-                     window=window_at(policy.windows, zone, now), next_window=next_window(policy.windows, zone, now),
+                     window=window, next_window=upcoming,
                      frozen_until=freeze.end.isoformat() if freeze is not None else None)
 
 

@@ -24,34 +24,32 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from upgrader import logs
-from upgrader.domain.catalog import Release
-from upgrader.domain.plans import Plan, Step
 from upgrader.domain.records import ClusterRecord, LockRecord, RunRecord
 from upgrader.domain.runs import RunStatus
 from upgrader.domain.schedule import (
     Occurrence,
     SchedulePolicy,
     frozen,
-    next_window,
     pause_reason,
     pick_target,
     step_estimates,
-    window_at,
+    windows_around,
 )
-from upgrader.domain.validation import control_plane_version
 from upgrader.domain.versions import Version
-from upgrader.engine.context import ApplyOptions
-from upgrader.engine.lease import LeaseKeeper
 from upgrader.errors import ClusterNotFoundError, RunLockedError, UpgraderError, UsageError
-from upgrader.services.apply import Report, RunResult, apply, dead_holder, hold_lease, lease_ttl, resume
 from upgrader.services.audit import record_event
 from upgrader.services.schedule import load_zone, policy_of
 from upgrader.services.wiring import AppContext
 
-log = logs.get_logger(__name__)
+if TYPE_CHECKING:
+    from upgrader.domain.catalog import Release
+    from upgrader.domain.plans import Plan, Step
+    from upgrader.services.apply import Report, RunResult
+
+# The idle tick (every cluster outside its windows or frozen: what cron pays every few minutes) needs
+# none of the engine: the apply service, planning and logging are imported where a cluster needs them.
 SEVERITY = (6, 5, 7)  # exit codes, most severe first; anything else is 0
 QUIET = frozenset({"outside-window", "frozen", "up-to-date", "waiting", "soaking"})  # nothing happened
 CERT_RECHECK = timedelta(hours=12)  # certificates are read from the nodes at most this often per cluster
@@ -170,9 +168,8 @@ def _one(state: _Tick, record: ClusterRecord) -> ClusterTick:
     assert policy is not None
     zone = load_zone(policy.tz)
     now = state.now()
-    window = window_at(policy.windows, zone, now)
+    window, upcoming = windows_around(policy.windows, zone, now)
     if window is None:
-        upcoming = next_window(policy.windows, zone, now)
         return ClusterTick(name, "outside-window", "outside its maintenance windows",
                            next_window=_iso(upcoming.start) if upcoming else None)
     freeze = frozen(policy.freezes, zone, now)
@@ -195,6 +192,11 @@ def _leased(app: AppContext, cluster: str, *, run_id: int | None = None,
             take_over: int | None = None) -> Iterator[int]:
     """The cluster's lease, taken without waiting (RunLockedError) and renewed from a thread while
     the tick plans and preflights under it, before the run's own renewals start."""
+    from upgrader import logs
+    from upgrader.engine.lease import LeaseKeeper
+    from upgrader.services.apply import hold_lease, lease_ttl
+
+    log = logs.get_logger(__name__)
     with hold_lease(app, cluster, run_id=run_id, take_over=take_over) as token:
         keeper = LeaseKeeper(unit_of_work=app.unit_of_work, now=app.clock.now, cluster=cluster, token=token,
                              ttl=lease_ttl(), on_lost=lambda message: log.warning("lease_lost", cluster=cluster,
@@ -205,6 +207,8 @@ def _leased(app: AppContext, cluster: str, *, run_id: int | None = None,
 
 def _live(app: AppContext, lock: LockRecord | None) -> bool:
     """Someone holds the cluster's lease now: not expired, and not a dead process of this host."""
+    from upgrader.services.apply import dead_holder
+
     return lock is not None and lock.expires_at > app.clock.now() and dead_holder(app, lock) is None
 
 
@@ -235,6 +239,8 @@ def _open_run(state: _Tick, record: ClusterRecord, policy: SchedulePolicy, windo
         if reason is not None:
             return ClusterTick(name, "waiting", f"run {run.id} continues in a later window: {reason}",
                                run_id=run.id, window_end=_iso(window.end))
+    from upgrader.services.apply import dead_holder, resume
+
     try:
         with _leased(app, name, run_id=run.id, take_over=dead_holder(app, lock)) as token:
             result = resume(app, run.id, report=state.report, lease_token=token,
@@ -258,7 +264,10 @@ def _finalize(state: _Tick, name: str, run: RunRecord) -> ClusterTick:
 
 def _next_target(state: _Tick, record: ClusterRecord, policy: SchedulePolicy, window: Occurrence,
                  runs: Sequence[RunRecord]) -> ClusterTick:
+    from upgrader.domain.validation import control_plane_version
+    from upgrader.engine.context import ApplyOptions
     from upgrader.services import plans
+    from upgrader.services.apply import apply
 
     app, name = state.app, record.name
     inventory = plans.observe(app, cluster=name)
@@ -332,6 +341,7 @@ def _ended(name: str, result: RunResult, target: str | None, window: Occurrence 
 def _certificates(state: _Tick, record: ClusterRecord, policy: SchedulePolicy,
                   window: Occurrence) -> ClusterTick | None:
     """Renew kubeadm's certificates when any expires within the horizon (read at most every 12 h)."""
+    from upgrader.engine.context import ApplyOptions
     from upgrader.services import certificates
 
     app, name = state.app, record.name
@@ -384,6 +394,8 @@ def _record(app: AppContext, one: ClusterTick) -> None:
 def _notify(app: AppContext, result: TickResult, records: dict[str, ClusterRecord]) -> TickResult:
     """Post each webhook the summary of its clusters, when something happened to one of them. A
     failure is logged and listed, never fatal: the tick's exit code is about the clusters."""
+    if all(c.action in QUIET for c in result.clusters):  # the idle tick: no policy read again
+        return result
     by_url: dict[str, list[ClusterTick]] = {}
     for one in result.clusters:
         policy = policy_of(records[one.cluster]) if records[one.cluster].schedule else None
