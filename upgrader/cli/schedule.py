@@ -145,19 +145,24 @@ def tick_command(
     Exit codes: 0 nothing to do or all good, 5 a cluster was rolled back, 6 a cluster needs a person,
     7 a cluster was busy, 2 bad input. Most severe wins.
     """
-    from upgrader import logs
     from upgrader.services import schedule_tick
 
     when = _parse_now(now) if now is not None else None
-    logs.configure()  # stderr (JSON lines under cron): stdout carries the summary alone
-    log = logs.get_logger("upgrader.schedule")
+    loggers: list[Any] = []
+
+    def working() -> None:  # only a tick with work to do pays for the logging set-up (~0.1 s)
+        from upgrader import logs
+
+        logs.configure()  # stderr (JSON lines under cron): stdout carries the summary alone
+        loggers.append(logs.get_logger("upgrader.schedule"))
 
     def report(event: Any) -> None:
-        log.info("step", run_id=event.run_id, n=event.n, action=event.action, node=event.node,
-                 version=event.version, status=event.status, detail=event.detail)
+        if loggers:
+            loggers[0].info("step", run_id=event.run_id, n=event.n, action=event.action, node=event.node,
+                            version=event.version, status=event.status, detail=event.detail)
 
     result = schedule_tick.tick(ctx.obj, clusters=tuple(cluster or ()), now=when, catalog_url=catalog_url,
-                                report=report)
+                                report=report, working=working)
     if output is Output.JSON:
         emit_json(result.to_dict())
     else:

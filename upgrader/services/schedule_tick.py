@@ -109,6 +109,8 @@ class _Tick:
     started: float
     catalog_url: str | None
     report: Report
+    working: Callable[[], None] = lambda: None  # called once before the first cluster with work to do
+    worked: bool = False
     releases: list[Release] | None = None
     catalog: dict[str, Any] | None = None
     estimates: dict[str, float] | None = None
@@ -136,7 +138,10 @@ class _Tick:
 
 
 def tick(app: AppContext, *, clusters: Sequence[str] = (), now: datetime | None = None,
-         catalog_url: str | None = None, report: Report = lambda e: None) -> TickResult:
+         catalog_url: str | None = None, report: Report = lambda e: None,
+         working: Callable[[], None] = lambda: None) -> TickResult:
+    """``working``: called once, before the first cluster inside an open, unfrozen window (the CLI sets
+    up logging there: an idle tick never pays for it)."""
     with app.unit_of_work() as uow:
         records = uow.repo.list_clusters()
     known = {r.name: r for r in records}
@@ -148,6 +153,7 @@ def tick(app: AppContext, *, clusters: Sequence[str] = (), now: datetime | None 
                              "--window 'sat 02:00-06:00'`")
     chosen = [known[n] for n in dict.fromkeys(clusters)] if clusters else [r for r in records if r.schedule]
     state = _Tick(app, start=now or app.clock.now(), started=app.clock.monotonic(), catalog_url=catalog_url,
+                  working=working,
                   report=report)
     done = []
     for record in chosen:
@@ -176,6 +182,9 @@ def _one(state: _Tick, record: ClusterRecord) -> ClusterTick:
     if freeze is not None:
         return ClusterTick(name, "frozen", f"frozen until {freeze.end.isoformat()} (inclusive)",
                            window_end=_iso(window.end))
+    if not state.worked:
+        state.worked = True
+        state.working()
     app = state.app
     with app.unit_of_work() as uow:
         runs = uow.repo.list_runs(name)
