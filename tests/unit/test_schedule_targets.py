@@ -137,3 +137,14 @@ def test_a_decision_prints_as_json_and_a_naive_clock_is_refused() -> None:
     assert Decision(None, "why").to_dict() == {"target": None, "reason": "why"}
     with pytest.raises(ValueError, match="aware"):
         pick_target(PATCH, V("v1.33.0"), LISTING, frozenset(), datetime(2026, 12, 5))
+
+
+def test_a_rolled_back_target_holds_back_the_older_patches_of_its_minor_but_not_a_newer_fix() -> None:
+    from upgrader.domain.schedule import held_back
+
+    releases = [Release(Version.parse(v)) for v in ("v1.32.9", "v1.33.1", "v1.33.2", "v1.33.3", "v1.33.4")]
+    held = held_back({Version.parse("v1.33.3"): "run 7 was rolled back"}, releases)
+    assert held == {Version.parse("v1.33.3"): "run 7 was rolled back",
+                    Version.parse("v1.33.2"): "older than v1.33.3, where run 7 was rolled back",
+                    Version.parse("v1.33.1"): "older than v1.33.3, where run 7 was rolled back"}
+    assert held_back({}, releases) == {}

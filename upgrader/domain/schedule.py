@@ -16,7 +16,7 @@ from upgrader.domain.schedule_policy import (
     parse_channel,
     parse_schedule_target,
 )
-from upgrader.domain.schedule_targets import Decision, pick_target
+from upgrader.domain.schedule_targets import Decision, held_back, pick_target
 from upgrader.domain.schedule_timing import (
     DEFAULT_STEP_SECONDS,
     default_seconds,
@@ -51,6 +51,7 @@ __all__ = [
     "estimate",
     "format_age",
     "frozen",
+    "held_back",
     "hop_starts",
     "next_window",
     "notify_problem",

@@ -122,3 +122,15 @@ def _pinned(facts: _Facts, target: Version | Minor) -> Decision:
     if facts.current >= newest:
         return Decision(None, f"at target {minor} ({facts.current})")
     return Decision(newest, f"{newest} is the newest patch of the pinned {minor}")
+
+
+def held_back(rolled_back: Mapping[Version, str], releases: Sequence[Release]) -> dict[Version, str]:
+    """The versions a tick must not try again, with why: each target a scheduled run was rolled back
+    from, and the older patches of its minor (trying them one by one would roll back night after
+    night). A newer patch of that minor, a fix release, is tried when it comes."""
+    held: dict[Version, str] = dict(rolled_back)
+    for target, why in rolled_back.items():
+        for release in releases:
+            if release.version.line == target.line and release.version < target:
+                held.setdefault(release.version, f"older than {target}, where {why}")
+    return held

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from upgrader.domain.schedule import (
     Occurrence,
     SchedulePolicy,
     frozen,
+    held_back,
     pause_reason,
     pick_target,
     step_estimates,
@@ -114,7 +115,6 @@ class _Tick:
     releases: list[Release] | None = None
     catalog: dict[str, Any] | None = None
     estimates: dict[str, float] | None = None
-    notes: list[str] = field(default_factory=list)
 
     def now(self) -> datetime:
         """The tick's ``--now`` moved on by the time the tick has run: windows close on it."""
@@ -281,8 +281,11 @@ def _next_target(state: _Tick, record: ClusterRecord, policy: SchedulePolicy, wi
     app, name = state.app, record.name
     inventory = plans.observe(app, cluster=name)
     current = control_plane_version(inventory)
-    skip = frozenset(Version.parse(s.version) for s in record.skips) | _rolled_back_targets(app, record, runs)
-    decision = pick_target(policy, current, state.release_list(), skip, state.now())
+    releases = state.release_list()
+    reasons = {Version.parse(s.version): s.reason for s in record.skips}
+    for version, why in held_back(_rolled_back_targets(app, record, runs), releases).items():
+        reasons.setdefault(version, f"held back: {why}")
+    decision = pick_target(policy, current, releases, frozenset(reasons), state.now(), skip_reasons=reasons)
     if decision.target is None:
         renewed = _certificates(state, record, policy, window)
         return renewed or ClusterTick(name, "up-to-date", decision.reason, window_end=_iso(window.end))
@@ -307,15 +310,16 @@ def _next_target(state: _Tick, record: ClusterRecord, policy: SchedulePolicy, wi
     return _ended(name, result, str(decision.target), window)
 
 
-def _rolled_back_targets(app: AppContext, record: ClusterRecord, runs: Sequence[RunRecord]) -> frozenset[Version]:
-    """Targets a scheduled run was rolled back from since the schedule was last set: not retried
-    unattended (an operator sets the schedule again, or skips the version, once they have looked)."""
+def _rolled_back_targets(app: AppContext, record: ClusterRecord, runs: Sequence[RunRecord]) -> dict[Version, str]:
+    """Targets a scheduled run was rolled back from since the schedule was last set, with the run:
+    not retried unattended (an operator sets the schedule again, or skips the version, once they
+    have looked; see domain.schedule.held_back)."""
     set_at = str((record.schedule or {}).get("set_at") or "")
-    targets = set()
+    targets: dict[Version, str] = {}
     for run in runs:
         if run.status is RunStatus.ROLLED_BACK and run.options.get("scheduled") and _iso(run.created_at) >= set_at:
-            targets.add(_plan_of(app, run).target)
-    return frozenset(targets)
+            targets.setdefault(_plan_of(app, run).target, f"run {run.id} was rolled back")
+    return targets
 
 
 def _pauser(state: _Tick, plan: Plan, window: Occurrence) -> Callable[[Step], str | None]:
