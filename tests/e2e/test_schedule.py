@@ -188,8 +188,12 @@ def _hop_estimates(fleet: Fleet, target: str) -> tuple[float, float]:
     from upgrader.services.wiring import AppContext
 
     plan = plan_from_dict(json.loads(fleet.run("plan", NAME, "--to", target, "-o", "json").stdout))
-    with AppContext(db=fleet.db).unit_of_work() as uow:
-        per_action = step_estimates(uow.repo.recent_step_seconds())
+    app = AppContext(db=fleet.db)
+    try:
+        with app.unit_of_work() as uow:
+            per_action = step_estimates(uow.repo.recent_step_seconds())
+    finally:
+        app.close()  # its PostgreSQL connections, now
     by_hop = [[s for s in plan.steps if s.hop == hop] for hop in range(len(plan.hops))]
     assert len(by_hop) == 2, plan.hops
     return estimate(by_hop[0], per_action), estimate(by_hop[1], per_action)
