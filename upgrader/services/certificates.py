@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,11 +35,11 @@ from upgrader.domain.records import ClusterRecord, RunRecord
 from upgrader.domain.runs import StepStatus
 from upgrader.engine.context import ApplyOptions
 from upgrader.engine.executor import StepFailedError
-from upgrader.errors import PreflightError, TransportError, UpgraderError
+from upgrader.errors import PreflightError, TransportError
 from upgrader.nodes import commands
 from upgrader.services.apply import DriveExtras, Report, RunResult, _drive, _lease
 from upgrader.services.audit import record_event
-from upgrader.services.etcd_access import EtcdSession, etcd_session
+from upgrader.services.etcd_access import LazyEtcdSession
 from upgrader.services.wiring import AppContext
 
 CHECK_TIMEOUT = 60.0
@@ -182,7 +181,7 @@ def _go(app: AppContext, cluster: ClusterRecord, started: RunRecord, token: int,
     spec = document["certificates"]
     plan = plan_from_dict(dict(document))
     nodes = sorted({s.node for s in plan.steps if s.node})
-    with _LazyEtcd(app, cluster, spec["inventory"]) as etcd:
+    with LazyEtcdSession(app, cluster, spec["inventory"]) as etcd:
         extras = DriveExtras(
             document=document, inventory=spec["inventory"], etcd=etcd.session, rollback=None,
             failure=lambda failed, error: failure_outcome(cluster.name, failed, error),
@@ -223,32 +222,3 @@ def failure_outcome(cluster: str, failed: RunRecord, error: StepFailedError) -> 
         "cluster": cluster,
         "next": nexts,
     }
-
-
-class _LazyEtcd:
-    """The cluster's etcd session for the health gates, opened when it can be: a resume may start while a
-    one-node control plane is still stopped."""
-
-    def __init__(self, app: AppContext, cluster: ClusterRecord, inventory: Mapping[str, Any]) -> None:
-        self._app, self._cluster, self._inventory = app, cluster, inventory
-        self._stack = ExitStack()
-        self._session: EtcdSession | None = None
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> _LazyEtcd:
-        self.session()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
-
-    def session(self) -> EtcdSession | None:
-        with self._lock:
-            if self._session is None:
-                try:
-                    self._session = self._stack.enter_context(etcd_session(self._app, self._cluster,
-                                                                           self._inventory))
-                except UpgraderError:
-                    return None
-            return self._session
-

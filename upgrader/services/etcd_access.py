@@ -22,11 +22,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 import yaml
@@ -69,6 +70,35 @@ class EtcdSession:
         known = [v for v in seen if major_minor(v) is not None]
         newest = max(known, key=lambda v: major_minor(v) or (0, 0)) if known else None
         return self.tool.require(newest)
+
+
+class LazyEtcdSession:
+    """The cluster's etcd session, opened as soon as it can be: a stopped control plane has none (a
+    rollback, or a resume while a node's control plane is still down), so :meth:`session` is None
+    until one opens, and each caller asks again later. Closed with the context."""
+
+    def __init__(self, app: AppContext, cluster: ClusterRecord, inventory: Mapping[str, Any]) -> None:
+        self._app, self._cluster, self._inventory = app, cluster, inventory
+        self._stack = ExitStack()
+        self._session: EtcdSession | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Self:
+        self.session()  # open now when it can be (before a rollback stops the control plane)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def session(self) -> EtcdSession | None:
+        with self._lock:
+            if self._session is None:
+                try:
+                    self._session = self._stack.enter_context(etcd_session(self._app, self._cluster,
+                                                                           self._inventory))
+                except UpgraderError:
+                    return None
+            return self._session
 
 
 @contextmanager

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,7 +34,7 @@ from upgrader.errors import ClusterUnreachableError, IntegrityError, UpgraderErr
 from upgrader.services import rollback_loss, rollback_soak, rollback_target
 from upgrader.services.apply import DriveExtras, Report, RunResult, _drive, _lease
 from upgrader.services.audit import record_event
-from upgrader.services.etcd_access import EtcdSession, etcd_session
+from upgrader.services.etcd_access import EtcdSession, LazyEtcdSession
 from upgrader.services.etcd_lineage import RESTORED, compare_members
 from upgrader.services.finalize import soaking
 from upgrader.services.run_outcome import RUNBOOK
@@ -331,30 +330,8 @@ def failure_outcome(app: AppContext, cluster: ClusterRecord, failed: RunRecord, 
     }
 
 
-class _LazyEtcd:
-    """The cluster's etcd session, opened as soon as it can be (a stopped control plane has none)."""
-
-    def __init__(self, app: AppContext, cluster: ClusterRecord, inventory: Mapping[str, Any]) -> None:
-        self._app, self._cluster, self._inventory = app, cluster, inventory
-        self._stack = ExitStack()
-        self._session: EtcdSession | None = None
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> _LazyEtcd:
-        self.session()  # the control plane is up when a rollback starts: open it before it is stopped
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
-
-    def session(self) -> EtcdSession | None:
-        with self._lock:
-            if self._session is None:
-                try:
-                    self._session = self._stack.enter_context(_opened(self._app, self._cluster, self._inventory))
-                except UpgraderError:
-                    return None
-            return self._session
+class _LazyEtcd(LazyEtcdSession):
+    """The etcd session of a rollback, which also tells whether a node's member still answers."""
 
     def member_up(self, name: str, app: AppContext) -> bool:
         session = self.session()
@@ -366,12 +343,6 @@ class _LazyEtcd:
         except UpgraderError:
             return False  # no member answers any more
         return any(m.name == name and m.healthy for m in members)
-
-
-@contextmanager
-def _opened(app: AppContext, cluster: ClusterRecord, inventory: Mapping[str, Any]) -> Iterator[EtcdSession]:
-    with etcd_session(app, cluster, inventory) as session:
-        yield session
 
 
 __all__: list[str] = ["RollbackPreview", "failure_outcome", "node_states", "preview", "resume", "run",
