@@ -6,33 +6,24 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.integration.test_webhook import receiver
+from tests.unit.test_schedule_service import make_run
 from tests.unit.test_services import World
 from upgrader.domain.runs import RunStatus
-from upgrader.engine.context import ApplyOptions
-from upgrader.services import clusters, plans, schedule, schedule_tick
+from upgrader.services import clusters, schedule, schedule_tick
 
 IN_WINDOW = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)  # Saturday 03:00 UTC
 OUTSIDE = datetime(2026, 12, 5, 7, 0, tzinfo=UTC)
 
 
 def _failed_run(world: World) -> int:
-    """An upgrade run of prod that failed: the tick reports that the cluster needs a person."""
-    plan_id = plans.make_plan(world.app, plans.PlanRequest(cluster="prod", target="v1.31", state=None,
-                                                           catalog=None)).plan_id
-    with world.ledger.unit_of_work() as uow:
-        token = uow.repo.acquire_lock(cluster="prod", holder="apply@elsewhere:1", ttl_seconds=1,
-                                      now=world.app.clock.now() - timedelta(seconds=60), run_id=None)
-        run = uow.repo.create_run(plan_id=plan_id, started_by="bob", host="elsewhere", command_line="upgrader apply",
-                                  token=token, options=ApplyOptions(scheduled=True).to_dict())
-        uow.repo.set_run_status(run.id, RunStatus.FAILED, token=token, outcome={"error": "health gate failed"})
-        uow.commit()
-    return int(run.id)
+    """A scheduled upgrade run of prod that failed: the tick reports that the cluster needs a person."""
+    return make_run(world, status=RunStatus.FAILED, outcome={"error": "health gate failed"}, scheduled=True)[0]
 
 
 @pytest.fixture

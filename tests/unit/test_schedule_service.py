@@ -81,38 +81,42 @@ def test_a_tick_outside_the_window_or_in_a_freeze_asks_the_cluster_nothing(prod:
     assert [k for k, _ in prod.events()].count("schedule-tick") == 0  # quiet ticks leave no event
 
 
+def make_run(world: World, *, status: RunStatus, outcome: dict | None = None, live: bool = False,
+             scheduled: bool = False) -> tuple[int, int]:
+    """An upgrade run of prod by another host, in ``status``, under a lease that is ``live`` or long
+    expired: (run id, lease token)."""
+    plan_id = plans.make_plan(world.app, plans.PlanRequest(cluster="prod", target="v1.31", state=None,
+                                                           catalog=None)).plan_id
+    now = world.app.clock.now()
+    with world.ledger.unit_of_work() as uow:
+        token = uow.repo.acquire_lock(cluster="prod", holder="apply@elsewhere:1", ttl_seconds=600 if live else 1,
+                                      now=now if live else now - timedelta(seconds=60), run_id=None)
+        run = uow.repo.create_run(plan_id=plan_id, started_by="bob", host="elsewhere", command_line="upgrader apply",
+                                  token=token, options=ApplyOptions(scheduled=scheduled).to_dict())
+        if status is RunStatus.RUNNING:
+            uow.repo.claim_run(run.id, token=token)
+        else:
+            uow.repo.set_run_status(run.id, status, token=token, outcome=outcome)
+        uow.commit()
+    return int(run.id), int(token)
+
+
 def test_a_cluster_locked_by_a_live_run_is_reported_busy_not_waited_for(prod: World) -> None:
     _set(prod, window=["sat 02:00-06:00"])
-    plan_id = plans.make_plan(prod.app, plans.PlanRequest(cluster="prod", target="v1.31", state=None,
-                                                          catalog=None)).plan_id
-    with prod.ledger.unit_of_work() as uow:
-        token = uow.repo.acquire_lock(cluster="prod", holder="apply@elsewhere:1", ttl_seconds=600,
-                                      now=prod.app.clock.now(), run_id=None)
-        run = uow.repo.create_run(plan_id=plan_id, started_by="bob", host="elsewhere", command_line="upgrader apply",
-                                  token=token, options=ApplyOptions().to_dict())
-        uow.repo.claim_run(run.id, token=token)
-        uow.commit()
+    run_id, _ = make_run(prod, status=RunStatus.RUNNING, live=True)
     result = schedule_tick.tick(prod.app, now=SATURDAY_3AM)
-    assert [(c.action, c.exit_code, c.run_id) for c in result.clusters] == [("busy", 7, run.id)]
+    assert [(c.action, c.exit_code, c.run_id) for c in result.clusters] == [("busy", 7, run_id)]
     assert result.exit_code == 7
 
 
 def test_a_failed_run_needs_a_person_and_an_operators_interrupted_run_is_not_taken_over(prod: World) -> None:
     _set(prod, window=["sat 02:00-06:00"])
-    plan_id = plans.make_plan(prod.app, plans.PlanRequest(cluster="prod", target="v1.31", state=None,
-                                                          catalog=None)).plan_id
-    with prod.ledger.unit_of_work() as uow:
-        token = uow.repo.acquire_lock(cluster="prod", holder="apply@elsewhere:1", ttl_seconds=1,
-                                      now=prod.app.clock.now() - timedelta(seconds=60), run_id=None)
-        run = uow.repo.create_run(plan_id=plan_id, started_by="bob", host="elsewhere", command_line="upgrader apply",
-                                  token=token, options=ApplyOptions().to_dict())
-        uow.repo.set_run_status(run.id, RunStatus.INTERRUPTED, token=token, outcome={"reason": "Ctrl-C"})
-        uow.commit()
+    run_id, token = make_run(prod, status=RunStatus.INTERRUPTED, outcome={"reason": "Ctrl-C"})
     result = schedule_tick.tick(prod.app, now=SATURDAY_3AM)
     (one,) = result.clusters
-    assert (one.action, one.exit_code) == ("needs-person", 6) and f"upgrader resume {run.id}" in one.detail
+    assert (one.action, one.exit_code) == ("needs-person", 6) and f"upgrader resume {run_id}" in one.detail
     with prod.ledger.unit_of_work() as uow:
-        uow.repo.set_run_status(run.id, RunStatus.FAILED, token=token, outcome={"error": "kubeadm failed"})
+        uow.repo.set_run_status(run_id, RunStatus.FAILED, token=token, outcome={"error": "kubeadm failed"})
         uow.commit()
     (one,) = schedule_tick.tick(prod.app, now=SATURDAY_3AM).clusters
     assert (one.action, one.exit_code) == ("needs-person", 6) and "kubeadm failed" in one.detail
