@@ -69,12 +69,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from upgrader.data import builtin_catalog  # noqa: E402
 from upgrader.domain.inventory import ControlPlaneComponents, Inventory, Node, inventory_to_dict  # noqa: E402
 from upgrader.domain.planning import plan_upgrade  # noqa: E402
 from upgrader.domain.plans import Strategy  # noqa: E402
 from upgrader.domain.replay import replay  # noqa: E402
 from upgrader.domain.versions import Version  # noqa: E402
-from upgrader.services.plans import load_catalog  # noqa: E402
 
 UPGRADER = [sys.executable, "-m", "upgrader"]
 CONSOLE_SCRIPT = str(Path(sys.executable).parent / "upgrader")  # what an operator runs
@@ -105,7 +105,7 @@ def row(name: str, samples: list[float], extra: str = "") -> None:
 
 
 def bench_planner() -> None:
-    catalog = load_catalog(None)
+    catalog = builtin_catalog()
     newest = catalog.newest_minor
     assert newest is not None
     inv = big_inventory(4997)
@@ -193,7 +193,7 @@ BUSY_NODES = 10_000
 
 
 def bench_busy(baseline: str | None) -> None:
-    catalog = load_catalog(None)
+    catalog = builtin_catalog()
     newest = catalog.newest_minor
     assert newest is not None
     inv = big_inventory(BUSY_NODES - 3)
