@@ -68,6 +68,18 @@ def kubeconfig(cli: Cli) -> Path:
     return cli.write("kubeconfig", KUBECONFIG)
 
 
+@pytest.fixture
+def added(cli: Cli, kubeconfig: Path) -> None:
+    """Cluster prod registered."""
+    assert cli("cluster", "add", "prod", "--kubeconfig", str(kubeconfig)).code == 0
+
+
+def one_line(r: Result) -> str:
+    """The error of a refused command: one line, no traceback."""
+    assert "Traceback" not in r.err and r.err.count("\n") == 1, r.err
+    return r.err
+
+
 def node(name: str, version: str, *, cp: bool = False, kubelet: str | None = None, **extra) -> dict:
     doc = {"name": name, "control_plane": cp, "kubelet": kubelet or version, "ready": True, "unschedulable": False}
     if cp:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.conftest import Cli, Result, inventory_doc, node
+from tests.cli.conftest import Cli, Result, inventory_doc, node, one_line
 from upgrader.domain.runs import RunStatus, StepStatus
 from upgrader.ledger import db
 
@@ -30,11 +30,6 @@ def _no_tty(cli: Cli, *args: str) -> Result:
     proc = subprocess.run([sys.executable, "-m", "upgrader", *args], capture_output=True, text=True, env=cli.env,
                           stdin=subprocess.DEVNULL, timeout=120, check=False)
     return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-def _one_line(r: Result) -> str:
-    assert "Traceback" not in r.err and r.err.count("\n") == 1, r.err
-    return r.err
 
 
 @pytest.fixture
@@ -75,7 +70,7 @@ def _run_of(ledger: Any, plan_id: int, *, ttl: float, finish: bool) -> int:
 def test_apply_of_an_unknown_plan_is_refused(cli: Cli, planned: int) -> None:
     r = cli("apply", "999", "--yes")
     assert r.code == 2
-    assert _one_line(r) == "error: no plan with id 999 (see `upgrader plans list`)\n"
+    assert one_line(r) == "error: no plan with id 999 (see `upgrader plans list`)\n"
     assert _rows(cli, "runs") == 0
 
 
@@ -83,16 +78,16 @@ def test_apply_without_yes_and_without_a_terminal_is_refused_and_records_nothing
     events = _rows(cli, "events")
     r = _no_tty(cli, "apply", str(planned))
     assert r.code == 2
-    assert "apply changes cluster prod: confirm with --yes (there is no terminal to ask on)" in _one_line(r)
+    assert "apply changes cluster prod: confirm with --yes (there is no terminal to ask on)" in one_line(r)
     assert f"`upgrader plans show {planned}`" in r.err
     assert _rows(cli, "runs") == 0 and _rows(cli, "events") == events and _rows(cli, "cluster_locks") == 0
 
 
 @pytest.mark.parametrize("flag", ["--drain-timeout", "--gate-timeout", "--gate-interval"])
-def test_a_duration_that_is_not_one_is_refused_in_one_line(cli: Cli, planned: int, flag: str) -> None:
+def test_a_duration_that_is_not_one_is_refused_inone_line(cli: Cli, planned: int, flag: str) -> None:
     r = cli("apply", str(planned), "--yes", flag, "banana")
     assert r.code == 2
-    assert _one_line(r) == "error: invalid duration 'banana': expected e.g. 30s, 5m or 500ms\n"
+    assert one_line(r) == "error: invalid duration 'banana': expected e.g. 30s, 5m or 500ms\n"
     assert _rows(cli, "runs") == 0
 
 
@@ -101,7 +96,7 @@ def test_a_plan_already_applied_is_refused(cli: Cli, planned: int, ledger: Any) 
     for args in (("apply", str(planned), "--yes"), ("apply", str(planned), "--dry-run")):
         r = cli(*args)
         assert r.code == 2, (args, r.err)
-        assert f"plan {planned} was already applied by run {run_id}; make a new plan" in _one_line(r)
+        assert f"plan {planned} was already applied by run {run_id}; make a new plan" in one_line(r)
     assert _rows(cli, "runs") == 1
 
 
@@ -110,7 +105,7 @@ def test_a_plan_whose_run_another_process_holds_is_refused_naming_the_holder(cli
     run_id = _run_of(ledger, planned, ttl=60, finish=False)
     r = cli("apply", str(planned), "--yes")
     assert r.code == 7, r.err
-    line = _one_line(r)
+    line = one_line(r)
     assert f"cluster 'prod' is locked by {HOLDER}" in line and f"run {run_id}" in line
     assert f"upgrader runs show {run_id}" in line
     assert _rows(cli, "runs") == 1
@@ -121,24 +116,24 @@ def test_a_plan_whose_running_run_lost_its_holder_points_at_resume(cli: Cli, pla
     r = cli("apply", str(planned), "--yes")
     assert r.code == 2, r.err
     assert f"plan {planned} already has run {run_id} (running): continue it with `upgrader resume {run_id}`" \
-        in _one_line(r)
+        in one_line(r)
 
 
 def test_resume_of_an_unknown_run_is_refused(cli: Cli, planned: int) -> None:
     r = cli("resume", "999", "--yes")
     assert r.code == 2
-    assert _one_line(r) == "error: no run with id 999 (see `upgrader runs list`)\n"
+    assert one_line(r) == "error: no run with id 999 (see `upgrader runs list`)\n"
 
 
 def test_runs_show_of_an_unknown_run_is_refused(cli: Cli, planned: int) -> None:
     for args in (("runs", "show", "999"), ("runs", "show", "999", "-o", "json")):
         r = cli(*args)
         assert r.code == 2 and r.out == ""
-        assert _one_line(r) == "error: no run with id 999 (see `upgrader runs list`)\n"
+        assert one_line(r) == "error: no run with id 999 (see `upgrader runs list`)\n"
 
 
 def test_history_and_runs_of_an_unknown_cluster_are_refused(cli: Cli, planned: int) -> None:
     for args in (("history", "nope"), ("history", "nope", "-o", "json"), ("runs", "list", "nope")):
         r = cli(*args)
         assert r.code == 2 and r.out == "", args
-        assert _one_line(r) == "error: no cluster named 'nope' (see `upgrader cluster list`)\n"
+        assert one_line(r) == "error: no cluster named 'nope' (see `upgrader cluster list`)\n"

@@ -19,6 +19,7 @@ import pytest
 
 from tests.integration.listing_server import ListingServer, listing_server
 from tests.unit.builders import cp, inventory, worker
+from tests.unit.test_services import KUBECONFIG
 from upgrader.domain.catalog import Release
 from upgrader.domain.inventory import inventory_to_dict
 from upgrader.domain.versions import Version
@@ -32,14 +33,6 @@ NEWEST = {24: "v1.24.17", 25: "v1.25.16", 26: "v1.26.15", 27: "v1.27.16", 28: "v
           36: "v1.36.6", 37: "v1.37.3", 38: "v1.38.0"}
 NEW_TO_THE_BUILT_IN_LIST = ["v1.34.12", "v1.35.10", "v1.36.6", "v1.37.3", "v1.38.0"]
 T0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: prod, cluster: {server: "https://127.0.0.1:1"}}]
-contexts: [{name: prod-admin, context: {cluster: prod, user: admin}}]
-current-context: prod-admin
-users: [{name: admin, user: {token: not-a-real-token}}]
-"""
 
 
 def released(minor: int) -> datetime:

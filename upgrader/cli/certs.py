@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import typer
 
-from upgrader.cli.output import OUTPUT_OPTION, Output, emit_json, table
+from upgrader.cli.output import OUTPUT_OPTION, Output, emit_json, preview_or_confirm, table
 from upgrader.errors import UsageError
 
 app = typer.Typer(help="kubeadm certificates: when they expire, and their renewal with the control-plane restart.",
@@ -97,20 +96,13 @@ def renew(
 
     days = parse_horizon(horizon)
     previewed = certificates.preview(ctx.obj, cluster, horizon_days=days)
-    doc = previewed.to_dict()
-    if dry_run:
-        if output is Output.JSON:
-            emit_json(doc | {"dry_run": True})
-        else:
-            typer.echo(render_preview(doc))
+    if not preview_or_confirm(
+            previewed.to_dict(), output, dry_run=dry_run, yes=yes, render=render_preview,
+            no_terminal=f"certs renew restarts the control plane of {cluster} node by node: confirm with --yes "
+                        f"(there is no terminal to ask on); see it first with "
+                        f"`upgrader certs renew {cluster} --dry-run`",
+            question=f"\nRenew the certificates of {cluster} and restart its control plane?"):
         return
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError(f"certs renew restarts the control plane of {cluster} node by node: confirm with --yes "
-                             f"(there is no terminal to ask on); see it first with "
-                             f"`upgrader certs renew {cluster} --dry-run`")
-        typer.echo(render_preview(doc), err=True)
-        typer.confirm(f"\nRenew the certificates of {cluster} and restart its control plane?", abort=True, err=True)
     run_and_render(ctx, output, len(previewed.plan.steps),
                    lambda report, stop: certificates.renew(ctx.obj, cluster, report=report, stop=stop,
                                                            horizon_days=days, previewed=previewed))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -31,3 +31,24 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
+
+
+def preview_or_confirm(doc: dict[str, Any], output: Output, *, dry_run: bool, yes: bool,
+                       render: Callable[[dict[str, Any]], str], no_terminal: str, question: str) -> bool:
+    """The preview of a command that changes a cluster, and its consent: with ``dry_run`` the preview is
+    printed (JSON: ``dry_run: true``) and False returned; without ``yes`` it is shown on stderr and
+    ``question`` asked, or, with no terminal to ask on, UsageError(``no_terminal``) (exit 2). True: go on."""
+    if dry_run:
+        if output is Output.JSON:
+            emit_json(doc | {"dry_run": True})
+        else:
+            typer.echo(render(doc))
+        return False
+    if not yes:
+        if not sys.stdin.isatty():
+            from upgrader.errors import UsageError
+
+            raise UsageError(no_terminal)
+        typer.echo(render(doc), err=True)
+        typer.confirm(question, abort=True, err=True)
+    return True

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Optional
 
 import typer
 
-from upgrader.cli.output import OUTPUT_OPTION, Output, emit_json, table
-from upgrader.errors import RunFailedError, UsageError
+from upgrader.cli.output import OUTPUT_OPTION, Output, emit_json, preview_or_confirm, table
+from upgrader.errors import RunFailedError
 
 
 def rollback_command(
@@ -61,22 +60,15 @@ def rollback_command(
         return
     previewed = rollback.preview(ctx.obj, cluster=cluster, to=to)
     doc = previewed.to_dict()
-    if dry_run:
-        if output is Output.JSON:
-            emit_json(doc | {"dry_run": True})
-        else:
-            typer.echo(render_preview(doc))
-        return
-    if not yes:
-        if not sys.stdin.isatty():
-            cost = (f"loses every write since snapshot {doc['snapshot']['id']}" if doc["etcd_restore"]
-                    else "swaps its control-plane binaries and manifests back")
-            raise UsageError(f"rollback changes cluster {cluster} and {cost}: confirm with --yes (there is no "
-                             f"terminal to ask on); see it first with `upgrader rollback {cluster} --dry-run`")
-        typer.echo(render_preview(doc), err=True)
-        typer.confirm(f"\nRoll cluster {cluster} back to snapshot {doc['snapshot']['id']} "
-                      f"({doc['target']['version']})?", abort=True, err=True)
-    _run(ctx, output, previewed)
+    cost = (f"loses every write since snapshot {doc['snapshot']['id']}" if doc["etcd_restore"]
+            else "swaps its control-plane binaries and manifests back")
+    if preview_or_confirm(doc, output, dry_run=dry_run, yes=yes, render=render_preview,
+                          no_terminal=f"rollback changes cluster {cluster} and {cost}: confirm with --yes (there is "
+                                      f"no terminal to ask on); see it first with `upgrader rollback {cluster} "
+                                      f"--dry-run`",
+                          question=f"\nRoll cluster {cluster} back to snapshot {doc['snapshot']['id']} "
+                                   f"({doc['target']['version']})?"):
+        _run(ctx, output, previewed)
 
 
 def _run(ctx: typer.Context, output: Output, previewed: Any) -> None:
