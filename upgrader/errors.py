@@ -246,3 +246,7 @@ class CatalogUnavailableError(UsageError):
     """The release listing could not be read (network down, server error, timeout); nothing was stored.
 
     Exit 2. A schedule tick carries on with the listing the ledger already holds."""
+
+
+class PlaybookError(UsageError):
+    """A playbook or runbook file that is not valid: the message names the file, the step and the field."""

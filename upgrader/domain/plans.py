@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -135,9 +136,12 @@ class Step:
     reversibility: Reversibility
     hop: int | None = None  # index into Plan.hops; None for steps outside any hop
     note: str = ""
+    # what a playbook or runbook step adds to its action (a command's argv, a check's probe, a runbook
+    # step's title and arguments): JSON values, already validated and substituted; empty for built-ins
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "n": self.n,
             "action": str(self.action),
             "node": self.node,
@@ -147,6 +151,9 @@ class Step:
             "hop": self.hop,
             "note": self.note,
         }
+        if self.params:  # plan documents of built-in steps stay as they were
+            doc["params"] = dict(self.params)
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +233,8 @@ def plan_from_dict(doc: dict[str, Any]) -> Plan:
         hops=tuple(hop_from_dict(h) for h in doc["hops"]),
         steps=tuple(
             Step(n=s["n"], action=Action(s["action"]), node=s["node"], version=version(s["version"]), batch=s["batch"],
-                 reversibility=Reversibility(s["reversibility"]), hop=s.get("hop"), note=s.get("note", ""))
+                 reversibility=Reversibility(s["reversibility"]), hop=s.get("hop"), note=s.get("note", ""),
+                 params=s.get("params") or {})
             for s in doc["steps"]
         ),
         warnings=tuple(doc.get("warnings", ())),
