@@ -162,6 +162,10 @@ class Repository(Protocol):
         """Replace the cluster's schedule policy (upgrader.domain.schedule); None unschedules it."""
         ...
 
+    def set_cluster_playbooks(self, name: str, directory: str | None) -> ClusterRecord:
+        """Replace the directory of the upgrade playbooks the cluster's plans expand; None: the shipped ones."""
+        ...
+
     def recent_step_seconds(self, limit: int = 2000) -> dict[str, list[float]]:
         """Seconds the newest ``limit`` succeeded steps took, by action, over every cluster."""
         ...
@@ -314,6 +318,11 @@ class ClusterApi(Protocol):
     # raising ClusterUnreachableError when the API cannot be reached.
     def readyz(self) -> tuple[int, str]:
         """``GET /readyz?verbose``: the status code and the body (200 is ready; 500 names the failing checks)."""
+        ...
+
+    def get_path(self, path: str, *, timeout: float) -> tuple[int, str]:
+        """``GET path`` on the API (a playbook's http check): the status and body, whatever the status;
+        ClusterUnreachableError when the API cannot be reached within ``timeout`` seconds."""
         ...
 
     def list_nodes(self) -> list[dict[str, Any]]: ...

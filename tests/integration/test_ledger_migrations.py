@@ -42,14 +42,14 @@ def _stamp(url: str, revision: str) -> None:
         engine.dispose()
 
 
-def test_head_is_the_catalog_releases_revision() -> None:
-    assert db.head() == "0005"
+def test_head_is_the_cluster_playbooks_revision() -> None:
+    assert db.head() == "0006"
 
 
 def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert db.current(db_url) is None
     db.upgrade(db_url)
-    assert db.current(db_url) == "0005"
+    assert db.current(db_url) == "0006"
     assert db.check(db_url)
     assert set(Base.metadata.tables) | {"alembic_version"} == _tables(db_url)
 
@@ -59,7 +59,7 @@ def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     assert _tables(db_url) <= {"alembic_version"}
 
     db.upgrade(db_url)
-    assert db.current(db_url) == "0005"
+    assert db.current(db_url) == "0006"
 
 
 def test_migrated_schema_matches_the_models(db_url: str) -> None:
@@ -158,6 +158,31 @@ def test_catalog_releases_revision_goes_up_and_back_keeping_the_rest(db_url: str
         engine.dispose()
 
 
+def test_cluster_playbooks_revision_keeps_clusters_and_goes_back(db_url: str) -> None:
+    """0005 -> 0006 adds clusters.playbooks_dir (NULL: the shipped playbooks) keeping every cluster; back to
+    0005 drops the column and nothing else; up again matches the models."""
+    db.upgrade(db_url, "0005")
+    engine = sa.create_engine(db_url)
+    at = "'2026-12-01 00:00:00'"
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                f"INSERT INTO clusters (name, kubeconfig, created_by, created_at, updated_at) "
+                f"VALUES ('prod', '/k', 'a', {at}, {at})"))
+        db.upgrade(db_url, "0006")
+        with engine.begin() as conn:
+            assert conn.execute(sa.text("SELECT playbooks_dir FROM clusters")).scalar_one() is None
+            conn.execute(sa.text("UPDATE clusters SET playbooks_dir = '/srv/playbooks'"))
+        db.downgrade(db_url, "0005")
+        with engine.connect() as conn:
+            assert "playbooks_dir" not in {c["name"] for c in sa.inspect(conn).get_columns("clusters")}
+            assert conn.execute(sa.text("SELECT name FROM clusters")).scalar_one() == "prod"
+        db.upgrade(db_url)
+        assert _schema_diff(db_url) == []
+    finally:
+        engine.dispose()
+
+
 def test_sqlite_is_migrated_on_first_use(sqlite_url: str) -> None:
     with db.open_ledger(sqlite_url) as ledger:
         assert db.current(sqlite_url) == db.head()
@@ -192,7 +217,7 @@ def test_postgres_behind_names_both_revisions(postgres_url: str) -> None:
     db.downgrade(postgres_url, "base")
     with pytest.raises(errors.SchemaMismatchError) as caught:
         db.open_ledger(postgres_url)
-    assert "needs 0005" in caught.value.message
+    assert "needs 0006" in caught.value.message
     assert caught.value.exit_code == 2
 
 

@@ -25,6 +25,7 @@ from upgrader.cli import (
     node,
     plan,
     plans,
+    playbook,
     preflight,
     rollback,
     runs,
@@ -50,6 +51,7 @@ app.add_typer(certs.app, name="certs")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(db.app, name="db")
 app.add_typer(node.app, name="node")
+app.add_typer(playbook.app, name="playbook")
 app.add_typer(plans.app, name="plans")
 app.add_typer(runs.app, name="runs")
 app.add_typer(sandbox.app, name="sandbox")

@@ -25,12 +25,18 @@ app = typer.Typer(help="Register clusters, how their nodes are reached, and the 
                   "upgraded to.", no_args_is_help=True)
 
 
+PLAYBOOKS = typer.Option(
+    None, "--playbooks", metavar="DIR", help="The upgrade playbooks this cluster's plans expand: a copy with added "
+    "command or check steps (validated now; roles it lacks come from the shipped ones). See `upgrader playbook`.")
+
+
 def _record_dict(record: Any) -> dict[str, Any]:
     return {
         "name": record.name,
         "kubeconfig": record.kubeconfig,
         "context": record.context,
         "transport": record.transport,
+        "playbooks_dir": record.playbooks_dir,
         "created_at": record.created_at.isoformat(),
         "skipped_versions": [
             {"version": s.version, "reason": s.reason, "by": s.created_by, "at": s.created_at.isoformat()}
@@ -53,6 +59,7 @@ def add(
     ssh_option: Optional[list[str]] = SSH_OPTION,  # noqa: UP045
     ssh_known_hosts: Optional[str] = SSH_KNOWN_HOSTS,  # noqa: UP045
     etcd_tools: Optional[str] = ETCD_TOOLS,  # noqa: UP045
+    playbooks: Optional[str] = PLAYBOOKS,  # noqa: UP045
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Register a cluster. The file and context are checked; the cluster need not be reachable.
@@ -64,8 +71,14 @@ def add(
     changes = ssh_changes(user=ssh_user, port=ssh_port, identity=ssh_identity, jump=ssh_jump, options=ssh_option,
                           known_hosts=ssh_known_hosts, etcd_tools=etcd_tools)
     settings = nodes.transport_settings(transport, changes)
+    if playbooks is not None:  # refused before anything is written
+        from upgrader.services.playbooks import load_playbooks, playbook_dir
+
+        load_playbooks(playbook_dir(playbooks))
     record = clusters.register_cluster(ctx.obj, name=name, kubeconfig=kubeconfig, context=context,
                                        transport=settings)
+    if playbooks is not None:
+        record = clusters.set_playbooks(ctx.obj, name=name, directory=playbooks)
     if output is Output.JSON:
         emit_json(_record_dict(record))
     else:
@@ -101,6 +114,7 @@ def show(ctx: typer.Context, name: str, output: Output = OUTPUT_OPTION) -> None:
     doc = _record_dict(record)
     for key in ("name", "kubeconfig", "context", "created_at"):
         typer.echo(f"{key + ':':12} {doc[key]}")
+    typer.echo(f"{'playbooks:':12} {record.playbooks_dir or 'shipped'}")
     for line in render_access(access):
         typer.echo(line)
     if record.skips:
@@ -124,6 +138,9 @@ def set_(
     ssh_option: Optional[list[str]] = SSH_OPTION,  # noqa: UP045
     ssh_known_hosts: Optional[str] = SSH_KNOWN_HOSTS,  # noqa: UP045
     etcd_tools: Optional[str] = ETCD_TOOLS,  # noqa: UP045
+    playbooks: Optional[str] = PLAYBOOKS,  # noqa: UP045
+    shipped_playbooks: bool = typer.Option(
+        False, "--shipped-playbooks", help="Forget --playbooks: plan with the shipped playbooks again."),
     unset: Optional[list[str]] = typer.Option(  # noqa: UP045
         None, "--unset", metavar="FIELD",
         help="Forget a setting, repeatable: user, port, identity, jump, options, known_hosts, etcd_tools; with "
@@ -135,8 +152,24 @@ def set_(
 
     `upgrader cluster set prod --ssh-user ops --ssh-jump bastion.example.com`;
     `upgrader cluster set prod --node cp-1 --ssh-port 2222`; `upgrader cluster set prod --unset jump`;
-    `upgrader cluster set prod --etcd-tools node` (etcdctl runs on the first control-plane node)."""
-    from upgrader.services import nodes
+    `upgrader cluster set prod --etcd-tools node` (etcdctl runs on the first control-plane node);
+    `upgrader cluster set prod --playbooks ./my-playbooks` (plans expand that copy)."""
+    from upgrader.services import clusters, nodes
+
+    if playbooks is not None and shipped_playbooks:
+        raise typer.BadParameter("--playbooks and --shipped-playbooks contradict each other")
+    access = (node, transport, ssh_user, ssh_port, ssh_identity, ssh_jump, ssh_option, ssh_known_hosts, etcd_tools,
+              unset)
+    if playbooks is not None or shipped_playbooks:
+        record = clusters.set_playbooks(ctx.obj, name=name, directory=None if shipped_playbooks else playbooks)
+        if all(v is None or v == [] or v == () for v in access):
+            if output is Output.JSON:
+                emit_json(_record_dict(record))
+            else:
+                typer.echo(f"cluster {record.name}: plans expand "
+                           + (f"the playbooks in {record.playbooks_dir}" if record.playbooks_dir
+                              else "the shipped playbooks"))
+            return
 
     if ssh_known_hosts is not None and node is not None:
         raise typer.BadParameter("--ssh-known-hosts is set for the whole cluster, not per node")

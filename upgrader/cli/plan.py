@@ -49,6 +49,10 @@ def plan_command(
     ),
     soak: str = typer.Option("6h", "--soak", help="With --two-step: how long each two-step hop soaks "
                              "before finalize is due, e.g. 6h, 90m (at most 168h)."),
+    playbooks: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--playbooks", metavar="DIR", help="Expand these upgrade playbooks (a copy with added command or check "
+        "steps; roles it lacks come from the shipped ones) instead of the cluster's (`cluster set --playbooks`) or "
+        "the shipped ones. See `upgrader playbook show`."),
     output: Output = OUTPUT_OPTION,
 ) -> None:
     """Plan an upgrade across several minors, store it in the ledger and print it.
@@ -70,6 +74,7 @@ def plan_command(
     request = plans.PlanRequest(
         cluster=cluster, target=to, state=state, catalog=catalog, skip=tuple(skip),
         workers=workers, max_unavailable=max_unavailable, two_step=two_step, soak_seconds=parse_duration(soak),
+        playbooks=playbooks,
     )
     result = plans.make_plan(ctx.obj, request)
     if output is Output.JSON:
@@ -158,9 +163,11 @@ def _batch_line(batch: int, steps: list[Step]) -> str:
     shown = ", ".join(nodes[:6]) + (f" and {len(nodes) - 6} more" if len(nodes) > 6 else "")
     kept = [s.node for s in steps if s.action is Action.DRAIN and s.note]
     extra = f"; stays cordoned: {', '.join(n for n in kept if n)}" if kept else ""
+    one = [s for s in steps if s.node == steps[0].node] + [s for s in steps if s.node is None]
+    actions = ", ".join(dict.fromkeys(str(s.params.get("name") or s.action) if s.params else str(s.action)
+                                      for s in one))
     return (f"  {first:>4}-{last:<4} workers batch {batch} to {version}: {shown} "
-            f"(upgrade-kubeadm, kubeadm-upgrade-node, drain, upgrade-kubelet, uncordon; "
-            f"undo: reinstall previous packages{extra})")
+            f"({actions}; undo: reinstall previous packages{extra})")
 
 
 def inventory_command(

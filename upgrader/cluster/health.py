@@ -84,6 +84,10 @@ class HealthReads:
             raise api_refused(f"cluster {self._cluster}", status, None, what="GET /readyz")
         return status, body
 
+    def get_path(self, path: str, *, timeout: float) -> tuple[int, str]:
+        """Any status is an answer (the check decides); only an API that cannot be reached raises."""
+        return self._call(lambda api_client: _raw_get(api_client, path, timeout, accept="*/*"))
+
     def list_nodes(self) -> list[dict[str, Any]]:
         return self._list("/api/v1/nodes")
 

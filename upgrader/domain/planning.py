@@ -13,7 +13,7 @@ Gather facts, decide in pure code: nothing here does I/O. The rules it follows (
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from upgrader.domain.catalog import Catalog
 from upgrader.domain.emulation import (
@@ -24,9 +24,10 @@ from upgrader.domain.emulation import (
     points_of_no_return,
     why_not_two_step,
 )
-from upgrader.domain.inventory import Inventory, Node
-from upgrader.domain.plans import REVERSIBILITY, Action, Hop, HopKind, Plan, Step, Strategy, WorkerStrategy
-from upgrader.domain.skew import kubelet_may_stay
+from upgrader.domain.inventory import Inventory
+from upgrader.domain.plan_builder import Builder
+from upgrader.domain.plans import Action, Hop, HopKind, Plan, Step, Strategy
+from upgrader.domain.playbooks import DEFAULT_PLAYBOOKS, Playbooks
 from upgrader.domain.validation import control_plane_version, validate_cluster_state
 from upgrader.domain.versions import Minor, Version
 from upgrader.errors import NoUpgradePathError
@@ -52,8 +53,10 @@ def plan_upgrade(
     skip: frozenset[Version] = frozenset(),
     strategy: Strategy = Strategy(),
     two_step: TwoStep | None = None,
+    playbooks: Playbooks = DEFAULT_PLAYBOOKS,
 ) -> Plan:
-    """Plan the path to ``target``; a plan with no steps means there is nothing to do."""
+    """Plan the path to ``target``; a plan with no steps means there is nothing to do. Each node's steps
+    are its role's playbook expanded (``playbooks``: the shipped ones say what DEFAULT_PLAYBOOKS says)."""
     validate_cluster_state(inventory)
     current = control_plane_version(inventory)
     final = _resolve_target(target, current, catalog, skip)
@@ -62,14 +65,14 @@ def plan_upgrade(
     notes: list[str] = []
     if two_step is not None:
         hops, notes = _two_step_hops(hops, current, two_step)
-    steps = _steps(inventory, hops, current=current, final=final, strategy=strategy)
+    steps = _steps(inventory, hops, current=current, final=final, strategy=strategy, playbooks=playbooks)
     if current in skip and _uses(steps, current):
         # The cluster runs a banned version and finishing this plan would install it on more nodes
         # (levelling a half-done hop, or workers catching up): move the control plane off it first.
         hops = _move_off(current, final, hops, catalog, skip)
         if two_step is not None:
             hops, notes = _two_step_hops(hops, current, two_step)
-        steps = _steps(inventory, hops, current=current, final=final, strategy=strategy)
+        steps = _steps(inventory, hops, current=current, final=final, strategy=strategy, playbooks=playbooks)
     _refuse_skipped(steps, skip)
     honoured = tuple(v for v in sorted(skip) if current <= v and v.line <= final.line)
     return Plan(
@@ -164,9 +167,10 @@ def _hops(
 
 
 def _steps(
-    inventory: Inventory, hops: list[Hop], *, current: Version, final: Version, strategy: Strategy
+    inventory: Inventory, hops: list[Hop], *, current: Version, final: Version, strategy: Strategy,
+    playbooks: Playbooks,
 ) -> list[Step]:
-    builder = _Builder(inventory=inventory, strategy=strategy)
+    builder = Builder(inventory=inventory, strategy=strategy, playbooks=playbooks)
     if hops or any(n.kubelet < final for n in inventory.workers):
         builder.build(hops, current=current, final=final)
     return builder.steps
@@ -188,149 +192,6 @@ def _move_off(
         )
     later = [h for h in hops if h.kind is HopKind.UPGRADE and h.version != patch]
     return [Hop(patch.line, patch, HopKind.UPGRADE), *later]
-
-
-@dataclass
-class _Builder:
-    """Accumulates steps while tracking where each worker's kubelet stands."""
-
-    inventory: Inventory
-    strategy: Strategy
-    steps: list[Step] = field(default_factory=list)
-    batch: int = 0
-
-    def __post_init__(self) -> None:
-        self.workers = {n.name: n.kubelet for n in self.inventory.workers}
-        self.cordoned = {n.name for n in self.inventory.nodes if n.unschedulable}
-        self.cp_kubelets = {n.name: n.kubelet for n in self.inventory.control_planes}
-
-    def build(self, hops: list[Hop], *, current: Version, final: Version) -> None:
-        self.add(Action.PREFLIGHT, None, None)
-        cp_now = current
-        for index, hop in enumerate(hops):
-            if hop.kind is HopKind.UPGRADE:
-                before = index - 1 if index else None
-                stuck = sorted(n for n, v in self.cp_kubelets.items() if not kubelet_may_stay(v.line, hop=hop.minor))
-                for name in stuck:  # a control-plane kubelet left far behind would block kubeadm too
-                    self.kubelet(name, cp_now, hop=before, batch=None)
-                forced = sorted(w for w, v in self.workers.items() if not kubelet_may_stay(v.line, hop=hop.minor))
-                if forced:
-                    self.upgrade_workers(forced, cp_now, hop=before)  # as far as the control plane has got
-                self.control_plane_hop(hop, index, snapshot_of=cp_now)
-            else:
-                self.level_hop(hop, index, last=index == len(hops) - 1)
-            cp_now = hop.version
-            if self.strategy.workers is WorkerStrategy.EVERY_MINOR and hop.kind is HopKind.UPGRADE:
-                behind = sorted(w for w, v in self.workers.items() if v < hop.version)
-                self.upgrade_workers(behind, hop.version, hop=index)
-        behind = sorted(w for w, v in self.workers.items() if v < final)
-        self.upgrade_workers(behind, final, hop=len(hops) - 1 if hops else None)
-        self.add(Action.POSTFLIGHT, None, final)
-
-    def add(
-        self, action: Action, node: str | None, version: Version | None, *,
-        hop: int | None = None, batch: int | None = None, note: str = "",
-    ) -> None:
-        self.steps.append(
-            Step(n=len(self.steps) + 1, action=action, node=node, version=version, batch=batch,
-                 reversibility=REVERSIBILITY[action], hop=hop, note=note)
-        )
-
-    def control_plane_hop(self, hop: Hop, index: int, *, snapshot_of: Version) -> None:
-        if hop.emulate is not None:
-            self.two_step_hop(hop, index, snapshot_of=snapshot_of)
-            return
-        first, *others = _control_plane_order(self.inventory)
-        self.add(Action.SNAPSHOT, first.name, snapshot_of, hop=index,
-                 note=f"known-good point at {snapshot_of} before kubeadm rewrites the control plane")
-        self.add(Action.UPGRADE_KUBEADM, first.name, hop.version, hop=index)
-        self.add(Action.KUBEADM_UPGRADE_APPLY, first.name, hop.version, hop=index)
-        self.add(Action.HEALTH_GATE, first.name, hop.version, hop=index, note="apiserver ready at the new version")
-        for node in others:
-            self.add(Action.UPGRADE_KUBEADM, node.name, hop.version, hop=index)
-            self.add(Action.KUBEADM_UPGRADE_NODE, node.name, hop.version, hop=index)
-            self.add(Action.HEALTH_GATE, node.name, hop.version, hop=index, note="control plane ready on node")
-        for node in (first, *others):
-            self.kubelet(node.name, hop.version, hop=index, batch=None)
-
-    def two_step_hop(self, hop: Hop, index: int, *, snapshot_of: Version) -> None:
-        """Step one (new binaries emulating the old minor; etcd held when the hop moves its minor), a
-        soak, then finalize. Kubelets may not be newer than the emulated version: they move after it."""
-        first, *others = _control_plane_order(self.inventory)
-        etcd = "; etcd stays at its minor until finalize" if hop.hold_etcd else ""
-        self.add(Action.SNAPSHOT, first.name, snapshot_of, hop=index,
-                 note=f"known-good point at {snapshot_of} before kubeadm rewrites the control plane")
-        self.add(Action.UPGRADE_KUBEADM, first.name, hop.version, hop=index)
-        self.add(Action.EMULATED_UPGRADE_APPLY, first.name, hop.version, hop=index,
-                 note=f"--emulated-version={_flag(hop.emulate)} in kubeadm-config and the manifests{etcd}")
-        self.add(Action.HEALTH_GATE, first.name, hop.version, hop=index, note="apiserver ready at the new version")
-        for node in others:
-            self.add(Action.UPGRADE_KUBEADM, node.name, hop.version, hop=index)
-            self.add(Action.EMULATED_UPGRADE_NODE, node.name, hop.version, hop=index,
-                     note=f"--emulated-version={_flag(hop.emulate)}{etcd}")
-            self.add(Action.HEALTH_GATE, node.name, hop.version, hop=index, note="control plane ready on node")
-        self.add(Action.SOAK, None, hop.version, hop=index,
-                 note="the run pauses; `upgrader finalize RUN` ends the soak, `upgrader rollback` swaps back")
-        self.add(Action.FINALIZE_EMULATED_VERSION, first.name, hop.version, hop=index,
-                 note="point of no return: emulation raised to " + str(hop.minor)
-                 + (", etcd upgraded" if hop.hold_etcd else ""))
-        for node in (first, *others):
-            self.add(Action.HEALTH_GATE, node.name, hop.version, hop=index, note="control plane ready after finalize")
-        for node in (first, *others):
-            self.kubelet(node.name, hop.version, hop=index, batch=None)
-
-    def level_hop(self, hop: Hop, index: int, *, last: bool) -> None:
-        """Finish the hop to ``hop.version`` that a crashed run left half done.
-
-        kubeadm upgrade node also moves the node's etcd member, so a snapshot comes first. Kubelets
-        are levelled only when no later hop would take them further (a drain per node is costly).
-        """
-        first = _control_plane_order(self.inventory)[0]
-        self.add(Action.SNAPSHOT, first.name, hop.version, hop=index,
-                 note="before finishing the half-done hop (not a known-good point: the cluster is mid-upgrade)")
-        for node in _control_plane_order(self.inventory):
-            assert node.components is not None
-            if node.components.lowest < hop.version:
-                self.add(Action.UPGRADE_KUBEADM, node.name, hop.version, hop=index)
-                self.add(Action.KUBEADM_UPGRADE_NODE, node.name, hop.version, hop=index,
-                         note="level with the control-plane nodes already upgraded")
-                self.add(Action.HEALTH_GATE, node.name, hop.version, hop=index, note="control plane ready on node")
-        for node in _control_plane_order(self.inventory):
-            if last and self.cp_kubelets[node.name] < hop.version:
-                self.kubelet(node.name, hop.version, hop=index, batch=None)
-
-    def kubelet(self, node: str, version: Version, *, hop: int | None, batch: int | None) -> None:
-        already = node in self.cordoned
-        note = "cordoned before upgrader started: it stays cordoned" if already else ""
-        self.add(Action.DRAIN, node, None, hop=hop, batch=batch, note=note)
-        self.add(Action.UPGRADE_KUBELET, node, version, hop=hop, batch=batch)
-        if node in self.cp_kubelets:
-            self.cp_kubelets[node] = version
-        if not already:
-            self.add(Action.UNCORDON, node, None, hop=hop, batch=batch)
-
-    def upgrade_workers(self, names: Iterable[str], version: Version, *, hop: int | None) -> None:
-        ordered = list(names)
-        size = self.strategy.max_unavailable
-        for start in range(0, len(ordered), size):
-            self.batch += 1
-            for name in ordered[start : start + size]:
-                self.add(Action.UPGRADE_KUBEADM, name, version, hop=hop, batch=self.batch)
-                self.add(Action.KUBEADM_UPGRADE_NODE, name, version, hop=hop, batch=self.batch)
-                self.kubelet(name, version, hop=hop, batch=self.batch)
-                self.workers[name] = version
-            self.add(Action.HEALTH_GATE, None, version, hop=hop, batch=self.batch, note="batch nodes Ready")
-
-
-def _flag(minor: Minor | None) -> str:
-    assert minor is not None
-    return f"{minor.major}.{minor.minor}"
-
-
-def _control_plane_order(inventory: Inventory) -> list[Node]:
-    """The node that runs ``kubeadm upgrade apply`` first: the one furthest along, then by name."""
-    nodes = sorted(inventory.control_planes, key=lambda n: n.name)
-    return sorted(nodes, key=lambda n: n.components.apiserver if n.components else n.kubelet, reverse=True)
 
 
 def _refuse_skipped(steps: list[Step], skip: frozenset[Version]) -> None:

@@ -41,6 +41,10 @@ class Action(StrEnum):
     # a certificate renewal's own steps (domain/certificates.py); it also uses health-gate
     RENEW_CERTIFICATES = "renew-certificates"
     RESTART_CONTROL_PLANE = "restart-control-plane"
+    # playbook steps (domain/playbooks.py, engine/custom_steps.py): an argv run on a node, and a check
+    # (an argv or an HTTP GET on the API) that must succeed; runbooks use them too
+    COMMAND = "command"
+    CHECK = "check"
 
 
 class Reversibility(StrEnum):
@@ -84,6 +88,9 @@ REVERSIBILITY: dict[Action, Reversibility] = {
     # kubeadm keeps no copy of a renewed certificate: there is nothing to go back to, and no need to
     Action.RENEW_CERTIFICATES: Reversibility.NONE,
     Action.RESTART_CONTROL_PLANE: Reversibility.NONE,
+    # playbook steps: upgrader cannot know what an operator's command did, so it has nothing to undo
+    Action.COMMAND: Reversibility.NONE,
+    Action.CHECK: Reversibility.NONE,
 }
 
 

@@ -43,6 +43,7 @@ class ClusterRecord:
     skips: tuple[SkipRecord, ...]
     created_by: str
     schedule: Mapping[str, Any] | None = None  # the schedule policy (domain.schedule), None: not scheduled
+    playbooks_dir: str | None = None  # the upgrade playbooks its plans expand (`cluster set --playbooks`)
 
 
 @dataclass(frozen=True, slots=True)

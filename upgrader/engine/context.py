@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from upgrader.domain.plans import Plan, Step
 from upgrader.engine.timing import Kind, StepTimer, TimedApi, TimedTransport, WaitingClock
-from upgrader.errors import NodeUnreachableError, TransportError
+from upgrader.errors import NodeUnreachableError, TransportError, UpgraderError
 from upgrader.ports import Clock, ClusterApi, CommandResult, NodeTransport, UnitOfWork
 
 T = TypeVar("T")
@@ -203,6 +203,21 @@ class StepCommandError(TransportError):
 
     def tail(self, lines: int = 20) -> str:
         return last_lines(self.result.stdout + ("\n" if self.result.stdout else "") + self.result.stderr, lines)
+
+
+class StepOutputsError(UpgraderError):
+    """A step failed with outputs worth keeping (a check's attempts): the executor records them."""
+
+    def __init__(self, message: str, *, outputs: dict[str, Any], tail: str | None = None) -> None:
+        super().__init__(message)
+        self.outputs, self.tail = outputs, tail
+
+
+class ResumeNeedsPersonError(UpgraderError):
+    """Raised by a step's ``observe``: whether the interrupted attempt took effect cannot be told and
+    acting again is not known to be safe; the resume stops there (exit 6) and a person decides."""
+
+    exit_code = 6
 
 
 def last_lines(text: str, lines: int) -> str:

@@ -23,10 +23,12 @@ from upgrader.domain.records import RunStepRecord
 from upgrader.domain.runs import StepStatus
 from upgrader.engine.context import (
     PausedError,
+    ResumeNeedsPersonError,
     RunContext,
     SoakPendingError,
     StepCommandError,
     StepEvent,
+    StepOutputsError,
     StopRequestedError,
 )
 from upgrader.engine.steps import HANDLERS
@@ -137,6 +139,9 @@ def run_step(ctx: RunContext, step: Step, record: RunStepRecord) -> None:
     if record.status is StepStatus.RUNNING:  # the process died in this step: did it take effect?
         try:
             seen = handler.observe(ctx, step)
+        except ResumeNeedsPersonError as e:  # recorded failed: the next resume acts again, once a person looked
+            _finish(ctx, step, StepStatus.FAILED, {}, e.message, "failed")
+            raise StepFailedError(step, e) from e
         except UpgraderError:
             seen = None  # cannot tell: act again (every step is idempotent)
         if seen is not None:
@@ -158,8 +163,10 @@ def run_step(ctx: RunContext, step: Step, record: RunStepRecord) -> None:
         ctx.report(_event(ctx, step, "soaking", str(e)))
         raise
     except UpgraderError as e:
-        tail = e.tail() if isinstance(e, StepCommandError) else None
+        tail = e.tail() if isinstance(e, StepCommandError) else e.tail if isinstance(e, StepOutputsError) else None
         outputs = _timing(ctx, started) | ({"output": tail} if tail else {})
+        if isinstance(e, StepOutputsError):
+            outputs |= e.outputs
         _finish(ctx, step, StepStatus.FAILED, outputs, e.message, "failed")
         raise StepFailedError(step, e, tail) from e
     except Exception as e:  # a bug: record it, then let it surface (exit 1 with --debug's traceback)

@@ -341,5 +341,6 @@ HANDLERS: dict[Action, Handler] = {
 # (engine/certificates.py) register themselves in HANDLERS; imported last, so that
 # module finds everything above already defined whichever of them is imported first.
 from upgrader.engine import certificates as _certificates  # noqa: E402,F401
+from upgrader.engine import custom_steps as _custom_steps  # noqa: E402,F401
 from upgrader.engine import rollback as _rollback  # noqa: E402,F401
 from upgrader.engine import rollback_soak as _rollback_soak  # noqa: E402,F401

@@ -87,6 +87,9 @@ class TimedApi:
     def readyz(self) -> tuple[int, str]:
         return self._call(self._inner.readyz)
 
+    def get_path(self, path: str, *, timeout: float) -> tuple[int, str]:
+        return self._call(self._inner.get_path, path, timeout=timeout)
+
     def list_nodes(self) -> list[dict[str, Any]]:
         return self._call(self._inner.list_nodes)
 

@@ -40,6 +40,7 @@ class FakeClusterApi:
         self.pods = [copy.deepcopy(dict(p)) for p in pods]
         self.pdbs = [copy.deepcopy(dict(p)) for p in pdbs]
         self.readyz_answer = readyz
+        self.paths: dict[str, tuple[int, str] | list[tuple[int, str]]] = {}  # get_path's answers
         self.metrics_text = metrics
         self.clock, self.terminating_seconds, self.on_evicted = clock, terminating_seconds, on_evicted
         self._refusals: dict[tuple[str, str], int] = {}
@@ -78,6 +79,17 @@ class FakeClusterApi:
     def readyz(self) -> tuple[int, str]:
         self._reach()
         return self.readyz_answer
+
+    def get_path(self, path: str, *, timeout: float) -> tuple[int, str]:
+        """``paths[path]`` when set (a status and body, or a list of them answered in turn, the last one
+        kept); /readyz answers as readyz(); anything else 404."""
+        self._reach()
+        found = self.paths.get(path)
+        if isinstance(found, list):
+            return found.pop(0) if len(found) > 1 else found[0]
+        if found is not None:
+            return found
+        return self.readyz_answer if path.split("?")[0] == "/readyz" else (404, "not found")
 
     def list_nodes(self) -> list[dict[str, Any]]:
         self._reach()

@@ -97,6 +97,11 @@ class InMemoryRepository(InMemoryRuns):
         self._s.clusters[name] = record
         return record
 
+    def set_cluster_playbooks(self, name: str, directory: str | None) -> ClusterRecord:
+        record = replace(self.get_cluster(name), playbooks_dir=directory)
+        self._s.clusters[name] = record
+        return record
+
     def recent_step_seconds(self, limit: int = 2000) -> dict[str, list[float]]:
         done = sorted(((s.finished_at, s.action, (s.finished_at - s.started_at).total_seconds())
                        for r in self._s.runs.values() for s in r.steps

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 # The newest migration's revision, so that opening an up-to-date ledger needs no alembic at all
 # (start-up time); tests/integration/test_ledger_migrations.py checks it against alembic's head.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 MIGRATIONS_DIR = shipped_dir("migrations")
 _PG_MIGRATION_LOCK = 0x75_70_67_72  # "upgr": pg_advisory_xact_lock key serialising `db upgrade`s

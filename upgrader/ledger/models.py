@@ -107,6 +107,7 @@ class Cluster(Base):
     context: Mapped[str | None] = mapped_column(sa.Text)
     transport: Mapped[dict[str, Any] | None]
     schedule_policy: Mapped[dict[str, Any] | None]
+    playbooks_dir: Mapped[str | None] = mapped_column(sa.Text)
     created_by: Mapped[str] = mapped_column(sa.String(ACTOR))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

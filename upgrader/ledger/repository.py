@@ -98,6 +98,14 @@ class SqlRepository:
         self._session.flush()
         return rows.cluster(row)
 
+    def set_cluster_playbooks(self, name: str, directory: str | None) -> ClusterRecord:
+        """Replace the directory of the upgrade playbooks the cluster's plans expand (None: the shipped ones)."""
+        row = self._cluster_row(name)
+        row.playbooks_dir = directory
+        row.updated_at = self._clock()
+        self._session.flush()
+        return rows.cluster(row)
+
     def recent_step_seconds(self, limit: int = 2000) -> dict[str, list[float]]:
         """How long the newest ``limit`` succeeded steps took, by action (every cluster): the
         schedule's estimates of what still fits in a maintenance window."""

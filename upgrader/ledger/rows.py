@@ -40,6 +40,7 @@ def cluster(row: Cluster) -> ClusterRecord:
         skips=tuple(skip(s) for s in row.skips),
         created_by=row.created_by,
         schedule=row.schedule_policy,
+        playbooks_dir=row.playbooks_dir,
     )
 
 

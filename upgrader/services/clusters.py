@@ -32,6 +32,25 @@ def register_cluster(
     return record
 
 
+def set_playbooks(app: AppContext, *, name: str, directory: str | None) -> ClusterRecord:
+    """Make the cluster's plans expand the playbooks in ``directory`` (None: the shipped ones again). The
+    copy is validated now, so that a plan never finds out first; recorded as an event."""
+    from upgrader.services.playbooks import load_playbooks, playbook_dir
+
+    validate_name(name)
+    stored = None
+    if directory is not None:
+        path = playbook_dir(directory)
+        load_playbooks(path)
+        stored = str(path)
+    with app.unit_of_work() as uow:
+        before = uow.repo.get_cluster(name).playbooks_dir
+        record = uow.repo.set_cluster_playbooks(name, stored)
+        record_event(app, uow, "playbooks-changed", cluster=name, data={"before": before, "after": stored})
+        uow.commit()
+    return record
+
+
 def unregister_cluster(app: AppContext, *, name: str) -> None:
     validate_name(name)
     with app.unit_of_work() as uow:

@@ -20,6 +20,7 @@ from upgrader.errors import InvalidCatalogError, InvalidInventoryError, PlanNotF
 from upgrader.inputs import read_text
 from upgrader.services.audit import record_event
 from upgrader.services.catalog import effective_catalog
+from upgrader.services.playbooks import cluster_playbooks
 from upgrader.services.wiring import AppContext
 
 MAX_ID = 2**63 - 1  # ledger ids are 64-bit integers
@@ -38,6 +39,7 @@ class PlanRequest:
     max_unavailable: int = 1
     two_step: bool = False
     soak_seconds: float = DEFAULT_SOAK
+    playbooks: str | None = None  # --playbooks DIR; None: the cluster's, else the shipped ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +71,15 @@ def make_plan(app: AppContext, request: PlanRequest, *, record: bool = True) -> 
     catalog = load_catalog(request.catalog, app=app)
     with app.unit_of_work() as uow:
         cluster = uow.repo.get_cluster(request.cluster)
+    playbooks = cluster_playbooks(cluster, request.playbooks)
     inventory = _load_inventory(request) if request.state else observe(app, cluster=cluster.name)
     if inventory.cluster != cluster.name:
         raise InvalidInventoryError(f"cluster: the inventory is for {excerpt(inventory.cluster)}, not {cluster.name!r}")
     skip = frozenset(Version.parse(s.version) for s in cluster.skips) | extra_skips
     strategy = Strategy(workers=request.workers, max_unavailable=request.max_unavailable)
-    plan = plan_upgrade(inventory, target, catalog, skip=skip, strategy=strategy)
+    plan = plan_upgrade(inventory, target, catalog, skip=skip, strategy=strategy, playbooks=playbooks)
     if request.two_step and plan.steps:
-        plan = plan_upgrade(inventory, target, catalog, skip=skip, strategy=strategy,
+        plan = plan_upgrade(inventory, target, catalog, skip=skip, strategy=strategy, playbooks=playbooks,
                             two_step=_two_step(app, cluster, inventory, plan, request))
     document = plan.to_dict()
     if not plan.steps:
