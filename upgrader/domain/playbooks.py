@@ -130,6 +130,9 @@ def parse_playbook(doc: Any, *, file: str, role: Role) -> Playbook:
     description = top.string("description", required=False, default="") or ""
     phases_doc = top.raw("phases")
     top.done()
+    if not isinstance(phases_doc, Mapping):
+        refuse(where, "phases", ("is required" if phases_doc is None else f"expected a mapping, got "
+               f"{type_name(phases_doc)}") + f" (the {role} playbook's phases: {', '.join(BUILT_IN[role])})")
     phases = Fields.of(where, phases_doc, "phases: one list of steps per phase")
     names: set[str] = set()
     counter = [0]
@@ -192,6 +195,10 @@ def _action(at: Where, text: str | None) -> Action:
 
 
 def _arguments(at: Where, action: Action, value: Any, *, nodeless: bool) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        known = "argv, timeout, idempotent" if action is Action.COMMAND else "argv or http, timeout, retries, interval"
+        refuse(at, "with", ("is required" if value is None else f"expected a mapping, got {type_name(value)}")
+               + f" (the {action} step's arguments: {known})")
     fields = Fields.of(at, value, f"with: the {action} step's arguments")
     args: dict[str, Any] = {}
     if action is Action.COMMAND:
