@@ -64,7 +64,8 @@ def test_validate_refuses_an_unknown_action_and_a_missing_field(cli):
     r = cli("playbook", "validate", str(_copy(cli, "    - name: nuke\n      action: rm-rf\n")))
     assert r.code == 2 and "step 3 (nuke): field action: unknown action 'rm-rf'" in one_line(r)
     shutil.rmtree(cli.tmp / "books")
-    r = cli("playbook", "validate", str(_copy(cli, "    - name: probe\n      action: check\n      with: {retries: 2}\n")))
+    probe = "    - name: probe\n      action: check\n      with: {retries: 2}\n"
+    r = cli("playbook", "validate", str(_copy(cli, probe)))
     assert r.code == 2 and "step 3 (probe): field with: a check has either argv" in one_line(r)
 
 

@@ -14,8 +14,8 @@ from tests.unit.test_planner_properties import scenarios
 from upgrader.domain.catalog import Catalog
 from upgrader.domain.emulation import EmulationRange
 from upgrader.domain.planning import TwoStep, plan_upgrade
-from upgrader.domain.playbooks import BUILT_IN, DEFAULT_PLAYBOOKS, Playbooks, Role, parse_playbook
 from upgrader.domain.plans import Action, Plan, plan_from_dict
+from upgrader.domain.playbooks import BUILT_IN, DEFAULT_PLAYBOOKS, Playbooks, Role, parse_playbook
 from upgrader.domain.replay import replay
 from upgrader.domain.versions import Minor, Version
 from upgrader.errors import NoUpgradePathError

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from upgrader.domain.playbooks import BUILT_IN, DEFAULT_PLAYBOOKS, PLACEHOLDERS, Role, parse_playbook, substitute
 from upgrader.domain.plans import Action
+from upgrader.domain.playbooks import BUILT_IN, DEFAULT_PLAYBOOKS, PLACEHOLDERS, Role, parse_playbook, substitute
 from upgrader.domain.versions import Version
 from upgrader.errors import PlaybookError, UsageError
 from upgrader.services.playbooks import load_playbooks, playbook_dir, shipped_upgrade_dir, validate_dir
@@ -53,7 +53,8 @@ def test_the_shipped_playbooks_are_the_engines_built_in_procedures() -> None:
     for role in Role:
         got = {phase: [s.action for s in steps] for phase, steps in shipped.by_role[role].phases.items()}
         assert got == {phase: list(actions) for phase, actions in BUILT_IN[role].items()}
-        assert got == {phase: [s.action for s in steps] for phase, steps in DEFAULT_PLAYBOOKS.by_role[role].phases.items()}
+        default = DEFAULT_PLAYBOOKS.by_role[role].phases
+        assert got == {phase: [s.action for s in steps] for phase, steps in default.items()}
         assert shipped.by_role[role].source == str(shipped_upgrade_dir() / f"{role}.yaml")
     assert not shipped.customised
 
@@ -80,8 +81,10 @@ def test_a_check_and_a_command_between_built_in_steps_are_read_with_their_defaul
 
 REFUSED = [
     # (the step added before drain, the message's expected "step N (name): field F" and its reason)
-    ("    - name: x\n      action: reboot-everything\n", r"step 3 \(x\): field action: unknown action 'reboot-everything'"),
-    ("    - name: x\n      action: command\n", r"step 3 \(x\): field with: is required \(the command step's arguments: argv, timeout, idempotent\)"),
+    ("    - name: x\n      action: reboot-everything\n",
+     r"step 3 \(x\): field action: unknown action 'reboot-everything'"),
+    ("    - name: x\n      action: command\n",
+     r"step 3 \(x\): field with: is required \(the command step's arguments: argv, timeout, idempotent\)"),
     ("    - name: x\n      action: command\n      with: {timeout: 5}\n", r"step 3 \(x\): field argv: is required"),
     ("    - name: x\n      action: command\n      with: {argv: 'systemctl restart foo; rm -rf /'}\n",
      r"step 3 \(x\): field argv: expected a list of strings .*shell strings are never run"),
@@ -91,20 +94,29 @@ REFUSED = [
      r"field argv\[1\]: '\{cluster\}': a placeholder is a whole argument"),
     ("    - name: x\n      action: command\n      with: {argv: [echo, {node}]}\n",
      r"field argv\[1\]: YAML read \{node\} as a mapping: quote it"),
-    ("    - name: x\n      action: command\n      with: {argv: [/bin/true], shell: true}\n", r"step 3 \(x\): field shell: unknown field"),
-    ("    - name: x\n      action: check\n      with: {argv: [/bin/true], http: /readyz}\n", r"field with: a check has either argv"),
-    ("    - name: x\n      action: check\n      with: {http: 'https://evil.example/'}\n", r"field http: expected a path"),
-    ("    - name: x\n      action: check\n      with: {http: /readyz, retries: -1}\n", r"field retries: expected a number"),
+    ("    - name: x\n      action: command\n      with: {argv: [/bin/true], shell: true}\n",
+     r"step 3 \(x\): field shell: unknown field"),
+    ("    - name: x\n      action: check\n      with: {argv: [/bin/true], http: /readyz}\n",
+     r"field with: a check has either argv"),
+    ("    - name: x\n      action: check\n      with: {http: 'https://evil.example/'}\n",
+     r"field http: expected a path"),
+    ("    - name: x\n      action: check\n      with: {http: /readyz, retries: -1}\n",
+     r"field retries: expected a number"),
     ("    - name: x\n      action: check\n      with: {http: /readyz}\n      when: {manager: apt}\n",
      r"field when: an http check runs on no node"),
     ("    - name: x\n      action: command\n      with: {argv: [/bin/true]}\n      when: {manager: zypper}\n",
      r"field manager: expected one of apt, dnf"),
-    ("    - name: x\n      action: command\n      with: {argv: [/bin/true]}\n      colour: red\n", r"field colour: unknown field"),
-    ("    - name: drain\n      action: command\n      with: {argv: [/bin/true]}\n", r"step 4 \(drain\): field name: 'drain' names another"),
-    ("    - name: Bad_Name\n      action: command\n      with: {argv: [/bin/true]}\n", r"field name: expected lowercase words"),
+    ("    - name: x\n      action: command\n      with: {argv: [/bin/true]}\n      colour: red\n",
+     r"field colour: unknown field"),
+    ("    - name: drain\n      action: command\n      with: {argv: [/bin/true]}\n",
+     r"step 4 \(drain\): field name: 'drain' names another"),
+    ("    - name: Bad_Name\n      action: command\n      with: {argv: [/bin/true]}\n",
+     r"field name: expected lowercase words"),
     ("    - action: command\n      with: {argv: [/bin/true]}\n", r"step 3: field name: is required"),
-    ("    - name: x\n      action: snapshot\n", r"field action: snapshot is not a step of the worker playbook's node phase"),
-    ("    - name: x\n      action: drain\n      with: {argv: [/bin/true]}\n", r"field with: the built-in step drain takes no with"),
+    ("    - name: x\n      action: snapshot\n",
+     r"field action: snapshot is not a step of the worker playbook's node phase"),
+    ("    - name: x\n      action: drain\n      with: {argv: [/bin/true]}\n",
+     r"field with: the built-in step drain takes no with"),
     ("    - name: x\n      action: restore-etcd\n", r"field action: unknown action 'restore-etcd'"),
 ]
 

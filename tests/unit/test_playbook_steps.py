@@ -15,8 +15,8 @@ from upgrader.domain.runs import StepStatus
 from upgrader.engine.executor import StepFailedError
 from upgrader.errors import PlaybookError
 from upgrader.ports import CommandResult
-from upgrader.services.playbooks import shipped_upgrade_dir
 from upgrader.services.plans import PlanRequest, make_plan
+from upgrader.services.playbooks import shipped_upgrade_dir
 
 PROBE = """    - name: probe-before-drain
       action: check
