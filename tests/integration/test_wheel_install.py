@@ -77,7 +77,8 @@ def test_the_wheel_carries_migrations_playbooks_and_the_catalog(installed):
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     assert {"upgrader/migrations/env.py", "upgrader/migrations/script.py.mako",
             "upgrader/migrations/versions/0001_initial.py", "upgrader/playbooks/README.md",
-            "upgrader/data/catalog.txt"} <= names
+            "upgrader/data/catalog.txt", *(f"upgrader/playbooks/upgrade/{role}.yaml" for role in
+                                           ("first-control-plane", "control-plane", "worker"))} <= names
     assert not any(n.startswith(("tests/", "scripts/", "migrations/")) for n in names)
 
 
@@ -122,6 +123,9 @@ def test_a_fresh_sqlite_ledger_is_migrated_from_inside_the_wheel(installed):
     planned = installed.run("plan", "prod", "--to", "v1.33", "--state", str(inventory), "-o", "json", env=env)
     assert planned.returncode == 0, planned.stderr
     assert '"target": "v1.33.' in planned.stdout
+    shown = installed.run("playbook", "show", "worker", "-o", "json")  # the plan expanded these very files
+    assert shown.returncode == 0, shown.stderr
+    assert 'site-packages/upgrader/playbooks/upgrade/worker.yaml"' in shown.stdout
     current = installed.run("db", "current", "-o", "json", env=env)
     assert current.returncode == 0 and '"up_to_date": true' in current.stdout
 
