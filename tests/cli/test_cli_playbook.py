@@ -87,6 +87,8 @@ def test_plan_expands_a_copy_given_with_playbooks_or_stored_with_the_cluster(cli
         ("w-1", ["dig", "+short", "w-1"]), ("w-2", ["dig", "+short", "w-2"])]
     stored = cli("cluster", "set", "prod", "--playbooks", str(books), "-o", "json")
     assert stored.code == 0 and stored.json()["playbooks_dir"] == str(books)
+    shown = cli("playbook", "show", "worker", "--cluster", "prod", "-o", "json").json()
+    assert shown["roles"]["worker"]["file"] == str(books / "worker.yaml")
     r = cli("plan", "prod", "--to", "v1.31", "--state", str(state))
     assert r.code == 0, r.err
     assert "dns-ready" in r.out
