@@ -7,6 +7,7 @@ runs every repository method on SQLite, PostgreSQL and the in-memory ledger.)
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -136,9 +137,22 @@ def test_kube_cluster_api_health_reads_answer_api_json_like_the_fake(api, tmp_pa
 def test_every_health_read_of_an_unreachable_cluster_is_cluster_unreachable_error(make, tmp_path):
     cluster_api = make(tmp_path)
     for read in (cluster_api.readyz, cluster_api.list_nodes, cluster_api.list_pods, cluster_api.list_pdbs,
-                 cluster_api.metrics):
+                 cluster_api.metrics, lambda: cluster_api.get_path("/readyz", timeout=3)):
         with pytest.raises(errors.ClusterUnreachableError):
             read()
+
+
+@pytest.mark.etcd
+def test_a_playbook_checks_get_of_a_path_answers_any_status_like_the_fake(api, tmp_path):
+    real = _kube_api(api)
+    status, body = real.get_path("/readyz", timeout=10)
+    assert status == 200 and "ok" in body
+    assert real.get_path("/api/v1/namespaces/demo/pods/no-such-pod", timeout=10)[0] == 404
+    assert json.loads(real.get_path("/version", timeout=10)[1])["gitVersion"].startswith("v1.")
+    fake = FakeClusterApi({"cluster": "c", "nodes": []})
+    fake.paths["/version"] = (200, '{"gitVersion": "v1.31.4"}')
+    assert (fake.get_path("/readyz", timeout=1)[0], fake.get_path("/nope", timeout=1)[0]) == (200, 404)
+    assert json.loads(fake.get_path("/version", timeout=1)[1])["gitVersion"] == "v1.31.4"
 
 
 def test_version_and_a_configmap_patch_answer_like_the_fake(api, tmp_path):
