@@ -13,6 +13,7 @@ from tests.unit.test_engine_executor import Run, start
 from upgrader.domain.plans import Action
 from upgrader.domain.runs import StepStatus
 from upgrader.engine.executor import StepFailedError
+from upgrader.engine.steps import HANDLERS
 from upgrader.errors import PlaybookError
 from upgrader.ports import CommandResult
 from upgrader.services.plans import PlanRequest, make_plan
@@ -162,3 +163,17 @@ def test_a_bad_copy_is_refused_before_anything_is_recorded(world: NodeWorld, tmp
                                          playbooks=str(books)))
     with world.ledger.unit_of_work() as uow:
         assert uow.repo.list_plans(CLUSTER) == []
+
+
+def test_the_dry_run_says_what_each_added_step_would_run(world: NodeWorld, tmp_path: Path) -> None:
+    hook = """    - name: notify
+      action: command
+      with: {argv: [notify-pager, "{node}"], timeout: 20, idempotent: false}
+"""
+    run = _run(world, _copy(tmp_path, worker=PROBE + hook))
+    check, command = _steps(run, Action.CHECK)[0], _steps(run, Action.COMMAND)[0]
+    assert HANDLERS[Action.CHECK].describe(run.ctx, check) == [
+        "w-1: probe w-1 v1.31.14 until it exits 0: 3 attempt(s), 7s apart, 30s each"]
+    assert HANDLERS[Action.COMMAND].describe(run.ctx, command) == [
+        "w-1: notify-pager w-1 (at most 20s; not idempotent: resume asks a person)"]
+    assert not world.nodes["w-1"].ran_any("probe") and not world.nodes["w-1"].ran_any("notify-pager")
