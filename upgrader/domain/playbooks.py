@@ -180,7 +180,7 @@ def _step(where: Where, role: Role, phase: str, item: Any, number: int, names: s
                    f"steps: {', '.join(BUILT_IN[role][phase])}; add command or check steps)")
         for extra in ("with", "when"):
             if fields.has(extra):
-                refuse(at, extra, f"the built-in step {action} takes no {extra}: (only command and check steps do)")
+                refuse(at, extra, f"the built-in step {action} takes no {extra} (only command and check steps do)")
         args, manager = {}, None
     fields.done()
     return PlaybookStep(name, action, args, manager, line, number)
