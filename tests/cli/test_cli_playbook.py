@@ -104,3 +104,7 @@ def test_a_bad_copy_given_to_plan_or_cluster_set_writes_nothing(cli, added):
     r = cli("cluster", "set", "prod", "--playbooks", str(bad))
     assert r.code == 2 and "worker.yaml" in one_line(r)
     assert cli("cluster", "show", "prod", "-o", "json").json()["playbooks_dir"] is None
+    r = cli("cluster", "add", "other", "--kubeconfig", str(cli.tmp / "kubeconfig"), "--playbooks", str(bad))
+    assert r.code == 2 and "worker.yaml" in one_line(r)
+    with sqlite3.connect(cli.db) as conn:
+        assert conn.execute("select name from clusters").fetchall() == [("prod",)]
