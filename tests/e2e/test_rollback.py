@@ -145,10 +145,10 @@ def test_a_corrupt_snapshot_is_refused_an_unreachable_node_stops_it_and_resume_f
     assert lost.returncode == 6, lost.stderr
     failed = json.loads(lost.stdout)
     run_id = failed["id"]
-    assert failed["status"] == "failed" and failed["outcome"]["runbook"] == "restore-etcd"
+    assert failed["status"] == "failed" and failed["outcome"]["runbook"]["name"] == "restore-etcd-from-snapshot"
     assert "node cp-1 is unreachable" in failed["outcome"]["error"] and failed["outcome"]["deleted"] == "nothing"
     assert failed["outcome"]["nodes"]["cp-1"][0] == "stop-control-plane: failed"
-    assert "restore-etcd" in lost.stderr
+    assert "restore-etcd-from-snapshot" in lost.stderr
     cli.run("sandbox", "fault", "rk", "--clear")
 
     ledger = Ledger(cli.home / "ledger.db")
