@@ -53,7 +53,7 @@ def test_kubeadm_giving_up_on_the_apiserver_names_the_crashloop_runbook_with_its
     assert outcome["runbooks"] == [outcome["runbook"]]  # nothing was cordoned yet
     assert outcome["next"][0].startswith("find and fix the cause") and outcome["next"][-1].endswith(f"`{command}`")
     shown = render_result(SimpleNamespace(id=1, status=RunStatus.FAILED, cluster="prod", outcome=outcome))
-    assert f"  next: runbook apiserver-crashloop-after-upgrade: " in shown and command in shown
+    assert "  next: runbook apiserver-crashloop-after-upgrade: " in shown and command in shown
 
 
 def test_an_etcd_member_lost_mid_run_names_member_lost_for_that_node(tmp_path: Path) -> None:

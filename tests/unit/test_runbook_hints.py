@@ -61,7 +61,7 @@ def test_the_recover_wrapper_alone_names_the_crashloop_runbook_on_the_steps_node
                             "state. Errors faced: [timed out waiting for the condition]", node="cp-2",
                             action="kubeadm-upgrade-node"))
 
-    assert hint is not None and (hint.name, dict(hint.params)) == ("apiserver-crashloop-after-upgrade", {"node": "cp-2"})
+    assert hint is not None and hint.name == "apiserver-crashloop-after-upgrade" and hint.params == {"node": "cp-2"}
 
 
 @pytest.mark.parametrize(("health", "name", "params"), [
@@ -168,13 +168,15 @@ def test_the_command_is_the_runbook_run_line_with_each_param() -> None:
 # -- properties -----------------------------------------------------------------------------------------
 
 NAMES = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
-ACTIONS = st.sampled_from(["preflight", "snapshot", "upgrade-kubeadm", "kubeadm-upgrade-apply", "kubeadm-upgrade-node",
-                           "drain", "upgrade-kubelet", "uncordon", "health-gate", "postflight", "emulated-upgrade-apply"])
+ACTIONS = st.sampled_from(["preflight", "snapshot", "upgrade-kubeadm", "kubeadm-upgrade-apply",
+                           "kubeadm-upgrade-node", "drain", "upgrade-kubelet", "uncordon", "health-gate", "postflight",
+                           "emulated-upgrade-apply"])
 NOISE = st.text(alphabet=string.ascii_letters + string.digits + " \n:./-_()[]\"'", max_size=200)
 
 
 @given(action=ACTIONS, node=st.none() | NAMES, error=st.text(max_size=300), output=st.none() | st.text(max_size=300),
-       running=st.booleans(), healthy=st.integers(0, 7), extra=st.integers(0, 7), snapshot=st.none() | st.integers(1, 99))
+       running=st.booleans(), healthy=st.integers(0, 7), extra=st.integers(0, 7),
+       snapshot=st.none() | st.integers(1, 99))
 def test_any_failure_names_a_known_runbook_or_none_and_never_raises(
         action: str, node: str | None, error: str, output: str | None, running: bool, healthy: int, extra: int,
         snapshot: int | None) -> None:
@@ -183,7 +185,8 @@ def test_any_failure_names_a_known_runbook_or_none_and_never_raises(
 
     hint = hint_for(step, health, snapshot_id=snapshot)
 
-    assert hint is None or (hint.name in RUNBOOKS and hint.why and all(isinstance(v, str) for v in hint.params.values()))
+    assert hint is None or (hint.name in RUNBOOKS and hint.why
+                            and all(isinstance(v, str) for v in hint.params.values()))
 
 
 @given(component=NAMES, node=NAMES, before=NOISE, after=NOISE,

@@ -86,7 +86,8 @@ def _run(ctx: typer.Context, output: Output, previewed: Any) -> None:
         if e.exit_code == 6:  # a failed rollback: the one-line error names the runbook
             raise RunFailedError(f"the rollback of {previewed.cluster} failed; nothing was deleted: see "
                                  "`upgrader runs show` for each node's state and follow the "
-                                 "restore-etcd-from-snapshot runbook, or fix the cause and `upgrader resume` it") from None
+                                 "restore-etcd-from-snapshot runbook, or fix the cause and `upgrader resume` "
+                                 "it") from None
         raise
 
 

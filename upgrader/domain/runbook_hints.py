@@ -168,10 +168,12 @@ def _not_ready(step: FailedStep, text: str, etcd: EtcdHealth | None, snapshot_id
     if step.action not in NODE_ACTIONS:
         return None
     listed = NOT_READY_LIST.search(text)
-    names = [m.group(1) for m in NOT_READY_ONE.finditer(text)] + (listed.group(1).split(", ") if listed else [])
+    names: list[str] = [m.group(1) for m in NOT_READY_ONE.finditer(text)]
+    names += listed.group(1).split(", ") if listed else []
     if not names:
         return None
-    node = step.node if step.action == "upgrade-kubelet" and step.node in names else names[0]
+    node = step.node if step.action == "upgrade-kubelet" and step.node in names else None
+    node = node or names[0]
     return RunbookHint(NODE_NOT_READY, {"node": node},
                        f"{node} did not report Ready after {step.action}{_on(step.node)}")
 

@@ -26,7 +26,6 @@ from upgrader.services.etcd_access import EtcdSession
 from upgrader.services.wiring import AppContext
 
 
-
 def cordoned_by_run(api: ClusterApi, run_id: int) -> list[str]:
     """Nodes that carry this run's cordon annotation (best effort: [] when the API does not answer)."""
     try:
