@@ -91,8 +91,9 @@ def test_manual_rollback_after_a_successful_upgrade_brings_v1_31_back_and_loses_
 
 @pytest.mark.timeout(900)
 def test_apply_whose_gate_fails_rolls_back_automatically_and_exits_5(cli: Cli) -> None:
+    # kubeadm waits this long for the apiserver the fault keeps unready, every time: 5 s, as test_apply_faults
     info = cli.up("auto", "--version", "v1.31.4", "--control-planes", "1", "--workers", "1", "--kubeadm-timeout",
-                  "20s")
+                  "5s")
     kc = info["kubeconfig"]
     cli.kubectl(kc, "create", "configmap", "before-snapshot", "-n", "default", "--from-literal=k=v")
     plan = json.loads(cli.run("plan", "auto", "--to", "v1.32", "-o", "json").stdout)
