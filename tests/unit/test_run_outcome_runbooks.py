@@ -1,19 +1,26 @@
 """A failed apply names the incident runbook to follow (services/run_outcome.py over
 domain/runbook_hints.py), on the fake cluster of tests/unit/node_world.py: kubeadm giving up on a
-static pod, an etcd member lost mid-run (and quorum lost), nodes left cordoned; and the CLI prints it."""
+static pod, an etcd member lost mid-run (and quorum lost), nodes left cordoned, a certificate renewal
+meeting an expired certificate; and the CLI prints it."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from tests.unit.node_world import NodeWorld
+from upgrader import errors
 from upgrader.cli.apply import render_result
-from upgrader.domain.runs import RunStatus
+from upgrader.domain.plans import Action, Reversibility, Step
+from upgrader.domain.records import RunRecord
+from upgrader.domain.runs import FencingToken, PlanId, RunId, RunStatus
+from upgrader.domain.versions import Version
 from upgrader.engine.context import ApplyOptions
+from upgrader.engine.executor import StepFailedError
 from upgrader.ports import CommandResult, EtcdMember
-from upgrader.services import apply
+from upgrader.services import apply, certificates
 
 OPTIONS = ApplyOptions(gate_interval=1.0, auto_rollback=False)
 PHASED = ("error execution phase control-plane: couldn't complete the static pod upgrade: couldn't upgrade control "
@@ -91,3 +98,23 @@ def test_a_failure_that_left_nodes_cordoned_also_names_the_uncordon_runbook(tmp_
                "runbook does it if the run is abandoned",
         "command": f"upgrader runbook run uncordon-nodes-left-by-upgrader --cluster prod --param run={run.id}"}
     assert outcome["next"][-1].endswith(f"--param run={run.id}`")
+
+
+def test_a_certificate_renewal_that_meets_an_expired_certificate_names_renew_certificates() -> None:
+    step = Step(n=3, action=Action.HEALTH_GATE, node="cp-1", version=Version.parse("v1.31.4"), batch=None,
+                reversibility=Reversibility.NONE)
+    error = StepFailedError(step, errors.UpgraderError(
+        'health gate failed: Get "https://10.0.0.1:6443/readyz": tls: failed to verify certificate: x509: '
+        "certificate has expired or is not yet valid"))
+    run = RunRecord(id=RunId(5), plan_id=PlanId(2), cluster="prod", status=RunStatus.FAILED, started_by="alice",
+                    host="ops-1", command_line="upgrader certs renew prod", fencing_token=FencingToken(1),
+                    created_at=datetime.now(UTC), started_at=None, finished_at=None, options={}, outcome=None,
+                    steps=())
+
+    outcome = certificates.failure_outcome("prod", run, error)
+
+    assert outcome["runbook"] == {"name": "renew-certificates", "params": {},
+                                  "why": outcome["runbook"]["why"],
+                                  "command": "upgrader runbook run renew-certificates --cluster prod"}
+    assert "expired certificate" in outcome["runbook"]["why"]
+    assert outcome["next"][-1].endswith("`upgrader runbook run renew-certificates --cluster prod`")
