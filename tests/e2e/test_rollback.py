@@ -109,6 +109,7 @@ def test_apply_whose_gate_fails_rolls_back_automatically_and_exits_5(cli: Cli) -
     assert failed["status"] == "rolled_back"
     auto = failed["outcome"]["auto_rollback"]
     assert auto["ok"] is True and auto["snapshot_id"] == failed["outcome"]["snapshot_id"]
+    assert "runbook" not in failed["outcome"]  # back at the snapshot: no incident runbook to follow
     rollback = run_doc(cli, auto["run"])
     assert rollback["status"] == "succeeded" and rollback["rollback_of"] == failed["id"]
     assert run_doc(cli, failed["id"])["rolled_back_by"] == [rollback["id"]]

@@ -379,8 +379,9 @@ def _auto_rollback(app: AppContext, cluster: ClusterRecord, run_id: int, token: 
             "auto_rollback": {"ok": False, "error": e.message},
             "next": [*outcome["next"], f"automatic rollback was refused ({e.message}); nothing was rolled back"]}
     said = dict(done.run.outcome or {})
-    if done.run.status is RunStatus.SUCCEEDED:
-        return RunStatus.ROLLED_BACK, outcome | {
+    if done.run.status is RunStatus.SUCCEEDED:  # back at the snapshot: no incident runbook is called for
+        kept = {k: v for k, v in outcome.items() if k not in ("runbook", "runbooks")}
+        return RunStatus.ROLLED_BACK, kept | {
             "auto_rollback": {"ok": True, "run": done.run.id, "snapshot_id": outcome["snapshot_id"]},
             "next": [f"rolled back to snapshot {outcome['snapshot_id']} by run {done.run.id} "
                      f"(`upgrader runs show {done.run.id}`)"]}
