@@ -99,7 +99,10 @@ def resume_command(
         done = sum(1 for s in run.steps if s.status.value in ("succeeded", "skipped"))
         typer.confirm(f"Resume run {run_id} on cluster {run.cluster} ({run.status.value}, {done}/{len(run.steps)} "
                       "steps done)?", abort=True, err=True)
-    _run(ctx, output, len(plan.steps), lambda report, stop: apply.resume(ctx.obj, run_id, report=report, stop=stop))
+    from upgrader.cli.runbook import ask  # a runbook's run asks before each step not confirmed yet
+
+    _run(ctx, output, len(plan.steps), lambda report, stop: apply.resume(
+        ctx.obj, run_id, report=report, stop=stop, yes=yes, confirm=None if yes else ask))
 
 
 def run_and_render(ctx: typer.Context, output: Output, total: int, start: Any) -> None:

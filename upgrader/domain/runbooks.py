@@ -366,7 +366,11 @@ def is_runbook(document: Mapping[str, Any]) -> bool:
 
 def describe_static(step: RunbookStep) -> str:
     """What the step's action does, its arguments as written (for ``runbook show``)."""
-    args = {k: (" ".join(str(x) for x in v) if isinstance(v, list) else str(v)) for k, v in step.with_.items()}
+    def said(value: Any) -> str:
+        found = WHOLE.fullmatch(value) if isinstance(value, str) else None
+        return f"<{found.group(1)}>" if found else str(value)
+
+    args = {k: (" ".join(said(x) for x in v) if isinstance(v, list) else said(v)) for k, v in step.with_.items()}
     text = step.spec.describe
     for key in step.spec.args:
         text = text.replace("{" + key + "}", args.get(key, "(default)" if key not in ("argv", "http") else ""))
