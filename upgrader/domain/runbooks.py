@@ -125,30 +125,31 @@ def _params(where: Where, value: Any) -> tuple[Param, ...]:
         refuse(where, "params", f"expected a list of params, got {type_name(value)}")
     found: list[Param] = []
     for index, item in enumerate(value):
-        at = f"params[{index}]"
-        fields = Fields.of(Where(where.file, line=item.get(LINE_KEY) if isinstance(item, dict) else None), item,
-                           f"a param ({at})")
+        line = item.get(LINE_KEY) if isinstance(item, dict) else None
+        label = item.get("name") if isinstance(item, dict) and isinstance(item.get("name"), str) else None
+        fields = Fields.of(Where(f"{where.file}{f':{line}' if line else ''}: param {index + 1}"
+                                 + (f" ({label})" if label else "")), item, "a param")
         name = fields.string("name")
         assert name is not None
         if not PARAM_NAME.fullmatch(name) or name == CLUSTER_PARAM:
-            refuse(fields.where, f"{at}.name", f"expected [a-z][a-z0-9_]* other than 'cluster', got {shown(name)}")
+            refuse(fields.where, "name", f"expected [a-z][a-z0-9_]* other than 'cluster', got {shown(name)}")
         if any(p.name == name for p in found):
-            refuse(fields.where, f"{at}.name", f"param {name!r} is declared twice")
+            refuse(fields.where, "name", f"param {name!r} is declared twice")
         help_ = fields.string("help") or ""
         kind = ArgKind(fields.choice("kind", [str(k) for k in PARAM_KINDS]))
         required = fields.boolean("required", default=False)
         default = fields.raw("default")
         if default is not None:
             if required:
-                refuse(fields.where, f"{at}.default", "a required param has no default")
+                refuse(fields.where, "default", "a required param has no default")
             if not isinstance(default, str | int) or isinstance(default, bool):
-                refuse(fields.where, f"{at}.default", f"expected a string, got {type_name(default)} {shown(default)}"
+                refuse(fields.where, "default", f"expected a string, got {type_name(default)} {shown(default)}"
                        + (" (quote it: YAML reads 1.30 as the number 1.3)" if isinstance(default, float) else ""))
             default = str(default)
             try:
                 check_value(kind, default)
             except UsageError as e:
-                refuse(fields.where, f"{at}.default", e.message)
+                refuse(fields.where, "default", e.message)
         fields.done()
         found.append(Param(name, help_.strip(), kind, required, default))
     return tuple(found)
