@@ -79,7 +79,8 @@ def test_a_good_runbook_reads_into_its_parts_with_confirm_defaulting_to_whether_
     (lambda d: d["steps"][0].update(colour="red"), "step 1 (look): field colour: unknown field"),
     (lambda d: d.update(name="other"), "field name: 'other' is not the file's name (demo.yaml)"),
     (lambda d: d["params"][0].update(kind="host"), "field kind: expected one of node, control-plane-node"),
-    (lambda d: d["params"].append({"name": "v", "help": "h", "kind": "version", "default": 1.30}), "param 3 (v): field default: expected a string, got a number 1.3 (quote it"),
+    (lambda d: d["params"].append({"name": "v", "help": "h", "kind": "version", "default": 1.30}),
+     "param 3 (v): field default: expected a string, got a number 1.3 (quote it"),
     (lambda d: d.update(steps=[]), "field steps: expected a non-empty list of steps"),
 ])
 def test_a_bad_runbook_is_refused_naming_file_step_and_field(change: Any, said: str) -> None:
