@@ -102,15 +102,16 @@ def resume_command(
     from upgrader.cli.runbook import ask  # a runbook's run asks before each step not confirmed yet
 
     _run(ctx, output, len(plan.steps), lambda report, stop: apply.resume(
-        ctx.obj, run_id, report=report, stop=stop, yes=yes, confirm=None if yes else ask))
+        ctx.obj, run_id, report=report, stop=stop, yes=yes, confirm=None if yes else ask), live=yes)
 
 
-def run_and_render(ctx: typer.Context, output: Output, total: int, start: Any) -> None:
-    """Drive a run with Ctrl-C handling and progress, print how it ended, exit with its code."""
-    _run(ctx, output, total, start)
+def run_and_render(ctx: typer.Context, output: Output, total: int, start: Any, *, live: bool = True) -> None:
+    """Drive a run with Ctrl-C handling and progress, print how it ended, exit with its code. ``live``
+    False: no live view on the terminal (the run asks questions there)."""
+    _run(ctx, output, total, start, live=live)
 
 
-def _run(ctx: typer.Context, output: Output, total: int, start: Any) -> None:
+def _run(ctx: typer.Context, output: Output, total: int, start: Any, *, live: bool = True) -> None:
     from upgrader.cli.progress import Progress
     from upgrader.cli.runs import run_dict
     from upgrader.errors import LockLostError
@@ -126,7 +127,7 @@ def _run(ctx: typer.Context, output: Output, total: int, start: Any) -> None:
 
     signal.signal(signal.SIGINT, interrupted)
     try:
-        with Progress(total=total, live=sys.stderr.isatty() and output is not Output.JSON) as progress:
+        with Progress(total=total, live=live and sys.stderr.isatty() and output is not Output.JSON) as progress:
             result = start(progress.report, stop)
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -148,7 +148,7 @@ def run_command(
         typer.echo(render_preview(doc, header=f"runbook {name} on {cluster}"), err=True)
     run_and_render(ctx, output, len(previewed.plan.steps),
                    lambda report, stop: service.run(ctx.obj, previewed, yes=yes, confirm=None if yes else ask,
-                                                    report=report, stop=stop))
+                                                    report=report, stop=stop), live=yes)
 
 
 def ask(step: Any, lines: list[str]) -> bool:

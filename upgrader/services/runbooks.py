@@ -43,7 +43,7 @@ from upgrader.engine.context import ApplyOptions, Hooks, RunContext
 from upgrader.engine.executor import StepFailedError
 from upgrader.engine.steps import HANDLERS
 from upgrader.errors import RunNotFoundError, SnapshotNotFoundError, UpgraderError, UsageError
-from upgrader.services.apply import Confirm, DriveExtras, Report, RunResult, _drive, _lease
+from upgrader.services.apply import Confirm, DriveExtras, Report, RunResult, _drive, _lease, dead_holder
 from upgrader.services.audit import record_event
 from upgrader.services.etcd_access import LazyEtcdSession
 from upgrader.services.runbook_children import Children
@@ -244,7 +244,11 @@ def run(app: AppContext, previewed: RunbookPreview, *, yes: bool = False, confir
     document = runbook_document(previewed.plan, rb.runbook, previewed.values, sha256=rb.sha256, text=rb.text)
     document["runbook"]["inventory"] = dict(previewed.inventory)
     plan = previewed.plan
-    with _lease(app, previewed.cluster, run_id=None) as token:
+    with app.unit_of_work() as uow:
+        lock = uow.repo.get_lock(previewed.cluster)
+    # a runbook is what runs after a crash: the lease of an upgrader process of this host that died is
+    # taken over at once, as resume does; any other holder is waited out (RunLockedError, exit 7)
+    with _lease(app, previewed.cluster, run_id=None, take_over=dead_holder(app, lock)) as token:
         with app.unit_of_work() as uow:
             plan_id = uow.repo.save_plan(cluster=plan.cluster, observation=None, created_by=app.actor.user,
                                          target=str(plan.target), strategy=document["strategy"], skipped_versions=[],
