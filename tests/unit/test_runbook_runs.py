@@ -234,3 +234,27 @@ def test_renew_certificates_runs_a_child_renewal_and_a_resume_continues_that_chi
         assert uow.repo.get_run(child_id).status is RunStatus.SUCCEEDED
         assert len(uow.repo.list_runs(CLUSTER)) == 2
     assert certs["cp-1"].renewals == 1 and certs["cp-2"].renewals == 1
+
+
+def test_kubeadm_upgrade_interrupted_resumes_the_stopped_upgrade_run_as_its_child(world: NodeWorld) -> None:
+    import threading
+
+    from tests.unit.test_apply_service import OPTIONS as APPLY_OPTIONS
+
+    plan_id = world.plan("v1.34")
+    stop = threading.Event()
+    world.nodes["cp-1"].hook("apt-get", "install", "-y", "kubeadm=*", before=lambda argv: stop.set())
+    stopped = apply.apply(world.app, plan_id, APPLY_OPTIONS, stop=stop)
+    assert stopped.run.status is RunStatus.INTERRUPTED
+
+    previewed = runbooks.preview(world.app, "kubeadm-upgrade-interrupted", CLUSTER, {})
+    assert previewed.would[1][0].startswith(f"resume upgrade run {stopped.run.id} (interrupted")
+    done = runbooks.run(world.app, previewed, yes=True, options=OPTIONS)
+    assert done.run.status is RunStatus.SUCCEEDED, done.run.outcome
+    assert (done.run.steps[1].outputs or {})["run"] == stopped.run.id
+    assert world.run(stopped.run.id).status is RunStatus.SUCCEEDED
+    assert all(n["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.34.") for n in world.api.list_nodes())
+    assert [e["step"] for e in events(world, "runbook-child-run")] == [2]
+
+    again = runbooks.preview(world.app, "kubeadm-upgrade-interrupted", CLUSTER, {})
+    assert again.would[1] == ("no upgrade run of this cluster stopped half way: the step will fail, changing nothing",)

@@ -76,8 +76,9 @@ class Children:
                          data={"step": step.n, "run": child, "kind": kind})
             uow.commit()
 
-    def _reporting(self, ctx: RunContext, step: Step, kind: str) -> Report:
-        seen: list[int] = []
+    def _reporting(self, ctx: RunContext, step: Step, kind: str, *, known: int | None = None) -> Report:
+        """The child's step events, shown as the child's; its id recorded at its first (unless ``known``)."""
+        seen: list[int] = [known] if known is not None else []
 
         def report(event: StepEvent) -> None:
             if event.run_id != ctx.run_id and not seen:
@@ -109,7 +110,7 @@ class Children:
         from upgrader.services import apply
 
         return self._judge(apply.resume(self.app, child.id, lease_token=ctx.token, report=self._reporting(
-            ctx, step, kind), stop=ctx.stop, yes=True), kind)
+            ctx, step, kind, known=child.id), stop=ctx.stop, yes=True), kind)
 
     def _observe(self, ctx: RunContext, step: Step) -> dict[str, Any] | None:
         child = self.child_of(ctx, step)
