@@ -258,3 +258,12 @@ def test_kubeadm_upgrade_interrupted_resumes_the_stopped_upgrade_run_as_its_chil
 
     again = runbooks.preview(world.app, "kubeadm-upgrade-interrupted", CLUSTER, {})
     assert again.would[1] == ("no upgrade run of this cluster stopped half way: the step will fail, changing nothing",)
+
+
+def test_the_plan_of_a_runbook_run_cannot_be_applied_as_an_upgrade(world: NodeWorld) -> None:
+    from upgrader.errors import RunRefusedError
+
+    previewed = runbooks.preview(world.app, "uncordon-nodes-left-by-upgrader", CLUSTER, {})
+    done = runbooks.run(world.app, previewed, yes=True, options=OPTIONS)
+    with pytest.raises(RunRefusedError, match="is the record of a runbook run"):
+        apply.apply(world.app, done.run.plan_id, OPTIONS)

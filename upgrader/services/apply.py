@@ -78,6 +78,10 @@ def load_plan(app: AppContext, plan_id: int) -> tuple[PlanRecord, Plan]:
     RunLockedError when its run is running under another process's live lease."""
     with app.unit_of_work() as uow:
         record = uow.repo.get_plan(plan_id)
+        if is_runbook(record.document):  # its steps confirm through `runbook run` / `resume`, never here
+            raise RunRefusedError(f"plan {plan_id} is the record of a runbook run, not an upgrade: start a runbook "
+                                  "with `upgrader runbook run NAME --cluster C`, continue one with "
+                                  "`upgrader resume RUN`")
         _refuse_reapply(record, uow.repo.list_runs(plan_id=plan_id), uow.repo.get_lock(record.cluster),
                         app.clock.now())
     return record, plan_from_dict(dict(record.document))
