@@ -22,14 +22,18 @@ from typing import Any
 from upgrader.domain.documents import LINE_KEY, Fields, Where, refuse, shown, type_name
 from upgrader.domain.plans import REVERSIBILITY, Action, Plan, Step, Strategy
 from upgrader.domain.runbook_actions import ACCEPTS, ACTIONS, PARAM_KINDS, ActionSpec, ArgKind, ArgSpec
+from upgrader.domain.runbook_values import WHOLE, check_value, parse_params, substitute
 from upgrader.domain.versions import Version
-from upgrader.errors import InvalidVersionError, UsageError
+from upgrader.errors import UsageError
+
+__all__ = ["CLUSTER_PARAM", "KIND", "NAME", "Param", "Runbook", "RunbookStep", "check_value", "describe_static",
+           "is_runbook", "parse_params", "parse_runbook", "plan_runbook", "resolve_params", "runbook_document",
+           "substitute"]
 
 KIND = "runbook"  # a plan document's "kind" when it is a runbook run
 CLUSTER_PARAM = "cluster"  # always there: the cluster the runbook runs on
 NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 PARAM_NAME = re.compile(r"[a-z][a-z0-9_]*")
-WHOLE = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,24 +258,6 @@ def _reference(at: Where, name: str, value: str, kind: ArgKind, kinds: Mapping[s
     return value
 
 
-def check_value(kind: ArgKind, value: str) -> str:
-    """A param value of ``kind`` as far as it can be judged without the cluster (UsageError, exit 2)."""
-    if kind is ArgKind.VERSION:
-        try:
-            Version.parse(value)
-        except InvalidVersionError as e:
-            raise UsageError(e.message) from None
-    elif kind in (ArgKind.RUN, ArgKind.SNAPSHOT):
-        if not value.isdigit() or int(value) < 1:
-            raise UsageError(f"expected a {kind} id (a positive number), got {value!r}")
-    elif kind in (ArgKind.NODE, ArgKind.CONTROL_PLANE_NODE, ArgKind.WORKER_NODE):
-        if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", value):
-            raise UsageError(f"expected a node name, got {value!r}")
-    elif not value.strip() or "\n" in value:
-        raise UsageError(f"expected a one-line string, got {value!r}")
-    return value
-
-
 # -- params and substitution ------------------------------------------------------------------------
 
 def resolve_params(runbook: Runbook, given: Mapping[str, str]) -> dict[str, str | None]:
@@ -293,43 +279,6 @@ def resolve_params(runbook: Runbook, given: Mapping[str, str]) -> dict[str, str 
                 raise UsageError(f"--param {param.name}: {e.message}") from None
         values[param.name] = value
     return values
-
-
-def substitute(with_: Mapping[str, Any], values: Mapping[str, str | None]) -> dict[str, Any]:
-    """``with_`` with each whole "{param}" replaced by its value; an argument whose param has no value
-    is left out (the action's default applies)."""
-    result: dict[str, Any] = {}
-    for key, value in with_.items():
-        if isinstance(value, list):
-            items = [_value(v, values) for v in value]
-            result[key] = [v for v in items if v is not None]
-            continue
-        resolved = _value(value, values)
-        if resolved is not None:
-            result[key] = resolved
-    return result
-
-
-def _value(value: Any, values: Mapping[str, str | None]) -> Any:
-    if isinstance(value, str):
-        found = WHOLE.fullmatch(value)
-        if found is not None:
-            return values.get(found.group(1))
-    return value
-
-
-def parse_params(pairs: Sequence[str]) -> dict[str, str]:
-    """``--param k=v`` pairs; UsageError (exit 2) for one without '=' or given twice."""
-    given: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"--param {pair!r}: expected NAME=VALUE")
-        if key in given:
-            raise UsageError(f"--param {key} is given twice")
-        given[key] = value
-    return given
 
 
 # -- the plan a runbook run records ---------------------------------------------------------------
