@@ -267,3 +267,14 @@ def test_the_plan_of_a_runbook_run_cannot_be_applied_as_an_upgrade(world: NodeWo
     done = runbooks.run(world.app, previewed, yes=True, options=OPTIONS)
     with pytest.raises(RunRefusedError, match="is the record of a runbook run"):
         apply.apply(world.app, done.run.plan_id, OPTIONS)
+
+
+def test_with_no_stopped_run_and_a_version_the_hop_is_planned_and_applied_as_the_child(world: NodeWorld) -> None:
+    previewed = runbooks.preview(world.app, "kubeadm-upgrade-interrupted", CLUSTER, {"version": "v1.34"})
+    assert previewed.would[1][0].startswith("plan prod to v1.34")
+    done = runbooks.run(world.app, previewed, yes=True, options=OPTIONS)
+    assert done.run.status is RunStatus.SUCCEEDED, done.run.outcome
+    out = done.run.steps[1].outputs or {}
+    child = world.run(out["run"])
+    assert child.status is RunStatus.SUCCEEDED and child.plan_id == out["plan"]
+    assert all(n["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.34.") for n in world.api.list_nodes())

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from upgrader.domain.runbook_actions import ArgKind
-from upgrader.domain.versions import Version
+from upgrader.domain.versions import parse_target
 from upgrader.errors import InvalidVersionError, UsageError
 
 WHOLE = re.compile(r"\{([a-z][a-z0-9_]*)\}")
@@ -18,7 +18,7 @@ def check_value(kind: ArgKind, value: str) -> str:
     """A param value of ``kind`` as far as it can be judged without the cluster (UsageError, exit 2)."""
     if kind is ArgKind.VERSION:
         try:
-            Version.parse(value)
+            parse_target(value)  # an exact patch (v1.33.2) or a whole minor (v1.33), as `plan --to`
         except InvalidVersionError as e:
             raise UsageError(e.message) from None
     elif kind in (ArgKind.RUN, ArgKind.SNAPSHOT):
