@@ -116,6 +116,8 @@ def test_a_dry_run_says_what_each_step_would_do_and_writes_nothing(world: NodeWo
     before = counts(world)
     doc = runbooks.preview(world.app, "uncordon-nodes-left-by-upgrader", CLUSTER, {}).to_dict()
     assert counts(world) == before and node(world, "w-1")["spec"]["unschedulable"] is True
+    with world.ledger.unit_of_work() as uow:
+        assert uow.repo.get_lock(CLUSTER) is None  # no lease taken either
     assert [s["confirm"] for s in doc["steps"]] == [False, True]
     assert doc["steps"][1]["would"][0].startswith("PATCH node w-1: spec.unschedulable=false")
 
@@ -278,3 +280,22 @@ def test_with_no_stopped_run_and_a_version_the_hop_is_planned_and_applied_as_the
     child = world.run(out["run"])
     assert child.status is RunStatus.SUCCEEDED and child.plan_id == out["plan"]
     assert all(n["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.34.") for n in world.api.list_nodes())
+
+
+def test_a_dead_upgraders_lease_is_taken_over_and_a_live_one_is_not(world: NodeWorld) -> None:
+    from upgrader.errors import RunLockedError
+
+    cordon(world, "w-1", "7")
+    previewed = runbooks.preview(world.app, "uncordon-nodes-left-by-upgrader", CLUSTER, {})
+    with world.ledger.unit_of_work() as uow:  # the lease of a process of this host that no longer exists
+        uow.repo.acquire_lock(cluster=CLUSTER, holder="apply@ops-1:999999999", ttl_seconds=60, now=world.clock.now())
+        uow.commit()
+    done = runbooks.run(world.app, previewed, yes=True, options=OPTIONS)
+    assert done.run.status is RunStatus.SUCCEEDED and "lease-taken-over" in world.events()
+    with world.ledger.unit_of_work() as uow:  # a live holder (another host): refused, nothing recorded
+        uow.repo.acquire_lock(cluster=CLUSTER, holder="apply@ops-2:1", ttl_seconds=60, now=world.clock.now())
+        uow.commit()
+    before = counts(world)
+    with pytest.raises(RunLockedError):
+        runbooks.run(world.app, previewed, yes=True, options=OPTIONS)
+    assert counts(world)[:2] == before[:2]
