@@ -87,7 +87,8 @@ def resume_command(
     A step the run was in when it stopped is observed first (is the package installed, did the
     manifests move, is the node cordoned?) and only run again when it did not take effect.
     A lease left by a dead upgrader process on this host is taken over at once; another waits
-    out its TTL (60 s). Exit codes as for apply.
+    out its TTL (60 s). A runbook's run asks again before each step not yet confirmed (--yes answers
+    for you). Exit codes as for apply.
     """
     from upgrader.services import apply, runs
 
