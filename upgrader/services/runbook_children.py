@@ -48,6 +48,11 @@ class Children:
         self.app, self.cluster, self.report, self.stop = app, cluster, report, stop
         self._previews: dict[tuple[str | None, str | None], Any] = {}
 
+    def bind(self, *, report: Report, stop: threading.Event) -> Children:
+        """The same (what it already read kept), reporting to and stopped by the run that starts now."""
+        self.report, self.stop = report, stop
+        return self
+
     def hooks(self, confirm: Callable[[RunContext, Step], str | None]) -> RunbookHooks:
         acts = {Action.ROLLBACK_UPGRADE: self._rollback, Action.PREVIEW_RESTORE: self._preview_restore,
                 Action.RESTORE_SNAPSHOT: self._restore, Action.RENEW_ALL_CERTIFICATES: self._renew,

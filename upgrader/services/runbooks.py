@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,9 @@ class RunbookPreview:
     plan: Plan
     inventory: Mapping[str, Any]
     would: tuple[tuple[str, ...], ...]  # per step, what its handler says it will do
+    # what the describing read (a rollback's preview: its loss list takes a scratch restore), reused by
+    # the run that follows at once instead of read again
+    children: Children | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         rb = self.loaded.runbook
@@ -92,8 +95,9 @@ def preview(app: AppContext, name: str, cluster: str, params: Mapping[str, str],
     version = max(versions) if versions else Version.parse("v1.0.0")
     plan = plan_runbook(loaded.runbook, values, cluster=cluster, version=version, fingerprint=parsed.fingerprint)
     options = options or ApplyOptions(auto_rollback=False)
-    would = _describe_all(app, record, plan, inventory, options)
-    return RunbookPreview(loaded, cluster, values, plan, inventory, would)
+    children = Children(app, record, report=lambda e: None, stop=threading.Event())
+    would = _describe_all(app, record, plan, inventory, options, children)
+    return RunbookPreview(loaded, cluster, values, plan, inventory, would, children)
 
 
 def _inventory(app: AppContext, record: ClusterRecord) -> dict[str, Any]:
@@ -148,9 +152,8 @@ def _check_params(app: AppContext, runbook: Runbook, values: Mapping[str, str | 
 
 
 def _describe_all(app: AppContext, record: ClusterRecord, plan: Plan, inventory: Mapping[str, Any],
-                  options: ApplyOptions) -> tuple[tuple[str, ...], ...]:
+                  options: ApplyOptions, children: Children) -> tuple[tuple[str, ...], ...]:
     """Each step's handler's own account of what it will do, read with a context that runs nothing."""
-    children = Children(app, record, report=lambda e: None, stop=threading.Event())
     ctx = RunContext(run_id=0, token=0, cluster=record.name, plan=plan, options=options,
                      unit_of_work=app.unit_of_work, api=app.cluster_api(record),
                      transports=lambda node: app.transport(record, node, inventory=inventory), clock=app.clock,
@@ -194,7 +197,8 @@ def run(app: AppContext, previewed: RunbookPreview, *, yes: bool = False, confir
                                "sha256": rb.sha256})
             uow.commit()
             cluster = uow.repo.get_cluster(plan.cluster)
-        return _go(app, cluster, started, token, options, document, report, stop or threading.Event(), yes, confirm)
+        return _go(app, cluster, started, token, options, document, report, stop or threading.Event(), yes, confirm,
+                   previewed.children)
 
 
 def resume(app: AppContext, run_id: int, token: int, *, report: Report, stop: threading.Event,
@@ -210,10 +214,10 @@ def resume(app: AppContext, run_id: int, token: int, *, report: Report, stop: th
 
 def _go(app: AppContext, cluster: ClusterRecord, started: RunRecord, token: int, options: ApplyOptions,
         document: Mapping[str, Any], report: Report, stop: threading.Event, yes: bool,
-        confirm: Confirm | None) -> RunResult:
+        confirm: Confirm | None, children: Children | None = None) -> RunResult:
     spec = document["runbook"]
     plan = plan_from_dict(dict(document))
-    children = Children(app, cluster, report=report, stop=stop)
+    children = (children or Children(app, cluster, report=report, stop=stop)).bind(report=report, stop=stop)
     with LazyEtcdSession(app, cluster, spec["inventory"]) as etcd:
         extras = DriveExtras(
             document=document, inventory=spec["inventory"], etcd=etcd.session, rollback=None,
