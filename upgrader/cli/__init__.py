@@ -28,6 +28,7 @@ from upgrader.cli import (
     playbook,
     preflight,
     rollback,
+    runbook,
     runs,
     sandbox,
     schedule,
@@ -53,6 +54,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(node.app, name="node")
 app.add_typer(playbook.app, name="playbook")
 app.add_typer(plans.app, name="plans")
+app.add_typer(runbook.app, name="runbook")
 app.add_typer(runs.app, name="runs")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(schedule.app, name="schedule")

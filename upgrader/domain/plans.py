@@ -45,6 +45,15 @@ class Action(StrEnum):
     # (an argv or an HTTP GET on the API) that must succeed; runbooks use them too
     COMMAND = "command"
     CHECK = "check"
+    # runbook steps: generic (domain/runbook_actions.py, engine/runbook_steps.py)
+    OBSERVE_CLUSTER = "observe-cluster"
+    WAIT_HEALTHY = "wait-healthy"
+    ROLLBACK_UPGRADE = "rollback-upgrade"
+    PREVIEW_RESTORE = "preview-restore"
+    RESTORE_SNAPSHOT = "restore-snapshot"
+    RENEW_ALL_CERTIFICATES = "renew-all-certificates"
+    UNCORDON_LEFT_BY_UPGRADER = "uncordon-left-by-upgrader"
+    LEVEL_CONTROL_PLANE = "level-control-plane"
 
 
 class Reversibility(StrEnum):
@@ -91,6 +100,17 @@ REVERSIBILITY: dict[Action, Reversibility] = {
     # playbook steps: upgrader cannot know what an operator's command did, so it has nothing to undo
     Action.COMMAND: Reversibility.NONE,
     Action.CHECK: Reversibility.NONE,
+    # runbook steps: generic. Those that change the cluster do it through a child run (a rollback, a
+    # renewal, the resumed upgrade) whose own steps carry their reversibility; the uncordon only
+    # restores schedulability.
+    Action.OBSERVE_CLUSTER: Reversibility.NONE,
+    Action.WAIT_HEALTHY: Reversibility.NONE,
+    Action.ROLLBACK_UPGRADE: Reversibility.NONE,
+    Action.PREVIEW_RESTORE: Reversibility.NONE,
+    Action.RESTORE_SNAPSHOT: Reversibility.NONE,
+    Action.RENEW_ALL_CERTIFICATES: Reversibility.NONE,
+    Action.UNCORDON_LEFT_BY_UPGRADER: Reversibility.NONE,
+    Action.LEVEL_CONTROL_PLANE: Reversibility.ETCD_RESTORE,
 }
 
 

@@ -344,3 +344,4 @@ from upgrader.engine import certificates as _certificates  # noqa: E402,F401
 from upgrader.engine import custom_steps as _custom_steps  # noqa: E402,F401
 from upgrader.engine import rollback as _rollback  # noqa: E402,F401
 from upgrader.engine import rollback_soak as _rollback_soak  # noqa: E402,F401
+from upgrader.engine import runbook_steps as _runbook_steps  # noqa: E402,F401
