@@ -156,20 +156,20 @@ class SimKubelet(threading.Thread):
                 self.ready_at = time.monotonic() + self.cfg.timeouts.kubelet_restart
                 self.since = time.time()
             self._refused_flag = None
-            machine.journal(self.layout, "systemd", "Started kubelet.service - kubelet: The Kubernetes Node Agent.")
+            machine.journal(self.layout, "systemd[1]", "Started kubelet.service - kubelet: The Kubernetes Node Agent.")
             return
         if self._refused_flag is None:
             self.since = time.time()
         self._refused_flag = flag
         self.state = "auto-restart"
         self._retry_at = time.monotonic() + RESTART_SEC
-        machine.journal(self.layout, "systemd", "Started kubelet.service - kubelet: The Kubernetes Node Agent.")
+        machine.journal(self.layout, "systemd[1]", "Started kubelet.service - kubelet: The Kubernetes Node Agent.")
         stamp = time.strftime("E%m%d %H:%M:%S.000000", time.gmtime())
         machine.journal(self.layout, f"kubelet[{pid}]",
                         f"{stamp}    {pid} run.go:72] {removed_flags.kubelet_error(flag)}")
-        machine.journal(self.layout, "systemd",
+        machine.journal(self.layout, "systemd[1]",
                         "kubelet.service: Main process exited, code=exited, status=1/FAILURE")
-        machine.journal(self.layout, "systemd", "kubelet.service: Failed with result 'exit-code'.")
+        machine.journal(self.layout, "systemd[1]", "kubelet.service: Failed with result 'exit-code'.")
         self._write_status(force=True)
 
     def _write_status(self, *, force: bool = False) -> None:

@@ -49,6 +49,9 @@ class StaticPod:
     next_try: float = 0.0
     exited: str = ""  # why its last container exited (what `crictl logs` shows); "" while it runs
     finished: float = 0.0
+    # the containers of its last exited attempts, newest first: (started, attempt, log), as the kubelet keeps
+    # dead containers around for `crictl ps -a` and `crictl logs`
+    dead: list[tuple[float, int, str]] = field(default_factory=list)
 
     @property
     def tag(self) -> str:
@@ -93,7 +96,8 @@ class StaticPodRunner:
                    for c, sp in self.pods.items() if sp.pid or c not in ("etcd", "kube-apiserver")}
         # a container that exited (a crash loop) is listed by `crictl ps -a`, with why it exited
         running |= {c: {"image": str(manifests.container(sp.pod).get("image", "")), "started": sp.started,
-                        "attempt": sp.restarts, "state": "exited", "finished": sp.finished, "log": sp.exited}
+                        "attempt": sp.restarts, "state": "exited", "finished": sp.finished, "log": sp.exited,
+                        "dead": [list(d) for d in sp.dead[1:]]}
                     for c, sp in self.pods.items() if not sp.pid and sp.exited}
         if running != self._published:
             machine.save_running_pods(self.layout, running)
@@ -144,6 +148,7 @@ class StaticPodRunner:
         sp.restarts += 1 if sp.exited else 0
         sp.started = sp.finished = time.time()
         sp.exited = removed_flags.apiserver_error(flag)
+        sp.dead = [(sp.started, sp.restarts, sp.exited), *sp.dead][:3]
         log_file = self.layout.host_path("/var/log/pods/kube-apiserver.log")
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with log_file.open("a") as f:

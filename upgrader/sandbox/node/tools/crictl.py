@@ -76,13 +76,22 @@ def _containers(node: Node) -> list[dict[str, Any]]:
     running = _running(node)
     for component in [c for c in manifests.COMPONENTS if c in running]:
         p = running[component]
-        image, started = str(p.get("image", "")), float(p.get("started", 0))
-        cid = hashlib.sha256(f"{node.name}/{component}/{image}/{started}".encode()).hexdigest()
-        found.append({"id": cid, "image": image, "name": component, "pod": f"{component}-{node.name}",
-                      "podId": hashlib.sha256(f"{node.name}/{component}".encode()).hexdigest(),
-                      "createdAt": str(int(started * 1e9)), "attempt": int(p.get("attempt", 0)),
-                      "exited": p.get("state") == "exited", "log": str(p.get("log", ""))})
+        image = str(p.get("image", ""))
+        found.append(_container(node, component, image, float(p.get("started", 0)), int(p.get("attempt", 0)),
+                                exited=p.get("state") == "exited", log=str(p.get("log", ""))))
+        for dead in p.get("dead") or []:  # earlier attempts the kubelet keeps: (started, attempt, log)
+            if isinstance(dead, list) and len(dead) == 3:
+                found.append(_container(node, component, image, float(dead[0]), int(dead[1]), exited=True,
+                                        log=str(dead[2])))
     return found
+
+
+def _container(node: Node, component: str, image: str, started: float, attempt: int, *, exited: bool,
+               log: str) -> dict[str, Any]:
+    cid = hashlib.sha256(f"{node.name}/{component}/{image}/{started}".encode()).hexdigest()
+    return {"id": cid, "image": image, "name": component, "pod": f"{component}-{node.name}",
+            "podId": hashlib.sha256(f"{node.name}/{component}".encode()).hexdigest(),
+            "createdAt": str(int(started * 1e9)), "attempt": attempt, "exited": exited, "log": log}
 
 
 def _ps(node: Node, fmt: str, *, every: bool, name: str | None) -> int:
