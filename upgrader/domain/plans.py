@@ -41,6 +41,15 @@ class Action(StrEnum):
     # a certificate renewal's own steps (domain/certificates.py); it also uses health-gate
     RENEW_CERTIFICATES = "renew-certificates"
     RESTART_CONTROL_PLANE = "restart-control-plane"
+    # runbook steps: generic (domain/runbook_actions.py, engine/runbook_steps.py)
+    OBSERVE_CLUSTER = "observe-cluster"
+    WAIT_HEALTHY = "wait-healthy"
+    ROLLBACK_UPGRADE = "rollback-upgrade"
+    PREVIEW_RESTORE = "preview-restore"
+    RESTORE_SNAPSHOT = "restore-snapshot"
+    RENEW_ALL_CERTIFICATES = "renew-all-certificates"
+    UNCORDON_LEFT_BY_UPGRADER = "uncordon-left-by-upgrader"
+    LEVEL_CONTROL_PLANE = "level-control-plane"
     # runbook steps: control plane and etcd (domain/runbook_actions.py; engine/runbook_manifests.py,
     # runbook_etcd.py, runbook_nodes.py)
     STATIC_POD_STATE = "static-pod-state"
@@ -99,6 +108,17 @@ REVERSIBILITY: dict[Action, Reversibility] = {
     # kubeadm keeps no copy of a renewed certificate: there is nothing to go back to, and no need to
     Action.RENEW_CERTIFICATES: Reversibility.NONE,
     Action.RESTART_CONTROL_PLANE: Reversibility.NONE,
+    # runbook steps: generic. Those that change the cluster do it through a child run (a rollback, a
+    # renewal, the resumed upgrade) whose own steps carry their reversibility; the uncordon only
+    # restores schedulability.
+    Action.OBSERVE_CLUSTER: Reversibility.NONE,
+    Action.WAIT_HEALTHY: Reversibility.NONE,
+    Action.ROLLBACK_UPGRADE: Reversibility.NONE,
+    Action.PREVIEW_RESTORE: Reversibility.NONE,
+    Action.RESTORE_SNAPSHOT: Reversibility.NONE,
+    Action.RENEW_ALL_CERTIFICATES: Reversibility.NONE,
+    Action.UNCORDON_LEFT_BY_UPGRADER: Reversibility.NONE,
+    Action.LEVEL_CONTROL_PLANE: Reversibility.ETCD_RESTORE,
     # runbook steps: control plane and etcd. The reads undo nothing; what the others replace stays in the
     # run's dirs on the node (the quarantined manifest, etcd's old manifest and data dir, the old kubelet
     # flags file), for a person to put back; a restored manifest is swapped back the same way.
