@@ -187,8 +187,10 @@ class StaticPodUpgrade:
                       f'and {backed} up old manifest to "{self.backup_manifests}/{component}.yaml"')
         self.node.say("[upgrade/staticpods] Waiting for the kubelet to restart the component")
         self.node.say(f"[upgrade/staticpods] This can take up to {go_duration(self.timeout)}")
-        if not self._wait(lambda: self._hash_or_empty(component) not in ("", before_hash)):
-            self._rollback(f"static Pod hash for component {component} on Node {self.node.name} did not change "
+        last_error: list[str] = []  # WaitForStaticPodHashChange: a failed read on the last poll is the error
+        if not self._wait(lambda: self._hash_or_error(component, last_error) not in ("", before_hash)):
+            self._rollback(last_error[-1] if last_error else
+                           f"static Pod hash for component {component} on Node {self.node.name} did not change "
                            f"after {go_duration(self.timeout)}: {self._timed_out}", recover_etcd=recover_etcd)
         if not self._wait(lambda: self._ready(component)):
             self._rollback(f"static Pod for component {component} on Node {self.node.name} did not become ready "
@@ -202,11 +204,14 @@ class StaticPodUpgrade:
         christensenjairus/ClusterCreator #54). The sandbox switches with the phase workflow (v1.32)."""
         return "context deadline exceeded" if self.modern else "timed out waiting for the condition"
 
-    def _hash_or_empty(self, component: str) -> str:
+    def _hash_or_error(self, component: str, last_error: list[str]) -> str:
         try:
-            return self._hash(component)
-        except UpgradeFailed:
+            found = self._hash(component)
+        except UpgradeFailed as e:
+            last_error[:] = [str(e)]
             return ""
+        last_error.clear()
+        return found
 
     def _ready(self, component: str) -> bool:
         if component != "kube-apiserver":
