@@ -84,6 +84,9 @@ def test_a_crash_looping_apiserver_gets_kubeadm_backup_back(mcli: Cli, sandbox: 
     assert "Error: unknown flag: --insecure-port" in logs.stderr
     eventually(lambda: exited_apiserver(mcli, "cp-2")["metadata"]["attempt"] > first["metadata"]["attempt"],
                timeout=30)  # the kubelet keeps restarting it
+    port = mcli.status(NAME)["ports"]["apiserver"]["cp-2"]
+    with pytest.raises(OSError):  # nothing listens: /readyz through that node fails
+        api_get(f"http://127.0.0.1:{port}", "/readyz")
     backups = mcli.exec(NAME, "cp-2", "ls", "/etc/kubernetes/tmp").stdout.split()
     assert any(b.startswith("kubeadm-backup-manifests-") for b in backups)
 
@@ -107,6 +110,8 @@ def test_an_etcd_member_that_lost_its_data_is_replaced(mcli: Cli, sandbox: dict[
         return health.returncode != 0 and "Error: unhealthy cluster" in health.stderr
 
     eventually(cp3_unhealthy, timeout=30)
+    for node in ("cp-1", "cp-2"):  # the others keep quorum
+        assert mcli.exec(NAME, node, "etcdctl", "endpoint", "health", check=False).returncode == 0
 
     runbook(mcli, "etcd-member-lost", "cp-3")
     after = {m["name"]: m["ID"] for m in etcd_members(mcli)}
