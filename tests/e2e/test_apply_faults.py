@@ -163,6 +163,8 @@ def test_each_fault_stops_the_run_with_an_accurate_record_and_resume_finishes_it
     assert "[upgrade/apply] FATAL: couldn't upgrade control plane." in output
     assert "static Pod hash for component kube-apiserver on Node cp-1 did not change after 5s" in output
     assert run["outcome"]["output"] == output and run["outcome"]["changed"] is True
+    crashloop = "upgrader runbook run apiserver-crashloop-after-upgrade --cluster wk --param node=cp-1"
+    assert run["outcome"]["runbook"]["command"] == crashloop and crashloop in done.stdout  # the failure names it
     assert [s["status"] for s in run["steps"][:3]] == ["succeeded"] * 3
     api_back_at(mcli, "wk", "v1.30.6")
 
@@ -177,6 +179,7 @@ def test_each_fault_stops_the_run_with_an_accurate_record_and_resume_finishes_it
     assert "static Pod for component kube-apiserver on Node cp-1 did not become ready after 5s" in \
         step["outputs"]["output"]
     assert step["attempts"] == 2
+    assert run["outcome"]["runbook"]["command"] == crashloop
     api_back_at(mcli, "wk", "v1.30.6")
 
     # node-unreachable in the worker batch (worker-1 drops off the network while the control plane's kubelet
@@ -212,6 +215,8 @@ def test_each_fault_stops_the_run_with_an_accurate_record_and_resume_finishes_it
     assert "PodDisruptionBudget demo/pinned-worker-1" in failed_step(run)["error"]
     assert "worker-1" in run["outcome"]["cordoned_by_run"]
     assert "nodes this run cordoned stay cordoned until it finishes: " in done.stdout
+    assert run["outcome"]["runbook"]["name"] == "uncordon-nodes-left-by-upgrader"
+    assert f"runbook run uncordon-nodes-left-by-upgrader --cluster wk --param run={run_id}" in done.stdout
 
     # node-not-ready: the operator removed the budget; now worker-1's new kubelet never reports Ready.
     mcli.kubectl(kc, "delete", "-n", "demo", "pdb/pinned-worker-1")
@@ -223,6 +228,8 @@ def test_each_fault_stops_the_run_with_an_accurate_record_and_resume_finishes_it
                         error=f"health gate 'worker-1 Ready at {target}' did not pass within 20s")
     assert "worker-1 NotReady" in failed_step(run)["error"]
     assert "worker-1" in run["outcome"]["cordoned_by_run"]
+    assert [(r["name"], r["params"]) for r in run["outcome"]["runbooks"]] == [
+        ("node-stuck-not-ready", {"node": "worker-1"}), ("uncordon-nodes-left-by-upgrader", {"run": str(run_id)})]
 
     # the cause fixed, resume finishes the run
     mcli.run("sandbox", "fault", "wk", "--clear")
@@ -275,6 +282,9 @@ def test_an_etcd_member_lost_mid_run_stops_kubeadm_and_the_run(mcli: Cli, e3: di
         run_id = latest_run(mcli, "e3")["id"]  # type: ignore[index]
         run = check_stopped(mcli, kc, run_id, action="kubeadm-upgrade-apply", node="cp-1", error=KUBEADM_FAILED)
         assert "etcd cluster is not healthy" in failed_step(run)["outputs"]["output"]
+        # two of three members answer: quorum holds, the lost member is named
+        assert (run["outcome"]["runbook"]["name"], run["outcome"]["runbook"]["params"]) == (
+            "etcd-member-lost", {"node": "cp-3"})
         assert run_doc(mcli, run_id)["outcome"]["cordoned_by_run"] == []
         assert steps_of(run, "kubeadm-upgrade-node")[0]["status"] == "pending"
     finally:

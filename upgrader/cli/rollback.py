@@ -46,7 +46,7 @@ def rollback_command(
     rollback restores the snapshot. Every preview lists the points of no return passed since the snapshot.
 
     Exit codes: 0 rolled back (or previewed), 2 bad input or no confirmation, 3 no snapshot to go
-    back to, 6 the rollback failed (the run says each node's state; follow the restore-etcd runbook),
+    back to, 6 the rollback failed (the run says each node's state; follow the restore-etcd-from-snapshot runbook),
     7 another run holds the cluster, 8 the snapshot failed verification or cannot be reinstated.
     """
     from upgrader.services import rollback
@@ -85,8 +85,9 @@ def _run(ctx: typer.Context, output: Output, previewed: Any) -> None:
                                  "cause and `upgrader resume` it") from None
         if e.exit_code == 6:  # a failed rollback: the one-line error names the runbook
             raise RunFailedError(f"the rollback of {previewed.cluster} failed; nothing was deleted: see "
-                                 "`upgrader runs show` for each node's state and follow the restore-etcd "
-                                 "runbook, or fix the cause and `upgrader resume` it") from None
+                                 "`upgrader runs show` for each node's state and follow the "
+                                 "restore-etcd-from-snapshot runbook, or fix the cause and `upgrader resume` "
+                                 "it") from None
         raise
 
 

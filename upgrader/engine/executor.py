@@ -40,8 +40,10 @@ class StepFailedError(UpgraderError):
 
     exit_code = 6
 
-    def __init__(self, step: Step, cause: BaseException, tail: str | None = None) -> None:
-        self.step, self.cause, self.tail = step, cause, tail
+    def __init__(self, step: Step, cause: BaseException, tail: str | None = None, *,
+                 found_running: bool = False) -> None:
+        # found_running: a killed process had left the step `running` and this attempt retried it
+        self.step, self.cause, self.tail, self.found_running = step, cause, tail, found_running
         message = cause.message if isinstance(cause, UpgraderError) else f"{type(cause).__name__}: {cause}"
         where = f" on {step.node}" if step.node else ""
         super().__init__(f"step {step.n} ({step.action}{where}) failed: {message}")
@@ -134,7 +136,8 @@ def run_step(ctx: RunContext, step: Step, record: RunStepRecord) -> None:
         if reason is not None:
             raise PausedError(step, reason)
     handler = HANDLERS[step.action]
-    if record.status is StepStatus.RUNNING:  # the process died in this step: did it take effect?
+    found_running = record.status is StepStatus.RUNNING
+    if found_running:  # the process died in this step: did it take effect?
         try:
             seen = handler.observe(ctx, step)
         except UpgraderError:
@@ -161,7 +164,7 @@ def run_step(ctx: RunContext, step: Step, record: RunStepRecord) -> None:
         tail = e.tail() if isinstance(e, StepCommandError) else None
         outputs = _timing(ctx, started) | ({"output": tail} if tail else {})
         _finish(ctx, step, StepStatus.FAILED, outputs, e.message, "failed")
-        raise StepFailedError(step, e, tail) from e
+        raise StepFailedError(step, e, tail, found_running=found_running) from e
     except Exception as e:  # a bug: record it, then let it surface (exit 1 with --debug's traceback)
         _finish(ctx, step, StepStatus.FAILED, _timing(ctx, started), f"{type(e).__name__}: {e}", "failed")
         raise

@@ -111,7 +111,7 @@ def _move(ctx: RunContext, step: Step) -> dict[str, Any]:
     there, kept = _exists(ctx, node, data_dir), _exists(ctx, node, moved)
     if there and kept:
         raise StepError(f"{node}: both {data_dir} and {moved} exist; upgrader will not choose between them "
-                        "(follow the restore-etcd runbook)")
+                        "(follow the restore-etcd-from-snapshot runbook)")
     if there:
         ctx.run(node, ["mv", "--", data_dir, moved])
     elif not kept:

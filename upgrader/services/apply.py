@@ -55,7 +55,7 @@ from upgrader.services.audit import record_event
 from upgrader.services.etcd_access import EtcdSession, etcd_session
 from upgrader.services.health import etcd_checks
 from upgrader.services.preflight import PreflightRequest, run_preflight
-from upgrader.services.run_outcome import RUNBOOK, cordoned_by_run, failure_outcome
+from upgrader.services.run_outcome import cordoned_by_run, failure_outcome, restore_entry
 from upgrader.services.snapshots import create_snapshot
 from upgrader.services.wiring import AppContext
 
@@ -342,7 +342,7 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
             if extras is not None:
                 failed = extras.failure(_get(app, run.id), e)
                 return RunResult(_end(app, cluster, run.id, token, RunStatus.FAILED, failed))
-            outcome = failure_outcome(app, api, cluster.name, _get(app, run.id), e, options)
+            outcome = failure_outcome(app, api, cluster.name, _get(app, run.id), e, options, etcd=session)
             if isinstance(e.cause, RehearsalFailedError):  # going back is what failed: no automatic rollback
                 return RunResult(_end(app, cluster, run.id, token, RunStatus.FAILED, outcome | {
                     "reason": "rollback rehearsal failed", "exit_code": e.cause.exit_code,
@@ -379,18 +379,25 @@ def _auto_rollback(app: AppContext, cluster: ClusterRecord, run_id: int, token: 
             "auto_rollback": {"ok": False, "error": e.message},
             "next": [*outcome["next"], f"automatic rollback was refused ({e.message}); nothing was rolled back"]}
     said = dict(done.run.outcome or {})
-    if done.run.status is RunStatus.SUCCEEDED:
-        return RunStatus.ROLLED_BACK, outcome | {
+    if done.run.status is RunStatus.SUCCEEDED:  # back at the snapshot: no incident runbook is called for
+        kept = {k: v for k, v in outcome.items() if k not in ("runbook", "runbooks")}
+        return RunStatus.ROLLED_BACK, kept | {
             "auto_rollback": {"ok": True, "run": done.run.id, "snapshot_id": outcome["snapshot_id"]},
             "next": [f"rolled back to snapshot {outcome['snapshot_id']} by run {done.run.id} "
                      f"(`upgrader runs show {done.run.id}`)"]}
     return RunStatus.FAILED, outcome | {
         "auto_rollback": {"ok": False, "run": done.run.id, "status": done.run.status.value,
                           "error": said.get("error") or said.get("reason"), "nodes": said.get("nodes")},
-        "runbook": RUNBOOK,
+        **_rollback_runbooks(said.get("runbook") or restore_entry(cluster.name, outcome.get("snapshot_id")),
+                             outcome),
         "next": [f"the automatic rollback (run {done.run.id}) {done.run.status.value}: "
                  f"{said.get('error') or said.get('reason')}; nothing was deleted",
                  *(said.get("next") or [f"upgrader resume {done.run.id}"])]}
+
+
+def _rollback_runbooks(entry: Any, outcome: dict[str, Any]) -> dict[str, Any]:
+    """A failed automatic rollback: its runbook comes first, then those the hop's own failure called for."""
+    return {"runbook": entry, "runbooks": [entry, *(outcome.get("runbooks") or [])]}
 
 
 def soaking_outcome(e: SoakPendingError, run_id: int, cluster: str) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from upgrader.domain.names import validate_name
 from upgrader.domain.node_output import parse_cert_expiration
 from upgrader.domain.plans import Plan, plan_from_dict
 from upgrader.domain.records import ClusterRecord, RunRecord
+from upgrader.domain.runbook_hints import hint_for
 from upgrader.domain.runs import StepStatus
 from upgrader.engine.context import ApplyOptions
 from upgrader.engine.executor import StepFailedError
@@ -40,6 +41,7 @@ from upgrader.nodes import commands
 from upgrader.services.apply import DriveExtras, Report, RunResult, _drive, _lease
 from upgrader.services.audit import record_event
 from upgrader.services.etcd_access import LazyEtcdSession
+from upgrader.services.run_outcome import failed_step, with_runbooks
 from upgrader.services.wiring import AppContext
 
 CHECK_TIMEOUT = 60.0
@@ -210,7 +212,7 @@ def failure_outcome(cluster: str, failed: RunRecord, error: StepFailedError) -> 
     if renewed:
         nexts.append(f"certificates already renewed on {', '.join(n for n in renewed if n)}: their static pods "
                      "use the old ones until restarted")
-    return {
+    outcome = {
         "reason": "certificate renewal step failed",
         "error": error.message,
         "step": step.n,
@@ -222,3 +224,4 @@ def failure_outcome(cluster: str, failed: RunRecord, error: StepFailedError) -> 
         "cluster": cluster,
         "next": nexts,
     }
+    return with_runbooks(outcome, [hint_for(failed_step(error))], cluster)

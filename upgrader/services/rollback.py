@@ -9,7 +9,7 @@ run: the plan is recorded as a plan whose document says ``kind: rollback`` and r
 (services.apply's executor machinery, under the cluster's lease), linked to the run it rolls back;
 ``upgrader resume RUN`` finishes an interrupted one. When it succeeds, the rolled-back run (when it had
 failed) is recorded ``rolled_back``. A failed rollback deletes nothing and says, node by node, what was
-done and what was not, naming the restore-etcd runbook.
+done and what was not, naming the restore-etcd-from-snapshot runbook.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from upgrader.services.audit import record_event
 from upgrader.services.etcd_access import EtcdSession, LazyEtcdSession
 from upgrader.services.etcd_lineage import RESTORED, compare_members
 from upgrader.services.finalize import soaking
-from upgrader.services.run_outcome import RUNBOOK
+from upgrader.services.run_outcome import restore_entry
 from upgrader.services.snapshot_checks import VerifyResult, verify_snapshot
 from upgrader.services.wiring import AppContext
 
@@ -309,6 +309,7 @@ def failure_outcome(app: AppContext, cluster: ClusterRecord, failed: RunRecord, 
                     spec: Mapping[str, Any]) -> dict[str, Any]:
     done = {s.n for s in failed.steps if s.status is StepStatus.SUCCEEDED}
     aside = aside_dir(failed.id)
+    runbook = restore_entry(cluster.name, spec.get("snapshot_id"))
     return {
         "reason": "rollback step failed",
         "error": error.message,
@@ -322,10 +323,10 @@ def failure_outcome(app: AppContext, cluster: ClusterRecord, failed: RunRecord, 
         "kept": {"manifests": f"{aside}/manifests", "kubelet_config": f"{aside}/kubelet",
                  "etcd_data": f"ETCD_DATA_DIR.upgrader-rollback-{failed.id}"},
         "deleted": "nothing",
-        "runbook": RUNBOOK,
+        "runbook": runbook,
+        "runbooks": [runbook],
         "next": [f"fix the cause, then finish the rollback: upgrader resume {failed.id}",
-                 f"or follow the {RUNBOOK} runbook by hand (`upgrader runbook run {RUNBOOK} --cluster {cluster.name}`) "
-                 f"with snapshot {spec.get('snapshot_id')}; nothing was deleted"],
+                 f"or follow the {runbook['name']} runbook: `{runbook['command']}`; nothing was deleted"],
         "completed_steps": len(done),
     }
 

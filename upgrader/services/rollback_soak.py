@@ -90,7 +90,8 @@ def hooks(snapshot: SnapshotRecord, spec: Mapping[str, Any],
 
 def failure(outcome: dict[str, Any], run_id: int) -> dict[str, Any]:
     """A failed soak rollback's outcome: where the replaced manifests are, and that etcd was not touched."""
-    return outcome | {
+    kept = {k: v for k, v in outcome.items() if k not in ("runbook", "runbooks")}  # no etcd restore to follow
+    return kept | {
         "kept": {"manifests": f"{aside_dir(run_id)}/soak-manifests"}, "etcd": "not touched",
         "next": [f"fix the cause, then finish the soak rollback: upgrader resume {run_id}",
                  f"the manifests it replaced are kept under {aside_dir(run_id)}/soak-manifests; "

@@ -1,20 +1,29 @@
 """What a stopped run leaves for the person who has to act next: what failed, kubeadm's last lines, the
-snapshot to restore, the nodes this run left cordoned, and the commands to run."""
+snapshot to restore, the nodes this run left cordoned, the incident runbook the failure calls for
+(domain/runbook_hints.py), and the commands to run."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from upgrader.domain.preflight import CORDON_ANNOTATION
 from upgrader.domain.records import RunRecord
+from upgrader.domain.runbook_hints import (
+    EtcdHealth,
+    FailedStep,
+    RunbookHint,
+    hint_for,
+    restore_hint,
+    uncordon_hint,
+)
 from upgrader.domain.runs import StepStatus
 from upgrader.engine.context import ApplyOptions
 from upgrader.engine.executor import StepFailedError
 from upgrader.errors import UpgraderError
 from upgrader.ports import ClusterApi
+from upgrader.services.etcd_access import EtcdSession
 from upgrader.services.wiring import AppContext
-
-RUNBOOK = "restore-etcd"
 
 
 def cordoned_by_run(api: ClusterApi, run_id: int) -> list[str]:
@@ -36,11 +45,50 @@ def last_snapshot(run: RunRecord) -> int | None:
     return found[-1] if found else None
 
 
+def failed_step(error: StepFailedError) -> FailedStep:
+    step = error.step
+    return FailedStep(action=str(step.action), node=step.node, error=error.message, output=error.tail,
+                      version=str(step.version) if step.version else None, found_running=error.found_running)
+
+
+def etcd_health(session: EtcdSession | None) -> EtcdHealth | None:
+    """etcd's members as they answer now (None when they cannot be asked)."""
+    if session is None:
+        return None
+    try:
+        members = session.members(timeout=5.0)
+    except UpgraderError:
+        return None
+    unhealthy = tuple(sorted(m.name or m.id for m in members if not m.healthy))
+    return EtcdHealth(healthy=len(members) - len(unhealthy), total=len(members), unhealthy=unhealthy)
+
+
+def with_runbooks(outcome: dict[str, Any], hints: Sequence[RunbookHint | None], cluster: str) -> dict[str, Any]:
+    """The outcome naming the runbooks the failure calls for: ``runbook`` the first (the one to follow),
+    ``runbooks`` all of them, and a line in ``next`` for each with the command to run it."""
+    found = [h for h in hints if h is not None]
+    if not found:
+        return outcome
+    entries = [h.to_dict(cluster) for h in found]
+    lines = [f"runbook {h.name}: {h.why}: `{e['command']}`" for h, e in zip(found, entries, strict=True)]
+    return outcome | {"runbook": entries[0], "runbooks": entries, "next": [*outcome.get("next", []), *lines]}
+
+
+def restore_entry(cluster: str, snapshot_id: object) -> dict[str, object]:
+    """What a failed rollback leaves to a person: restoring etcd from the snapshot by hand, step by step."""
+    snapshot = int(snapshot_id) if isinstance(snapshot_id, (int, str)) and str(snapshot_id).isdigit() else None
+    return restore_hint(snapshot, "the rollback stopped part way; nothing was deleted").to_dict(cluster)
+
+
 def failure_outcome(app: AppContext, api: ClusterApi, cluster: str, run: RunRecord, error: StepFailedError,
-                    options: ApplyOptions) -> dict[str, Any]:
+                    options: ApplyOptions, *, etcd: EtcdSession | None = None) -> dict[str, Any]:
+    """``etcd``: the run's session, asked for its members only when the failure mentions etcd."""
     step = error.step
     snapshot = last_snapshot(run)
     cordoned = cordoned_by_run(api, run.id)
+    failed = failed_step(error)
+    health = etcd_health(etcd) if "etcd" in f"{failed.error}\n{failed.output or ''}" else None
+    hint = hint_for(failed, health, snapshot_id=snapshot)
     changed = any(s.status is StepStatus.SUCCEEDED and s.action not in ("preflight", "snapshot", "health-gate")
                   for s in run.steps)
     next_steps = [f"find and fix the cause, then continue: upgrader resume {run.id}"]
@@ -51,7 +99,7 @@ def failure_outcome(app: AppContext, api: ClusterApi, cluster: str, run: RunReco
     if cordoned:
         next_steps.append(f"nodes this run cordoned stay cordoned until it finishes: {', '.join(cordoned)} "
                           f"(`kubectl uncordon NODE` to release one by hand)")
-    return {
+    outcome = {
         "reason": "step failed",
         "error": error.message,
         "step": step.n,
@@ -65,3 +113,4 @@ def failure_outcome(app: AppContext, api: ClusterApi, cluster: str, run: RunReco
         "next": next_steps,
         "cluster": cluster,
     }
+    return with_runbooks(outcome, [hint, uncordon_hint(run.id, cordoned)], cluster)
