@@ -41,8 +41,10 @@ from upgrader.errors import FileMissingError
 
 PKI = "/etc/kubernetes/pki/etcd"
 ETCDCTL = ["etcdctl", "--endpoints=https://127.0.0.1:2379", f"--cacert={PKI}/ca.crt",
-           f"--cert={PKI}/healthcheck-client.crt", f"--key={PKI}/healthcheck-client.key",
-           "--dial-timeout=3s", "--command-timeout=15s"]
+           f"--cert={PKI}/healthcheck-client.crt", f"--key={PKI}/healthcheck-client.key", "--dial-timeout=3s"]
+# a reconfiguration may wait for the leader; a health or status read of a dead member only costs its timeout
+WRITE_TIMEOUT = "--command-timeout=15s"
+READ_TIMEOUT = "--command-timeout=4s"
 CP_LABEL = "node-role.kubernetes.io/control-plane"
 MANIFEST = f"{MANIFESTS_DIR}/etcd.yaml"
 CALL_TIMEOUT = 60.0
@@ -59,7 +61,9 @@ def work_dir(run_id: int) -> str:
 # -- reading the cluster ---------------------------------------------------------------------------
 
 def _etcdctl(ctx: RunContext, via: str, *words: str, check: bool = True) -> Any:
-    return ctx.run(via, [*ETCDCTL, *words], timeout=CALL_TIMEOUT, check=check)
+    limit = WRITE_TIMEOUT if words[:2] in (("member", "add"), ("member", "remove"), ("member", "promote")) \
+        else READ_TIMEOUT
+    return ctx.run(via, [*ETCDCTL, limit, *words], timeout=CALL_TIMEOUT, check=check)
 
 
 def _control_planes(ctx: RunContext) -> list[str]:
