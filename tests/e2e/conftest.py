@@ -41,8 +41,10 @@ class Cli:
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("UPGRADER_", "KUBECONFIG"))}
+        # Gates of runs without apply's flags (rollbacks, renewals, runbooks, ticks) read twice, 0.5 s apart:
+        # a sandbox does not flap, and the production pace (3 readings 2 s apart) costs minutes of the suite.
         return env | {"XDG_DATA_HOME": str(self.home), "UPGRADER_DB": str(self.home / "ledger.db"),
-                      "PYTHONPATH": str(REPO)}
+                      "PYTHONPATH": str(REPO), "UPGRADER_GATE_INTERVAL": "0.5", "UPGRADER_GATE_PASSES": "2"}
 
     def run(self, *args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         done = subprocess.run([sys.executable, "-m", "upgrader", *args], capture_output=True, text=True,

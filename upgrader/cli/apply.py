@@ -29,9 +29,12 @@ def apply_command(
     drain_timeout: str = typer.Option("10m", "--drain-timeout", help="How long a drain may wait for evictions "
                                       "a PodDisruptionBudget refuses (429), e.g. 90s, 10m."),
     gate_timeout: str = typer.Option("10m", "--gate-timeout", help="How long a health gate may wait."),
-    gate_passes: int = typer.Option(3, "--gate-passes", min=1, max=100,
-                                    help="Consecutive good readings a health gate needs (flap damping)."),
-    gate_interval: str = typer.Option("2s", "--gate-interval", help="Time between a gate's readings."),
+    gate_passes: int | None = typer.Option(None, "--gate-passes", min=1, max=100, show_default="3",
+                                           help="Consecutive good readings a health gate needs (flap damping); "
+                                           "default UPGRADER_GATE_PASSES, else 3."),
+    gate_interval: str | None = typer.Option(None, "--gate-interval", show_default="2s",
+                                             help="Time between a gate's readings; default "
+                                             "UPGRADER_GATE_INTERVAL (seconds), else 2s."),
     force_drain: bool = typer.Option(False, "--force-drain", help="Delete pods a drain could not evict in time "
                                      "(recorded). Without it a blocked drain fails the step."),
     rehearse: bool = typer.Option(False, "--rehearse", help="Before each control-plane hop, rehearse the rollback "
@@ -49,12 +52,17 @@ def apply_command(
     6 a step failed (the run's record says what to do next), 7 another run holds the cluster,
     8 a rollback rehearsal (--rehearse) failed before its hop, 130 interrupted (resumable).
     """
-    from upgrader.engine.context import ApplyOptions
     from upgrader.services import apply, runs
+    from upgrader.services.run_options import run_options
 
-    options = ApplyOptions(auto_rollback=auto_rollback, drain_timeout=parse_duration(drain_timeout),
-                           gate_timeout=parse_duration(gate_timeout), force_drain=force_drain,
-                           gate_passes=gate_passes, gate_interval=parse_duration(gate_interval), rehearse=rehearse)
+    pace: dict[str, Any] = {}
+    if gate_passes is not None:
+        pace["gate_passes"] = gate_passes
+    if gate_interval is not None:
+        pace["gate_interval"] = parse_duration(gate_interval)
+    options = run_options(auto_rollback=auto_rollback, drain_timeout=parse_duration(drain_timeout),
+                          gate_timeout=parse_duration(gate_timeout), force_drain=force_drain, rehearse=rehearse,
+                          **pace)
     if dry_run:
         plan, steps = runs.preview(ctx.obj, plan_id, options)
         if output is Output.JSON:

@@ -41,6 +41,7 @@ from upgrader.nodes import commands
 from upgrader.services.apply import DriveExtras, Report, RunResult, _drive, _lease
 from upgrader.services.audit import record_event
 from upgrader.services.etcd_access import LazyEtcdSession
+from upgrader.services.run_options import run_options
 from upgrader.services.run_outcome import failed_step, with_runbooks
 from upgrader.services.wiring import AppContext
 
@@ -136,7 +137,7 @@ def renew(app: AppContext, cluster: str, *, options: ApplyOptions | None = None,
     """Renew every control-plane node's certificates and restart its static pods, one node at a time,
     recorded as a run. Under the cluster's lease, taken here (RunLockedError, exit 7, when another run
     holds it) or ``lease_token``'s when the caller already holds it."""
-    options = options or ApplyOptions(auto_rollback=False)
+    options = options or run_options(auto_rollback=False)
     stop = stop or threading.Event()
     if lease_token is not None:
         return _renew_under(app, cluster, lease_token, options, report, stop, horizon_days, previewed)

@@ -37,6 +37,7 @@ from upgrader.services.audit import record_event
 from upgrader.services.etcd_access import EtcdSession, LazyEtcdSession
 from upgrader.services.etcd_lineage import RESTORED, compare_members
 from upgrader.services.finalize import soaking
+from upgrader.services.run_options import run_options
 from upgrader.services.run_outcome import restore_entry
 from upgrader.services.snapshot_checks import VerifyResult, verify_snapshot
 from upgrader.services.wiring import AppContext
@@ -151,7 +152,7 @@ def run(app: AppContext, previewed: RollbackPreview, *, options: ApplyOptions | 
 def run_under_lease(app: AppContext, previewed: RollbackPreview, *, token: int, options: ApplyOptions | None = None,
                     report: Report = lambda e: None, stop: threading.Event | None = None) -> RunResult:
     """The rollback's plan and run, recorded and driven; for a caller that holds the lease (``token``)."""
-    options = options or ApplyOptions(auto_rollback=False)
+    options = options or run_options(auto_rollback=False)
     document = previewed.rollback.to_dict()
     document["rollback"] |= {"inventory": dict(previewed.inventory), "loss_vanishes": _vanishing(previewed.loss),
                              "etcd_member_ids": list(previewed.etcd_member_ids)}

@@ -202,9 +202,9 @@ def _finalize(state: TickState, name: str, run: RunRecord) -> ClusterTick:
 def _next_target(state: TickState, record: ClusterRecord, policy: SchedulePolicy, window: Occurrence,
                  runs: Sequence[RunRecord]) -> ClusterTick:
     from upgrader.domain.validation import control_plane_version
-    from upgrader.engine.context import ApplyOptions
     from upgrader.services import plans
     from upgrader.services.apply import apply
+    from upgrader.services.run_options import run_options
 
     app, name = state.app, record.name
     inventory = plans.observe(app, cluster=name)
@@ -230,7 +230,7 @@ def _next_target(state: TickState, record: ClusterRecord, policy: SchedulePolicy
                 return ClusterTick(name, "waiting", f"{decision.target} waits for a longer window: {reason}",
                                    target=str(decision.target), window_end=iso(window.end))
             plan_id = plans.record_plan(app, made)
-            options = ApplyOptions(auto_rollback=policy.auto_rollback, scheduled=True)
+            options = run_options(auto_rollback=policy.auto_rollback, scheduled=True)
             result = apply(app, plan_id, options, report=state.report, lease_token=token,
                            pause=_pauser(state, made.plan, window))
     except RunLockedError as e:
@@ -282,8 +282,8 @@ def _ended(name: str, result: RunResult, target: str | None, window: Occurrence 
 def _certificates(state: TickState, record: ClusterRecord, policy: SchedulePolicy,
                   window: Occurrence) -> ClusterTick | None:
     """Renew kubeadm's certificates when any expires within the horizon (read at most every 12 h)."""
-    from upgrader.engine.context import ApplyOptions
     from upgrader.services import certificates
+    from upgrader.services.run_options import run_options
 
     app, name = state.app, record.name
     real_now = app.clock.now()  # certificates expire in real time, whatever --now says about windows
@@ -303,7 +303,7 @@ def _certificates(state: TickState, record: ClusterRecord, policy: SchedulePolic
         return None
     try:
         with _leased(app, name) as token:
-            result = certificates.renew(app, name, options=ApplyOptions(scheduled=True), report=state.report,
+            result = certificates.renew(app, name, options=run_options(scheduled=True), report=state.report,
                                         lease_token=token)
     except RunLockedError as e:
         return ClusterTick(name, "busy", e.message, 7)
