@@ -14,6 +14,8 @@ kubelet to restart a moved kube-apiserver manifest. The kill of `kubeadm upgrade
 kubeadm running on the node (it is not killed with upgrader); the sandbox's kubelet is held from
 picking up the new manifest (fault kubeadm-apply-fails on cp-1, cleared once the resume is at the
 step) so the orphan outlives the resume's start: the resume must never run a second kubeadm beside it.
+That resume is the kubeadm-upgrade-interrupted runbook, which resumes the run as its child; the
+uncordon-nodes-left-by-upgrader runbook then frees what a dead run left cordoned, and only that.
 """
 
 from __future__ import annotations
@@ -122,10 +124,10 @@ class Crasher:
         return (self.cli.home / f"upgrader-{self.started.index(proc)}.{stream}").read_text(errors="replace")
 
     def until_kill(self, proc: subprocess.Popen[bytes], remaining: set[str],
-                   tick: Callable[[], None] | None = None) -> Kill | None:
-        """Kill proc at the first step of a remaining kind, at its trigger; None when proc ended first."""
+                   tick: Callable[[], None] | None = None, run_id: int | None = None) -> Kill | None:
+        """Kill proc at the first step of a remaining kind of the run (the newest one unless ``run_id``),
+        at its trigger; None when proc ended first."""
         seen: dict[int, float] = {}
-        run_id = None
         while proc.poll() is None:
             if tick is not None:
                 tick()
@@ -214,23 +216,30 @@ def test_every_kind_of_step_killed_mid_run_is_resumed_to_a_correct_cluster(
         try:
             proc = crasher.start("apply", str(plan["id"]), "--yes", "--gate-interval", "1s", "--gate-passes", "2")
             tick: Callable[[], None] | None = None
+            run_id: int | None = None
             while True:
-                kill = crasher.until_kill(proc, remaining, tick)
+                kill = crasher.until_kill(proc, remaining, tick, run_id)
                 if kill is None:
                     break
                 kills.append(kill)
                 assert sampler.most <= 1, _together(sampler)  # fail at once: the rest of the run says nothing new
                 remaining -= {a for _, a in kill.caught}
-                run_id = ledger.run_id()
-                proc = crasher.start("resume", str(run_id), "--yes", "-o", "json")
+                run_id = run_id or ledger.run_id()
                 tick = None
                 if kill.action == "kubeadm-upgrade-apply":
+                    # the incident commander's way after a kubeadm upgrade died half way: the runbook,
+                    # which resumes the upgrade run as its child (and may itself be killed next)
+                    proc = crasher.start("runbook", "run", "kubeadm-upgrade-interrupted", "--cluster", NAME,
+                                         "--yes", "-o", "json")
                     orphans = [p for p in kill.left if kubeadm_upgrade(p.argv) == "apply"]
                     tick, cleared = _clear_hold_when_resume_waits(cli, proc)
+                else:
+                    proc = crasher.start("resume", str(run_id), "--yes", "-o", "json")
             assert proc.returncode == 0, crasher.output(proc) + crasher.output(proc, "err")[-3000:]
-            final = json.loads(crasher.output(proc))
         finally:
             crasher.stop_all()
+    assert run_id is not None
+    final = run_doc(cli, run_id)
     for thread, done in cleared:
         thread.join(60)
         assert done and done[0].returncode == 0
@@ -263,6 +272,34 @@ def test_every_kind_of_step_killed_mid_run_is_resumed_to_a_correct_cluster(
     config = json.loads(cli.kubectl(kc, "-n", "kube-system", "get", "configmap", "kubeadm-config", "-o",
                                     "json").stdout)["data"]["ClusterConfiguration"]
     assert f"kubernetesVersion: {target}" in config
+
+    # the kubeadm-upgrade-interrupted runbook's run: finished, or (killed itself) finished by its resume,
+    # which accepts the upgrade run it leveled; then what a dead run could leave, uncordoned by the
+    # uncordon-nodes-left-by-upgrader runbook: only upgrader's mark, never a person's cordon
+    book = next(r for r in json.loads(cli.run("runs", "list", NAME, "-o", "json").stdout) if r["id"] > run_id)
+    if book["status"] != "succeeded":
+        book = json.loads(cli.run("resume", str(book["id"]), "--yes", "-o", "json").stdout)
+    leveled = run_doc(cli, book["id"])
+    assert leveled["status"] == "succeeded" and leveled["steps"][1]["outputs"]["run"] == run_id, leveled
+    assert [s["action"] for s in leveled["steps"]] == ["observe-cluster", "level-control-plane", "wait-healthy",
+                                                      "uncordon-left-by-upgrader"]
+    cli.kubectl(kc, "cordon", "worker-1")  # a person's
+    cli.kubectl(kc, "cordon", "worker-2")
+    cli.kubectl(kc, "annotate", "node", "worker-2", f"upgrader.io/cordoned-by={run_id}")  # as a killed run leaves it
+    freed = json.loads(cli.run("runbook", "run", "uncordon-nodes-left-by-upgrader", "--cluster", NAME, "--param",
+                               f"run={run_id}", "--yes", "-o", "json").stdout)
+    assert freed["status"] == "succeeded", freed
+    said = freed["steps"][1]["outputs"]
+    assert said["uncordoned"] == [{"node": "worker-2", "run": str(run_id)}] and said["left_alone"] == [
+        {"node": "worker-1", "why": "cordoned by someone else (no upgrader.io/cordoned-by annotation)"}]
+    listed = json.loads(cli.kubectl(kc, "get", "nodes", "-o", "json").stdout)["items"]
+    nodes = {n["metadata"]["name"]: n for n in listed}
+    assert nodes["worker-1"]["spec"].get("unschedulable") is True
+    assert not nodes["worker-2"]["spec"].get("unschedulable")
+    assert "upgrader.io/cordoned-by" not in (nodes["worker-2"]["metadata"].get("annotations") or {})
+    cli.kubectl(kc, "uncordon", "worker-1")
+    nodes = json.loads(cli.kubectl(kc, "get", "nodes", "-o", "json").stdout)["items"]
+    assert not any(n["spec"].get("unschedulable") for n in nodes)
 
     # the ledger: every step succeeded; each killed one ran again or was observed done; one apply per hop
     shown = run_doc(cli, final["id"])

@@ -3,8 +3,9 @@
 Its certificates are aged to expire in 10 days (`sandbox certs --expire-in 10d`): check says they are
 due; renew renews them (check then says about a year) and restarts the static pods, which the API
 shows as containers started after the renewal; the run and its plan (kind certificate-renewal) are
-recorded. Then the same renewal is killed (SIGKILL, by pid) while its restart step has the control
-plane's manifests aside, and `upgrader resume RUN` puts them back and finishes it.
+recorded. Then the renew-certificates runbook runs the same renewal as a child run and is killed
+(SIGKILL, by pid) while the child's restart step has the control plane's manifests aside; `upgrader
+resume RUN` of the runbook's run resumes that child, puts the manifests back and finishes both.
 """
 
 from __future__ import annotations
@@ -94,42 +95,58 @@ def test_due_certificates_are_renewed_and_the_static_pods_restarted(mcli: Cli, s
     assert set(plan["certificates"]["before"]["cp-1"]) >= {"apiserver", "admin.conf", "etcd-server"}
 
 
-@pytest.mark.timeout(180)
-def test_a_renewal_killed_with_the_control_plane_stopped_is_finished_by_resume(
+@pytest.mark.timeout(240)
+def test_the_renew_certificates_runbook_killed_mid_step_is_finished_by_resume(
         mcli: Cli, sandbox: dict[str, Any]) -> None:
+    """The renewal here runs as the renew-certificates runbook's child run: the runbook process is
+    killed (SIGKILL) while that child's restart step has the control plane's manifests aside, and
+    `upgrader resume` of the runbook's run resumes the same child and finishes both."""
     aged(mcli)
     ledger = Ledger(mcli.home / "ledger.db")
     last = ledger.run_id() or 0
+    argv = ["runbook", "run", "renew-certificates", "--cluster", NAME, "--yes", "-o", "json"]
     with (mcli.home / "renew.out").open("wb") as out, (mcli.home / "renew.err").open("wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "upgrader", "certs", "renew", NAME, "--yes", "-o", "json"],
+        proc = subprocess.Popen([sys.executable, "-m", "upgrader", *argv],
                                 env=mcli.env, cwd=REPO, stdout=out, stderr=err, start_new_session=True)
     try:
         def stopped() -> int | None:
-            run_id = ledger.run_id()
-            if run_id is None or run_id <= last:
+            child = ledger.run_id()
+            if child is None or child <= last + 1:  # the runbook's run first, then its child renewal
                 return None
-            steps = ledger.steps(run_id)
+            steps = ledger.steps(child)
             if steps.get(2, ("", None, ""))[2] == "running" and not (manifests(mcli) / "kube-apiserver.yaml").exists():
-                return run_id
+                return child
             return None
 
-        run_id = eventually(stopped, timeout=60, every=0.05)
+        child_id = eventually(stopped, timeout=90, every=0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-    assert isinstance(run_id, int)
-    assert ledger.steps(run_id)[2][2] == "running"
-    aside = manifests(mcli).parent / f"upgrader-certs-{run_id}" / "manifests"
+    assert isinstance(child_id, int)
+    run_id = last + 1
+    assert ledger.steps(run_id)[2] == ("renew-all-certificates", None, "running")
+    assert ledger.steps(child_id)[2][2] == "running"
+    aside = manifests(mcli).parent / f"upgrader-certs-{child_id}" / "manifests"
     assert (aside / "kube-apiserver.yaml").exists()  # the control plane is stopped, its manifests aside
 
     resumed = json.loads(mcli.run("resume", str(run_id), "--yes", "-o", "json").stdout)
     assert resumed["status"] == "succeeded", resumed
-    assert [(s["action"], s["status"]) for s in resumed["steps"]] == [(a, "succeeded") for a in ACTIONS]
+    assert [(s["action"], s["status"]) for s in resumed["steps"]] == [
+        ("observe-cluster", "succeeded"), ("renew-all-certificates", "succeeded"), ("wait-healthy", "succeeded")]
+    assert resumed["steps"][1]["outputs"]["run"] == child_id  # the same child, resumed, not a second renewal
+    child = json.loads(mcli.run("runs", "show", str(child_id), "-o", "json").stdout)
+    assert child["status"] == "succeeded" and [(s["action"], s["status"]) for s in child["steps"]] == [
+        (a, "succeeded") for a in ACTIONS]
     assert all((manifests(mcli) / f"{c}.yaml").exists() for c in COMPONENTS)
     assert not list(aside.iterdir())
     assert check(mcli)["due"] is False
     server = server_of(sandbox["kubeconfig"])
     assert api_get(server, "/version")["gitVersion"] == "v1.33.6"
+    nodes = api_get(server, "/api/v1/nodes")["items"]  # healthy, as the runbook's wait-healthy saw it
+    assert nodes and all(any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+                         for n in nodes)
+    shown = json.loads(mcli.run("runs", "show", str(run_id), "-o", "json").stdout)
+    assert shown["status"] == "succeeded" and shown["outcome"]["runbook"] == "renew-certificates"

@@ -1,5 +1,7 @@
 """`upgrader rollback` end to end on a sandbox: a manual rollback after a successful v1.31 -> v1.32 upgrade
-(workers already at v1.32), and the automatic one when the v1.32 API server never becomes ready."""
+(workers already at v1.32), through the rollback-last-upgrade runbook; the automatic one when the v1.32
+API server never becomes ready; and a restore to a chosen snapshot through the restore-etcd-from-snapshot
+runbook, stopped by an unreachable node, its child rollback killed and resumed, the runbook then finished."""
 
 from __future__ import annotations
 
@@ -65,8 +67,17 @@ def test_manual_rollback_after_a_successful_upgrade_brings_v1_31_back_and_loses_
     no_tty = cli.run("rollback", "rb", check=False)
     assert no_tty.returncode == 2 and "--yes" in no_tty.stderr
 
-    done = cli.run("rollback", "rb", "--yes", "-o", "json", timeout=900)
-    rollback = json.loads(done.stdout)
+    # the incident commander's way: the rollback-last-upgrade runbook, its rollback a child run
+    dry = json.loads(cli.run("runbook", "run", "rollback-last-upgrade", "--cluster", "rb", "--dry-run",
+                             "-o", "json").stdout)
+    assert dry["dry_run"] is True and dry["steps"][1]["action"] == "rollback-upgrade"
+    assert any(line.startswith("what will be lost: ") for line in dry["steps"][1]["would"])  # shown first
+    done = cli.run("runbook", "run", "rollback-last-upgrade", "--cluster", "rb", "--yes", "-o", "json", timeout=900)
+    runbook = json.loads(done.stdout)
+    assert runbook["status"] == "succeeded", runbook["outcome"]
+    assert [s["action"] for s in runbook["steps"]] == ["observe-cluster", "rollback-upgrade", "wait-healthy",
+                                                       "uncordon-left-by-upgrader"]
+    rollback = run_doc(cli, runbook["steps"][1]["outputs"]["run"])
     assert rollback["status"] == "succeeded", rollback["outcome"]
     assert _version(cli, kc) == "v1.31.4"
     assert _kubelets(cli, kc) == {n: "v1.31.4" for n in ["cp-1", *WORKERS]}
@@ -141,16 +152,23 @@ def test_a_corrupt_snapshot_is_refused_an_unreachable_node_stops_it_and_resume_f
     none = cli.run("rollback", "rk", check=False)  # no upgrade run: nothing to go back to by default
     assert none.returncode == 3 and "upgrader snapshot create rk" in none.stderr
 
-    # the control-plane node drops off the network: the rollback stops (exit 6) saying where each node is
+    # the control-plane node drops off the network: the restore-etcd-from-snapshot runbook's restore (a
+    # rollback run, its child) stops (exit 6) saying where each node is
     cli.run("sandbox", "fault", "rk", "node-unreachable:cp-1")
-    lost = cli.run("rollback", "rk", "--to", str(good["id"]), "--yes", "-o", "json", check=False, timeout=600)
+    lost = cli.run("runbook", "run", "restore-etcd-from-snapshot", "--cluster", "rk", "--param",
+                   f"snapshot={good['id']}", "--yes", "-o", "json", check=False, timeout=600)
     assert lost.returncode == 6, lost.stderr
-    failed = json.loads(lost.stdout)
-    run_id = failed["id"]
+    book = json.loads(lost.stdout)
+    assert book["status"] == "failed" and book["outcome"]["step"] == 3, book["outcome"]
+    chosen = book["steps"][1]["outputs"]  # preview-restore: the snapshot chosen, verified, and the loss
+    assert chosen["snapshot"]["id"] == good["id"] and chosen["snapshot"]["verified"] is True
+    run_id = next(r["id"] for r in json.loads(cli.run("runs", "list", "rk", "-o", "json").stdout)
+                  if r["id"] != book["id"])
+    failed = run_doc(cli, run_id)
     assert failed["status"] == "failed" and failed["outcome"]["runbook"]["name"] == "restore-etcd-from-snapshot"
     assert "node cp-1 is unreachable" in failed["outcome"]["error"] and failed["outcome"]["deleted"] == "nothing"
     assert failed["outcome"]["nodes"]["cp-1"][0] == "stop-control-plane: failed"
-    assert "restore-etcd-from-snapshot" in lost.stderr
+    assert f"the restore run {run_id} failed" in book["outcome"]["error"]
     cli.run("sandbox", "fault", "rk", "--clear")
 
     ledger = Ledger(cli.home / "ledger.db")
@@ -171,3 +189,8 @@ def test_a_corrupt_snapshot_is_refused_an_unreachable_node_stops_it_and_resume_f
     assert _version(cli, kc) == "v1.31.4"
     assert _kubelets(cli, kc) == {"cp-1": "v1.31.4", "worker-1": "v1.31.4"}
     assert steps_of(run_doc(cli, run_id), "restore-etcd")[0]["status"] == "succeeded"
+    # the runbook's run, resumed, accepts its finished child and checks the cluster is healthy
+    finished = json.loads(cli.run("resume", str(book["id"]), "--yes", "-o", "json", timeout=600).stdout)
+    assert finished["status"] == "succeeded", finished["outcome"]
+    assert finished["steps"][2]["outputs"]["run"] == run_id and finished["steps"][2]["outputs"]["observed"] is True
+    assert _kubelets(cli, kc) == {"cp-1": "v1.31.4", "worker-1": "v1.31.4"}

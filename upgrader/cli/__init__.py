@@ -27,6 +27,7 @@ from upgrader.cli import (
     plans,
     preflight,
     rollback,
+    runbook,
     runs,
     sandbox,
     schedule,
@@ -51,6 +52,7 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(db.app, name="db")
 app.add_typer(node.app, name="node")
 app.add_typer(plans.app, name="plans")
+app.add_typer(runbook.app, name="runbook")
 app.add_typer(runs.app, name="runs")
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(schedule.app, name="schedule")

@@ -95,7 +95,8 @@ def resume_command(
     A step the run was in when it stopped is observed first (is the package installed, did the
     manifests move, is the node cordoned?) and only run again when it did not take effect.
     A lease left by a dead upgrader process on this host is taken over at once; another waits
-    out its TTL (60 s). Exit codes as for apply.
+    out its TTL (60 s). A runbook's run asks again before each step not yet confirmed (--yes answers
+    for you). Exit codes as for apply.
     """
     from upgrader.services import apply, runs
 
@@ -107,15 +108,19 @@ def resume_command(
         done = sum(1 for s in run.steps if s.status.value in ("succeeded", "skipped"))
         typer.confirm(f"Resume run {run_id} on cluster {run.cluster} ({run.status.value}, {done}/{len(run.steps)} "
                       "steps done)?", abort=True, err=True)
-    _run(ctx, output, len(plan.steps), lambda report, stop: apply.resume(ctx.obj, run_id, report=report, stop=stop))
+    from upgrader.cli.runbook import ask  # a runbook's run asks before each step not confirmed yet
+
+    _run(ctx, output, len(plan.steps), lambda report, stop: apply.resume(
+        ctx.obj, run_id, report=report, stop=stop, yes=yes, confirm=None if yes else ask), live=yes)
 
 
-def run_and_render(ctx: typer.Context, output: Output, total: int, start: Any) -> None:
-    """Drive a run with Ctrl-C handling and progress, print how it ended, exit with its code."""
-    _run(ctx, output, total, start)
+def run_and_render(ctx: typer.Context, output: Output, total: int, start: Any, *, live: bool = True) -> None:
+    """Drive a run with Ctrl-C handling and progress, print how it ended, exit with its code. ``live``
+    False: no live view on the terminal (the run asks questions there)."""
+    _run(ctx, output, total, start, live=live)
 
 
-def _run(ctx: typer.Context, output: Output, total: int, start: Any) -> None:
+def _run(ctx: typer.Context, output: Output, total: int, start: Any, *, live: bool = True) -> None:
     from upgrader.cli.progress import Progress
     from upgrader.cli.runs import run_dict
     from upgrader.errors import LockLostError
@@ -131,7 +136,7 @@ def _run(ctx: typer.Context, output: Output, total: int, start: Any) -> None:
 
     signal.signal(signal.SIGINT, interrupted)
     try:
-        with Progress(total=total, live=sys.stderr.isatty() and output is not Output.JSON) as progress:
+        with Progress(total=total, live=live and sys.stderr.isatty() and output is not Output.JSON) as progress:
             result = start(progress.report, stop)
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -22,14 +22,18 @@ from typing import Any
 from upgrader.domain.documents import LINE_KEY, Fields, Where, refuse, shown, type_name
 from upgrader.domain.plans import REVERSIBILITY, Action, Plan, Step, Strategy
 from upgrader.domain.runbook_actions import ACCEPTS, ACTIONS, PARAM_KINDS, ActionSpec, ArgKind, ArgSpec
+from upgrader.domain.runbook_values import WHOLE, check_value, parse_params, substitute
 from upgrader.domain.versions import Version
-from upgrader.errors import InvalidVersionError, UsageError
+from upgrader.errors import UsageError
+
+__all__ = ["CLUSTER_PARAM", "KIND", "NAME", "Param", "Runbook", "RunbookStep", "check_value", "describe_static",
+           "is_runbook", "parse_params", "parse_runbook", "plan_runbook", "resolve_params", "runbook_document",
+           "substitute"]
 
 KIND = "runbook"  # a plan document's "kind" when it is a runbook run
 CLUSTER_PARAM = "cluster"  # always there: the cluster the runbook runs on
 NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 PARAM_NAME = re.compile(r"[a-z][a-z0-9_]*")
-WHOLE = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,30 +129,31 @@ def _params(where: Where, value: Any) -> tuple[Param, ...]:
         refuse(where, "params", f"expected a list of params, got {type_name(value)}")
     found: list[Param] = []
     for index, item in enumerate(value):
-        at = f"params[{index}]"
-        fields = Fields.of(Where(where.file, line=item.get(LINE_KEY) if isinstance(item, dict) else None), item,
-                           f"a param ({at})")
+        line = item.get(LINE_KEY) if isinstance(item, dict) else None
+        label = item.get("name") if isinstance(item, dict) and isinstance(item.get("name"), str) else None
+        fields = Fields.of(Where(f"{where.file}{f':{line}' if line else ''}: param {index + 1}"
+                                 + (f" ({label})" if label else "")), item, "a param")
         name = fields.string("name")
         assert name is not None
         if not PARAM_NAME.fullmatch(name) or name == CLUSTER_PARAM:
-            refuse(fields.where, f"{at}.name", f"expected [a-z][a-z0-9_]* other than 'cluster', got {shown(name)}")
+            refuse(fields.where, "name", f"expected [a-z][a-z0-9_]* other than 'cluster', got {shown(name)}")
         if any(p.name == name for p in found):
-            refuse(fields.where, f"{at}.name", f"param {name!r} is declared twice")
+            refuse(fields.where, "name", f"param {name!r} is declared twice")
         help_ = fields.string("help") or ""
         kind = ArgKind(fields.choice("kind", [str(k) for k in PARAM_KINDS]))
         required = fields.boolean("required", default=False)
         default = fields.raw("default")
         if default is not None:
             if required:
-                refuse(fields.where, f"{at}.default", "a required param has no default")
+                refuse(fields.where, "default", "a required param has no default")
             if not isinstance(default, str | int) or isinstance(default, bool):
-                refuse(fields.where, f"{at}.default", f"expected a string, got {type_name(default)} {shown(default)}"
+                refuse(fields.where, "default", f"expected a string, got {type_name(default)} {shown(default)}"
                        + (" (quote it: YAML reads 1.30 as the number 1.3)" if isinstance(default, float) else ""))
             default = str(default)
             try:
                 check_value(kind, default)
             except UsageError as e:
-                refuse(fields.where, f"{at}.default", e.message)
+                refuse(fields.where, "default", e.message)
         fields.done()
         found.append(Param(name, help_.strip(), kind, required, default))
     return tuple(found)
@@ -253,24 +258,6 @@ def _reference(at: Where, name: str, value: str, kind: ArgKind, kinds: Mapping[s
     return value
 
 
-def check_value(kind: ArgKind, value: str) -> str:
-    """A param value of ``kind`` as far as it can be judged without the cluster (UsageError, exit 2)."""
-    if kind is ArgKind.VERSION:
-        try:
-            Version.parse(value)
-        except InvalidVersionError as e:
-            raise UsageError(e.message) from None
-    elif kind in (ArgKind.RUN, ArgKind.SNAPSHOT):
-        if not value.isdigit() or int(value) < 1:
-            raise UsageError(f"expected a {kind} id (a positive number), got {value!r}")
-    elif kind in (ArgKind.NODE, ArgKind.CONTROL_PLANE_NODE, ArgKind.WORKER_NODE):
-        if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", value):
-            raise UsageError(f"expected a node name, got {value!r}")
-    elif not value.strip() or "\n" in value:
-        raise UsageError(f"expected a one-line string, got {value!r}")
-    return value
-
-
 # -- params and substitution ------------------------------------------------------------------------
 
 def resolve_params(runbook: Runbook, given: Mapping[str, str]) -> dict[str, str | None]:
@@ -292,43 +279,6 @@ def resolve_params(runbook: Runbook, given: Mapping[str, str]) -> dict[str, str 
                 raise UsageError(f"--param {param.name}: {e.message}") from None
         values[param.name] = value
     return values
-
-
-def substitute(with_: Mapping[str, Any], values: Mapping[str, str | None]) -> dict[str, Any]:
-    """``with_`` with each whole "{param}" replaced by its value; an argument whose param has no value
-    is left out (the action's default applies)."""
-    result: dict[str, Any] = {}
-    for key, value in with_.items():
-        if isinstance(value, list):
-            items = [_value(v, values) for v in value]
-            result[key] = [v for v in items if v is not None]
-            continue
-        resolved = _value(value, values)
-        if resolved is not None:
-            result[key] = resolved
-    return result
-
-
-def _value(value: Any, values: Mapping[str, str | None]) -> Any:
-    if isinstance(value, str):
-        found = WHOLE.fullmatch(value)
-        if found is not None:
-            return values.get(found.group(1))
-    return value
-
-
-def parse_params(pairs: Sequence[str]) -> dict[str, str]:
-    """``--param k=v`` pairs; UsageError (exit 2) for one without '=' or given twice."""
-    given: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"--param {pair!r}: expected NAME=VALUE")
-        if key in given:
-            raise UsageError(f"--param {key} is given twice")
-        given[key] = value
-    return given
 
 
 # -- the plan a runbook run records ---------------------------------------------------------------
@@ -366,7 +316,11 @@ def is_runbook(document: Mapping[str, Any]) -> bool:
 
 def describe_static(step: RunbookStep) -> str:
     """What the step's action does, its arguments as written (for ``runbook show``)."""
-    args = {k: (" ".join(str(x) for x in v) if isinstance(v, list) else str(v)) for k, v in step.with_.items()}
+    def said(value: Any) -> str:
+        found = WHOLE.fullmatch(value) if isinstance(value, str) else None
+        return f"<{found.group(1)}>" if found else str(value)
+
+    args = {k: (" ".join(said(x) for x in v) if isinstance(v, list) else said(v)) for k, v in step.with_.items()}
     text = step.spec.describe
     for key in step.spec.args:
         text = text.replace("{" + key + "}", args.get(key, "(default)" if key not in ("argv", "http") else ""))

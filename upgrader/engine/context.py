@@ -76,6 +76,21 @@ class Hooks:
 
 
 @dataclass(frozen=True, slots=True)
+class RunbookHooks:
+    """What a runbook run's steps need from the use cases (services/runbooks.py sets them).
+
+    ``confirm``: asked before each step not yet started; None to go on, else why the run stops there
+    (resumable): the person declined, or no one can be asked. ``act``/``observe``/``describe``: per
+    runbook action name, the parts of its handler that run a use case (a rollback, a certificate
+    renewal, the resume of an upgrade run) as a child run under this run's lease."""
+
+    confirm: Callable[[RunContext, Step], str | None] = lambda ctx, step: None
+    act: Mapping[str, Callable[[RunContext, Step], dict[str, Any]]] = field(default_factory=dict)
+    observe: Mapping[str, Callable[[RunContext, Step], dict[str, Any] | None]] = field(default_factory=dict)
+    describe: Mapping[str, Callable[[RunContext, Step], list[str]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class StepEvent:
     """A step's transition, for the progress view and the JSON log."""
 
@@ -111,6 +126,7 @@ class RunContext:
     # a scheduled run: asked before each step that has not started; a reason stops the run there,
     # resumable (the maintenance window closes before what starts at this step could finish)
     pause: Callable[[Step], str | None] | None = None
+    runbook: RunbookHooks | None = None  # only for a runbook's run
 
     def __post_init__(self) -> None:
         # What steps reach through ``ctx.api`` and ``ctx.transports(node)`` is timed (see engine/timing.py).

@@ -347,3 +347,4 @@ from upgrader.engine import rollback_soak as _rollback_soak  # noqa: E402,F401
 from upgrader.engine import runbook_etcd as _runbook_etcd  # noqa: E402,F401
 from upgrader.engine import runbook_manifests as _runbook_manifests  # noqa: E402,F401
 from upgrader.engine import runbook_nodes as _runbook_nodes  # noqa: E402,F401
+from upgrader.engine import runbook_steps as _runbook_steps  # noqa: E402,F401

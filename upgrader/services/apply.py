@@ -25,6 +25,7 @@ from upgrader.domain.inventory import inventory_to_dict
 from upgrader.domain.plans import Plan, Step, plan_from_dict
 from upgrader.domain.records import ClusterRecord, LockRecord, PlanRecord, RunRecord
 from upgrader.domain.rollback import is_rollback
+from upgrader.domain.runbooks import is_runbook
 from upgrader.domain.runs import RunStatus
 from upgrader.domain.text import excerpt
 from upgrader.engine.context import (
@@ -32,6 +33,7 @@ from upgrader.engine.context import (
     Hooks,
     PausedError,
     RollbackHooks,
+    RunbookHooks,
     RunContext,
     SoakPendingError,
     StepEvent,
@@ -76,6 +78,10 @@ def load_plan(app: AppContext, plan_id: int) -> tuple[PlanRecord, Plan]:
     RunLockedError when its run is running under another process's live lease."""
     with app.unit_of_work() as uow:
         record = uow.repo.get_plan(plan_id)
+        if is_runbook(record.document):  # its steps confirm through `runbook run` / `resume`, never here
+            raise RunRefusedError(f"plan {plan_id} is the record of a runbook run, not an upgrade: start a runbook "
+                                  "with `upgrader runbook run NAME --cluster C`, continue one with "
+                                  "`upgrader resume RUN`")
         _refuse_reapply(record, uow.repo.list_runs(plan_id=plan_id), uow.repo.get_lock(record.cluster),
                         app.clock.now())
     return record, plan_from_dict(dict(record.document))
@@ -102,6 +108,7 @@ def _refuse_reapply(plan: PlanRecord, runs: list[RunRecord], lock: LockRecord | 
 
 
 Pause = Callable[[Step], "str | None"]
+Confirm = Callable[[Step, list[str]], bool]  # a person asked: the step and what it will do -> go on?
 
 
 def apply(app: AppContext, plan_id: int, options: ApplyOptions, *, report: Report = lambda e: None,
@@ -136,9 +143,11 @@ def apply(app: AppContext, plan_id: int, options: ApplyOptions, *, report: Repor
 
 def resume(app: AppContext, run_id: int, *, report: Report = lambda e: None,
            stop: threading.Event | None = None, finalize_step: int | None = None,
-           lease_token: int | None = None, pause: Pause | None = None) -> RunResult:
+           lease_token: int | None = None, pause: Pause | None = None,
+           confirm: Confirm | None = None, yes: bool = False) -> RunResult:
     """Continue the run; ``finalize_step`` (only `upgrader finalize`) is the soak step that ends now;
-    ``lease_token`` and ``pause`` as for :func:`apply`."""
+    ``lease_token`` and ``pause`` as for :func:`apply`; ``confirm``/``yes``: a runbook's run asks a
+    person (or takes --yes for the answer) before each step that confirms and was not confirmed yet."""
     with app.unit_of_work() as uow:
         run = uow.repo.get_run(run_id)
         if run.status in (RunStatus.SUCCEEDED, RunStatus.ROLLED_BACK):
@@ -163,6 +172,11 @@ def resume(app: AppContext, run_id: int, *, report: Report = lambda e: None,
             from upgrader.services import certificates
 
             return certificates.resume(app, run.id, token, report=report, stop=stop or threading.Event())
+        if is_runbook(plan_record.document):
+            from upgrader.services import runbooks
+
+            return runbooks.resume(app, run.id, token, report=report, stop=stop or threading.Event(),
+                                   confirm=confirm, yes=yes)
 
         def preflight() -> dict[str, Any]:
             again = run_preflight(app, PreflightRequest(cluster=cluster.name, target=str(plan.target)))
@@ -276,6 +290,7 @@ class DriveExtras:
     rollback: RollbackHooks | None
     failure: Callable[[RunRecord, StepFailedError], dict[str, Any]]
     succeeded: Mapping[str, Any] | None = None  # added to the outcome of a run that succeeded
+    runbook: RunbookHooks | None = None  # a runbook's run: its confirmations and service-backed steps
 
 
 def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, token: int, options: ApplyOptions,
@@ -311,7 +326,10 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
         ctx = RunContext(run_id=run.id, token=token, cluster=cluster.name, plan=plan, options=options,
                          unit_of_work=app.unit_of_work, api=api, transports=transport, clock=app.clock, hooks=hooks,
                          report=report, stop=stop, finalize_step=finalize_step,
-                         document=extras.document if extras is not None else {}, pause=pause)
+                         document=extras.document if extras is not None else {}, pause=pause,
+                         runbook=extras.runbook if extras is not None else None)
+        if ctx.runbook is not None:  # a runbook's step that confirms is asked before it starts
+            ctx.pause = _asking(ctx, ctx.runbook, pause)
         lost: list[str] = []
 
         def on_lost(message: str) -> None:
@@ -358,6 +376,13 @@ def _drive(app: AppContext, cluster: ClusterRecord, plan: Plan, run: RunRecord, 
         added = dict(extras.succeeded or {}) if extras is not None else {}
         done = {"target": str(plan.target)} | added
         return RunResult(_end(app, cluster, run.id, token, RunStatus.SUCCEEDED, done))
+
+
+def _asking(ctx: RunContext, runbook: RunbookHooks, pause: Pause | None) -> Pause:
+    def ask(step: Step) -> str | None:
+        reason = pause(step) if pause is not None else None
+        return reason if reason is not None else runbook.confirm(ctx, step)
+    return ask
 
 
 def _auto_rollback(app: AppContext, cluster: ClusterRecord, run_id: int, token: int, options: ApplyOptions,

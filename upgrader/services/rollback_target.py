@@ -17,8 +17,10 @@ from typing import Any
 
 import yaml
 
+from upgrader.domain.certificates import is_renewal
 from upgrader.domain.records import RunRecord, SnapshotRecord, SnapshotState
 from upgrader.domain.rollback import EtcdMemberSpec, RollbackTarget, is_rollback
+from upgrader.domain.runbooks import is_runbook
 from upgrader.domain.runs import StepStatus
 from upgrader.domain.versions import Version
 from upgrader.errors import IntegrityError, InvalidVersionError, NoUpgradePathError, UsageError
@@ -44,10 +46,11 @@ def first_snapshot(run: RunRecord) -> int | None:
 
 
 def last_upgrade_run(app: AppContext, cluster: str) -> RunRecord | None:
-    """The cluster's newest run that is an upgrade (not a rollback)."""
+    """The cluster's newest run that is an upgrade (not a rollback, a certificate renewal or a runbook's)."""
     with app.unit_of_work() as uow:
         for run in uow.repo.list_runs(cluster):
-            if not is_rollback(uow.repo.get_plan(run.plan_id).document):
+            document = uow.repo.get_plan(run.plan_id).document
+            if not (is_rollback(document) or is_renewal(document) or is_runbook(document)):
                 return run
     return None
 
