@@ -19,6 +19,7 @@ from upgrader.domain.control_plane_repair import (
     EndpointReading,
     Member,
     backup_dirs_newest_first,
+    classify_not_ready,
     flags_present,
     initial_cluster,
     manifest_flag,
@@ -424,6 +425,21 @@ def test_a_node_someone_else_cordoned_stays_cordoned() -> None:
     HANDLERS[Action.KUBELET_FLAGS_FIX].act(ctx, step(Action.KUBELET_FLAGS_FIX, node="worker-1"))
     out = HANDLERS[Action.RESTART_KUBELET].act(ctx, step(Action.RESTART_KUBELET, node="worker-1"))
     assert out["uncordoned"] is None and api.nodes[0]["spec"]["unschedulable"] is True
+
+
+@pytest.mark.parametrize(("journal", "message", "cause"), [
+    (JOURNAL, "Kubelet stopped posting node status.", "removed-flag"),
+    ('E1203 run.go:72] "command failed" err="kubelet is configured to not run on a host using cgroup v1"', "",
+     "cgroup-v1"),
+    ("", "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network "
+         "plugin returns error: cni plugin not initialized", "cni-not-ready"),
+    ("", "PLEG is not healthy", "unknown"),
+])
+def test_a_not_ready_node_is_classified_by_the_line_that_says_why(journal: str, message: str, cause: str) -> None:
+    found = classify_not_ready(journal, message)
+    assert found.cause == cause and found.next
+    assert found.evidence in f"{journal}\n{message}"
+    assert found.flags == (("--container-runtime",) if cause == "removed-flag" else ())
 
 
 def test_kubelet_flag_rules() -> None:

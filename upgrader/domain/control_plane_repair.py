@@ -175,7 +175,45 @@ def quorum_verdict(members: Sequence[Member], healthy: Mapping[str, bool], statu
     return Verdict(True, f"{len(members)} members healthy, one leader, revisions {min(revisions)}..{max(revisions)}")
 
 
-# -- the kubelet's flags -------------------------------------------------------------------------------
+# -- the kubelet's flags, and what else keeps a node NotReady ------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class NodeCause:
+    """What the evidence of a NotReady node points to, the line that says so, and what to do next."""
+
+    cause: str  # removed-flag | cgroup-v1 | cni-not-ready | runtime-down | unknown
+    evidence: str
+    next: str
+    flags: tuple[str, ...] = ()
+
+
+CGROUP_V1 = "kubelet is configured to not run on a host using cgroup v1"
+CNI = "cni plugin not initialized"
+RUNTIME = ("container runtime is down", "RuntimeReady=false", "connect: connection refused")
+
+
+def classify_not_ready(journal: str, ready_message: str) -> NodeCause:
+    """The cause of a node stuck NotReady after an upgrade (research §5): a flag the new kubelet refuses
+    (automated by the runbook), cgroup v1 on a 1.35+ kubelet, the CNI, the container runtime, or unknown."""
+    flags = unknown_flags(journal)
+    if flags:
+        said = next(ln for ln in journal.splitlines() if "unknown flag" in ln)
+        return NodeCause("removed-flag", said.strip(), f"remove {', '.join(flags)} from /var/lib/kubelet/"
+                         "kubeadm-flags.env (or KUBELET_EXTRA_ARGS) and restart the kubelet", tuple(flags))
+    text = f"{journal}\n{ready_message}"
+    for needle, cause, next_ in (
+            (CGROUP_V1, "cgroup-v1", "move the node to cgroup v2, or set failCgroupV1: false in "
+                                     "/var/lib/kubelet/config.yaml and restart the kubelet"),
+            (CNI, "cni-not-ready", "check the CNI's pod on the node (kubectl -n kube-system get pods -o wide), "
+                                   "/etc/cni/net.d and /opt/cni/bin; upgrade the CNI as the kubeadm guide says"),
+            *((n, "runtime-down", "systemctl status containerd; crictl info") for n in RUNTIME)):
+        line = next((ln for ln in text.splitlines() if needle in ln), None)
+        if line is not None:
+            return NodeCause(cause, line.strip(), next_)
+    return NodeCause("unknown", (ready_message or "").strip(), "read `journalctl -xeu kubelet`, `crictl info` "
+                     "(runtime and network conditions) and the CNI's pods")
+
+
 
 def unknown_flags(journal: str) -> list[str]:
     """Flags the kubelet said it does not know (``failed to parse kubelet flag: unknown flag: --X``)."""

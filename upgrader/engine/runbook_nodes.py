@@ -19,7 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from upgrader.domain.control_plane_repair import flags_present, manifest_diff, unknown_flags, without_flags
+from upgrader.domain.control_plane_repair import (
+    classify_not_ready,
+    flags_present,
+    manifest_diff,
+    unknown_flags,
+    without_flags,
+)
 from upgrader.domain.plans import Action, Step
 from upgrader.engine import drain, gates, steps
 from upgrader.engine.context import RunContext, last_lines
@@ -60,16 +66,13 @@ def _conditions(ctx: RunContext, step: Step) -> dict[str, Any]:
         apiserver = f"(unknown: {e.message})"
     active = ctx.run(node, ["systemctl", "is-active", "kubelet"], timeout=READ_TIMEOUT, check=False)
     journal = _journal(ctx, node)
-    refused = unknown_flags(journal)
-    out = {"node": node, "ready": _ready_condition(found), "kubelet_version": gates.kubelet_version(found),
-           "apiserver_version": apiserver, "kubelet_active": active.stdout.strip() or "unknown",
-           "journal_tail": last_lines(journal, 10).splitlines(), "unschedulable": bool(
-               (found.get("spec") or {}).get("unschedulable"))}
-    if refused:
-        return out | {"cause": "removed-flag", "flags": refused,
-                      "next": f"remove {', '.join(refused)} from {FLAGS_FILE} and restart the kubelet"}
-    return out | {"cause": "unknown", "next": "read the kubelet's journal (`journalctl -xeu kubelet`), "
-                                              "`crictl info` (runtime and network conditions) and the CNI pods"}
+    ready = _ready_condition(found)
+    cause = classify_not_ready(journal, str(ready.get("message") or ""))
+    return {"node": node, "ready": ready, "kubelet_version": gates.kubelet_version(found),
+            "apiserver_version": apiserver, "kubelet_active": active.stdout.strip() or "unknown",
+            "journal_tail": last_lines(journal, 10).splitlines(),
+            "unschedulable": bool((found.get("spec") or {}).get("unschedulable")),
+            "cause": cause.cause, "evidence": cause.evidence, "next": cause.next, "flags": list(cause.flags)}
 
 
 def _flags_wanted(ctx: RunContext, step: Step, node: str) -> list[str]:
