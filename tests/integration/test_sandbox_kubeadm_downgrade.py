@@ -206,8 +206,8 @@ def test_a_v132_kubeadm_fails_in_its_control_plane_phase_and_restores(sandbox: F
     assert code == 1
     assert err == ("error execution phase control-plane: couldn't complete the static pod upgrade: couldn't upgrade "
                    "control plane. kubeadm has tried to recover everything into the earlier state. Errors faced: "
-                   "static Pod hash for component kube-apiserver on Node cp-1 did not change after 1s: timed out "
-                   f"waiting for the condition\n{HINT}")
+                   "static Pod hash for component kube-apiserver on Node cp-1 did not change after 1s: context "
+                   f"deadline exceeded\n{HINT}")
     assert {c: sandbox.manifest("cp-1", c).read_bytes() for c in manifests.COMPONENTS} == before
     assert "SUCCESS" not in out
 

@@ -307,7 +307,7 @@ def test_node_tools_are_where_a_node_has_them_and_every_spelling_is_the_nodes(sa
 
 @pytest.mark.parametrize("argv", [
     ["reboot", "--help"], ["/sbin/shutdown", "--help"], ["service", "--status-all"], ["/usr/sbin/service", "--help"],
-    ["systemd-run", "--version"], ["journalctl", "--version"], ["containerd", "--version"], ["apt", "--version"],
+    ["systemd-run", "--version"], ["loginctl", "--version"], ["containerd", "--version"], ["apt", "--version"],
     ["kubelet", "--help"], ["/usr/sbin/runc", "--help"], ["sysctl", "-a"], ["/sbin/modprobe", "--version"],
 ])
 def test_host_tools_the_sandbox_does_not_simulate_are_refused(sandbox: Sandbox, argv: list[str]) -> None:

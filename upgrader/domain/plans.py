@@ -54,6 +54,21 @@ class Action(StrEnum):
     RENEW_ALL_CERTIFICATES = "renew-all-certificates"
     UNCORDON_LEFT_BY_UPGRADER = "uncordon-left-by-upgrader"
     LEVEL_CONTROL_PLANE = "level-control-plane"
+    # runbook steps: control plane and etcd (domain/runbook_actions.py; engine/runbook_manifests.py,
+    # runbook_etcd.py, runbook_nodes.py)
+    STATIC_POD_STATE = "static-pod-state"
+    MANIFEST_DIFF = "manifest-diff"
+    RESTORE_BACKUP_MANIFEST = "restore-backup-manifest"
+    ETCD_MEMBERS = "etcd-members"
+    ETCD_MEMBER_REMOVE = "etcd-member-remove"
+    ETCD_MEMBER_RESET = "etcd-member-reset"
+    ETCD_MEMBER_ADD = "etcd-member-add"
+    ETCD_MEMBER_START = "etcd-member-start"
+    ETCD_MEMBER_PROMOTE = "etcd-member-promote"
+    ETCD_QUORUM = "etcd-quorum"
+    NODE_CONDITIONS = "node-conditions"
+    KUBELET_FLAGS_FIX = "kubelet-flags-fix"
+    RESTART_KUBELET = "restart-kubelet"
 
 
 class Reversibility(StrEnum):
@@ -111,6 +126,22 @@ REVERSIBILITY: dict[Action, Reversibility] = {
     Action.RENEW_ALL_CERTIFICATES: Reversibility.NONE,
     Action.UNCORDON_LEFT_BY_UPGRADER: Reversibility.NONE,
     Action.LEVEL_CONTROL_PLANE: Reversibility.ETCD_RESTORE,
+    # runbook steps: control plane and etcd. The reads undo nothing; what the others replace stays in the
+    # run's dirs on the node (the quarantined manifest, etcd's old manifest and data dir, the old kubelet
+    # flags file), for a person to put back; a restored manifest is swapped back the same way.
+    Action.STATIC_POD_STATE: Reversibility.NONE,
+    Action.MANIFEST_DIFF: Reversibility.NONE,
+    Action.RESTORE_BACKUP_MANIFEST: Reversibility.MANIFEST_SWAP,
+    Action.ETCD_MEMBERS: Reversibility.NONE,
+    Action.ETCD_MEMBER_REMOVE: Reversibility.NONE,  # undone by adding it again: the steps that follow
+    Action.ETCD_MEMBER_RESET: Reversibility.NONE,
+    Action.ETCD_MEMBER_ADD: Reversibility.NONE,
+    Action.ETCD_MEMBER_START: Reversibility.MANIFEST_SWAP,
+    Action.ETCD_MEMBER_PROMOTE: Reversibility.NONE,
+    Action.ETCD_QUORUM: Reversibility.NONE,
+    Action.NODE_CONDITIONS: Reversibility.NONE,
+    Action.KUBELET_FLAGS_FIX: Reversibility.NONE,
+    Action.RESTART_KUBELET: Reversibility.NONE,
 }
 
 

@@ -120,7 +120,57 @@ GENERIC: tuple[ActionSpec, ...] = (
 # Static pod manifests, etcd members, nodes that will not come back (engine/runbook_manifests.py,
 # runbook_etcd.py, runbook_nodes.py).
 
-CONTROL_PLANE: tuple[ActionSpec, ...] = ()
+_CP = {"node": ArgSpec(ArgKind.CONTROL_PLANE_NODE, required=True, help="the control-plane node")}
+_COMPONENT = {"component": ArgSpec(ArgKind.STRING, help="kube-apiserver (default), kube-controller-manager, "
+                                   "kube-scheduler or etcd")}
+_NODE = {"node": ArgSpec(ArgKind.NODE, required=True)}
+
+CONTROL_PLANE: tuple[ActionSpec, ...] = (
+    ActionSpec("static-pod-state", args={**_CP, **_COMPONENT},
+               describe="on {node}: `crictl ps -a --name {component} -o json` (state and attempt of its newest "
+               "container) and, if it exited, `crictl logs --tail 50 ID` (changes nothing)"),
+    ActionSpec("manifest-diff", args={**_CP, **_COMPONENT},
+               describe="on {node}: the diff from /etc/kubernetes/manifests/{component}.yaml to the newest "
+               "/etc/kubernetes/tmp/kubeadm-backup-manifests-*/{component}.yaml; refused when kubeadm kept none "
+               "(changes nothing)"),
+    ActionSpec("restore-backup-manifest", args={**_CP, **_COMPONENT}, changes=True,
+               describe="on {node}: the current {component}.yaml copied to /etc/kubernetes/tmp/"
+               "upgrader-quarantine-RUN/, kubeadm's newest backup written to a temporary file in /etc/kubernetes "
+               "and renamed over /etc/kubernetes/manifests/{component}.yaml; sha256 checked"),
+    ActionSpec("etcd-members", args=_CP,
+               describe="from another control-plane node: `etcdctl member list` and `endpoint health --cluster`; "
+               "refused when {node}'s member is healthy, etcd has 2 voting members or fewer, or the others are "
+               "no quorum without it (changes nothing)"),
+    ActionSpec("etcd-member-remove", args=_CP, changes=True,
+               describe="from another control-plane node: `etcdctl member remove ID` of {node}'s member"),
+    ActionSpec("etcd-member-reset", args=_CP, changes=True,
+               describe="on {node}: etcd.yaml moved to /etc/kubernetes/tmp/upgrader-etcd-RUN/ (the member stops), "
+               "/var/lib/etcd moved to /var/lib/etcd.lost-RUN (kept), an empty /var/lib/etcd made"),
+    ActionSpec("etcd-member-add", args={**_CP, "learner": ArgSpec(ArgKind.BOOLEAN, help="add as a learner "
+                                                                   "(default: true; etcd 3.4+)")},
+               changes=True,
+               describe="from another control-plane node: `etcdctl member add {node} --peer-urls=PEER --learner`"),
+    ActionSpec("etcd-member-start", args=_CP, changes=True,
+               describe="on {node}: its etcd.yaml with --initial-cluster=EVERY_MEMBER and "
+               "--initial-cluster-state=existing, staged outside manifests/ and renamed in; wait until started"),
+    ActionSpec("etcd-member-promote", args=_CP, changes=True,
+               describe="from another control-plane node: `etcdctl member promote ID`, retried while the learner "
+               "catches up with the leader"),
+    ActionSpec("etcd-quorum", args={"node": ArgSpec(ArgKind.CONTROL_PLANE_NODE)},
+               describe="every control-plane node a healthy voting etcd member, one leader, revisions converged, "
+               "several readings in a row (changes nothing)"),
+    ActionSpec("node-conditions", args=_NODE,
+               describe="{node}'s Ready condition and kubelet version, `systemctl is-active kubelet`, the kubelet's "
+               "journal tail, and what they point to (changes nothing)"),
+    ActionSpec("kubelet-flags-fix", args={**_NODE, "flags": ArgSpec(ArgKind.STRINGS, help="flags to remove "
+                                                                    "(default: those the kubelet refused)")},
+               changes=True,
+               describe="on {node}: /var/lib/kubelet/kubeadm-flags.env without the flags the kubelet refused "
+               "(`unknown flag: --X` in its journal), the old file kept in /etc/kubernetes/tmp/upgrader-kubelet-RUN/"),
+    ActionSpec("restart-kubelet", args=_NODE, changes=True,
+               describe="on {node}: `systemctl daemon-reload`, `systemctl restart kubelet`; wait until Ready; "
+               "uncordon it only if upgrader cordoned it"),
+)
 
 # -- playbook steps: command and check (engine/custom_steps.py), usable in runbooks too ---------------
 

@@ -337,11 +337,15 @@ HANDLERS: dict[Action, Handler] = {
     **{action: Handler(act, observe, emulation.describe) for action, (act, observe) in emulation.HANDLED.items()},
 }
 
-# The handlers of a rollback (engine/rollback.py, rollback_soak.py) and of a certificate renewal
-# (engine/certificates.py) register themselves in HANDLERS; imported last, so that
-# module finds everything above already defined whichever of them is imported first.
+# The handlers of a rollback (engine/rollback.py, rollback_soak.py), of a certificate renewal
+# (engine/certificates.py) and of the control-plane runbooks (engine/runbook_*.py) register themselves
+# in HANDLERS; imported last, so that module finds everything above already defined whichever of them
+# is imported first.
 from upgrader.engine import certificates as _certificates  # noqa: E402,F401
 from upgrader.engine import custom_steps as _custom_steps  # noqa: E402,F401
 from upgrader.engine import rollback as _rollback  # noqa: E402,F401
 from upgrader.engine import rollback_soak as _rollback_soak  # noqa: E402,F401
+from upgrader.engine import runbook_etcd as _runbook_etcd  # noqa: E402,F401
+from upgrader.engine import runbook_manifests as _runbook_manifests  # noqa: E402,F401
+from upgrader.engine import runbook_nodes as _runbook_nodes  # noqa: E402,F401
 from upgrader.engine import runbook_steps as _runbook_steps  # noqa: E402,F401

@@ -25,7 +25,17 @@ KINDS = {
     "drain-blocked": (True, False),
     "node-unreachable": (True, False),
     "etcd-member-down": (True, False),
+    # states a real cluster gets into, made once in the node's files (see STATE_KINDS)
+    "apiserver-crashloop": (True, False),
+    "etcd-member-data-lost": (True, False),
+    "kubelet-flag-removed": (True, False),
 }
+# Faults that are not a condition the simulated parts keep reading but a state made once, as an upgrade
+# or a disk would leave it: a manifest with a flag the apiserver refuses, a member's wiped data dir, a
+# kubelet flags file with a removed flag. They stay listed in faults.json as what was injected; fixing
+# the node's files (as an operator would) is what ends them. Only a running sandbox takes them.
+STATE_KINDS = ("apiserver-crashloop", "etcd-member-data-lost", "kubelet-flag-removed")
+REQUESTS = "fault-requests"  # one-shot requests to the supervisor's kubelets: <kind>@<node>
 _SPEC = re.compile(r"(?P<kind>[a-z-]+)(?::(?P<node>[a-z0-9][a-z0-9-]*))?(?:@(?P<version>v?[0-9.]+))?", re.ASCII)
 FILE = "faults.json"
 
@@ -103,6 +113,26 @@ def save(sandbox_dir: Path, faults: list[Fault]) -> None:
 
 def active(sandbox_dir: Path, *, kind: str, node: str | None = None, version: Version | None = None) -> bool:
     return any(f.applies(kind=kind, node=node, version=version) for f in load(sandbox_dir))
+
+
+def request(sandbox_dir: Path, fault: Fault) -> Path:
+    """Ask the node's kubelet to make ``fault`` happen once (it removes the request when done)."""
+    from upgrader.files import atomic_write
+
+    path = Path(sandbox_dir) / REQUESTS / f"{fault.kind}@{fault.node}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, b"")
+    return path
+
+
+def take_request(sandbox_dir: Path, *, kind: str, node: str) -> bool:
+    """Whether a one-shot request of ``kind`` on ``node`` was waiting (it is consumed)."""
+    path = Path(sandbox_dir) / REQUESTS / f"{kind}@{node}"
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from upgrader.sandbox.etcd.errors import EtcdError
 from upgrader.sandbox.lifecycle.errors import SandboxUnavailableError
 from upgrader.sandbox.lifecycle.preflight import check_faults
 from upgrader.sandbox.node.manifests import apiserver_versions
+from upgrader.sandbox.node.state_faults import StateFaultError
 from upgrader.sandbox.sandbox_config import SandboxConfig
 from upgrader.sandbox.supervisor.fault_objects import apply_fault
 from upgrader.sandbox.supervisor.state import supervisor_pid
@@ -38,6 +39,8 @@ def inject(cfg: SandboxConfig, spec: str) -> FaultChange:
         return FaultChange(_active(cfg), pending=[str(fault)])
     try:
         apply_fault(cfg, fault)
+    except StateFaultError as e:
+        raise faultlib.InvalidFaultError(f"cannot inject {fault} into sandbox {cfg.name}: {e}") from e
     except (EtcdError, ApiError) as e:
         raise SandboxUnavailableError(f"could not inject {fault} into sandbox {cfg.name}: {e}; nothing was changed "
                                       f"(see `upgrader sandbox status {cfg.name}`)") from e

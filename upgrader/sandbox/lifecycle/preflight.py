@@ -32,7 +32,13 @@ def check_ports(cfg: SandboxConfig) -> None:
 
 def check_faults(cfg: SandboxConfig, faults: list[faultlib.Fault], versions: dict[str, Version], *,
                  saved: list[faultlib.Fault]) -> None:
-    """Refuse faults with which the sandbox could never become healthy: `up` would only wait out --wait."""
+    """Refuse faults with which the sandbox could never become healthy: `up` would only wait out --wait;
+    and the state faults, which are made in a running sandbox's files, once."""
+    states = [f for f in faults if f.kind in faultlib.STATE_KINDS and f not in saved]
+    if states:
+        raise faultlib.InvalidFaultError(
+            f"{', '.join(str(f) for f in states)}: a state fault is made once in a running sandbox's files; inject "
+            f"it once sandbox {cfg.name} is running, with `upgrader sandbox fault {cfg.name} SPEC`")
     blockers = faultlib.start_blockers(faults, control_planes=cfg.control_planes, versions=versions)
     if not blockers:
         return

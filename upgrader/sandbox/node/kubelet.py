@@ -27,7 +27,7 @@ from upgrader.sandbox.apiserver.mirror_pods import remove_mirror_pod, upsert_mir
 from upgrader.sandbox.apiserver.node_status import NodeRole, NodeSpec, upsert_node_status
 from upgrader.sandbox.etcd.errors import EtcdError
 from upgrader.sandbox.etcd.kv import EtcdKV
-from upgrader.sandbox.node import machine
+from upgrader.sandbox.node import machine, removed_flags
 from upgrader.sandbox.node.static_pods import StaticPodRunner, component_ready
 from upgrader.sandbox.sandbox_config import SandboxConfig
 
@@ -36,6 +36,8 @@ TICK = 0.25
 # Like the kubelet's periodic pod sync, each mirror pod is checked against its static pod this often
 # even when nothing changed here, so a mirror pod that something else replaced or deleted comes back.
 MIRROR_RESYNC = 5.0
+# systemd's RestartSec for kubelet.service is 10 s; the sandbox retries a kubelet that exited sooner
+RESTART_SEC = 2.0
 
 
 def node_spec(cfg: SandboxConfig, node: str, *, kubelet_version: str | None = None) -> NodeSpec:
@@ -79,6 +81,9 @@ class SimKubelet(threading.Thread):
         self._mirrors: dict[str, tuple[str, bool, str]] = {}
         self._mirrors_synced = 0.0
         self._status_written = 0.0
+        self._retry_at = 0.0
+        self._refused_flag: str | None = None
+        self._check_flags()
 
     def _installed(self) -> Version:
         pkg = machine.packages(self.layout).get("kubelet")
@@ -110,14 +115,16 @@ class SimKubelet(threading.Thread):
 
     def tick(self) -> None:
         self._follow_unit()
+        if self.state == "auto-restart" and time.monotonic() >= self._retry_at:
+            self._check_flags()  # systemd starts it again; it reads kubeadm-flags.env again
         if self.state == "activating" and time.monotonic() >= self.ready_at:
             self.state = "active"
             self._write_status(force=True)
         self._write_status()
-        if self.runner and self.state != "inactive":
+        if self.runner and self.state not in ("inactive", "auto-restart"):
             self.runner.sync()
         self._post_node()
-        if self.runner and self.state != "inactive":
+        if self.runner and self.state not in ("inactive", "auto-restart"):
             self._sync_mirrors()
 
     def _follow_unit(self) -> None:
@@ -134,6 +141,35 @@ class SimKubelet(threading.Thread):
             self.ready_at = time.monotonic() + self.cfg.timeouts.kubelet_restart
             self.since = time.time()
             log.info("kubelet_restarted", node=self.node, version=str(self.version))
+            self._check_flags()
+        self._write_status(force=True)
+
+    def _check_flags(self) -> None:
+        """A start of the kubelet binary: it exits at once on a flag of kubeadm-flags.env its version
+        removed, systemd logs the failure and starts it again after RestartSec (the node goes NotReady)."""
+        text = machine.read_text(self.layout, removed_flags.KUBELET_FLAGS)
+        flag = removed_flags.refused(removed_flags.env_flags(text), removed_flags.KUBELET, self.version)
+        pid = 4000 + int(time.time()) % 50000
+        if flag is None:
+            if self._refused_flag is not None or self.state == "auto-restart":
+                self.state = "activating"
+                self.ready_at = time.monotonic() + self.cfg.timeouts.kubelet_restart
+                self.since = time.time()
+            self._refused_flag = None
+            machine.journal(self.layout, "systemd[1]", "Started kubelet.service - kubelet: The Kubernetes Node Agent.")
+            return
+        if self._refused_flag is None:
+            self.since = time.time()
+        self._refused_flag = flag
+        self.state = "auto-restart"
+        self._retry_at = time.monotonic() + RESTART_SEC
+        machine.journal(self.layout, "systemd[1]", "Started kubelet.service - kubelet: The Kubernetes Node Agent.")
+        stamp = time.strftime("E%m%d %H:%M:%S.000000", time.gmtime())
+        machine.journal(self.layout, f"kubelet[{pid}]",
+                        f"{stamp}    {pid} run.go:72] {removed_flags.kubelet_error(flag)}")
+        machine.journal(self.layout, "systemd[1]",
+                        "kubelet.service: Main process exited, code=exited, status=1/FAILURE")
+        machine.journal(self.layout, "systemd[1]", "kubelet.service: Failed with result 'exit-code'.")
         self._write_status(force=True)
 
     def _write_status(self, *, force: bool = False) -> None:
@@ -141,12 +177,12 @@ class SimKubelet(threading.Thread):
             return
         machine.save_kubelet_status(self.layout, {
             "generation": self.generation, "state": self.state, "version": str(self.version),
-            "since": self.since, "pid": os.getpid()})
+            "since": self.since, "pid": os.getpid(), "refused_flag": self._refused_flag})
         self._status_written = time.monotonic()
 
     def ready(self) -> tuple[bool, str, str]:
         """(ready, reason, message) of the node's Ready condition."""
-        if self.state == "inactive":
+        if self.state in ("inactive", "auto-restart"):
             return False, "NodeStatusUnknown", "Kubelet stopped posting node status."
         if self.state == "activating":
             return False, "KubeletNotReady", "container runtime status check may not have completed yet"

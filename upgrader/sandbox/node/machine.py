@@ -30,7 +30,9 @@ DNF_CACHE = "/var/cache/dnf/sandbox-pkgs.k8s.io.json"  # which repository URLs d
 KUBELET_UNIT = "/var/lib/systemd-sim/kubelet.json"  # what systemctl asked for
 KUBELET_STATUS = "/run/kubelet-sim/status.json"  # what the running kubelet reports
 CERTS = "/etc/kubernetes/pki/.sandbox-certs.json"
-RUNNING_PODS = "/run/kubelet-sim/pods.json"  # the static pods the kubelet runs, as crictl would list them
+RUNNING_PODS = "/run/kubelet-sim/pods.json"
+JOURNAL = "/var/log/journal-sim/kubelet.jsonl"  # the kubelet unit's journal (what `journalctl -u kubelet` shows)
+JOURNAL_KEEP = 400  # the static pods the kubelet runs, as crictl would list them
 K8S_PACKAGES = ("kubeadm", "kubelet", "kubectl")
 MAX_STATE = 4 * 1024 * 1024  # the simulated machine's state files are a few KB
 
@@ -140,3 +142,23 @@ def read_text(layout: NodeLayout, path: str) -> str:
 def node_is_control_plane(layout: NodeLayout) -> bool:
     """As kubeadm decides it: the node has a kube-apiserver static pod manifest."""
     return layout.host_path("/etc/kubernetes/manifests/kube-apiserver.yaml").exists()
+
+
+def journal(layout: NodeLayout, ident: str, message: str) -> None:
+    """Append one entry to the kubelet unit's journal (the newest JOURNAL_KEEP are kept)."""
+    path = layout.host_path(JOURNAL)
+    lines = read_text(layout, JOURNAL).splitlines()[-(JOURNAL_KEEP - 1):]
+    lines.append(json.dumps({"ts": time.time(), "ident": ident, "msg": message}))
+    atomic_write(path, ("\n".join(lines) + "\n").encode())
+
+
+def journal_entries(layout: NodeLayout) -> list[dict[str, Any]]:
+    found = []
+    for line in read_text(layout, JOURNAL).splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            found.append(entry)
+    return found

@@ -11,6 +11,7 @@ no process: their pod "runs" while their manifest exists.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from upgrader.sandbox.etcd.data_dir import refusal as data_dir_refusal
 from upgrader.sandbox.etcd.health import probe
 from upgrader.sandbox.etcd.members import DEFAULT_TOKEN, EtcdMember, spawn_member
 from upgrader.sandbox.kubeclient import KubeClient
-from upgrader.sandbox.node import machine, manifests
+from upgrader.sandbox.node import machine, manifests, removed_flags
 
 # Manifest flags passed to etcd as they are (TLS flags are not: the sandbox speaks plain http).
 ETCD_OPTIONS = ("listen-client-urls", "listen-peer-urls", "snapshot-count")
@@ -46,6 +47,11 @@ class StaticPod:
     started: float = field(default_factory=time.time)
     restarts: int = 0
     next_try: float = 0.0
+    exited: str = ""  # why its last container exited (what `crictl logs` shows); "" while it runs
+    finished: float = 0.0
+    # the containers of its last exited attempts, newest first: (started, attempt, log), as the kubelet keeps
+    # dead containers around for `crictl ps -a` and `crictl logs`
+    dead: list[tuple[float, int, str]] = field(default_factory=list)
 
     @property
     def tag(self) -> str:
@@ -85,8 +91,14 @@ class StaticPodRunner:
     def _publish(self) -> None:
         """What runs, for the node's ``crictl ps``: a removed manifest's container is gone only once the
         kubelet stopped it (a real kubelet notices within its fileCheckFrequency, 20 s by default)."""
-        running = {c: {"image": str(manifests.container(sp.pod).get("image", "")), "started": sp.started}
+        running = {c: {"image": str(manifests.container(sp.pod).get("image", "")), "started": sp.started,
+                       "attempt": sp.restarts}
                    for c, sp in self.pods.items() if sp.pid or c not in ("etcd", "kube-apiserver")}
+        # a container that exited (a crash loop) is listed by `crictl ps -a`, with why it exited
+        running |= {c: {"image": str(manifests.container(sp.pod).get("image", "")), "started": sp.started,
+                        "attempt": sp.restarts, "state": "exited", "finished": sp.finished, "log": sp.exited,
+                        "dead": [list(d) for d in sp.dead[1:]]}
+                    for c, sp in self.pods.items() if not sp.pid and sp.exited}
         if running != self._published:
             machine.save_running_pods(self.layout, running)
             self._published = running
@@ -103,6 +115,11 @@ class StaticPodRunner:
         if sp.component == "etcd" and any(f.applies(kind="etcd-member-down", node=self.node) for f in active):
             self._stop(sp)
             return
+        if sp.component == "etcd" and faults.take_request(self.sandbox_dir, kind="etcd-member-data-lost",
+                                                          node=self.node):
+            self._lose_data(sp)
+        if sp.component == "kube-apiserver" and self._refused(sp):
+            return
         if processes.owned(sp.pid, sp.marker) or time.monotonic() < sp.next_try:
             return
         if sp.pid is not None:  # it died: restart with back-off, as the kubelet does
@@ -117,6 +134,42 @@ class StaticPodRunner:
             log.warning("static_pod_start_failed", node=self.node, component=sp.component, error=str(e))
             return
         sp.started = time.time()
+
+    def _refused(self, sp: StaticPod) -> bool:
+        """A kube-apiserver manifest with a flag its version removed: each start exits at once with
+        cobra's error, and the kubelet restarts it with back-off (CrashLoopBackOff)."""
+        flag = removed_flags.refused(manifests.container(sp.pod).get("command", [])[1:], removed_flags.APISERVER,
+                                     _version(sp.tag))
+        if flag is None:
+            sp.exited = ""
+            return False
+        if time.monotonic() < sp.next_try:
+            return True
+        sp.restarts += 1 if sp.exited else 0
+        sp.started = sp.finished = time.time()
+        sp.exited = removed_flags.apiserver_error(flag)
+        sp.dead = [(sp.started, sp.restarts, sp.exited), *sp.dead][:3]
+        log_file = self.layout.host_path("/var/log/pods/kube-apiserver.log")
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("a") as f:
+            f.write(sp.exited + "\n")
+        sp.next_try = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2 ** min(sp.restarts, 5))
+        return True
+
+    def _lose_data(self, sp: StaticPod) -> None:
+        """Fault etcd-member-data-lost: the member stops and its data dir is emptied (a disk replaced, a
+        wrong `rm`); the kubelet then starts it again on the empty dir, as it would."""
+        self._stop(sp)
+        flags = manifests.flags(sp.pod)
+        data_dir = self.layout.host_path(manifests.host_path_for(sp.pod, flags.get("data-dir", "/var/lib/etcd")))
+        if data_dir.is_dir():
+            for child in data_dir.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        sp.next_try = 0.0
+        log.info("etcd_member_data_lost", node=self.node, data_dir=str(data_dir))
 
     def _start_etcd(self, sp: StaticPod) -> tuple[int, str]:
         """The real etcd with the manifest's flags (https made http), through its data dir's hostPath.

@@ -49,12 +49,12 @@ SIMULATED: dict[str, str] = {
     "apt-get": "/usr/bin", "apt-mark": "/usr/bin", "apt": "/usr/bin", "apt-cache": "/usr/bin",
     "dpkg": "/usr/bin", "dpkg-query": "/usr/bin", "systemctl": "/usr/bin", "hostname": "/usr/bin",
     "sudo": "/usr/bin", "dnf": "/usr/bin", "yum": "/usr/bin", "rpm": "/usr/bin", "ctr": "/usr/bin",
-    "crictl": "/usr/bin",
+    "crictl": "/usr/bin", "journalctl": "/usr/bin",
 }
 REFUSED: dict[str, str] = {
     # package managers, init system and services, power
     "aptitude": "/usr/bin", "apt-key": "/usr/bin", "snap": "/usr/bin", "dpkg-reconfigure": "/usr/sbin",
-    "journalctl": "/usr/bin", "systemd-run": "/usr/bin", "loginctl": "/usr/bin", "hostnamectl": "/usr/bin",
+    "systemd-run": "/usr/bin", "loginctl": "/usr/bin", "hostnamectl": "/usr/bin",
     "timedatectl": "/usr/bin", "service": "/usr/sbin", "invoke-rc.d": "/usr/sbin", "update-rc.d": "/usr/sbin",
     "reboot": "/usr/sbin", "shutdown": "/usr/sbin", "halt": "/usr/sbin", "poweroff": "/usr/sbin",
     "init": "/usr/sbin", "telinit": "/usr/sbin",

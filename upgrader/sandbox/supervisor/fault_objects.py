@@ -4,8 +4,8 @@
 NODE by a ``nodeSelector`` (a database, say) with a PodDisruptionBudget of minAvailable 1, so
 `kubectl drain NODE` keeps retrying its eviction (HTTP 429) until it times out. It is an ordinary
 Deployment: the controllers create and place its pod as they would anyone's, and nothing else can
-take the pod's place while NODE is cordoned. Every other kind is read from faults.json by the
-kubelets, kubeadm and the node transport.
+take the pod's place while NODE is cordoned. The state faults (node/state_faults.py) change the node's
+files once. Every other kind is read from faults.json by the kubelets, kubeadm and the node transport.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from upgrader.sandbox.apiserver import errors, objects, resources
 from upgrader.sandbox.apiserver.storage import Store
 from upgrader.sandbox.apiserver.strategies import prepare_create
 from upgrader.sandbox.etcd.kv import EtcdKV
-from upgrader.sandbox.faults import Fault
+from upgrader.sandbox.faults import STATE_KINDS, Fault
+from upgrader.sandbox.node import state_faults
 from upgrader.sandbox.sandbox_config import SandboxConfig
 
 NAMESPACE = "demo"
@@ -58,5 +59,7 @@ def block_drain(store: Store, node: str) -> None:
 
 
 def apply_fault(cfg: SandboxConfig, fault: Fault) -> None:
-    if fault.kind == "drain-blocked" and fault.node is not None:
+    if fault.kind in STATE_KINDS:
+        state_faults.apply(cfg, fault)
+    elif fault.kind == "drain-blocked" and fault.node is not None:
         block_drain(Store(EtcdKV(cfg.etcd_client_urls, timeout=3)), fault.node)

@@ -24,7 +24,6 @@ HINTS = {
     "rpm": "a Debian node: use dpkg",
     "snap": "use apt-get",
     "dpkg-reconfigure": "use apt-get",
-    "journalctl": "see `systemctl status kubelet`",
     "systemd-run": "use systemctl for the kubelet",
     "service": "use systemctl",
     "invoke-rc.d": "use systemctl",

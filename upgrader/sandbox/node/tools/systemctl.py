@@ -44,7 +44,7 @@ def _unit(node: Node, verb: str, name: str) -> int:
         return _change(node, verb)
     if verb == "is-active":
         state = current_state(node)
-        node.say(state)
+        node.say("activating" if state == "auto-restart" else state)  # systemd's word for a unit between restarts
         return 0 if state == "active" else 3
     if verb == "status":
         return _status(node)
@@ -102,6 +102,8 @@ def _status(node: Node) -> int:
     status = machine.kubelet_status(node.layout)
     since = time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(float(status.get("since", time.time()))))
     sub = "running" if state == "active" else "dead"
+    if state == "auto-restart":  # Restart=always between two starts of a kubelet that exits at once
+        state, sub = "activating", "auto-restart) (Result: exit-code"
     node.say("● kubelet.service - kubelet: The Kubernetes Node Agent")
     # where each OS's kubelet package puts the unit, and each distribution's preset for it
     loaded = ("/usr/lib/systemd/system/kubelet.service; enabled; preset: disabled"
@@ -113,4 +115,19 @@ def _status(node: Node) -> int:
     node.say("       Docs: https://kubernetes.io/docs/")
     if state == "active":
         node.say(f"   Main PID: {status.get('pid', 0)} (kubelet)")
+    if status.get("refused_flag"):
+        node.say("    Process: 4242 ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS "
+                 "$KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS (code=exited, status=1/FAILURE)")
+        node.say("   Main PID: 4242 (code=exited, status=1/FAILURE)")
+    entries = machine.journal_entries(node.layout)[-10:]
+    if entries:
+        node.say("")
+        for e in entries:
+            node.say(journal_line(node.name, e))
     return 0 if state == "active" else 3
+
+
+def journal_line(host: str, entry: dict[str, object]) -> str:
+    """An entry as journalctl's default (short) output shows it."""
+    stamp = time.strftime("%b %d %H:%M:%S", time.gmtime(float(entry.get("ts", 0))))  # type: ignore[arg-type]
+    return f"{stamp} {host} {entry.get('ident', 'kubelet')}: {entry.get('msg', '')}"

@@ -7,7 +7,9 @@ kubeadm's "couldn't upgrade control plane" error. etcd goes first, with its data
 into kubeadm-backup-etcd-<date>-<time>/ (so /var/lib/etcd/member lands in .../etcd/member), and is
 never downgraded; ``--etcd-upgrade=false`` leaves it (manifest and data) alone. The manifests carry
 the ClusterConfiguration's extraArgs, so flags put there (``--emulated-version``) survive every
-later kubeadm run. Backups are never cleaned up.
+later kubeadm run. Both backup dirs are made at the start; after a success the manifests' is kept and
+etcd's only when etcd was upgraded (stacked etcd is never "HA" to kubeadm's cleanup); a failure keeps
+both. Nothing ever removes them later (kubernetes/kubernetes #125357).
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class StaticPodUpgrade:
         tmp = tempfile.mkdtemp(prefix="kubeadm-upgraded-manifests", dir=self.host("/etc/kubernetes/tmp"))
         temp_dir = Path(tmp)
         self.host(self.backup_manifests).mkdir(parents=True, exist_ok=True)
+        self.host(self.backup_etcd).mkdir(parents=True, exist_ok=True)
         try:
             if self.etcd_upgrade and self.host("/etc/kubernetes/manifests/etcd.yaml").exists():
                 self._etcd(before["etcd"], temp_dir)
@@ -107,6 +110,11 @@ class StaticPodUpgrade:
                 self._component(component, before[component], temp_dir, recover_etcd=False)
         finally:
             shutil.rmtree(temp_dir, ignore_errors=True)
+        # CleanupDirs after a success: the manifests' backup is always kept; etcd's only when etcd was
+        # upgraded (keepEtcdDir = etcdUpgrade && !isHAEtcd, where HA means an *external* etcd with more
+        # than one endpoint, so never for stacked etcd). A failure keeps both, for the person.
+        if not self.etcd_upgrade:
+            shutil.rmtree(self.host(self.backup_etcd), ignore_errors=True)
 
     def _hash(self, component: str) -> str:
         name = f"{component}-{self.node.name}"
@@ -179,21 +187,31 @@ class StaticPodUpgrade:
                       f'and {backed} up old manifest to "{self.backup_manifests}/{component}.yaml"')
         self.node.say("[upgrade/staticpods] Waiting for the kubelet to restart the component")
         self.node.say(f"[upgrade/staticpods] This can take up to {go_duration(self.timeout)}")
-        if not self._wait(lambda: self._hash_or_empty(component) not in ("", before_hash)):
-            self._rollback(f"static Pod hash for component {component} on Node {self.node.name} did not change "
-                           f"after {go_duration(self.timeout)}: timed out waiting for the condition",
-                           recover_etcd=recover_etcd)
+        last_error: list[str] = []  # WaitForStaticPodHashChange: a failed read on the last poll is the error
+        if not self._wait(lambda: self._hash_or_error(component, last_error) not in ("", before_hash)):
+            self._rollback(last_error[-1] if last_error else
+                           f"static Pod hash for component {component} on Node {self.node.name} did not change "
+                           f"after {go_duration(self.timeout)}: {self._timed_out}", recover_etcd=recover_etcd)
         if not self._wait(lambda: self._ready(component)):
             self._rollback(f"static Pod for component {component} on Node {self.node.name} did not become ready "
-                           f"after {go_duration(self.timeout)}: timed out waiting for the condition",
-                           recover_etcd=recover_etcd)
+                           f"after {go_duration(self.timeout)}: {self._timed_out}", recover_etcd=recover_etcd)
         self.node.say(f'[upgrade/staticpods] Component "{component}" upgraded successfully!')
 
-    def _hash_or_empty(self, component: str) -> str:
+    @property
+    def _timed_out(self) -> str:
+        """The poll's own error: client-go's wait.PollImmediate said "timed out waiting for the condition";
+        the context-based polls kubeadm uses now say "context deadline exceeded" (real v1.3x output:
+        christensenjairus/ClusterCreator #54). The sandbox switches with the phase workflow (v1.32)."""
+        return "context deadline exceeded" if self.modern else "timed out waiting for the condition"
+
+    def _hash_or_error(self, component: str, last_error: list[str]) -> str:
         try:
-            return self._hash(component)
-        except UpgradeFailed:
+            found = self._hash(component)
+        except UpgradeFailed as e:
+            last_error[:] = [str(e)]
             return ""
+        last_error.clear()
+        return found
 
     def _ready(self, component: str) -> bool:
         if component != "kube-apiserver":
