@@ -222,3 +222,16 @@ def test_the_command_splits_back_into_its_cluster_and_params(name: str, cluster:
     pairs = argv[6:]
     assert pairs[::2] == ["--param"] * len(params)
     assert dict(p.split("=", 1) for p in pairs[1::2]) == params
+
+
+def test_kubeadm_static_pod_failure_that_mentions_etcd_names_the_crashloop_runbook_unless_a_member_is_down() -> None:
+    # kubeadm 1.32+ prints its etcd phase before the static pods and ends a hash timeout in "context
+    # deadline exceeded": with etcd's health unread, or every member healthy, the static pod explains it
+    output = "[upgrade/etcd] Upgrading to TLS for etcd\n" + PHASED
+    assert (hint := hint_for(kubeadm(output))) is not None and hint.name == "apiserver-crashloop-after-upgrade"
+    healthy = EtcdHealth(healthy=3, total=3, unhealthy=())
+    assert (hint := hint_for(kubeadm(output), healthy)) is not None
+    assert hint.name == "apiserver-crashloop-after-upgrade"
+    down = EtcdHealth(healthy=2, total=3, unhealthy=("cp-3",))
+    assert (hint := hint_for(kubeadm(output), down)) is not None
+    assert (hint.name, hint.params) == ("etcd-member-lost", {"node": "cp-3"}), "a member down is the deeper cause"

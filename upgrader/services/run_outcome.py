@@ -89,7 +89,7 @@ def failure_outcome(app: AppContext, api: ClusterApi, cluster: str, run: RunReco
     failed = failed_step(error)
     health = etcd_health(etcd) if "etcd" in f"{failed.error}\n{failed.output or ''}" else None
     hint = hint_for(failed, health, snapshot_id=snapshot)
-    changed = any(s.status is StepStatus.SUCCEEDED and s.action not in ("preflight", "snapshot", "health-gate")
+    changed = any(s.status is StepStatus.SUCCEEDED and s.action not in ("preflight", "snapshot", "health-gate", "check")
                   for s in run.steps)
     next_steps = [f"find and fix the cause, then continue: upgrader resume {run.id}"]
     if snapshot is not None and changed:
