@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -40,7 +40,7 @@ from upgrader.domain.records import (
     SnapshotRecord,
 )
 from upgrader.domain.runs import EventId, FencingToken, ObservationId, PlanId, RunStatus, StepStatus
-from upgrader.errors import NodePathError
+from upgrader.node_layout import NodeLayout as NodeLayout  # a port's shape, in a module of its own (see there)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,56 +54,6 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
-
-
-@dataclass(frozen=True, slots=True)
-class NodeLayout:
-    """Where a node's filesystem is rooted: ``/`` on a real node, a directory for a sandbox node.
-
-    ``host_path("/etc/kubernetes")`` is the only way code should turn a node path into a local one,
-    so no sandbox command can ever touch the host's real /etc/kubernetes.
-    """
-
-    root: Path = Path("/")
-
-    def host_path(self, node_path: str | PurePosixPath) -> Path:
-        """The local path of a node path; for a rooted layout it is guaranteed to stay inside the root.
-
-        ``..`` is resolved lexically and may not climb above the node's ``/``, and the result, with
-        every symlink on the way resolved, must still be inside the root: a sandbox node's files can
-        never name the host's /etc/kubernetes. Raises :class:`NodePathError` otherwise.
-        """
-        text = str(node_path)
-        if not text.startswith("/"):
-            raise ValueError(f"node paths are absolute, got {text!r}")
-        if self.root == Path("/"):
-            return Path(text)
-        parts: list[str] = []
-        for part in text.split("/"):
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if not parts:
-                    raise NodePathError(f"node path {text} climbs above the node's / (refused)")
-                parts.pop()
-                continue
-            parts.append(part)
-        local = self.root.joinpath(*parts)
-        try:
-            root, resolved = self.root.resolve(), local.resolve()
-        except (OSError, RuntimeError) as e:  # a symlink loop
-            raise NodePathError(f"node path {text} cannot be resolved: {e}") from e
-        if resolved != root and not resolved.is_relative_to(root):
-            raise NodePathError(f"node path {text} resolves to {resolved}, outside the node root {root} (refused)")
-        return local
-
-    @property
-    def kubernetes_dir(self) -> Path:
-        return self.host_path("/etc/kubernetes")
-
-    @property
-    def manifests_dir(self) -> Path:
-        return self.host_path("/etc/kubernetes/manifests")
 
 
 class NodeTransport(Protocol):

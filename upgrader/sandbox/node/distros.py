@@ -18,7 +18,7 @@ from __future__ import annotations
 from upgrader.domain.text import excerpt
 from upgrader.domain.versions import Version
 from upgrader.errors import UsageError
-from upgrader.ports import NodeLayout
+from upgrader.node_layout import NodeLayout
 from upgrader.sandbox.node import machine
 
 DEBIAN = "debian"

@@ -27,7 +27,7 @@ from upgrader.domain.versions import Version
 from upgrader.errors import InvalidVersionError, NodePathError
 from upgrader.files import atomic_write
 from upgrader.inputs import read_regular
-from upgrader.ports import NodeLayout
+from upgrader.node_layout import NodeLayout
 from upgrader.sandbox import releases
 from upgrader.sandbox.node import manifests
 

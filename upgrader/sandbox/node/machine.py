@@ -19,7 +19,7 @@ from typing import Any, cast
 from upgrader.errors import NodePathError
 from upgrader.files import atomic_write
 from upgrader.inputs import read_regular
-from upgrader.ports import NodeLayout
+from upgrader.node_layout import NodeLayout
 
 PACKAGES = "/var/lib/dpkg-sim/packages.json"  # both package managers' (the name predates dnf)
 APT_LISTS = "/var/lib/apt/lists/sandbox-pkgs.k8s.io.json"

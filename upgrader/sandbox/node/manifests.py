@@ -17,7 +17,7 @@ import yaml
 from upgrader.domain.versions import Version
 from upgrader.errors import InvalidVersionError, NodePathError
 from upgrader.inputs import read_regular
-from upgrader.ports import NodeLayout
+from upgrader.node_layout import NodeLayout
 from upgrader.sandbox import releases
 from upgrader.sandbox.sandbox_config import SandboxConfig
 

@@ -36,7 +36,6 @@ import os
 import shlex
 import stat
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,6 +214,8 @@ def _write_executable(path: Path, text: str, root: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.parent.resolve().is_relative_to(root.resolve()):
         raise OSError(f"{path.parent} leads outside the node root {root}")
+    import tempfile  # here: every simulated command imports this module for the tool names, and writes nothing
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from upgrader.ports import NodeLayout
+from upgrader.node_layout import NodeLayout
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from upgrader.domain.versions import Minor
-from upgrader.ports import NodeLayout
+from upgrader.node_layout import NodeLayout
 from upgrader.sandbox import releases
 from upgrader.sandbox.node import machine
 from upgrader.sandbox.node.tools import Node

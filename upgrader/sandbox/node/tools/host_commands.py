@@ -3,60 +3,19 @@
 Each is either simulated where the real answer is cheap and safe (``apt update``/``apt install`` as
 apt-get does them, ``apt-cache madison|policy``, ``kubelet --version``, ``hostname``, ``sudo`` as
 root), or refused: the command fails like an unsupported one (a message on stderr naming the
-sandbox node, exit code 127) and the host's binary of that name is never run. The other OS's
-package manager is :func:`missing` (on a RHEL node, apt-get and dpkg are not there at all).
+sandbox node, exit code 127, see :mod:`.guards`) and the host's binary of that name is never run.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 
 from upgrader.sandbox.node import machine
 from upgrader.sandbox.node.tools import Node, apt
+from upgrader.sandbox.node.tools.guards import refuse
 
-HINTS = {
-    "apt-key": "the pkgs.k8s.io key is in /etc/apt/keyrings",
-    "aptitude": "use apt-get",
-    "dnf": "a Debian node: use apt-get",
-    "yum": "a Debian node: use apt-get",
-    "rpm": "a Debian node: use dpkg",
-    "snap": "use apt-get",
-    "dpkg-reconfigure": "use apt-get",
-    "systemd-run": "use systemctl for the kubelet",
-    "service": "use systemctl",
-    "invoke-rc.d": "use systemctl",
-    "update-rc.d": "use systemctl",
-    "reboot": "restart the kubelet with `systemctl restart kubelet`",
-    "shutdown": "stop the kubelet with `systemctl stop kubelet`",
-    "halt": "stop the kubelet with `systemctl stop kubelet`",
-    "poweroff": "stop the kubelet with `systemctl stop kubelet`",
-    "kubelet": "the sandbox supervisor runs the kubelet: use systemctl",
-    "etcd": "etcd runs as the static pod /etc/kubernetes/manifests/etcd.yaml",
-    "hostnamectl": "the node's name is in /etc/hostname",
-}
 APT_WARNING = "\nWARNING: apt does not have a stable CLI interface. Use with caution in scripts.\n"
-
-
-def refuse(tool: str) -> Callable[[Node, list[str]], int]:
-    def refused(node: Node, args: list[str]) -> int:
-        hint = HINTS.get(tool)
-        node.warn(f"{tool}: not available on sandbox node {node.name}: upgrader does not simulate it, and the "
-                  f"host's {tool} would act on this machine" + (f" ({hint})" if hint else ""))
-        return 127
-
-    return refused
-
-
-def missing(tool: str) -> Callable[[Node, list[str]], int]:
-    """A command this node's OS does not have (apt-get on RHEL): what a shell says of a missing binary."""
-
-    def not_found(node: Node, args: list[str]) -> int:
-        node.warn(f"{tool}: command not found")
-        return 127
-
-    return not_found
 
 
 def apt_front(node: Node, args: list[str]) -> int:
