@@ -23,6 +23,7 @@ def test_rollback_without_a_snapshot_names_the_command_that_takes_one(cli: Cli, 
 
 @pytest.mark.parametrize(("to", "said"), [("yesterday", "--to 'yesterday': expected a snapshot id or "
                                                         "last-known-good"),
+                                          ("²", "--to '²': expected a snapshot id"),
                                           ("42", "no snapshot with id 42")])
 def test_rollback_to_something_that_is_no_snapshot_is_refused(cli: Cli, added: None, to: str, said: str) -> None:
     r = cli("rollback", "prod", "--to", to, "--dry-run")

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from upgrader.cluster.refusals import api_refused
-from upgrader.errors import ClusterUnreachableError
+from upgrader.errors import ClusterUnreachableError, PlaybookError
 
 T = TypeVar("T")
 MAX_ANSWER = 1024 * 1024 * 1024  # a node list with images is ~20 KiB a node; more is not an apiserver
@@ -85,7 +85,11 @@ class HealthReads:
         return status, body
 
     def get_path(self, path: str, *, timeout: float) -> tuple[int, str]:
-        """Any status is an answer (the check decides); only an API that cannot be reached raises."""
+        """Any status is an answer (the check decides); only an API that cannot be reached raises. The
+        path is joined to the server's URL as text, so anything but one leading "/" (``@host/x``,
+        ``//host/x``) would send the credentials elsewhere: refused before any request."""
+        if not path.startswith("/") or path.startswith("//") or "@" in path or "\\" in path:
+            raise PlaybookError(f"GET {path!r}: not a path on the cluster's API (one leading '/'); nothing was sent")
         return self._call(lambda api_client: _raw_get(api_client, path, timeout, accept="*/*"))
 
     def list_nodes(self) -> list[dict[str, Any]]:

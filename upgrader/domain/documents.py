@@ -10,6 +10,8 @@ reads one mapping of it, field by field, so that the message of every refusal ha
 
 from __future__ import annotations
 
+import posixpath
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -18,6 +20,57 @@ from upgrader.errors import PlaybookError
 
 PLACEHOLDER_NAMES = ("node", "version", "minor")
 LINE_KEY = "__line__"  # the YAML reader sets it on every mapping: the 1-based line the mapping starts on
+
+# A path on the cluster's API (a check's ``http``): one leading "/", then only these characters, so no
+# "@" (userinfo), no scheme, no backslash, no whitespace or control character. The API client joins it to
+# the server's URL by concatenation: "@evil.example/x" would send the bearer token to evil.example.
+_API_PATH = re.compile(r"/[A-Za-z0-9._~/?=&%:,+-]*", re.ASCII)
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"})
+
+
+def api_path_problem(path: object) -> str | None:
+    """Why ``path`` is not a path on the cluster's API (None when it is one); the one rule every
+    reader of a check's ``http`` applies, on the file and again once params are substituted."""
+    if not isinstance(path, str) or not _API_PATH.fullmatch(path) or "//" in path:
+        return ("expected a path on the cluster's API such as /readyz (one leading '/', no '//', '@', scheme, "
+                f"backslash or space), got {shown(path)}")
+    if "/../" in path.split("?")[0] + "/" or "/./" in path.split("?")[0] + "/":
+        return f"expected a path without '.' or '..' segments, got {shown(path)}"
+    return None
+
+
+def shell_script_problem(argv: Sequence[object]) -> tuple[int, str] | None:
+    """An argv that runs a shell on a script (``sh -c SCRIPT``, ``busybox sh -c``) whose script holds a
+    "{": a placeholder or param there would splice input into a shell string. (index, message) of the
+    script, or None. A value passed after the script (``sh -c 'echo "$1"' sh {node}``) is an argument
+    of it, never parsed as shell, and stays allowed."""
+    items = [str(a) for a in argv]
+    start = 1
+    if items and posixpath.basename(items[0]) == "busybox" and len(items) > 1:
+        start = 2
+        program = items[1]
+    else:
+        program = posixpath.basename(items[0]) if items else ""
+    if program not in SHELLS:
+        return None
+    command_mode = False
+    index = start
+    while index < len(items):
+        item = items[index]
+        index += 1
+        if item.startswith("--"):
+            continue
+        if item[:1] in ("-", "+") and len(item) > 1:
+            command_mode = command_mode or "c" in item[1:]
+            index += item[1:].count("o") + item[1:].count("O")  # -o OPTION, -O SHOPT take the next argument
+            continue
+        if command_mode and "{" in item:
+            index -= 1
+            return index, (f"{shown(item)}: the script of `{program} -c` may hold no placeholder or param (nor any "
+                           "'{'): pass values as arguments after it (sh -c 'cmd \"$1\"' sh {node}), never spliced "
+                           "into a shell string")
+        return None
+    return None
 
 
 @dataclass(frozen=True, slots=True)

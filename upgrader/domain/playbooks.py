@@ -21,7 +21,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from upgrader.domain.documents import LINE_KEY, PLACEHOLDER_NAMES, Fields, Where, refuse, shown, type_name
+from upgrader.domain.documents import (
+    LINE_KEY,
+    PLACEHOLDER_NAMES,
+    Fields,
+    Where,
+    api_path_problem,
+    refuse,
+    shell_script_problem,
+    shown,
+    type_name,
+)
 from upgrader.domain.plans import Action
 from upgrader.domain.versions import Version
 
@@ -36,7 +46,6 @@ CUSTOM = (Action.COMMAND, Action.CHECK)
 MANAGERS = ("apt", "dnf")
 PLACEHOLDERS = tuple("{" + n + "}" for n in PLACEHOLDER_NAMES)
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", re.ASCII)
-_HTTP = re.compile(r"^/[A-Za-z0-9._~/?=&%:,+-]*$", re.ASCII)
 MAX_TIMEOUT = 86400.0
 
 # The built-in steps of each phase, in the order the engine runs them. A control-plane role has two
@@ -230,14 +239,18 @@ def _argv(fields: Fields) -> list[str]:
                    f"{', '.join(PLACEHOLDERS)}; nothing else may hold '{{' or '}}'")
     if not argv[0].strip():
         refuse(fields.where, "argv[0]", "the program to run is empty")
+    shell = shell_script_problem(argv)
+    if shell is not None:
+        refuse(fields.where, f"argv[{shell[0]}]", shell[1])
     return argv
 
 
 def _http(fields: Fields) -> str:
     path = fields.string("http")
     assert path is not None
-    if not _HTTP.match(path) or "/../" in path + "/" or "//" in path:
-        refuse(fields.where, "http", f"expected a path on the cluster's API such as /readyz, got {shown(path)}")
+    problem = api_path_problem(path)
+    if problem is not None:
+        refuse(fields.where, "http", problem)
     return path
 
 

@@ -59,6 +59,8 @@ class ArgSpec:
     kind: ArgKind
     required: bool = False
     help: str = ""
+    low: float = 0  # a number's bounds (a playbook's command and check steps have the same)
+    high: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,16 +176,22 @@ CONTROL_PLANE: tuple[ActionSpec, ...] = (
 
 # -- playbook steps: command and check (engine/custom_steps.py), usable in runbooks too ---------------
 
+MAX_SECONDS = 86400.0  # as domain/playbooks.py's MAX_TIMEOUT
+MAX_RETRIES = 1000
+
 PLAYBOOK: tuple[ActionSpec, ...] = (
     ActionSpec("command", changes=True,
                args={"node": ArgSpec(ArgKind.NODE, required=True), "argv": ArgSpec(ArgKind.STRINGS, required=True),
-                     "timeout": ArgSpec(ArgKind.NUMBER, help="seconds")},
+                     "timeout": ArgSpec(ArgKind.NUMBER, help="seconds", low=1, high=MAX_SECONDS),
+                     "idempotent": ArgSpec(ArgKind.BOOLEAN, help="safe to run again on resume (default: true)")},
                describe="on {node}: {argv}"),
     ActionSpec("check",
-               args={"node": ArgSpec(ArgKind.NODE), "argv": ArgSpec(ArgKind.STRINGS),
+               args={"node": ArgSpec(ArgKind.NODE, help="where argv runs (required with argv)"),
+                     "argv": ArgSpec(ArgKind.STRINGS),
                      "http": ArgSpec(ArgKind.STRING, help="a path on the cluster's API, /readyz"),
-                     "timeout": ArgSpec(ArgKind.NUMBER), "retries": ArgSpec(ArgKind.NUMBER),
-                     "interval": ArgSpec(ArgKind.NUMBER)},
+                     "timeout": ArgSpec(ArgKind.NUMBER, low=1, high=MAX_SECONDS),
+                     "retries": ArgSpec(ArgKind.NUMBER, low=0, high=MAX_RETRIES),
+                     "interval": ArgSpec(ArgKind.NUMBER, low=0, high=MAX_SECONDS)},
                one_of=(("argv", "http"),),
                describe="must succeed: {argv}{http} (retried)"),
 )

@@ -12,6 +12,12 @@ from upgrader.domain.versions import parse_target
 from upgrader.errors import InvalidVersionError, UsageError
 
 WHOLE = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+MAX_ID = 2**63  # a ledger id is a signed 64-bit integer (SQLite, PostgreSQL bigint)
+
+
+def is_id(value: str) -> bool:
+    """A run or snapshot id: ASCII digits only ("²".isdigit() is true, int("²") fails) below 2**63."""
+    return value.isascii() and value.isdigit() and 1 <= int(value) < MAX_ID
 
 
 def check_value(kind: ArgKind, value: str) -> str:
@@ -22,8 +28,8 @@ def check_value(kind: ArgKind, value: str) -> str:
         except InvalidVersionError as e:
             raise UsageError(e.message) from None
     elif kind in (ArgKind.RUN, ArgKind.SNAPSHOT):
-        if not value.isdigit() or int(value) < 1:
-            raise UsageError(f"expected a {kind} id (a positive number), got {value!r}")
+        if not is_id(value):
+            raise UsageError(f"expected a {kind} id (a positive number below 2**63), got {value!r}")
     elif kind in (ArgKind.NODE, ArgKind.CONTROL_PLANE_NODE, ArgKind.WORKER_NODE):
         if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", value):
             raise UsageError(f"expected a node name, got {value!r}")

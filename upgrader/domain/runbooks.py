@@ -19,7 +19,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from upgrader.domain.documents import LINE_KEY, Fields, Where, refuse, shown, type_name
+from upgrader.domain.documents import (
+    LINE_KEY,
+    Fields,
+    Where,
+    api_path_problem,
+    refuse,
+    shell_script_problem,
+    shown,
+    type_name,
+)
 from upgrader.domain.plans import REVERSIBILITY, Action, Plan, Step, Strategy
 from upgrader.domain.runbook_actions import ACCEPTS, ACTIONS, PARAM_KINDS, ActionSpec, ArgKind, ArgSpec
 from upgrader.domain.runbook_values import WHOLE, check_value, parse_params, substitute
@@ -207,7 +216,20 @@ def _with(at: Where, value: Any, spec: ActionSpec, kinds: Mapping[str, ArgKind])
         if len(given) != 1:
             refuse(at, "with", f"{spec.name} takes exactly one of {', '.join(group)}"
                    + (f", got {', '.join(given)}" if given else ""))
-    return {key: _arg(at, f"with.{key}", item, spec.args[key], kinds) for key, item in args.items()}
+    result = {key: _arg(at, f"with.{key}", item, spec.args[key], kinds) for key, item in args.items()}
+    if isinstance(result.get("argv"), list):
+        shell = shell_script_problem(result["argv"])
+        if shell is not None:
+            refuse(at, f"with.argv[{shell[0]}]", shell[1])
+    if spec.name == "check":
+        if "argv" in result and "node" not in result:
+            refuse(at, "with.node", "a check with argv runs on a node: name it (node: NAME or \"{param}\")")
+        http = result.get("http")
+        if isinstance(http, str) and WHOLE.fullmatch(http) is None:
+            problem = api_path_problem(http)
+            if problem is not None:
+                refuse(at, "with.http", problem)
+    return result
 
 
 def _arg(at: Where, name: str, value: Any, arg: ArgSpec, kinds: Mapping[str, ArgKind]) -> Any:
@@ -225,15 +247,17 @@ def _arg(at: Where, name: str, value: Any, arg: ArgSpec, kinds: Mapping[str, Arg
             refuse(at, name, f"expected a non-empty list of strings, got {type_name(value)}")
         return [_arg(at, f"{name}[{i}]", v, ArgSpec(ArgKind.STRING, True), kinds) for i, v in enumerate(value)]
     if arg.kind is ArgKind.NUMBER:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            refuse(at, name, f"expected a number of 0 or more, got {type_name(value)} {shown(value)}")
+        if (isinstance(value, bool) or not isinstance(value, int | float) or value < arg.low
+                or (arg.high is not None and value > arg.high)):
+            bounds = f"from {arg.low:g} to {arg.high:g}" if arg.high is not None else f"of {arg.low:g} or more"
+            refuse(at, name, f"expected a number {bounds}, got {type_name(value)} {shown(value)}")
         return value
     if arg.kind is ArgKind.BOOLEAN:
         if not isinstance(value, bool):
             refuse(at, name, f"expected true or false, got {shown(value)}")
         return value
     if arg.kind in (ArgKind.RUN, ArgKind.SNAPSHOT) and isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        value = str(value)  # checked as the string a --param would give
     if not isinstance(value, str) or not value.strip():
         refuse(at, name, f"expected a non-empty string, got {type_name(value)} {shown(value)}"
                + (" (quote it: YAML reads 1.30 as the number 1.3)" if isinstance(value, float) else ""))
@@ -295,6 +319,14 @@ def plan_runbook(runbook: Runbook, values: Mapping[str, str | None], *, cluster:
             raise UsageError(f"{runbook.file}: step {step.name}: action {step.action!r} has no handler in this "
                              "build of upgrader") from None
         args = substitute(step.with_, everything)
+        http = args.get("http")
+        if step.action == "check" and http is not None:
+            problem = api_path_problem(http)  # a --param substituted into http: the same rule as the file's
+            if problem is not None:
+                raise UsageError(f"{runbook.file}: step {step.name}: field with.http: {problem}")
+        if step.action == "check" and "argv" in args and not args.get("node"):
+            raise UsageError(f"{runbook.file}: step {step.name}: field with.node: its param has no value, and a "
+                             "check with argv runs on a node: give it with --param")
         node = args.get("node") if isinstance(args.get("node"), str) else None
         steps.append(Step(n=len(steps) + 1, action=action, node=node, version=None, batch=None,
                           reversibility=REVERSIBILITY[action],

@@ -21,10 +21,11 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from upgrader.domain.documents import api_path_problem
 from upgrader.domain.plans import Action, Step
 from upgrader.engine.context import ResumeNeedsPersonError, RunContext, StepOutputsError, StopRequestedError, last_lines
 from upgrader.engine.steps import HANDLERS, Handler, manager
-from upgrader.errors import UpgraderError
+from upgrader.errors import PlaybookError, UpgraderError
 
 COMMAND_TIMEOUT = 300.0
 CHECK_TIMEOUT = 30.0
@@ -90,6 +91,8 @@ def run_check(ctx: RunContext, step: Step) -> dict[str, Any]:
     if skipped is not None:
         return skipped
     args = arguments(step)
+    if "http" in args:
+        _api_path(step, args["http"])
     retries = int(args.get("retries", CHECK_RETRIES))
     interval = float(args.get("interval", CHECK_INTERVAL))
     attempts: list[dict[str, Any]] = []
@@ -106,6 +109,14 @@ def run_check(ctx: RunContext, step: Step) -> dict[str, Any]:
         f"check {_name(step)} ({_what(step)}) did not pass in {len(attempts)} attempt(s): "
         f"{detail.splitlines()[-1] if detail else 'no output'}",
         outputs={"check": _what(step), "attempts": attempts}, tail=detail)
+
+
+def _api_path(step: Step, path: object) -> None:
+    """The last guard before a GET with the cluster's credentials: a plan document edited or written by
+    an older build must not send the token elsewhere (``@host/x`` joined to the server's URL)."""
+    problem = api_path_problem(path)
+    if problem is not None:
+        raise PlaybookError(f"step {step.n} ({_name(step)}): field with.http: {problem}; nothing was requested")
 
 
 def _attempt(ctx: RunContext, step: Step, args: Mapping[str, Any]) -> tuple[bool, str]:

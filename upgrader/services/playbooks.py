@@ -29,17 +29,18 @@ def shipped_upgrade_dir() -> Path:
     return shipped_dir("playbooks") / "upgrade"
 
 
-def playbook_dir(text: str) -> Path:
-    """``--playbooks DIR`` checked at the edge: a readable directory, named without ``..``; UsageError (exit 2)."""
+def playbook_dir(text: str, *, label: str = "--playbooks") -> Path:
+    """``--playbooks DIR`` (or ``playbook validate DIR``: ``label`` names what the operator typed) checked
+    at the edge: a readable directory, named without ``..``; UsageError (exit 2)."""
     if not text or len(text) > MAX_PATH or "\x00" in text or any(ord(c) < 32 for c in text):
-        raise UsageError("--playbooks: expected a directory path")
+        raise UsageError(f"{label}: expected a directory path")
     path = Path(text).expanduser()
     if ".." in path.parts:
-        raise UsageError(f"--playbooks {text}: name the directory without '..' (the plan records the path)")
+        raise UsageError(f"{label} {text}: name the directory without '..' (the plan records the path)")
     if not path.exists():
-        raise UsageError(f"--playbooks {text}: no such directory")
+        raise UsageError(f"{label} {text}: no such directory")
     if not path.is_dir():
-        raise UsageError(f"--playbooks {text}: not a directory")
+        raise UsageError(f"{label} {text}: not a directory")
     return path.resolve()
 
 
@@ -97,7 +98,7 @@ class Validated:
 
 def validate_dir(text: str) -> Validated:
     """`playbook validate DIR`: every role file DIR holds is valid (at least one); PlaybookError else."""
-    directory = playbook_dir(text)
+    directory = playbook_dir(text, label="DIR")
     folder = _role_dir(directory)
     present = tuple(str(_file(folder, r)) for r in Role if _file(folder, r).exists())
     if not present:

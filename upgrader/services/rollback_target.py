@@ -74,7 +74,7 @@ def choose(app: AppContext, cluster: str, to: str | None) -> tuple[SnapshotRecor
             raise NoSnapshotError(f"cluster {cluster} has no known-good snapshot: take one with {create}")
         newest = max(good, key=lambda s: (s.created_at, s.id))
         return newest, _run_after(last, newest)
-    if not to.isdigit() or len(to) > 18:
+    if not (to.isascii() and to.isdigit()) or len(to) > 18:  # "²".isdigit() is true; int("²") fails
         raise UsageError(f"--to {to[:40]!r}: expected a snapshot id or {LAST_KNOWN_GOOD}")
     snapshot = _get(app, int(to))
     return snapshot, _run_after(last, snapshot)
