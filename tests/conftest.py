@@ -15,8 +15,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.pg_server import PostgresServer, PostgresUnavailable, running_postgres
+
+# Property tests run beside sandbox tests on a 2-core machine: a 200 ms per-example deadline there
+# measures the machine's load, not the code (the rules' speed is measured in scripts/bench.py).
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session")
