@@ -37,7 +37,7 @@ from upgrader.engine.context import RunContext, StopRequestedError, last_lines
 from upgrader.engine.gates import Reading
 from upgrader.engine.runbook_manifests import MANIFESTS_DIR, TMP_DIR, args, node_arg
 from upgrader.engine.steps import Handler, StepError
-from upgrader.errors import FileMissingError
+from upgrader.errors import FileMissingError, UpgraderError
 
 PKI = "/etc/kubernetes/pki/etcd"
 ETCDCTL = ["etcdctl", "--endpoints=https://127.0.0.1:2379", f"--cacert={PKI}/ca.crt",
@@ -362,10 +362,30 @@ def _never(ctx: RunContext, step: Step) -> dict[str, Any] | None:
     return None
 
 
+def _facts(ctx: RunContext, node: str) -> dict[str, str]:
+    """The real values a person confirms (member id, peer URL, data dir, where etcdctl runs); each read
+    that fails leaves its placeholder."""
+    found = {"id": "ID", "peer": "PEER_URL", "data": "/var/lib/etcd",
+             "via": "another control-plane node"}
+    if node == "NODE":
+        return found
+    try:
+        found["peer"] = _peer_url(ctx, node)
+        found["data"] = _data_dir(ctx, node)
+        found["via"] = _via(ctx, node)
+        member = member_of(_members(ctx, found["via"]), node=node, peer_url=found["peer"])
+        found["id"] = member.id if member else "ID (no member has that peer URL now)"
+    except UpgraderError:
+        pass  # the node or etcd cannot be read now: the placeholders stay
+    return found
+
+
 def _say(*lines: str) -> Any:
     def describe(ctx: RunContext, step: Step) -> list[str]:
-        values = {"node": args(step).get("node", "NODE"), "run": ctx.run_id or "RUN", "dir": work_dir(ctx.run_id),
-                  "manifest": MANIFEST}
+        node = str(args(step).get("node", "NODE"))
+        values = {"node": node, "run": ctx.run_id or "RUN", "dir": work_dir(ctx.run_id), "manifest": MANIFEST}
+        if any(f"{{{key}}}" in line for line in lines for key in ("id", "peer", "data", "via")):
+            values |= _facts(ctx, node)
         return [line.format(**values) for line in lines]
     return describe
 
@@ -376,18 +396,18 @@ HANDLERS: dict[Action, Handler] = {
         "refused when {node}'s member is healthy, when etcd has 2 voting members or fewer, or when the other "
         "healthy members are not a quorum without it (then: runbook restore-etcd-from-snapshot)")),
     Action.ETCD_MEMBER_REMOVE: Handler(_remove, _remove_observe, _say(
-        "on another control-plane node: etcdctl member remove ID   (ID: the member with {node}'s peer URL)")),
+        "on {via}: etcdctl member remove {id}   (the member with {node}'s peer URL {peer})")),
     Action.ETCD_MEMBER_RESET: Handler(_reset, _reset_observe, _say(
         "on {node}: mv {manifest} {dir}/etcd.yaml   (the kubelet stops the member)",
-        "on {node}: mv /var/lib/etcd /var/lib/etcd.lost-{run}   (kept, never deleted); mkdir -m 0700 /var/lib/etcd")),
+        "on {node}: mv {data} {data}.lost-{run}   (kept, never deleted); mkdir -m 0700 {data}")),
     Action.ETCD_MEMBER_ADD: Handler(_add, _add_observe, _say(
-        "on another control-plane node: etcdctl member add {node} --peer-urls=PEER_URL --learner")),
+        "on {via}: etcdctl member add {node} --peer-urls={peer} --learner")),
     Action.ETCD_MEMBER_START: Handler(_start, _start_observe, _say(
         "on {node}: write {dir}/etcd.yaml with --initial-cluster=EVERY_MEMBER and --initial-cluster-state=existing "
         "to {dir}/etcd.yaml.new, then mv -f it to {manifest}",
         "wait until `etcdctl member list` shows the member started")),
     Action.ETCD_MEMBER_PROMOTE: Handler(_promote, _promote_observe, _say(
-        "on another control-plane node: etcdctl member promote ID   (retried while the learner catches up)")),
+        "on {via}: etcdctl member promote {id}   (retried while the learner catches up)")),
     Action.ETCD_QUORUM: Handler(_quorum, _never, _say(
         "etcdctl member list, endpoint health --cluster, endpoint status --cluster: every control-plane node a "
         "healthy voting member, one leader, revisions converged; several good readings in a row")),
