@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from upgrader.domain.control_plane_repair import backup_dirs_newest_first, manifest_diff
@@ -29,26 +28,12 @@ from upgrader.domain.plans import Action, Step
 from upgrader.domain.versions import Version
 from upgrader.engine import steps
 from upgrader.engine.context import RunContext, last_lines
+from upgrader.engine.runbook_common import MANIFESTS_DIR, TMP_DIR, Describe, args, never, node_arg, say
 from upgrader.engine.steps import Handler, StepError
 from upgrader.errors import FileMissingError, UpgraderError
 
-MANIFESTS_DIR = "/etc/kubernetes/manifests"
-TMP_DIR = "/etc/kubernetes/tmp"
 LOG_TAIL = 50
 READ_TIMEOUT = 60.0
-
-
-def args(step: Step) -> Mapping[str, Any]:
-    """The step's ``with:`` (already checked and substituted by the runbook reader)."""
-    found = step.params.get("with") if step.params else None
-    return found if isinstance(found, Mapping) else {}
-
-
-def node_arg(step: Step) -> str:
-    node = args(step).get("node") or step.node
-    if not isinstance(node, str) or not node:
-        raise StepError(f"step {step.n} ({step.action}) names no node")
-    return node
 
 
 def _component(step: Step) -> str:
@@ -202,16 +187,13 @@ def _restore_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None:
     return {"node": node, "component": component, "backup": path, "sha256": sha256(backup), "restored": True}
 
 
-def _never(ctx: RunContext, step: Step) -> dict[str, Any] | None:
-    return None  # a read: reading again on resume is harmless
+def _values(ctx: RunContext, step: Step) -> dict[str, Any]:
+    return {"node": args(step).get("node", "NODE"), "component": args(step).get("component", "kube-apiserver"),
+            "run": ctx.run_id or "RUN", "manifests": MANIFESTS_DIR, "tmp": TMP_DIR}
 
 
-def _say(*lines: str) -> Any:
-    def describe(ctx: RunContext, step: Step) -> list[str]:
-        values = {"node": args(step).get("node", "NODE"), "component": args(step).get("component", "kube-apiserver"),
-                  "run": ctx.run_id or "RUN", "manifests": MANIFESTS_DIR, "tmp": TMP_DIR}
-        return [line.format(**values) for line in lines]
-    return describe
+def _say(*lines: str) -> Describe:
+    return say(_values, *lines)
 
 
 def _describe_restore(ctx: RunContext, step: Step) -> list[str]:
@@ -233,10 +215,10 @@ def _describe_restore(ctx: RunContext, step: Step) -> list[str]:
 
 
 HANDLERS: dict[Action, Handler] = {
-    Action.STATIC_POD_STATE: Handler(_state, _never, _say(
+    Action.STATIC_POD_STATE: Handler(_state, never, _say(
         "on {node}: crictl ps -a --name {component} -o json   (state and attempt of the newest container)",
         "on {node}: crictl logs --tail 50 ID   (when that container exited)")),
-    Action.MANIFEST_DIFF: Handler(_diff, _never, _say(
+    Action.MANIFEST_DIFF: Handler(_diff, never, _say(
         "on {node}: ls {tmp}; diff -u {manifests}/{component}.yaml {tmp}/kubeadm-backup-manifests-NEWEST/"
         "{component}.yaml   (refused when kubeadm kept no backup)")),
     Action.RESTORE_BACKUP_MANIFEST: Handler(_restore, _restore_observe, _describe_restore),

@@ -31,7 +31,7 @@ from upgrader.domain.control_plane_repair import (
 from upgrader.domain.plans import Action, Step
 from upgrader.engine import drain, gates, steps
 from upgrader.engine.context import RunContext, last_lines
-from upgrader.engine.runbook_manifests import TMP_DIR, args, node_arg
+from upgrader.engine.runbook_common import TMP_DIR, Describe, args, never, node_arg, say
 from upgrader.engine.steps import Handler, StepError
 from upgrader.errors import FileMissingError, UpgraderError
 from upgrader.nodes import commands
@@ -155,20 +155,17 @@ def _restart_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None:
     return {"node": node, "ready": True, "uncordoned": _uncordon_if_ours(ctx, node)}
 
 
-def _never(ctx: RunContext, step: Step) -> dict[str, Any] | None:
-    return None
+def _values(ctx: RunContext, step: Step) -> dict[str, Any]:
+    return {"node": args(step).get("node", "NODE"), "run": ctx.run_id or "RUN", "dir": work_dir(ctx.run_id),
+            "file": FLAGS_FILE}
 
 
-def _say(*lines: str) -> Any:
-    def describe(ctx: RunContext, step: Step) -> list[str]:
-        values = {"node": args(step).get("node", "NODE"), "run": ctx.run_id or "RUN", "dir": work_dir(ctx.run_id),
-                  "file": FLAGS_FILE}
-        return [line.format(**values) for line in lines]
-    return describe
+def _say(*lines: str) -> Describe:
+    return say(_values, *lines)
 
 
 HANDLERS: dict[Action, Handler] = {
-    Action.NODE_CONDITIONS: Handler(_conditions, _never, _say(
+    Action.NODE_CONDITIONS: Handler(_conditions, never, _say(
         "GET node {node}: its Ready condition (reason, message) and kubelet version; GET /version",
         "on {node}: systemctl is-active kubelet; journalctl -u kubelet -n 100 --no-pager -o cat")),
     Action.KUBELET_FLAGS_FIX: Handler(_fix, _fix_observe, _say(

@@ -31,16 +31,12 @@ from upgrader.domain.plans import Action, Step
 from upgrader.domain.preflight import CORDON_ANNOTATION
 from upgrader.engine import gates, steps
 from upgrader.engine.context import RunContext
+from upgrader.engine.runbook_common import args, never
 from upgrader.engine.steps import Handler, StepError
 from upgrader.errors import UpgraderError
 
 RECENT_RUNS = 5
 ROLE_LABEL = "node-role.kubernetes.io/control-plane"
-
-
-def args(step: Step) -> Mapping[str, Any]:
-    found = step.params.get("with") if step.params else None
-    return found if isinstance(found, Mapping) else {}
 
 
 # -- observe-cluster --------------------------------------------------------------------------------
@@ -222,10 +218,10 @@ SERVED = (Action.ROLLBACK_UPGRADE, Action.PREVIEW_RESTORE, Action.RESTORE_SNAPSH
           Action.LEVEL_CONTROL_PLANE)
 
 HANDLERS: dict[Action, Handler] = {
-    Action.OBSERVE_CLUSTER: Handler(_observe, lambda c, s: None, lambda c, s: [
+    Action.OBSERVE_CLUSTER: Handler(_observe, never, lambda c, s: [
         "read every node (kubelet version, Ready, cordoned and by whom), the control-plane pods' versions, "
         "GET /readyz, etcd endpoint health and the cluster's last runs; changes nothing"]),
-    Action.WAIT_HEALTHY: Handler(_wait_healthy, lambda c, s: None, lambda c, s: [
+    Action.WAIT_HEALTHY: Handler(_wait_healthy, never, lambda c, s: [
         "GET /readyz, every node Ready, each control-plane node's apiserver, controller-manager and "
         f"scheduler pods Running and ready, etcd endpoint health until {c.options.gate_passes} good readings in a "
         f"row (at most {args(s).get('timeout') or c.options.gate_timeout:g}s)"]),
