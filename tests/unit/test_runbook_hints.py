@@ -45,8 +45,8 @@ def kubeadm(output: str, node: str = "cp-1", *, action: str = "kubeadm-upgrade-a
 
 @pytest.mark.parametrize(("output", "node", "component"), [
     (PHASED, "omega-controlplane-0", "kube-apiserver"),
-    (FATAL, "cp-2", "kube-controller-manager"),
-    (NO_HASH, "cp-3", "kube-scheduler"),
+    (FATAL.replace("kube-controller-manager", "kube-apiserver"), "cp-2", "kube-apiserver"),
+    (NO_HASH.replace("kube-scheduler", "kube-apiserver"), "cp-3", "kube-apiserver"),
 ])
 def test_kubeadm_giving_up_on_a_static_pod_names_the_crashloop_runbook_for_its_node(
         output: str, node: str, component: str) -> None:
@@ -54,6 +54,21 @@ def test_kubeadm_giving_up_on_a_static_pod_names_the_crashloop_runbook_for_its_n
 
     assert hint is not None and hint.name == "apiserver-crashloop-after-upgrade"
     assert hint.params == {"node": node} and component in hint.why and node in hint.why
+
+
+@pytest.mark.parametrize(("output", "node", "component"), [
+    (FATAL, "cp-2", "kube-controller-manager"),
+    (NO_HASH, "cp-3", "kube-scheduler"),
+    (PHASED.replace("kube-apiserver", "etcd"), "omega-controlplane-0", "etcd"),
+])
+def test_another_components_static_pod_failure_is_not_sent_to_the_apiserver_only_runbook(
+        output: str, node: str, component: str) -> None:
+    hint = hint_for(kubeadm(output))
+
+    # the crashloop runbook restores kube-apiserver.yaml only: the reason says how to restore this one by hand
+    assert hint is not None and hint.name == "rollback-last-upgrade" and hint.params == {}
+    assert f"restore {component}.yaml on {node} by hand" in hint.why
+    assert "kubeadm-backup-manifests-*" in hint.why
 
 
 def test_the_recover_wrapper_alone_names_the_crashloop_runbook_on_the_steps_node() -> None:
@@ -93,7 +108,7 @@ def test_each_etcd_wording_reads_as_an_etcd_failure(error: str) -> None:
 
 
 def test_an_etcd_error_with_every_member_healthy_now_falls_through_to_the_other_rules() -> None:
-    output = f"{ETCD_UNHEALTHY}\n{FATAL}"
+    output = f"{ETCD_UNHEALTHY}\n{FATAL.replace('kube-controller-manager', 'kube-apiserver')}"
 
     assert hint_for(kubeadm(output), EtcdHealth(healthy=3, total=3)).name == (  # type: ignore[union-attr]
         "apiserver-crashloop-after-upgrade")
@@ -189,7 +204,7 @@ def test_any_failure_names_a_known_runbook_or_none_and_never_raises(
                             and all(isinstance(v, str) for v in hint.params.values()))
 
 
-@given(component=NAMES, node=NAMES, before=NOISE, after=NOISE,
+@given(component=NAMES | st.just("kube-apiserver"), node=NAMES, before=NOISE, after=NOISE,
        wording=st.sampled_from(["static Pod hash for component {c} on Node {n} did not change after 5m0s",
                                 "failed to obtain static Pod hash for component {c} on Node {n}: connection refused",
                                 "kubeadm has tried to recover everything into the earlier state. Errors faced: static "
@@ -200,7 +215,11 @@ def test_kubeadm_static_pod_wording_anywhere_in_the_output_names_the_node_it_giv
 
     hint = hint_for(kubeadm(output, node="elsewhere"))
 
-    assert hint is not None and (hint.name, dict(hint.params)) == ("apiserver-crashloop-after-upgrade", {"node": node})
+    if component == "kube-apiserver":
+        assert hint is not None and (hint.name, dict(hint.params)) == ("apiserver-crashloop-after-upgrade",
+                                                                        {"node": node})
+    else:
+        assert hint is not None and hint.name == "rollback-last-upgrade" and f"{component}.yaml on {node}" in hint.why
 
 
 @given(healthy=st.integers(0, 9), down=st.integers(1, 9))

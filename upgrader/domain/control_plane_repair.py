@@ -228,15 +228,27 @@ def _env_words(value: str) -> list[str]:
     return [w for word in words for w in word.split()]
 
 
-def flags_present(env_text: str, flags: Iterable[str]) -> list[str]:
-    """Which of ``flags`` (``--name``) KUBELET_KUBEADM_ARGS of a kubeadm-flags.env text carries."""
-    names = [f.lstrip("-").partition("=")[0] for f in flags]
-    found: set[str] = set()
+def env_flags(env_text: str) -> list[str]:
+    """The flag names (``--name``) KUBELET_KUBEADM_ARGS of a kubeadm-flags.env text carries, in order."""
+    found: dict[str, None] = {}
     for line in env_text.splitlines():
         key, sep, value = line.strip().partition("=")
         if sep and key == "KUBELET_KUBEADM_ARGS":
-            found |= {w.lstrip("-").partition("=")[0] for w in _env_words(value) if w.startswith("--")}
+            found |= {w.lstrip("-").partition("=")[0]: None for w in _env_words(value) if w.startswith("--")}
+    return [f"--{n}" for n in found]
+
+
+def flags_present(env_text: str, flags: Iterable[str]) -> list[str]:
+    """Which of ``flags`` (``--name``) KUBELET_KUBEADM_ARGS of a kubeadm-flags.env text carries."""
+    names = [f.lstrip("-").partition("=")[0] for f in flags]
+    found = {f[2:] for f in env_flags(env_text)}
     return [f"--{n}" for n in dict.fromkeys(names) if n in found]
+
+
+def removed_flags(before: str, after: str) -> list[str]:
+    """The flags ``before``'s KUBELET_KUBEADM_ARGS carries and ``after``'s does not."""
+    kept = set(env_flags(after))
+    return [f for f in env_flags(before) if f not in kept]
 
 
 def without_flags(env_text: str, flags: Iterable[str]) -> str:

@@ -87,8 +87,9 @@ GENERIC: tuple[ActionSpec, ...] = (
                "health and the cluster's last runs (changes nothing)"),
     ActionSpec("wait-healthy", args={"timeout": ArgSpec(ArgKind.NUMBER, help="seconds (default: the run's gate "
                                                                               "timeout)")},
-               describe="the health gate: GET /readyz, every node Ready, the control-plane pods, etcd endpoint "
-               "health, until several good readings in a row"),
+               describe="the health gate: GET /readyz, every node Ready, each control-plane node's kube-apiserver, "
+               "kube-controller-manager and kube-scheduler pods Running and ready, etcd endpoint health, until "
+               "several good readings in a row"),
     ActionSpec("rollback-upgrade", changes=True,
                args={"run": ArgSpec(ArgKind.RUN, help="the upgrade run to roll back (default: the last one)"),
                      "snapshot": ArgSpec(ArgKind.SNAPSHOT, help="the snapshot to go back to (default: the one "
@@ -128,9 +129,11 @@ _COMPONENT = {"component": ArgSpec(ArgKind.STRING, help="kube-apiserver (default
 _NODE = {"node": ArgSpec(ArgKind.NODE, required=True)}
 
 CONTROL_PLANE: tuple[ActionSpec, ...] = (
-    ActionSpec("static-pod-state", args={**_CP, **_COMPONENT},
+    ActionSpec("static-pod-state", args={**_CP, **_COMPONENT, "running": ArgSpec(
+        ArgKind.BOOLEAN, help="fail the step unless the newest container is running (default: false, only read)")},
                describe="on {node}: `crictl ps -a --name {component} -o json` (state and attempt of its newest "
-               "container) and, if it exited, `crictl logs --tail 50 ID` (changes nothing)"),
+               "container) and, if it exited, `crictl logs --tail 50 ID` (changes nothing; with running: true "
+               "the step fails unless that container is running)"),
     ActionSpec("manifest-diff", args={**_CP, **_COMPONENT},
                describe="on {node}: the diff from /etc/kubernetes/manifests/{component}.yaml to the newest "
                "/etc/kubernetes/tmp/kubeadm-backup-manifests-*/{component}.yaml; refused when kubeadm kept none "

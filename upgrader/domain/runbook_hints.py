@@ -9,7 +9,9 @@ The wording they match is kubeadm's and etcd's own (issue13-research.md sections
   WaitForStaticPodHashChange), ``failed to obtain static Pod hash for component ...`` (the API was down
   on the last poll), and the wrapper ``couldn't upgrade control plane. kubeadm has tried to recover
   everything into the earlier state`` (``[upgrade/apply] FATAL:`` before v1.32, ``error execution
-  phase control-plane:`` since): the control plane of N did not come up at the new version;
+  phase control-plane:`` since): the control plane of N did not come up at the new version (the
+  crashloop runbook when C is kube-apiserver, the only manifest it restores; else a rollback, and the
+  hand restore of C's manifest named in the reason);
 - ``etcdserver: request timed out``, ``etcd cluster is not healthy``, a ``context deadline exceeded``
   from an etcd call, members unhealthy in a gate: one member lost when a majority still answers, else
   quorum is lost and only a snapshot brings the cluster back (DOMAIN.md "etcd snapshots");
@@ -34,8 +36,9 @@ RENEW_CERTIFICATES = "renew-certificates"
 NODE_NOT_READY = "node-stuck-not-ready"
 KUBEADM_INTERRUPTED = "kubeadm-upgrade-interrupted"
 UNCORDON = "uncordon-nodes-left-by-upgrader"
+ROLLBACK = "rollback-last-upgrade"
 RUNBOOKS = frozenset({APISERVER_CRASHLOOP, ETCD_MEMBER_LOST, RESTORE_ETCD, RENEW_CERTIFICATES, NODE_NOT_READY,
-                      KUBEADM_INTERRUPTED, UNCORDON})
+                      KUBEADM_INTERRUPTED, UNCORDON, ROLLBACK})
 
 KUBEADM_ACTIONS = frozenset({"kubeadm-upgrade-apply", "kubeadm-upgrade-node", "emulated-upgrade-apply",
                              "emulated-upgrade-node", "finalize-emulated-version"})
@@ -163,6 +166,13 @@ def _static_pod(step: FailedStep, text: str, etcd: EtcdHealth | None, snapshot_i
     component = match.group(1) if match else "the control plane"
     if node is None:
         return None
+    if match and component != "kube-apiserver":
+        # the crashloop runbook puts back kube-apiserver.yaml only
+        return RunbookHint(ROLLBACK, {}, f"kubeadm gave up on {component} on {node}; {APISERVER_CRASHLOOP} restores "
+                                         f"only kube-apiserver: restore {component}.yaml on {node} by hand from the "
+                                         "newest /etc/kubernetes/tmp/kubeadm-backup-manifests-*/ (staged outside "
+                                         "manifests/, then mv into /etc/kubernetes/manifests/), or roll the upgrade "
+                                         "back with this runbook")
     return RunbookHint(APISERVER_CRASHLOOP, {"node": node},
                        f"kubeadm gave up on {component} on {node} and tried to put the old manifests back: read "
                        "the static pod's state, diff the manifest against kubeadm's backup, restore it")

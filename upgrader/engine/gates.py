@@ -134,8 +134,9 @@ def all_nodes_ready(api: ClusterApi, *, besides: Iterable[str] = ()) -> Probe:
     return probe
 
 
-def mirror_pods_at(api: ClusterApi, nodes: Iterable[str], version: Version) -> Probe:
-    """The control-plane mirror pods of these nodes Running and ready with image tag ``version``."""
+def mirror_pods_at(api: ClusterApi, nodes: Iterable[str], version: Version | None) -> Probe:
+    """The control-plane mirror pods of these nodes Running and ready with image tag ``version`` (any tag
+    when None: after a runbook put an older manifest back)."""
     wanted = sorted(set(nodes))
 
     def probe() -> Reading:
@@ -150,15 +151,15 @@ def mirror_pods_at(api: ClusterApi, nodes: Iterable[str], version: Version) -> P
                     bad.append(f"{component} on {node} {problem}")
         if bad:
             return Reading(False, "; ".join(bad[:4]) + (f" (+{len(bad) - 4})" if len(bad) > 4 else ""))
-        return Reading(True, f"control plane of {', '.join(wanted)} running {version}")
+        return Reading(True, f"control plane of {', '.join(wanted)} running" + (f" {version}" if version else ""))
     return probe
 
 
-def _mirror_problem(pod: dict[str, Any] | None, version: Version) -> str | None:
+def _mirror_problem(pod: dict[str, Any] | None, version: Version | None) -> str | None:
     if pod is None:
         return "has no mirror pod"
     images = [c.get("image", "") for c in (pod.get("spec") or {}).get("containers") or []]
-    if not images or not all(i.endswith(f":{version}") for i in images):
+    if not images or (version is not None and not all(i.endswith(f":{version}") for i in images)):
         return f"runs {', '.join(images) or 'no image'}"
     status = pod.get("status") or {}
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])

@@ -8,7 +8,8 @@ removed a flag still in kubeadm-flags.env; else ``unknown``, and the step says w
 kubelet-flags-fix: rewrites /var/lib/kubelet/kubeadm-flags.env without the flags the kubelet refused (from
 its own journal, or ``with: {flags: [...]}``), keeping the old file in the run's dir
 ``/etc/kubernetes/tmp/upgrader-kubelet-RUN/`` (outside the kubelet's reach) and writing the new one to a
-temporary file renamed into place; the diff is recorded. On resume it is done when none of them is left.
+temporary file renamed into place; the diff is recorded. On resume it is done when the kept copy has
+flags the current file has not (the journal no longer names them once the kubelet runs again).
 
 restart-kubelet: ``systemctl daemon-reload``, ``systemctl restart kubelet``, then the node Ready for
 several readings in a row; a node upgrader cordoned (its annotation ``upgrader.io/cordoned-by=RUN``) is
@@ -23,13 +24,14 @@ from upgrader.domain.control_plane_repair import (
     classify_not_ready,
     flags_present,
     manifest_diff,
+    removed_flags,
     unknown_flags,
     without_flags,
 )
 from upgrader.domain.plans import Action, Step
 from upgrader.engine import drain, gates, steps
 from upgrader.engine.context import RunContext, last_lines
-from upgrader.engine.runbook_manifests import TMP_DIR, args, node_arg
+from upgrader.engine.runbook_common import TMP_DIR, Describe, args, never, node_arg, say
 from upgrader.engine.steps import Handler, StepError
 from upgrader.errors import FileMissingError, UpgraderError
 from upgrader.nodes import commands
@@ -75,20 +77,23 @@ def _conditions(ctx: RunContext, step: Step) -> dict[str, Any]:
             "cause": cause.cause, "evidence": cause.evidence, "next": cause.next, "flags": list(cause.flags)}
 
 
-def _flags_wanted(ctx: RunContext, step: Step, node: str) -> list[str]:
+def _given_flags(step: Step) -> list[str]:
     given = args(step).get("flags")
     if isinstance(given, list) and given:
         return [str(f) if str(f).startswith("--") else f"--{f}" for f in given]
-    return unknown_flags(_journal(ctx, node))
+    return []
 
 
 def _fix(ctx: RunContext, step: Step) -> dict[str, Any]:
     node = node_arg(step)
+    done = _fix_observe(ctx, step)
+    if done is not None:  # a run killed after the rename: the kubelet no longer complains, the kept copy says what
+        return done | {"changed": False}
     try:
         text = ctx.read(node, FLAGS_FILE).decode(errors="replace")
     except FileMissingError:
         raise StepError(f"{node} has no {FLAGS_FILE}") from None
-    flags = _flags_wanted(ctx, step, node)
+    flags = _given_flags(step) or unknown_flags(_journal(ctx, node))
     if not flags:
         raise StepError(f"the kubelet of {node} refused no flag in its journal, and the step names none "
                         "(with: flags): nothing to remove; see node-conditions' evidence")
@@ -107,15 +112,17 @@ def _fix(ctx: RunContext, step: Step) -> dict[str, Any]:
 
 
 def _fix_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None:
-    """Done when this run kept the old file and the current one has none of the refused flags left."""
+    """Done when this run kept the old file and the current one lacks the flags removed: those the step
+    names, else those the kept copy has and the current file has not (once the kubelet restarted on the
+    fixed file its journal no longer names them, so they are read from the files, not the journal)."""
     node = node_arg(step)
     kept = f"{work_dir(ctx.run_id)}/kubeadm-flags.env"
     try:
-        ctx.read(node, kept)
+        before = ctx.read(node, kept).decode(errors="replace")
         text = ctx.read(node, FLAGS_FILE).decode(errors="replace")
     except FileMissingError:
         return None
-    flags = _flags_wanted(ctx, step, node)
+    flags = _given_flags(step) or removed_flags(before, text)
     if not flags or flags_present(text, flags):
         return None
     return {"node": node, "flags": flags, "file": FLAGS_FILE, "changed": True, "kept": kept}
@@ -148,20 +155,17 @@ def _restart_observe(ctx: RunContext, step: Step) -> dict[str, Any] | None:
     return {"node": node, "ready": True, "uncordoned": _uncordon_if_ours(ctx, node)}
 
 
-def _never(ctx: RunContext, step: Step) -> dict[str, Any] | None:
-    return None
+def _values(ctx: RunContext, step: Step) -> dict[str, Any]:
+    return {"node": args(step).get("node", "NODE"), "run": ctx.run_id or "RUN", "dir": work_dir(ctx.run_id),
+            "file": FLAGS_FILE}
 
 
-def _say(*lines: str) -> Any:
-    def describe(ctx: RunContext, step: Step) -> list[str]:
-        values = {"node": args(step).get("node", "NODE"), "run": ctx.run_id or "RUN", "dir": work_dir(ctx.run_id),
-                  "file": FLAGS_FILE}
-        return [line.format(**values) for line in lines]
-    return describe
+def _say(*lines: str) -> Describe:
+    return say(_values, *lines)
 
 
 HANDLERS: dict[Action, Handler] = {
-    Action.NODE_CONDITIONS: Handler(_conditions, _never, _say(
+    Action.NODE_CONDITIONS: Handler(_conditions, never, _say(
         "GET node {node}: its Ready condition (reason, message) and kubelet version; GET /version",
         "on {node}: systemctl is-active kubelet; journalctl -u kubelet -n 100 --no-pager -o cat")),
     Action.KUBELET_FLAGS_FIX: Handler(_fix, _fix_observe, _say(

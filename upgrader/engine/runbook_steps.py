@@ -6,8 +6,9 @@ observe-cluster: every node's kubelet version, readiness and schedulability (and
 the control-plane pods' image versions per node, /readyz, etcd's health and the cluster's last runs.
 Changes nothing; outputs are recorded with the step.
 
-wait-healthy: the health gate (/readyz, every node Ready, etcd healthy) for ``gate_passes`` readings
-in a row.
+wait-healthy: the health gate (/readyz, every node Ready, every control-plane node's kube-apiserver,
+kube-controller-manager and kube-scheduler mirror pods Running and ready, etcd healthy) for
+``gate_passes`` readings in a row.
 
 uncordon-left-by-upgrader: only nodes whose ``upgrader.io/cordoned-by`` annotation names a run (the
 given one, when ``run`` is set). One merge patch per node sets ``unschedulable`` to false and removes
@@ -30,16 +31,12 @@ from upgrader.domain.plans import Action, Step
 from upgrader.domain.preflight import CORDON_ANNOTATION
 from upgrader.engine import gates, steps
 from upgrader.engine.context import RunContext
+from upgrader.engine.runbook_common import args, never
 from upgrader.engine.steps import Handler, StepError
 from upgrader.errors import UpgraderError
 
 RECENT_RUNS = 5
 ROLE_LABEL = "node-role.kubernetes.io/control-plane"
-
-
-def args(step: Step) -> Mapping[str, Any]:
-    found = step.params.get("with") if step.params else None
-    return found if isinstance(found, Mapping) else {}
 
 
 # -- observe-cluster --------------------------------------------------------------------------------
@@ -94,9 +91,16 @@ def _pods(pods: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
 
 # -- wait-healthy -----------------------------------------------------------------------------------
 
+def control_plane_nodes(ctx: RunContext) -> list[str]:
+    return sorted(str(n["metadata"]["name"]) for n in ctx.api.list_nodes()
+                  if ROLE_LABEL in (n["metadata"].get("labels") or {}))
+
+
 def _wait_healthy(ctx: RunContext, step: Step) -> dict[str, Any]:
     timeout = args(step).get("timeout")
-    probes = [gates.readyz(ctx.api), gates.all_nodes_ready(ctx.api), gates.etcd(ctx)]
+    # /readyz may be answered by another API server: each node's own control-plane pods are read too
+    probes = [gates.readyz(ctx.api), gates.all_nodes_ready(ctx.api),
+              gates.mirror_pods_at(ctx.api, control_plane_nodes(ctx), None), gates.etcd(ctx)]
     if isinstance(timeout, int | float) and timeout > 0:
         saved = ctx.options
         ctx.options = replace(saved, gate_timeout=float(timeout))
@@ -214,11 +218,12 @@ SERVED = (Action.ROLLBACK_UPGRADE, Action.PREVIEW_RESTORE, Action.RESTORE_SNAPSH
           Action.LEVEL_CONTROL_PLANE)
 
 HANDLERS: dict[Action, Handler] = {
-    Action.OBSERVE_CLUSTER: Handler(_observe, lambda c, s: None, lambda c, s: [
+    Action.OBSERVE_CLUSTER: Handler(_observe, never, lambda c, s: [
         "read every node (kubelet version, Ready, cordoned and by whom), the control-plane pods' versions, "
         "GET /readyz, etcd endpoint health and the cluster's last runs; changes nothing"]),
-    Action.WAIT_HEALTHY: Handler(_wait_healthy, lambda c, s: None, lambda c, s: [
-        f"GET /readyz, every node Ready, etcd endpoint health until {c.options.gate_passes} good readings in a "
+    Action.WAIT_HEALTHY: Handler(_wait_healthy, never, lambda c, s: [
+        "GET /readyz, every node Ready, each control-plane node's apiserver, controller-manager and "
+        f"scheduler pods Running and ready, etcd endpoint health until {c.options.gate_passes} good readings in a "
         f"row (at most {args(s).get('timeout') or c.options.gate_timeout:g}s)"]),
     Action.UNCORDON_LEFT_BY_UPGRADER: Handler(_uncordon, _uncordon_observe, _describe_uncordon),
     **{action: Handler(_served("act"), _served("observe"), _served("describe")) for action in SERVED},
