@@ -97,6 +97,7 @@ def preview(app: AppContext, name: str, cluster: str, params: Mapping[str, str],
     plan = plan_runbook(loaded.runbook, values, cluster=cluster, version=version, fingerprint=parsed.fingerprint)
     options = options or run_options(auto_rollback=False)
     children = Children(app, record, report=lambda e: None, stop=threading.Event())
+    children.check(list(plan.steps))
     would = _describe_all(app, record, plan, inventory, options, children)
     return RunbookPreview(loaded, cluster, values, plan, inventory, would, children)
 
