@@ -152,14 +152,20 @@ def run_command(
 
 
 def ask(step: Any, lines: list[str]) -> bool:
-    """Show what the step will do, on stderr, and ask (the answer is recorded by the service)."""
+    """Show what the step will do, on stderr, and ask (the answer is recorded by the service).
+    EOFError when the input ends (Ctrl-D, a closed pipe): the service records the step declined."""
     params = step.params or {}
     typer.echo(f"\nstep {step.n}: {params.get('title') or params.get('name')}", err=True)
     for line in lines:
         typer.echo(f"  {line}", err=True)
     if params.get("expect"):
         typer.echo(f"  expect: {params['expect']}", err=True)
-    return bool(typer.confirm("Run this step?", default=False, err=True))
+    try:
+        return bool(typer.confirm("Run this step?", default=False, err=True))
+    except typer.Abort as e:  # typer's word for both: end of input is no answer, Ctrl-C stays Ctrl-C
+        if isinstance(e.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise EOFError("end of input at the confirmation prompt") from None
 
 
 def render_preview(doc: dict[str, Any], *, header: str | None = None) -> str:

@@ -49,6 +49,7 @@ from upgrader.services.wiring import AppContext
 
 CONFIRMED, DECLINED = "runbook-step-confirmed", "runbook-step-declined"
 EVENTS_READ = 5000
+NO_ANSWER = "no answer (end of input)"
 
 __all__ = ["LoadedRunbook", "RunbookPreview", "catalog", "load", "preview", "resume", "run", "show"]
 
@@ -241,16 +242,20 @@ def _confirmer(app: AppContext, cluster: str, yes: bool,
             return (f"step {step.n} ({name}) waits for a person's confirmation and no one can be asked: "
                     f"`upgrader resume {ctx.run_id}` from a terminal, or with --yes")
         lines = describe(ctx, step)
-        answer = True if yes else bool(confirm(step, lines) if confirm is not None else False)
+        how = "--yes" if yes else "terminal"
+        try:
+            answer = True if yes else bool(confirm(step, lines) if confirm is not None else False)
+        except EOFError:  # the input ended (Ctrl-D, a closed pipe) before an answer: no is the answer
+            answer, how = False, NO_ANSWER
         with app.unit_of_work() as uow:
             record_event(app, uow, CONFIRMED if answer else DECLINED, cluster=cluster, run_id=ctx.run_id,
                          data={"step": step.n, "name": name, "title": params.get("title"), "shown": lines,
-                               "by": app.actor.user, "answered": "--yes" if yes else "terminal"})
+                               "by": app.actor.user, "answered": how})
             uow.commit()
         if answer:
             return None
-        return (f"step {step.n} ({name}) declined by {app.actor.user}; nothing of it ran: `upgrader resume "
-                f"{ctx.run_id}` asks again")
+        said = f"not confirmed: {NO_ANSWER}" if how == NO_ANSWER else f"declined by {app.actor.user}"
+        return f"step {step.n} ({name}) {said}; nothing of it ran: `upgrader resume {ctx.run_id}` asks again"
     return ask
 
 
