@@ -44,14 +44,15 @@ from upgrader.services.audit import record_event
 from upgrader.services.etcd_access import LazyEtcdSession
 from upgrader.services.run_options import run_options
 from upgrader.services.runbook_children import Children
-from upgrader.services.runbook_files import LoadedRunbook, catalog, load, show
+from upgrader.services.runbook_files import Listed, LoadedRunbook, catalog, listing, load, show
 from upgrader.services.wiring import AppContext
 
 CONFIRMED, DECLINED = "runbook-step-confirmed", "runbook-step-declined"
 EVENTS_READ = 5000
 NO_ANSWER = "no answer (end of input)"
 
-__all__ = ["LoadedRunbook", "RunbookPreview", "catalog", "load", "preview", "resume", "run", "show"]
+__all__ = ["Listed", "LoadedRunbook", "RunbookPreview", "catalog", "listing", "load", "preview", "resume", "run",
+           "show"]
 
 
 # -- a run ---------------------------------------------------------------------------------------------
