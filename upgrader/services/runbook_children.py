@@ -34,7 +34,7 @@ from upgrader.services.runbook_upgrade_run import not_an_upgrade, refuse_going_b
 from upgrader.services.wiring import AppContext
 
 CHILD = "runbook-child-run"
-EVENTS_READ = 5000
+EVENTS_READ = 5000  # of one run and one kind: a run records a few per step
 RESUMABLE = (RunStatus.INTERRUPTED, RunStatus.FAILED, RunStatus.RUNNING)
 Report = Callable[[StepEvent], None]
 
@@ -68,9 +68,8 @@ class Children:
     def child_of(self, ctx: RunContext, step: Step) -> RunRecord | None:
         """The child run this step started (recorded by an event), if any."""
         with self.app.unit_of_work() as uow:
-            events = uow.repo.list_events(self.cluster.name, limit=EVENTS_READ)
-            found = [e for e in events if e.kind == CHILD and e.run_id == ctx.run_id
-                     and (e.data or {}).get("step") == step.n]
+            events = uow.repo.list_events(self.cluster.name, limit=EVENTS_READ, run_id=ctx.run_id, kind=CHILD)
+            found = [e for e in events if (e.data or {}).get("step") == step.n]
             return uow.repo.get_run(int(found[-1].data["run"])) if found and found[-1].data else None
 
     def _record_child(self, ctx: RunContext, step: Step, child: int, kind: str) -> None:

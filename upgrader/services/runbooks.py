@@ -48,7 +48,7 @@ from upgrader.services.runbook_files import Listed, LoadedRunbook, catalog, list
 from upgrader.services.wiring import AppContext
 
 CONFIRMED, DECLINED = "runbook-step-confirmed", "runbook-step-declined"
-EVENTS_READ = 5000
+EVENTS_READ = 5000  # of one run and one kind: at most one per step
 NO_ANSWER = "no answer (end of input)"
 
 __all__ = ["Listed", "LoadedRunbook", "RunbookPreview", "catalog", "listing", "load", "preview", "resume", "run",
@@ -263,9 +263,8 @@ def _confirmer(app: AppContext, cluster: str, yes: bool,
 def confirmed_steps(app: AppContext, cluster: str, run_id: int) -> set[int]:
     """The steps of the run a person (or --yes) confirmed, read from the audit trail."""
     with app.unit_of_work() as uow:
-        events = uow.repo.list_events(cluster, limit=EVENTS_READ)
-    return {int((e.data or {})["step"]) for e in events
-            if e.kind == CONFIRMED and e.run_id == run_id and isinstance((e.data or {}).get("step"), int)}
+        events = uow.repo.list_events(cluster, limit=EVENTS_READ, run_id=run_id, kind=CONFIRMED)
+    return {int((e.data or {})["step"]) for e in events if isinstance((e.data or {}).get("step"), int)}
 
 
 def failure_outcome(runbook: str, failed: RunRecord, error: StepFailedError) -> dict[str, Any]:
