@@ -150,7 +150,10 @@ class Repository(Protocol):
     def append_event(self, *, kind: str, actor: str, host: str, command_line: str, cluster: str | None = None,
                      run_id: int | None = None, data: Mapping[str, Any] | None = None) -> EventId: ...
 
-    def list_events(self, cluster: str | None = None, limit: int = 100) -> list[EventRecord]: ...
+    def list_events(self, cluster: str | None = None, limit: int = 100, *, run_id: int | None = None,
+                    kind: str | None = None) -> list[EventRecord]:
+        """The latest ``limit`` events, oldest first; only those of ``run_id`` and of ``kind`` when given."""
+        ...
 
     def acquire_lock(self, *, cluster: str, holder: str, ttl_seconds: float, now: datetime,
                      run_id: int | None = None, take_over: int | None = None) -> FencingToken:

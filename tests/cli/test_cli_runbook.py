@@ -49,8 +49,16 @@ def test_bad_names_params_and_files_are_one_line_exit_2(cli: Cli, added: None, t
     (custom / "broken.yaml").write_text("name: broken\ntitle: t\npurpose: p\nwhen_to_use: [x]\nafter: [y]\n"
                                         "steps:\n  - name: s\n    title: S\n    action: command\n"
                                         "    with: {node: cp-1, argv: 'rm -rf /'}\n")
-    r = cli("runbook", "list", "--runbooks", str(custom))
-    assert r.code == 2 and "broken.yaml:7: step 1 (s): field with.argv: expected a list of strings" in one_line(r)
+    said = "broken.yaml:7: step 1 (s): field with.argv: expected a list of strings"
+    r = cli("runbook", "list", "--runbooks", str(custom))  # the bad file is a row; the good ones are listed
+    broken = next(line for line in r.out.splitlines() if line.startswith("broken "))
+    assert r.code == 0 and "invalid: " in broken and said in broken
+    assert any(line.startswith("rollback-last-upgrade ") and line.endswith(" ok") for line in r.out.splitlines())
+    listed = {x["name"]: x for x in cli("runbook", "list", "--runbooks", str(custom), "-o", "json").json()["runbooks"]}
+    assert listed["broken"]["status"] == "invalid" and said in listed["broken"]["error"]
+    assert listed["rollback-last-upgrade"]["status"] == "ok" and listed["rollback-last-upgrade"]["error"] is None
+    r = cli("runbook", "show", "broken", "--runbooks", str(custom))
+    assert r.code == 2 and said in one_line(r)
     assert cli("runs", "list", "-o", "json").json() == []
 
 

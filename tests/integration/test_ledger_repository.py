@@ -286,6 +286,24 @@ def test_events_append_and_tail(ledger: db.Ledger) -> None:
     assert [e.at for e in everything] == sorted(e.at for e in everything)
 
 
+def test_events_of_one_run_and_kind_are_read_however_many_came_after(ledger: db.Ledger) -> None:
+    with ledger.unit_of_work() as uow:
+        for i in range(6):
+            uow.repo.append_event(kind="confirmed" if i % 2 == 0 else "declined", actor="alice", host="ops-1",
+                                  command_line="upgrader runbook run", cluster="prod", run_id=7 if i < 4 else 8,
+                                  data={"i": i})
+        for _ in range(3):
+            uow.repo.append_event(kind="confirmed", actor="bob", host="ops-2", command_line="upgrader apply 2",
+                                  cluster="dev", run_id=7)
+        uow.commit()
+    with ledger.unit_of_work() as uow:
+        assert [e.data for e in uow.repo.list_events("prod", limit=2, run_id=7)] == [{"i": 2}, {"i": 3}]
+        assert [e.data for e in uow.repo.list_events("prod", run_id=7, kind="confirmed")] == [{"i": 0}, {"i": 2}]
+        assert [e.data for e in uow.repo.list_events("prod", kind="declined")] == [{"i": 1}, {"i": 3}, {"i": 5}]
+        assert len(uow.repo.list_events(run_id=7, kind="confirmed")) == 5  # both clusters' run 7
+        assert uow.repo.list_events("prod", run_id=9) == []
+
+
 def test_removing_a_cluster_keeps_its_audit_trail(sql_ledger: db.Ledger) -> None:
     _add(sql_ledger)
     with sql_ledger.unit_of_work() as uow:

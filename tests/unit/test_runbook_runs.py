@@ -299,3 +299,28 @@ def test_a_dead_upgraders_lease_is_taken_over_and_a_live_one_is_not(world: NodeW
     with pytest.raises(RunLockedError):
         runbooks.run(world.app, previewed, yes=True, options=OPTIONS)
     assert counts(world)[:2] == before[:2]
+
+
+
+def test_confirmations_and_child_runs_are_read_from_the_runs_own_events_however_many_came_since(
+        world: NodeWorld) -> None:
+    import threading
+    from types import SimpleNamespace
+
+    from upgrader.services.runbook_children import CHILD, Children
+
+    previewed = runbooks.preview(world.app, "uncordon-nodes-left-by-upgrader", CLUSTER, {})
+    done = runbooks.run(world.app, previewed, yes=True, options=OPTIONS)
+    with world.ledger.unit_of_work() as uow:
+        uow.repo.append_event(kind=CHILD, actor="alice", host="ops-1", command_line="upgrader runbook run",
+                              cluster=CLUSTER, run_id=done.run.id, data={"step": 2, "run": done.run.id})
+        for i in range(runbooks.EVENTS_READ + 1):  # a busy cluster: other runs' events pile up after them
+            uow.repo.append_event(kind="step-succeeded", actor="bob", host="ops-2", command_line="upgrader apply 9",
+                                  cluster=CLUSTER, run_id=9999, data={"i": i})
+        uow.commit()
+    assert runbooks.confirmed_steps(world.app, CLUSTER, done.run.id) == {2}
+    with world.ledger.unit_of_work() as uow:
+        record = uow.repo.get_cluster(CLUSTER)
+    children = Children(world.app, record, report=lambda e: None, stop=threading.Event())
+    found = children.child_of(SimpleNamespace(run_id=done.run.id), previewed.plan.steps[1])  # type: ignore[arg-type]
+    assert found is not None and found.id == done.run.id

@@ -150,3 +150,35 @@ def test_every_generic_action_has_a_handler_and_confirms_exactly_when_it_changes
     assert {s.name for s in GENERIC if s.changes} == {"rollback-upgrade", "restore-snapshot",
                                                        "renew-all-certificates", "uncordon-left-by-upgrader",
                                                        "level-control-plane"}
+
+
+def test_the_recorded_sha256_is_of_the_text_parsed_the_file_read_once(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    from pathlib import Path
+
+    from tests.unit.test_runbook_runs import TWO_ASKS
+
+    (tmp_path / "two-asks.yaml").write_text(TWO_ASKS)
+    # a second read would see another file (it changed meanwhile): nothing may read it twice
+    monkeypatch.setattr(Path, "read_bytes", lambda self: b"name: changed\n")
+    loaded = runbooks.load("two-asks", tmp_path)
+    assert loaded.text == TWO_ASKS and loaded.sha256 == hashlib.sha256(TWO_ASKS.encode()).hexdigest()
+    assert loaded.runbook.title == "Uncordon twice, asking each time"
+
+
+def test_the_listing_keeps_the_good_runbooks_and_marks_a_bad_file_with_its_one_line_error(tmp_path: Any) -> None:
+    from tests.unit.test_runbook_runs import TWO_ASKS
+
+    (tmp_path / "two-asks.yaml").write_text(TWO_ASKS)
+    (tmp_path / "bad.yaml").write_text("name: bad\nname: again\n")
+    (tmp_path / "rollback-last-upgrade.yaml").write_text(TWO_ASKS)  # replaces the shipped one, named wrong
+    rows = {r.name: r for r in runbooks.listing(tmp_path)}
+    assert rows["two-asks"].loaded is not None and rows["two-asks"].error is None
+    bad = rows["bad"].error
+    assert rows["bad"].loaded is None and bad is not None and "\n" not in bad
+    assert bad.startswith(f"{tmp_path}/bad.yaml:2: duplicate key 'name'")
+    assert rows["rollback-last-upgrade"].loaded is None and rows["rollback-last-upgrade"].source == str(tmp_path)
+    assert rows["renew-certificates"].loaded is not None and rows["renew-certificates"].source == "shipped"
+    with pytest.raises(PlaybookError):
+        runbooks.catalog(tmp_path)  # the strict reading stays strict

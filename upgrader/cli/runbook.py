@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from upgrader.cli.output import OUTPUT_OPTION, Output, emit_json, table
 from upgrader.errors import UsageError
+
+if TYPE_CHECKING:
+    from upgrader.services.runbook_files import Listed
 
 app = typer.Typer(help="""Incident runbooks: written procedures for when an upgrade went wrong, each step shown
 before it runs, confirmed, and recorded in the ledger with who and when.
@@ -35,19 +38,32 @@ RUNBOOKS = typer.Option(None, "--runbooks", help="A directory of your own runboo
 
 @app.command("list")
 def list_command(runbooks: Path | None = RUNBOOKS, output: Output = OUTPUT_OPTION) -> None:
-    """The runbooks: name, title, and where each comes from. Every file is validated (exit 2 names the
-    file, the step and the field of the first problem)."""
+    """The runbooks: name, title, params, and whether the file is valid. Every file is validated; one
+    that is not is listed with its error ("invalid: FILE:LINE: step N (NAME): field F: ..."), the
+    others as usual (exit 0 either way: `runbook show NAME` and `runbook run` refuse it, exit 2)."""
     from upgrader.services import runbooks as service
 
-    found = service.catalog(runbooks)
+    found = service.listing(runbooks)
     if output is Output.JSON:
-        emit_json({"runbooks": [{"name": r.runbook.name, "title": r.runbook.title, "source": r.source,
-                                 "params": [p.name for p in r.runbook.params], "steps": len(r.runbook.steps)}
-                                for r in found]})
+        emit_json({"runbooks": [_listed(r) for r in found]})
         return
-    typer.echo(table(["name", "title", "params"],
-                     [(r.runbook.name, r.runbook.title, " ".join(p.name for p in r.runbook.params) or "")
-                      for r in found]))
+    rows = []
+    for r in found:
+        if r.loaded is None:
+            rows.append((r.name, "", "", f"invalid: {r.error}"))
+        else:
+            rb = r.loaded.runbook
+            rows.append((rb.name, rb.title, " ".join(p.name for p in rb.params) or "", "ok"))
+    typer.echo(table(["name", "title", "params", "status"], rows))
+
+
+def _listed(r: Listed) -> dict[str, Any]:
+    if r.loaded is None:
+        return {"name": r.name, "title": None, "source": r.source, "params": [], "steps": None,
+                "status": "invalid", "error": r.error}
+    rb = r.loaded.runbook
+    return {"name": rb.name, "title": rb.title, "source": r.source, "params": [p.name for p in rb.params],
+            "steps": len(rb.steps), "status": "ok", "error": None}
 
 
 @app.command("show")
@@ -152,14 +168,20 @@ def run_command(
 
 
 def ask(step: Any, lines: list[str]) -> bool:
-    """Show what the step will do, on stderr, and ask (the answer is recorded by the service)."""
+    """Show what the step will do, on stderr, and ask (the answer is recorded by the service).
+    EOFError when the input ends (Ctrl-D, a closed pipe): the service records the step declined."""
     params = step.params or {}
     typer.echo(f"\nstep {step.n}: {params.get('title') or params.get('name')}", err=True)
     for line in lines:
         typer.echo(f"  {line}", err=True)
     if params.get("expect"):
         typer.echo(f"  expect: {params['expect']}", err=True)
-    return bool(typer.confirm("Run this step?", default=False, err=True))
+    try:
+        return bool(typer.confirm("Run this step?", default=False, err=True))
+    except typer.Abort as e:  # typer's word for both: end of input is no answer, Ctrl-C stays Ctrl-C
+        if isinstance(e.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise EOFError("end of input at the confirmation prompt") from None
 
 
 def render_preview(doc: dict[str, Any], *, header: str | None = None) -> str:

@@ -193,8 +193,10 @@ class InMemoryRepository(InMemoryRuns):
                                           data=copy.deepcopy(dict(data)) if data is not None else None))
         return eid
 
-    def list_events(self, cluster: str | None = None, limit: int = 100) -> list[EventRecord]:
-        mine = [e for e in self._s.events if cluster is None or e.cluster == cluster]
+    def list_events(self, cluster: str | None = None, limit: int = 100, *, run_id: int | None = None,
+                    kind: str | None = None) -> list[EventRecord]:
+        mine = [e for e in self._s.events if (cluster is None or e.cluster == cluster)
+                and (run_id is None or e.run_id == run_id) and (kind is None or e.kind == kind)]
         return mine[-limit:] if limit > 0 else []
 
     # locks

@@ -280,11 +280,17 @@ class SqlRepository:
         self._session.flush()
         return EventId(row.id)
 
-    def list_events(self, cluster: str | None = None, limit: int = 100) -> list[EventRecord]:
-        """The latest ``limit`` events, oldest first (a tail of the audit stream)."""
+    def list_events(self, cluster: str | None = None, limit: int = 100, *, run_id: int | None = None,
+                    kind: str | None = None) -> list[EventRecord]:
+        """The latest ``limit`` events, oldest first (a tail of the audit stream); only those of
+        ``run_id`` and of ``kind`` when given (read within the cluster's index, no scan of the tail)."""
         query = sa.select(Event).order_by(Event.id.desc()).limit(limit)
         if cluster is not None:
             query = query.where(Event.cluster_name == cluster)
+        if run_id is not None:
+            query = query.where(Event.run_id == run_id)
+        if kind is not None:
+            query = query.where(Event.kind == kind)
         return [rows.event(row) for row in reversed(self._session.scalars(query).all())]
 
     # locks --------------------------------------------------------------------------------

@@ -16,15 +16,12 @@ step starts; the runbook's resumed step finds it, accepts it when it succeeded, 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from upgrader.domain.certificates import is_renewal
 from upgrader.domain.plans import Action, Step
 from upgrader.domain.records import ClusterRecord, RunRecord
-from upgrader.domain.rollback import is_rollback
-from upgrader.domain.runbooks import is_runbook
 from upgrader.domain.runs import RunStatus
 from upgrader.engine.context import RunbookHooks, RunContext, StepEvent, StopRequestedError
 from upgrader.engine.runbook_steps import args
@@ -32,11 +29,12 @@ from upgrader.engine.steps import StepError
 from upgrader.errors import LockLostError
 from upgrader.services.apply import RunResult
 from upgrader.services.audit import record_event
+from upgrader.services.runbook_lines import rollback_lines
+from upgrader.services.runbook_upgrade_run import not_an_upgrade, refuse_going_back, upgrade_run
 from upgrader.services.wiring import AppContext
 
 CHILD = "runbook-child-run"
-EVENTS_READ = 5000
-LOSS_SHOWN = 10
+EVENTS_READ = 5000  # of one run and one kind: a run records a few per step
 RESUMABLE = (RunStatus.INTERRUPTED, RunStatus.FAILED, RunStatus.RUNNING)
 Report = Callable[[StepEvent], None]
 
@@ -70,9 +68,8 @@ class Children:
     def child_of(self, ctx: RunContext, step: Step) -> RunRecord | None:
         """The child run this step started (recorded by an event), if any."""
         with self.app.unit_of_work() as uow:
-            events = uow.repo.list_events(self.cluster.name, limit=EVENTS_READ)
-            found = [e for e in events if e.kind == CHILD and e.run_id == ctx.run_id
-                     and (e.data or {}).get("step") == step.n]
+            events = uow.repo.list_events(self.cluster.name, limit=EVENTS_READ, run_id=ctx.run_id, kind=CHILD)
+            found = [e for e in events if (e.data or {}).get("step") == step.n]
             return uow.repo.get_run(int(found[-1].data["run"])) if found and found[-1].data else None
 
     def _record_child(self, ctx: RunContext, step: Step, child: int, kind: str) -> None:
@@ -151,6 +148,7 @@ class Children:
                                             "loss": (previewed.loss or {}).get("counts")}
 
     def _rollback(self, ctx: RunContext, step: Step) -> dict[str, Any]:
+        self._named_run(step, "the upgrade run to roll back")
         a = args(step)
         snapshot = a.get("snapshot")
         return self._rollback_to(ctx, step, str(snapshot) if snapshot else None,
@@ -175,12 +173,12 @@ class Children:
         a = args(step)
         previewed = self._rollback_preview(str(a["snapshot"]) if a.get("snapshot") else None,
                                            str(a["run"]) if a.get("run") else None)
-        return _rollback_lines(previewed.to_dict(), "roll back")
+        return rollback_lines(previewed.to_dict(), "roll back")
 
     def _describe_restore(self, ctx: RunContext, step: Step) -> list[str]:
         previewed = self._rollback_preview(self._restore_target(step), None)
         verb = "restore" if step.action is Action.RESTORE_SNAPSHOT else "would restore (this step only reads)"
-        return _rollback_lines(previewed.to_dict(), verb)
+        return rollback_lines(previewed.to_dict(), verb)
 
     # -- certificates -------------------------------------------------------------------------------
 
@@ -212,26 +210,46 @@ class Children:
 
     # -- level a half-done hop ------------------------------------------------------------------------
 
-    def _interrupted_upgrade(self, step: Step) -> RunRecord | None:
+    def _named_run(self, step: Step, kind: str) -> RunRecord | None:
+        """The run the step's ``run`` argument names, refused (exit 2) unless an upgrade run of this cluster."""
         wanted = args(step).get("run")
+        if not wanted:
+            return None
+        return upgrade_run(self.app, self.cluster.name, int(wanted), where=f"{step.action} ({kind}) run={wanted}")
+
+    def _interrupted_upgrade(self, step: Step) -> RunRecord | None:
+        named = self._named_run(step, "the upgrade run to level")
+        if named is not None:
+            return named
         with self.app.unit_of_work() as uow:
-            if wanted:
-                return uow.repo.get_run(int(wanted))
             for run in uow.repo.list_runs(self.cluster.name):
-                document = uow.repo.get_plan(run.plan_id).document
-                if is_rollback(document) or is_renewal(document) or is_runbook(document):
+                if not_an_upgrade(uow.repo.get_plan(run.plan_id).document) is not None:
                     continue
                 return run if run.status in RESUMABLE else None
         return None
 
+    def check(self, steps: list[Step]) -> None:
+        """Before anything is recorded: the runs the steps would level or roll back are upgrade runs of
+        this cluster, and one to level forward is not being rolled back (UsageError, exit 2)."""
+        for step in steps:
+            if step.action is Action.LEVEL_CONTROL_PLANE:
+                found = self._interrupted_upgrade(step)
+                if found is not None and found.status in RESUMABLE:
+                    refuse_going_back(self.app, self.cluster.name, found)
+            elif step.action is Action.ROLLBACK_UPGRADE:
+                self._named_run(step, "the upgrade run to roll back")
+
     def _level(self, ctx: RunContext, step: Step) -> dict[str, Any]:
         child = self.child_of(ctx, step)
         if child is not None:
+            if child.status in RESUMABLE:
+                refuse_going_back(self.app, self.cluster.name, child)
             done = self._continue(ctx, step, child, "upgrade")
             if done is not None:
                 return done
         found = self._interrupted_upgrade(step)
         if found is not None and found.status in RESUMABLE:
+            refuse_going_back(self.app, self.cluster.name, found)
             self._record_child(ctx, step, found.id, "upgrade")
             done = self._continue(ctx, step, found, "upgrade")
             assert done is not None
@@ -273,25 +291,3 @@ class Children:
                     "apply for it) and apply that plan under this runbook's lease"]
         return ["no upgrade run of this cluster stopped half way: the step will fail, changing nothing"]
 
-
-def _rollback_lines(doc: Mapping[str, Any], verb: str) -> list[str]:
-    snap = doc["snapshot"]
-    lines = [f"{verb} to snapshot {snap['id']} taken {snap['created_at'][:19]} (etcd revision {snap['revision']}, "
-             f"verified: {', '.join(snap['checked'])})",
-             f"versions after: {doc['target']['version']}; control-plane nodes: {', '.join(doc['control_planes'])}"]
-    loss = doc.get("loss")
-    if loss:
-        counts = loss.get("counts") or {}
-        lines.append("what will be lost: " + ", ".join(f"{v} {k}" for k, v in counts.items())
-                     + f" ({loss.get('revisions_since')} etcd revisions since the snapshot)")
-        for o in (loss.get("objects") or [])[:LOSS_SHOWN]:
-            ns = f"{o['namespace']}/" if o.get("namespace") else ""
-            lines.append(f"  {o['change']}: {o['resource']} {ns}{o['name']}")
-        more = len(loss.get("objects") or []) - LOSS_SHOWN
-        if more > 0:
-            lines.append(f"  ... and {more} more (`upgrader rollback --dry-run -o json` lists them all)")
-    elif doc.get("loss_error"):
-        lines.append(f"what will be lost: cannot tell ({doc['loss_error']})")
-    for s in doc.get("steps") or []:
-        lines.append(f"  {s['n']}. {s['action']} {s.get('node') or ''}".rstrip())
-    return lines

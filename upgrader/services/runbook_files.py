@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from upgrader.domain.runbooks import NAME, Runbook, describe_static, parse_runbook
-from upgrader.errors import UsageError
-from upgrader.services.yaml_docs import load_yaml
+from upgrader.errors import UpgraderError, UsageError
+from upgrader.services.yaml_docs import read_yaml
 from upgrader.shipped import shipped_dir
 
 
@@ -43,8 +43,7 @@ def _files(extra: Path | None) -> dict[str, tuple[Path, str]]:
 
 def _read(path: Path, source: str) -> LoadedRunbook:
     shown = f"{'playbooks/runbooks' if source == 'shipped' else source}/{path.name}"
-    doc = load_yaml(path, shown_as=shown)
-    data = path.read_bytes()
+    doc, data = read_yaml(path, shown_as=shown)  # one read: the sha256 is of the text parsed
     runbook = parse_runbook(doc, file=shown, stem=path.stem)
     return LoadedRunbook(runbook, path, data.decode(), hashlib.sha256(data).hexdigest(), source)
 
@@ -52,6 +51,28 @@ def _read(path: Path, source: str) -> LoadedRunbook:
 def catalog(extra: Path | None = None) -> list[LoadedRunbook]:
     """Every runbook, by name; a file that is not valid stops the listing with its error (exit 2)."""
     return [_read(path, source) for _name, (path, source) in sorted(_files(extra).items())]
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One row of ``runbook list``: the runbook read, or the one-line error of its file."""
+
+    name: str
+    path: Path
+    source: str
+    loaded: LoadedRunbook | None
+    error: str | None
+
+
+def listing(extra: Path | None = None) -> list[Listed]:
+    """Every runbook file, by name: a file that is not valid is listed with its error, the others as read."""
+    rows = []
+    for name, (path, source) in sorted(_files(extra).items()):
+        try:
+            rows.append(Listed(name, path, source, _read(path, source), None))
+        except UpgraderError as e:
+            rows.append(Listed(name, path, source, None, " ".join(e.message.split())))
+    return rows
 
 
 def load(name: str, extra: Path | None = None) -> LoadedRunbook:

@@ -44,13 +44,15 @@ from upgrader.services.audit import record_event
 from upgrader.services.etcd_access import LazyEtcdSession
 from upgrader.services.run_options import run_options
 from upgrader.services.runbook_children import Children
-from upgrader.services.runbook_files import LoadedRunbook, catalog, load, show
+from upgrader.services.runbook_files import Listed, LoadedRunbook, catalog, listing, load, show
 from upgrader.services.wiring import AppContext
 
 CONFIRMED, DECLINED = "runbook-step-confirmed", "runbook-step-declined"
-EVENTS_READ = 5000
+EVENTS_READ = 5000  # of one run and one kind: at most one per step
+NO_ANSWER = "no answer (end of input)"
 
-__all__ = ["LoadedRunbook", "RunbookPreview", "catalog", "load", "preview", "resume", "run", "show"]
+__all__ = ["Listed", "LoadedRunbook", "RunbookPreview", "catalog", "listing", "load", "preview", "resume", "run",
+           "show"]
 
 
 # -- a run ---------------------------------------------------------------------------------------------
@@ -97,6 +99,7 @@ def preview(app: AppContext, name: str, cluster: str, params: Mapping[str, str],
     plan = plan_runbook(loaded.runbook, values, cluster=cluster, version=version, fingerprint=parsed.fingerprint)
     options = options or run_options(auto_rollback=False)
     children = Children(app, record, report=lambda e: None, stop=threading.Event())
+    children.check(list(plan.steps))
     would = _describe_all(app, record, plan, inventory, options, children)
     return RunbookPreview(loaded, cluster, values, plan, inventory, would, children)
 
@@ -240,25 +243,28 @@ def _confirmer(app: AppContext, cluster: str, yes: bool,
             return (f"step {step.n} ({name}) waits for a person's confirmation and no one can be asked: "
                     f"`upgrader resume {ctx.run_id}` from a terminal, or with --yes")
         lines = describe(ctx, step)
-        answer = True if yes else bool(confirm(step, lines) if confirm is not None else False)
+        how = "--yes" if yes else "terminal"
+        try:
+            answer = True if yes else bool(confirm(step, lines) if confirm is not None else False)
+        except EOFError:  # the input ended (Ctrl-D, a closed pipe) before an answer: no is the answer
+            answer, how = False, NO_ANSWER
         with app.unit_of_work() as uow:
             record_event(app, uow, CONFIRMED if answer else DECLINED, cluster=cluster, run_id=ctx.run_id,
                          data={"step": step.n, "name": name, "title": params.get("title"), "shown": lines,
-                               "by": app.actor.user, "answered": "--yes" if yes else "terminal"})
+                               "by": app.actor.user, "answered": how})
             uow.commit()
         if answer:
             return None
-        return (f"step {step.n} ({name}) declined by {app.actor.user}; nothing of it ran: `upgrader resume "
-                f"{ctx.run_id}` asks again")
+        said = f"not confirmed: {NO_ANSWER}" if how == NO_ANSWER else f"declined by {app.actor.user}"
+        return f"step {step.n} ({name}) {said}; nothing of it ran: `upgrader resume {ctx.run_id}` asks again"
     return ask
 
 
 def confirmed_steps(app: AppContext, cluster: str, run_id: int) -> set[int]:
     """The steps of the run a person (or --yes) confirmed, read from the audit trail."""
     with app.unit_of_work() as uow:
-        events = uow.repo.list_events(cluster, limit=EVENTS_READ)
-    return {int((e.data or {})["step"]) for e in events
-            if e.kind == CONFIRMED and e.run_id == run_id and isinstance((e.data or {}).get("step"), int)}
+        events = uow.repo.list_events(cluster, limit=EVENTS_READ, run_id=run_id, kind=CONFIRMED)
+    return {int((e.data or {})["step"]) for e in events if isinstance((e.data or {}).get("step"), int)}
 
 
 def failure_outcome(runbook: str, failed: RunRecord, error: StepFailedError) -> dict[str, Any]:

@@ -48,6 +48,12 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _m
 def load_yaml(path: Path, *, shown_as: str | None = None) -> Any:
     """The one YAML document in ``path``, mappings carrying LINE_KEY; PlaybookError (exit 2) when the
     file cannot be read or is not YAML. ``shown_as`` is the name messages use (default: the path)."""
+    return read_yaml(path, shown_as=shown_as)[0]
+
+
+def read_yaml(path: Path, *, shown_as: str | None = None) -> tuple[Any, bytes]:
+    """As :func:`load_yaml`, with the bytes the document was parsed from: the file is read once, so a
+    hash of those bytes is the hash of what was parsed even when the file changes meanwhile."""
     name = shown_as or str(path)
     try:
         with path.open("rb") as handle:
@@ -61,7 +67,7 @@ def load_yaml(path: Path, *, shown_as: str | None = None) -> Any:
     except UnicodeDecodeError:
         raise PlaybookError(f"{name}: not UTF-8 text") from None
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+        return yaml.load(text, Loader=_StrictLoader), data  # a SafeLoader subclass: no arbitrary objects
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f":{mark.line + 1}" if mark is not None else ""
