@@ -180,7 +180,7 @@ def test_postgres_lock_timeout_is_busy_too_and_rolls_the_write_back(cli, kubecon
     transaction goes, observation, plan and steps with it."""
     state = cli.write("inv.json", STANDARD)
     before = {t: _pg_count(pg, t) for t in ("clusters", "observations", "plans", "plan_steps", "events")}
-    with _postgres_table_lock(pg, "events", release_after=6):
+    with _postgres_table_lock(pg, "events", release_after=12):
         r = cli("--db", pg, "--busy-timeout", "1", "plan", "prod", "--to", "v1.31", "--state", str(state))
         _assert_busy(r, "1.")
         assert "lock timeout" in r.err

@@ -17,7 +17,9 @@ def test_bad_ids_a_leaking_http_and_a_missing_dir_are_one_line_exit_2(cli: Cli, 
     (custom / "leak.yaml").write_text("name: leak\ntitle: t\npurpose: p\nwhen_to_use: [x]\nafter: [y]\n"
                                       "steps:\n  - name: s\n    title: S\n    action: check\n"
                                       "    with: {http: '@evil.example/x'}\n")
-    r = cli("runbook", "list", "--runbooks", str(custom))
+    r = cli("runbook", "list", "--runbooks", str(custom))  # the listing marks the bad file; show refuses it
+    assert r.code == 0 and "invalid: " in r.out and "field with.http: expected a path" in r.out, r.out
+    r = cli("runbook", "show", "leak", "--runbooks", str(custom))
     assert r.code == 2 and "leak.yaml:7: step 1 (s): field with.http: expected a path" in one_line(r), r.err
     assert cli("runs", "list", "-o", "json").json() == []
     r = cli("playbook", "validate", str(tmp_path / "missing"))
