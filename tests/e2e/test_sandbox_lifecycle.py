@@ -33,10 +33,18 @@ def _ours(home: Path) -> list[str]:
     return out
 
 
+def _ctrl_c_reaches_it() -> None:
+    """In the child before exec: SIGINT back to its default. A shell starts background jobs with SIGINT
+    ignored and children inherit that, so under `scripts/test.sh &` a Ctrl-C could never reach `up`,
+    which a person at a terminal always can."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_up_leaves_nothing_running(cli: Cli, sig: int) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "upgrader", "sandbox", "up", "halfway", "--workers", "1"],
-                            env=cli.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=cli.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_reaches_it)
     state = cli.home / "upgrader" / "sandboxes" / "halfway" / "state.json"
     eventually(lambda: state.exists() and json.loads(state.read_text()).get("processes"), timeout=30, every=0.05)
     proc.send_signal(sig)
@@ -54,7 +62,7 @@ def _interrupt_up(cli: Cli, name: str, *, after: float | None = None, when_dir_a
     sandbox_dir = cli.home / "upgrader" / "sandboxes" / name
     proc = subprocess.Popen([sys.executable, "-m", "upgrader", "sandbox", "up", name, "--control-planes", "3",
                              "--workers", "1"], env=cli.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_ctrl_c_reaches_it)
     if when_dir_appears:
         deadline = time.monotonic() + 30
         while not sandbox_dir.exists() and proc.poll() is None and time.monotonic() < deadline:
